@@ -1,0 +1,47 @@
+/* Included at the end of the generated source (flavor "kernel"); see
+ * sb_kmod_gen.h.  The generator lists its wrappers as
+ *   #define SB_GEN_FOREACH(X) X(0, sb_gen_f0) X(1, sb_gen_w1) ...
+ * and this expands one loop per wrapper, each with a direct call. */
+#include "sb_kmod_gen.h"
+
+int sb_gen_faults;
+
+#define SB_KLOOP(fn)                                    \
+	do {                                            \
+		for (i = 0; i < calls; i++) {           \
+			if (rdx)                        \
+				a->regs[1] = *rdx;      \
+			st = fn(leaf, a);               \
+		}                                       \
+	} while (0)
+
+#ifdef SB_GEN_FOREACH
+const bool sb_gen_direct = true;
+
+noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx)
+{
+	sb_u64 st = 0;
+	u32 i;
+
+#define SB_KCASE(n, fn) case n: SB_KLOOP(fn); break;
+	switch (idx) {
+	SB_GEN_FOREACH(SB_KCASE)
+	default:
+		break;
+	}
+#undef SB_KCASE
+	return st;
+}
+#else
+const bool sb_gen_direct;
+
+noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx)
+{
+	sb_conv_fn fn = sb_gen_unit.entries[idx].fn;
+	sb_u64 st = 0;
+	u32 i;
+
+	SB_KLOOP(fn);
+	return st;
+}
+#endif
