@@ -23,7 +23,7 @@ noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls,
 	sb_u64 st = 0;
 	u32 i;
 
-#define SB_KCASE(n, fn) case n: SB_KLOOP(fn); break;
+#define SB_KCASE(n, fn, mask) case n: SB_KLOOP(fn); break;
 	switch (idx) {
 	SB_GEN_FOREACH(SB_KCASE)
 	default:
@@ -31,6 +31,17 @@ noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls,
 	}
 #undef SB_KCASE
 	return st;
+}
+
+sb_u64 sb_gen_fpu_mask(u32 idx)
+{
+#define SB_KMASK(n, fn, mask) case n: return mask;
+	switch (idx) {
+	SB_GEN_FOREACH(SB_KMASK)
+	default:
+		return 0;
+	}
+#undef SB_KMASK
 }
 #else
 const bool sb_gen_direct;
@@ -43,5 +54,10 @@ noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls,
 
 	SB_KLOOP(fn);
 	return st;
+}
+
+sb_u64 sb_gen_fpu_mask(u32 idx)
+{
+	return ~0ULL;
 }
 #endif

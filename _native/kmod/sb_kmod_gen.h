@@ -16,6 +16,9 @@ extern const struct sb_gen_unit sb_gen_unit;
  * back).  Returns the last status. */
 sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx);
 
+/* The convention's declared fpu_mask (all ones: every XCR0 component). */
+sb_u64 sb_gen_fpu_mask(u32 idx);
+
 extern const bool sb_gen_direct;	/* false: no SB_GEN_FOREACH, indirect calls */
 extern int sb_gen_faults;		/* faults caught in the generated code's FPU instructions */
 

@@ -607,16 +607,18 @@ static long sb_run_batches(struct sb_ctx *x, struct sb_krun *r, u64 *kbuf)
 	u32 s = 0;
 	int faults0 = SB_GEN_FAULTS();
 
-	/* Warm-up, interrupts on: also tells whether one sample fits a batch. */
+	/* Warm-up, interrupts on: the second sample (caches, and TCG's translations,
+	 * warm) tells whether one sample fits comfortably in a batch. */
 	preempt_disable();
 	sb_claim_fpu();
+	sb_sample(x);
 	w = sb_sample(x);
 	preempt_enable();
 	r->warmup_ticks = w;
 	r->budget_ticks = budget;
 	if (SB_GEN_FAULTS() != faults0)
 		return -EOPNOTSUPP;	/* e.g. an XSAVE variant this CPU lacks */
-	if (w > budget / 4)
+	if (w > budget / 2)
 		return -E2BIG;		/* lower calls_per_sample or latency_iters */
 
 	deadline = ktime_get_ns() + SB_RUN_LIMIT_NS;
@@ -719,7 +721,7 @@ static long sb_ioctl_run(void __user *uarg)
 			goto out_free;
 		}
 		x.args->xsave_area = xarea;
-		x.args->fpu_mask = xcr0 & ~SB_XFEATURE_AMX;
+		x.args->fpu_mask = xcr0 & ~SB_XFEATURE_AMX & sb_gen_fpu_mask(r.entry);
 	}
 
 	ret = mutex_lock_interruptible(&sb_lock);
