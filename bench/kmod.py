@@ -31,6 +31,7 @@ REASONS = {0: "ok", 1: "fault", 2: "vmfailinvalid", 3: "status", 4: "td_guest", 
 FLAGS = {"hypervisor": 1 << 0, "kvm": 1 << 1, "tcg": 1 << 2, "td_guest": 1 << 3, "osxsave": 1 << 4,
          "xgetbv1": 1 << 5, "serialize": 1 << 6, "vmx": 1 << 7, "tdx_host_built": 1 << 8,
          "tdx_guest_built": 1 << 9, "direct_calls": 1 << 10, "fpu_usable": 1 << 11}
+RUN_BASELINE = 1
 MAX_SAMPLES = 1 << 20
 MAX_CALLS = 1 << 16
 MAX_LATENCY = 1 << 20
@@ -198,12 +199,15 @@ class KmodDevice:
         raise KmodError(f"the loaded module has no wrapper {convention} x {crossing} x {leaf}: "
                         "rebuild it (bench kmod build) after changing conventions")
 
-    def run(self, entry: KEntry | int, calls_per_sample: int, samples: int, emul: dict | None = None) -> RunResult:
+    def run(self, entry: KEntry | int, calls_per_sample: int, samples: int, emul: dict | None = None,
+            baseline: bool = False) -> RunResult:
+        """Per-sample TSC ticks of calls_per_sample back-to-back calls; with baseline, of an empty
+        function through the same loop (what to subtract)."""
         idx = entry if isinstance(entry, int) else entry.index
         ent = self.entries()[idx] if isinstance(entry, int) else entry
         buf = (u64 * samples)()
         r = Run(size=ctypes.sizeof(Run), entry=idx, calls_per_sample=calls_per_sample, samples=samples,
-                out=ctypes.addressof(buf), out_len=ctypes.sizeof(buf))
+                flags=RUN_BASELINE if baseline else 0, out=ctypes.addressof(buf), out_len=ctypes.sizeof(buf))
         for k, v in (emul or {}).items():
             setattr(r.emul, k, v)
         try:
@@ -222,6 +226,89 @@ def _run_error(exc: OSError, e: KEntry) -> str:
                               "the convention needs",
             errno.EINTR: "interrupted by a signal", errno.ETIME: "the run hit the module's 30 s limit"}
     return f"{what}: {os.strerror(exc.errno)} ({hint.get(exc.errno, 'rejected by the module')})"
+
+
+# --- the kmod:* backends ----------------------------------------------------------
+
+def probe_backend(name: str):
+    """backends.probe for kmod:<crossing>: what the module's own probe found."""
+    from .backends import BACKENDS, Probe
+    crossing = BACKENDS[name].crossing
+    if not device_present():
+        return Probe(name, False, f"{DEVICE} absent: build and load the module (bench kmod build && bench kmod load)")
+    try:
+        with KmodDevice() as d:
+            cap = d.caps()["crossings"][crossing]
+    except (KmodError, OSError) as exc:
+        return Probe(name, False, f"kernel module: {exc}")
+    return Probe(name, cap.available, f"ring 0: {cap.why}")
+
+
+def _calibrate(d: KmodDevice, e: KEntry, emul: dict, target: float) -> int:
+    """Calls per sample so that one sample lasts about `target` TSC ticks."""
+    calls = 4
+    for _ in range(6):
+        try:
+            r = d.run(e, calls, 5, emul)
+        except KmodError:
+            if calls == 1:
+                raise
+            calls = 1
+            continue
+        batch = sorted(r.ticks)[2]
+        # A sample must stay well inside the module's interrupts-off batch.
+        target = min(target, r.budget_ticks / 4)
+        if batch >= target / 2 or calls >= MAX_CALLS:
+            break
+        calls = min(MAX_CALLS, max(calls * 2, int(calls * target / max(batch, 1))))
+    per_call = max(batch / calls, 1e-3)
+    return max(1, min(MAX_CALLS, int(target / per_call)))
+
+
+def measure(spec, ctx, verdict):
+    """Time one benchmark in the kernel module: samples of the wrapper and of the empty
+    baseline, paired, net per call (the same statistic the user-space loop produces)."""
+    from . import backends, machine
+    from .measure import Measurement, Run as MRun, UnavailableError
+
+    conv = ctx.catalog.convention(spec.convention)
+    leaf = ctx.catalog.leaf(spec.leaf)
+    b = backends.BACKENDS[spec.backend]
+    s = ctx.settings
+    try:
+        d = KmodDevice()
+    except KmodError as exc:
+        raise UnavailableError(f"{spec.name}: {exc}") from None
+    with d:
+        try:
+            e = d.find(conv.name, b.crossing, leaf.name)
+        except KmodError as exc:
+            raise UnavailableError(f"{spec.name}: {exc}") from None
+        if not e.runnable:
+            cap = d.caps()["crossings"][b.crossing]
+            why = cap.why if not cap.available else (
+                f"the module issues {b.crossing} only with its read-only leaf "
+                f"({ {'seamcall': 'sys_rd', 'tdcall': 'vp_info'}.get(b.crossing, '?') })")
+            raise UnavailableError(f"{spec.name}: {why}")
+        emul, ser_name = {}, None
+        if b.crossing == "emulated":
+            mode = backends.serialize_mode_for(spec.backend, ctx.registry)
+            ser_name = next(k for k, v in backends.SER_MODES.items() if v == mode)
+            avx = ctx.xsave["xcr0"] & machine.AVX_STATE_BITS if ctx.xsave["enabled"] and leaf.avx_reset else 0
+            emul = {"serialize_mode": mode, "avx_reset_mask": avx}
+        try:
+            calls = _calibrate(d, e, emul, s.batch_us * 1e-6 * ctx.clocks["tsc_hz"])
+            runs = []
+            n = s.values + s.warmups
+            for _ in range(s.runs):
+                r = d.run(e, calls, n, emul)
+                bl = d.run(e, calls, n, emul, baseline=True)
+                net = [(x - y) / calls for x, y in zip(r.ticks, bl.ticks)]
+                base = [y / calls for y in bl.ticks]
+                runs.append(MRun(values=net[s.warmups:], warmups=net[:s.warmups], baseline=base[s.warmups:]))
+        except KmodError as exc:
+            raise UnavailableError(str(exc)) from None
+    return Measurement(spec, calls, runs, ser_name, conv.decl_hash, verdict.safe, verdict.text, None)
 
 
 # --- bench kmod build | load | unload | status --------------------------------
@@ -277,20 +364,31 @@ def unload() -> None:
         raise KmodError(f"rmmod {MODULE} failed: {res.stderr.strip()}")
 
 
-def status_lines() -> list:
-    lines = [f"module: {'loaded' if loaded() else 'not loaded'}; device {DEVICE}: "
-             f"{'present' if device_present() else 'absent'}"]
-    if not device_present():
-        return lines
+def status_doc() -> dict:
+    doc = {"loaded": loaded(), "device": DEVICE, "device_present": device_present()}
+    if not doc["device_present"]:
+        return doc
     with KmodDevice() as d:
         c = d.caps()
         ents = d.entries()
-    lines.append(f"kernel {c['kernel']}, {c['vendor']}, hypervisor {c['hv_sig'] or '-'}, "
-                 f"flags {','.join(c['flags'])}")
-    lines.append(f"XCR0 {c['xcr0']:#x}, XSAVE {c['xsave_size_xcr0']} B (max {c['xsave_size_max']}, "
-                 f"XSAVES {c['xsaves_size']}), TSC {c['tsc_khz']} kHz, irq-off batch <= {c['budget_ticks']} ticks")
-    for name, x in c["crossings"].items():
-        lines.append(f"  kmod:{name:9s} {x.state:11s} {x.why}")
-    runnable = sum(e.runnable for e in ents)
-    lines.append(f"{len(ents)} generated wrappers, {runnable} runnable here")
+    c["crossings"] = {n: x.__dict__ | {"fault_name": x.fault_name} for n, x in c["crossings"].items()}
+    doc.update(c)
+    doc["entries"] = len(ents)
+    doc["runnable"] = [f"{e.convention}/{e.crossing}/{e.leaf}" for e in ents if e.runnable]
+    return doc
+
+
+def status_lines() -> list:
+    d = status_doc()
+    lines = [f"module: {'loaded' if d['loaded'] else 'not loaded'}; device {DEVICE}: "
+             f"{'present' if d['device_present'] else 'absent'}"]
+    if not d["device_present"]:
+        return lines
+    lines.append(f"kernel {d['kernel']}, {d['vendor']}, hypervisor {d['hv_sig'] or '-'}, "
+                 f"flags {','.join(d['flags'])}")
+    lines.append(f"XCR0 {d['xcr0']:#x}, XSAVE {d['xsave_size_xcr0']} B (max {d['xsave_size_max']}, "
+                 f"XSAVES {d['xsaves_size']}), TSC {d['tsc_khz']} kHz, irq-off batch <= {d['budget_ticks']} ticks")
+    for name, x in d["crossings"].items():
+        lines.append(f"  kmod:{name:9s} {x['state']:11s} {x['why']}")
+    lines.append(f"{d['entries']} generated wrappers, {len(d['runnable'])} runnable here")
     return lines

@@ -6,6 +6,18 @@
 
 int sb_gen_faults;
 
+/* The baseline: an empty function called through the same loop, so that
+ * user space can subtract loop, call and timer overhead (SB_KRUN_BASELINE). */
+sb_u64 sb_gen_empty(sb_u64 leaf, struct sb_args *a);
+__asm__(".pushsection .text\n"
+	".p2align 4\n"
+	".type sb_gen_empty, @function\n"
+	"sb_gen_empty:\n"
+	"xorl %eax, %eax\n"
+	ASM_RET
+	".size sb_gen_empty, .-sb_gen_empty\n"
+	".popsection\n");
+
 #define SB_KLOOP(fn)                                    \
 	do {                                            \
 		for (i = 0; i < calls; i++) {           \
@@ -23,6 +35,10 @@ noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls,
 	sb_u64 st = 0;
 	u32 i;
 
+	if (idx == SB_GEN_BASELINE) {
+		SB_KLOOP(sb_gen_empty);
+		return st;
+	}
 #define SB_KCASE(n, fn, mask) case n: SB_KLOOP(fn); break;
 	switch (idx) {
 	SB_GEN_FOREACH(SB_KCASE)
@@ -48,7 +64,7 @@ const bool sb_gen_direct;
 
 noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx)
 {
-	sb_conv_fn fn = sb_gen_unit.entries[idx].fn;
+	sb_conv_fn fn = idx == SB_GEN_BASELINE ? sb_gen_empty : sb_gen_unit.entries[idx].fn;
 	sb_u64 st = 0;
 	u32 i;
 

@@ -7,6 +7,7 @@
 
 #include <linux/types.h>
 #include <linux/compiler.h>
+#include <linux/linkage.h>
 #include "sb_abi.h"
 
 extern const struct sb_gen_unit sb_gen_unit;
@@ -14,6 +15,7 @@ extern const struct sb_gen_unit sb_gen_unit;
 /* `calls` back-to-back calls of wrapper `idx`; when rdx is not NULL, RDX's
  * slot is reset to *rdx before each call (a leaf input the wrapper writes
  * back).  Returns the last status. */
+#define SB_GEN_BASELINE 0xffffffffu	/* idx of the empty function */
 sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx);
 
 /* The convention's declared fpu_mask (all ones: every XCR0 component). */

@@ -100,6 +100,9 @@ struct sb_kentry {
 	char leaf[32];
 };
 
+/* sb_krun.flags */
+#define SB_KRUN_BASELINE 1u	/* time an empty function instead, same loop and leaf setup */
+
 #define SB_KMAX_SAMPLES (1u << 20)
 #define SB_KMAX_CALLS (1u << 16)
 #define SB_KMAX_LATENCY (1u << 20)
@@ -109,7 +112,7 @@ struct sb_krun {
 	__u32 entry;		/* in: row of the generated table (SB_IOC_ENTRY) */
 	__u32 calls_per_sample;	/* in: 1..SB_KMAX_CALLS */
 	__u32 samples;		/* in: 1..SB_KMAX_SAMPLES */
-	__u32 flags;		/* in: 0 */
+	__u32 flags;		/* in: SB_KRUN_* */
 	__u32 pad;		/* in: 0 */
 	__u64 out;		/* in: user address of samples x u64 TSC ticks */
 	__u64 out_len;		/* in: bytes at out */

@@ -663,7 +663,7 @@ static long sb_ioctl_run(void __user *uarg)
 
 	if (copy_from_user(&r, uarg, sizeof(r)))
 		return -EFAULT;
-	if (r.size != sizeof(r) || r.flags || r.pad || !sb_zero(r.reserved, sizeof(r.reserved)))
+	if (r.size != sizeof(r) || (r.flags & ~SB_KRUN_BASELINE) || r.pad || !sb_zero(r.reserved, sizeof(r.reserved)))
 		return -EINVAL;
 	if (!sb_entry_ok(r.entry))
 		return -EINVAL;
@@ -700,7 +700,8 @@ static long sb_ioctl_run(void __user *uarg)
 	if (!may_use_simd())
 		return -EBUSY;
 
-	x.idx = r.entry;
+	/* The baseline issues nothing: the entry only selects the same leaf setup. */
+	x.idx = (r.flags & SB_KRUN_BASELINE) ? SB_GEN_BASELINE : r.entry;
 	x.calls = r.calls_per_sample;
 	x.leaf = x.rule->rax;
 	x.args = kzalloc(sizeof(*x.args), GFP_KERNEL);
@@ -732,7 +733,7 @@ static long sb_ioctl_run(void __user *uarg)
 
 		sb_probe_all(&e);
 	}
-	if (sb_cap[kx].state != SB_KS_AVAILABLE) {
+	if (sb_cap[kx].state != SB_KS_AVAILABLE && !(r.flags & SB_KRUN_BASELINE)) {
 		ret = -ENODEV;	/* CAPS says why */
 	} else {
 		*sb_gen_unit.emul = r.emul;
