@@ -104,6 +104,9 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
     if flavor == "user":
         a.append(f".hidden {sym}")
     a.append(f"{sym}:")
+    if flavor == "kernel":
+        # The table takes its address: with IBT (CONFIG_X86_KERNEL_IBT) that needs an ENDBR.
+        a.append(RAW + "ASM_ENDBR")
     if r.rbp == "frame":
         a += ["pushq %rbp", "movq %rsp, %rbp"]
     elif r.rbp == "stack":
@@ -234,6 +237,7 @@ _PRELUDE = {
 #include <linux/build_bug.h>
 #include <linux/linkage.h>
 #include <asm/asm.h>
+#include <asm/ibt.h>
 #include <asm/fpu/api.h>
 #include "sb_abi.h"
 #define SB_HIDDEN

@@ -13,6 +13,7 @@ __asm__(".pushsection .text\n"
 	".p2align 4\n"
 	".type sb_gen_empty, @function\n"
 	"sb_gen_empty:\n"
+	ASM_ENDBR
 	"xorl %eax, %eax\n"
 	ASM_RET
 	".size sb_gen_empty, .-sb_gen_empty\n"
