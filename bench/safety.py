@@ -40,6 +40,7 @@ class Finding:
     kind: str
     text: str
     regs: tuple = ()
+    fault: bool = False  # seen as a crash of the call (runtime only)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,17 @@ def _clobber_text(reg, leaf, conv):
     return f"{reg} written by leaf {leaf.name}, not saved by {conv.name}"
 
 
+def _clobber_findings(regs, leaf, conv) -> list:
+    """RBP on its own (its hazard differs), the other callee-saved registers as one reason."""
+    out = []
+    if "rbp" in regs:
+        out.append(Finding("rbp", _clobber_text("rbp", leaf, conv), ("rbp",)))
+    rest = tuple(r for r in regs if r != "rbp")
+    if rest:
+        out.append(Finding("callee_saved", _clobber_text(", ".join(rest), leaf, conv), rest))
+    return out
+
+
 def _pointer_text(leaf, conv):
     return (f"{conv.name} stores outputs through RSI after leaf {leaf.name} may have overwritten it "
             "(struct pointer not kept on the stack)")
@@ -96,11 +108,12 @@ def static_verdict(r: Resolved, xcr0: int | None = None) -> Verdict:
     conv, leaf = r.conv, r.leaf
     found = []
     saved = set(r.preserve) | ({"rbp"} if r.rbp in ("frame", "stack", "struct") else set())
-    for reg in CALLEE_SAVED:
-        if reg in leaf.all_writes and reg not in saved:
-            found.append(Finding("rbp" if reg == "rbp" else "callee_saved", _clobber_text(reg, leaf, conv), (reg,)))
-        elif reg in conv.scrub and reg not in saved:
-            found.append(Finding("callee_saved", f"{reg} zeroed by the scrub of {conv.name}, not saved", (reg,)))
+    found += _clobber_findings([reg for reg in CALLEE_SAVED if reg in leaf.all_writes and reg not in saved],
+                               leaf, conv)
+    scrubbed = [reg for reg in CALLEE_SAVED if reg in conv.scrub and reg not in saved and reg not in leaf.all_writes]
+    if scrubbed:
+        found.append(Finding("callee_saved", f"{', '.join(scrubbed)} zeroed by the scrub of {conv.name}, not saved",
+                             tuple(scrubbed)))
     pointer_lost = ("rsi" in leaf.writes or "rsi" in r.load) and not r.keeps_pointer_on_stack
     if r.store and pointer_lost:
         found.append(Finding("pointer", _pointer_text(leaf, conv), ("rsi",)))
@@ -285,14 +298,19 @@ def runtime_verdict(registry, conv: Convention, leaf: Leaf, xsave=None, fn_unit=
     if why:
         raise RuntimeUnavailable(f"{conv.name}: {why}")
     x = xsave or _xsave_info()
-    found = []
+    found = {}
     if fn_unit is None and _has_c_wrapper(conv):
-        found += [f for f in _run_once(_bare_fn(conv, leaf), conv, _bare(conv).resolve(leaf), x)
-                  if f.kind != "avx"]
+        for f in _run_once(_bare_fn(conv, leaf), conv, _bare(conv).resolve(leaf), x):
+            if f.kind != "avx":
+                found[(f.kind, f.regs)] = f
     fn_unit = fn_unit or registry.lookup(conv.name, "emulated", leaf.name)
-    texts = {f.text for f in found}
-    found += [f for f in _run_once(fn_unit, conv, conv.resolve(leaf), x) if f.text not in texts]
-    return _verdict(found, "runtime")
+    for f in _run_once(fn_unit, conv, conv.resolve(leaf), x):
+        # Seen already on the assembly (the C wrapper restores some registers itself, so it may
+        # show fewer): skip it, unless through the C wrapper it crashed, which says more.
+        covered = any(g.kind == f.kind and set(f.regs) <= set(g.regs) for g in found.values())
+        if not covered or f.fault:
+            found[(f.kind, f.regs)] = f
+    return _verdict(list(found.values()), "runtime")
 
 
 def _run_once(fn_unit, conv: Convention, r: Resolved, x) -> list:
@@ -334,19 +352,21 @@ def _run_once(fn_unit, conv: Convention, r: Resolved, x) -> list:
 
 def _judge(res, r: Resolved, vec_mask, vec_in, vec_out) -> list:
     conv, leaf = r.conv, r.leaf
-    found = []
+    found, marked, zeroed = [], [], []
     for reg, want, got in zip(CHECK_SAVED, res["set"], res["after"]):
         if got == want:
             continue
-        kind = "rbp" if reg == "rbp" else "callee_saved"
         if got == marker(reg):
-            text = _clobber_text(reg, leaf, conv)
-        elif got == 0:
-            text = f"{reg} zeroed by {conv.name}, not saved" if reg != "rbp" else \
-                f"RBP zeroed by {conv.name}, not restored"
+            marked.append(reg)
+        elif got == 0 and reg != "rbp":
+            zeroed.append(reg)
         else:
-            text = f"{reg} comes back from {conv.name} as {got:#x}, not the caller's value"
-        found.append(Finding(kind, text, (reg,)))
+            found.append(Finding("rbp" if reg == "rbp" else "callee_saved",
+                                 f"{reg} comes back from {conv.name} as {got:#x}, not the caller's value", (reg,)))
+    found = _clobber_findings(marked, leaf, conv) + found
+    if zeroed:
+        found.append(Finding("callee_saved", f"{', '.join(zeroed)} zeroed by the scrub of {conv.name}, not saved",
+                             tuple(zeroed)))
     if res["rsp_after"] != res["rsp_before"]:
         delta = res["rsp_after"] - res["rsp_before"]
         found.append(Finding("rsp", f"RSP off by {delta:+d} bytes after {conv.name} returns", ("rsp",)))
@@ -370,9 +390,8 @@ def _judge(res, r: Resolved, vec_mask, vec_in, vec_out) -> list:
     if vec_mask:
         poisoned, other = compare_vectors(vec_mask, vec_in, vec_out)
         if poisoned:
-            found.append(Finding("avx", f"leaf {leaf.name} reset AVX state ({_compact(poisoned)} came back "
-                                 f"holding the leaf's markers) and {conv.name} did not save it",
-                                 tuple(poisoned)))
+            found.append(Finding("avx", f"AVX state reset by leaf {leaf.name} ({_compact(poisoned)} hold its "
+                                 f"markers), not saved by {conv.name}", tuple(poisoned)))
         if other:
             found.append(Finding("avx", f"vector registers {_compact(other)} changed under {conv.name}",
                                  tuple(other)))
@@ -385,22 +404,21 @@ def _fault_finding(res, r: Resolved) -> Finding:
     conv, leaf = r.conv, r.leaf
     sig = signal.Signals(res["fault_sig"]).name if res["fault_sig"] else "a fault"
     regs = res["fault_regs"]
-    where = f"{sig} at rip {regs['rip']:#x}"
     by_marker = {marker(reg): reg for reg in leaf.all_writes}
     holders = [(name, by_marker[v]) for name, v in regs.items()
                if name not in ("rip", "efl", "csgsfs", "err", "trapno", "oldmask", "cr2") and v in by_marker]
     written = {w for _, w in holders}
     if "rsi" in written:
         return Finding("pointer", f"{conv.name} stored outputs through a clobbered struct pointer "
-                       f"(RSI held leaf {leaf.name}'s marker; {where})", ("rsi",))
+                       f"(RSI held leaf {leaf.name}'s marker: {sig})", ("rsi",), True)
     for w in ("rbp",) + CALLEE_SAVED:
         if w in written:
             return Finding("rbp" if w == "rbp" else "callee_saved",
-                           f"{_clobber_text(w, leaf, conv)} (its caller crashed using it: {where})", (w,))
+                           f"{_clobber_text(w, leaf, conv)}, and the caller crashed using it ({sig})", (w,), True)
     if holders:
-        return Finding("crash", f"{conv.name} crashed using leaf {leaf.name}'s value of {holders[0][1]} "
-                       f"({where})", (holders[0][1],))
-    return Finding("crash", f"{conv.name} under leaf {leaf.name} crashed: {where}")
+        return Finding("crash", f"{conv.name} crashed using leaf {leaf.name}'s value of {holders[0][1]} ({sig})",
+                       (holders[0][1],), True)
+    return Finding("crash", f"{conv.name} under leaf {leaf.name} crashed ({sig} at rip {regs['rip']:#x})", (), True)
 
 
 # --- both ----------------------------------------------------------------------------
@@ -460,7 +478,9 @@ def nmi_walk(registry, conv: Convention, leaf: Leaf, duration_ms=60, interval_us
     block.prepare_nmi(fn, leaf.rax, args, post_iters, duration_ms * 1000, interval_us)
 
     def child():
-        unit.set_emulation(0, 0, 0, 0, 0, hold_iters)
+        # A leaf that keeps RBP has no hold spin (it clobbers nothing to hold); its latency spin
+        # gives the signal the same window inside the call.
+        unit.set_emulation(0, 0 if leaf.clobbers_rbp else hold_iters, 0, 0, 0, hold_iters)
         return block.run_nmi()
 
     kind, value = _fork(child)
