@@ -356,8 +356,8 @@ def _judge(res, r: Resolved, vec_mask, vec_in, vec_out) -> list:
     for reg, want, got in zip(CHECK_SAVED, res["set"], res["after"]):
         if got == want:
             continue
-        if got == marker(reg):
-            marked.append(reg)
+        if got == marker(reg) or (got == 0 and reg in leaf.all_writes):
+            marked.append(reg)  # zero: the leaf wrote it and the convention scrubbed it, unsaved
         elif got == 0 and reg != "rbp":
             zeroed.append(reg)
         else:
