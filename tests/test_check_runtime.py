@@ -106,6 +106,17 @@ def test_broken_conventions_caught_with_the_right_reason(registry, tmp_path):
     assert run(reg, cat, "scrub_rbx", "vp_info").reasons == ("rbx zeroed by the scrub of scrub_rbx, not saved",)
 
 
+def test_saving_rbp_and_vector_state_makes_vp_enter_safe(tmp_path):
+    cat = user_catalog(tmp_path, """
+        conventions:
+          xsave_rbp:
+            extends: xsave
+            rbp: stack
+        """)
+    v = run(Registry(cat), cat, "xsave_rbp", "vp_enter")
+    assert v.safe, v.text
+
+
 @pytest.mark.skipif(not HAS_AVX, reason="no AVX state enabled in XCR0")
 def test_vector_poisoning_reaches_every_enabled_component(registry):
     v = run(registry, CATALOG, "seamcall_saved_ret", "migration")
