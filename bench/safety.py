@@ -300,7 +300,12 @@ def runtime_verdict(registry, conv: Convention, leaf: Leaf, xsave=None, fn_unit=
     x = xsave or _xsave_info()
     found = {}
     if fn_unit is None and _has_c_wrapper(conv):
-        for f in _run_once(_bare_fn(conv, leaf), conv, _bare(conv).resolve(leaf), x):
+        from .native import NativeError
+        try:
+            bare_fn = _bare_fn(conv, leaf)
+        except NativeError as exc:  # no C compiler: say so rather than judge half the code
+            raise RuntimeUnavailable(f"{conv.name}: its assembly alone could not be built ({exc})") from None
+        for f in _run_once(bare_fn, conv, _bare(conv).resolve(leaf), x):
             if f.kind != "avx":
                 found[(f.kind, f.regs)] = f
     fn_unit = fn_unit or registry.lookup(conv.name, "emulated", leaf.name)
