@@ -29,7 +29,9 @@ from .config import ARG_REGS, CALLEE_SAVED, Convention, Leaf, Resolved
 
 # Kinds of finding, shared by the static prediction and the runtime check.
 KINDS = ("callee_saved", "rbp", "pointer", "output", "avx", "rsp", "df", "status", "crash")
-AVX_STATE_BITS = (1 << 2) | (1 << 5) | (1 << 6) | (1 << 7)  # what the TDX ABI may reset to INIT
+# What the TDX ABI may reset to INIT (= machine.AVX_STATE_BITS; kept here so the static
+# prediction imports nothing native).
+AVX_STATE_BITS = (1 << 2) | (1 << 5) | (1 << 6) | (1 << 7)
 SSE_BIT = 1 << 1
 # Callee-saved registers in the order of struct sb_check's set[] and after[].
 CHECK_SAVED = ("rbx", "rbp", "r12", "r13", "r14", "r15")
@@ -215,10 +217,10 @@ def _compact(names):
         nums = sorted(set(nums))
         start = prev = nums[0]
         for n in nums[1:] + [None]:
-            if n != prev + 1 if n is not None else True:
+            if n is None or n != prev + 1:  # a run ends
                 parts.append(f"{stem}{start}" + (f"-{prev}" if prev != start else "") + suffix)
                 start = n
-            prev = n if n is not None else prev
+            prev = n
     return ", ".join(parts)
 
 
