@@ -123,7 +123,8 @@ def static_verdict(r: Resolved, xcr0: int | None = None) -> Verdict:
         missing = [reg for reg in leaf.outputs if reg not in r.store]
         if missing:
             found.append(Finding("output", _missing_outputs_text(missing, leaf, conv), tuple(missing)))
-    if leaf.avx_reset:
+    # With no AVX component enabled (xcr0 given) there is no AVX state to lose.
+    if leaf.avx_reset and (xcr0 is None or xcr0 & AVX_STATE_BITS):
         if conv.fpu == "none":
             found.append(Finding("avx", _avx_text(leaf, conv)))
         elif isinstance(conv.fpu_mask, int):
@@ -436,7 +437,7 @@ _RUNTIME_CACHE = {}
 def check_pair(registry, conv: Convention, leaf: Leaf, runtime=True, xsave=None) -> dict:
     """{"static": Verdict, "runtime": Verdict | None, "runtime_note": str, "agree": bool | None}."""
     x = xsave or _xsave_info()
-    st = static_verdict(conv.resolve(leaf), x["xcr0"] if x["enabled"] else None)
+    st = static_verdict(conv.resolve(leaf), x["xcr0"] if x["enabled"] else 0)
     rt, note = None, ""
     if runtime:
         key = (conv.name, conv.decl_hash, leaf)
@@ -445,6 +446,8 @@ def check_pair(registry, conv: Convention, leaf: Leaf, runtime=True, xsave=None)
             _RUNTIME_CACHE[key] = rt
         except RuntimeUnavailable as exc:
             note = str(exc)
+        except RuntimeError as exc:  # the check could not run (not: the pair is unsafe); keep the prediction
+            note = f"runtime check failed: {exc}"
     return {"static": st, "runtime": rt, "runtime_note": note,
             "agree": None if rt is None else rt.safe == st.safe}
 

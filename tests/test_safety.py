@@ -72,6 +72,8 @@ def test_avx_reset_without_vector_save():
     v = verdict(CATALOG, "seamcall_saved_ret", "migration")
     assert v.reasons == ("leaf migration may reset AVX state to INIT and seamcall_saved_ret saves no vector state",)
     assert verdict(CATALOG, "xsave", "migration").safe
+    # a machine (XCR0) without AVX components has no AVX state to reset
+    assert verdict(CATALOG, "seamcall_saved_ret", "migration", xcr0=0x3).safe
 
 
 def test_fpu_mask_that_leaves_out_avx(tmp_path):
