@@ -310,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="known conventions, leaf profiles and backends")
     common(ls)
     ls.set_defaults(func=cmd_list)
+    __import__(__package__ + ".check", fromlist=["register"]).register(sub)  # bench check (bench/check.py)
     return p
 
 
