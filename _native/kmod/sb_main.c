@@ -562,8 +562,12 @@ static int sb_check_emul(const struct sb_emul_cfg *c, u64 xcr0)
 		return -E2BIG;
 	if (c->avx_reset_mask & ~(SB_XFEATURE_AVX_ALL & xcr0))
 		return -EINVAL;
-	if (c->poison > 1)
+	/* Vector-marker poisoning belongs to user space's safety check; poison_area is a
+	 * pointer the stub would XRSTOR from, which ring 0 never takes from user space. */
+	if (c->poison || c->poison_area)
 		return -EINVAL;
+	if (c->hold_iters > SB_KMAX_LATENCY)
+		return -E2BIG;
 	return 0;
 }
 
