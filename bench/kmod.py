@@ -36,6 +36,8 @@ MAX_SAMPLES = 1 << 20
 MAX_CALLS = 1 << 16
 MAX_LATENCY = 1 << 20
 VECTORS = {6: "#UD", 13: "#GP", 14: "#PF"}
+# What a working call returns in RAX: TDX_SUCCESS, or -KVM_ENOSYS for the unused hypercall.
+EXPECTED_STATUS = {"seamcall": 0, "tdcall": 0, "vmcall": (1 << 64) - 1000, "vmmcall": (1 << 64) - 1000}
 
 u32, s32, u64, char = ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64, ctypes.c_char
 
@@ -307,6 +309,11 @@ def measure(spec, ctx, verdict):
                 net = [(x - y) / calls for x, y in zip(r.ticks, bl.ticks)]
                 base = [y / calls for y in bl.ticks]
                 runs.append(MRun(values=net[s.warmups:], warmups=net[:s.warmups], baseline=base[s.warmups:]))
+                want = EXPECTED_STATUS.get(b.crossing)
+                if want is not None and r.status != want:
+                    # e.g. a CPU the TDX module was not initialised on: that is an error path, not the call
+                    raise UnavailableError(f"{spec.name}: the {b.crossing} calls returned status {r.status:#x}, "
+                                           f"expected {want:#x}; not measuring an error path")
         except KmodError as exc:
             raise UnavailableError(str(exc)) from None
     return Measurement(spec, calls, runs, ser_name, conv.decl_hash, verdict.safe, verdict.text, None)

@@ -44,6 +44,7 @@
 /* Facts from the TDX and KVM ABIs (see docs/kmod.md for sources). */
 #define SB_TDX_SW_ERROR 0x8000FF0000000000ULL
 #define SB_TDX_VMFAILINVALID (SB_TDX_SW_ERROR | 0xFFFF0000ULL)
+#define SB_TDX_OPERAND_BUSY_HI 0x80000200ULL	/* status class, upper 32 bits */
 #define SB_TDH_SYS_RD 34ULL		/* read-only metadata read */
 #define SB_TDX_FEATURES0 0x0A00000300000008ULL	/* field id it reads */
 #define SB_TDG_VP_INFO 1ULL		/* no inputs, no side effects */
@@ -259,6 +260,7 @@ static void sb_probe_one(int kx, const struct sb_env *e, struct sb_kx_cap *c)
 	struct sb_probe p = { .rax = 0, .fault = -1, .cf = false };
 	const char *where = e->tcg ? "QEMU TCG" : e->hypervisor ? e->hv_sig : "bare metal";
 	bool amd_insn = kx == SB_KX_VMMCALL;
+	int tries;
 
 	memset(c, 0, sizeof(*c));
 	c->fault = -1;
@@ -325,7 +327,12 @@ static void sb_probe_one(int kx, const struct sb_env *e, struct sb_kx_cap *c)
 		return;
 	}
 
-	sb_run_probe(kx, e, &p);
+	/* The TDX module answers OPERAND_BUSY while another CPU holds a lock it needs. */
+	for (tries = 0; tries < 3; tries++) {
+		sb_run_probe(kx, e, &p);
+		if (kx != SB_KX_SEAMCALL || p.fault >= 0 || p.cf || (p.rax >> 32) != SB_TDX_OPERAND_BUSY_HI)
+			break;
+	}
 	c->probed = 1;
 	c->status = p.rax;
 	c->fault = p.fault;

@@ -39,10 +39,12 @@ REAL = ("seamcall", "tdcall", "vmcall", "vmmcall")
 class Checks:
     def __init__(self):
         self.results = []
+        self.t0 = time.monotonic()
 
     def check(self, name, ok, detail=""):
-        self.results.append({"check": name, "ok": bool(ok), "detail": detail})
-        print(f"{'PASS' if ok else 'FAIL'}  {name}" + (f": {detail}" if detail else ""), flush=True)
+        t = time.monotonic() - self.t0
+        self.results.append({"check": name, "ok": bool(ok), "detail": detail, "t": round(t, 1)})
+        print(f"{'PASS' if ok else 'FAIL'}  [{t:5.1f}s] {name}" + (f": {detail}" if detail else ""), flush=True)
         return ok
 
     @property
