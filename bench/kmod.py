@@ -284,6 +284,12 @@ def measure(spec, ctx, verdict):
         d = KmodDevice()
     except KmodError as exc:
         raise UnavailableError(f"{spec.name}: {exc}") from None
+    from .codegen import kernel_unsafe
+    crash = kernel_unsafe(conv.resolve(leaf))
+    if crash:
+        d.close()
+        raise UnavailableError(f"{spec.name}: not in the kernel module, it would crash the kernel "
+                               f"({'; '.join(crash)})")
     with d:
         try:
             e = d.find(conv.name, b.crossing, leaf.name)
