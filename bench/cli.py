@@ -4,6 +4,7 @@
     bench doctor [--json]
     bench validate [--json]
     bench list [--json]
+    bench kmod build|load|unload|status [--kdir DIR] [--json]
 """
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def cmd_doctor(args) -> int:
     from .native import Registry
 
     registry = Registry(_catalog(args))
-    probes = backends.probe_all(registry)
+    probes = backends.probe_all(registry, backends.default_names())
     choice = backends.serialize_choice(registry)
     doc = {
         "machine": machine.machine_id(),
@@ -271,6 +272,30 @@ def cmd_list(args) -> int:
     return 0
 
 
+# --- kmod -------------------------------------------------------------------------
+
+def cmd_kmod(args) -> int:
+    from . import kmod
+    try:
+        if args.action == "build":
+            print(f"built {kmod.build(args.kdir)}")
+        elif args.action == "load":
+            kmod.load(args.ko)
+            print(f"loaded: {kmod.DEVICE} {'present' if kmod.device_present() else 'ABSENT'}")
+        elif args.action == "unload":
+            kmod.unload()
+            print("unloaded")
+        if args.action == "status" or args.json:
+            if args.json:
+                _emit_json(kmod.status_doc())
+            else:
+                print("\n".join(kmod.status_lines()))
+    except kmod.KmodError as exc:
+        print(f"bench: kmod {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backend", default="emulated", choices=["emulated", "emulated_pipelined"])
     v.add_argument("--leaf", default="vp_info")
     v.set_defaults(func=cmd_validate)
+
+    k = sub.add_parser("kmod", help="the kernel module: build, load, unload, status (kmod:* backends)")
+    k.add_argument("action", choices=["build", "load", "unload", "status"])
+    k.add_argument("--kdir", help="kernel build tree (default: /lib/modules/$(uname -r)/build)")
+    k.add_argument("--ko", help="module file to load (default: the one `build` made)")
+    k.add_argument("--json", action="store_true", help="status as one JSON document")
+    k.set_defaults(func=cmd_kmod)
 
     ls = sub.add_parser("list", help="known conventions, leaf profiles and backends")
     common(ls)

@@ -112,6 +112,9 @@ def measure(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> M
     verdict = static_verdict(conv.resolve(leaf))
     if not verdict.safe and not allow_unsafe:
         raise UnsafeError(f"{spec.name} is {verdict.text}; use --allow-unsafe to time it anyway")
+    if backend.where == "kmod":
+        from . import kmod
+        return kmod.measure(spec, ctx, verdict)
     why_not = machine.fpu_support(conv.fpu)
     if why_not:
         raise UnavailableError(f"{spec.name}: {why_not}")
