@@ -105,6 +105,13 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
     if flavor == "user":
         a.append(f".hidden {sym}")
     a.append(f"{sym}:")
+    if conv.inject_chain:
+        # Known work for `bench validate`: K dependent one-cycle ALU ops on the struct pointer
+        # before anything else, so every load, and through them the crossing, waits for them.
+        # Register-register on purpose: newer Intel cores fold immediate-ADD chains at rename;
+        # OR with itself keeps the pointer.  (After the crossing instead, the line fitted worse:
+        # intercept 2 cycles low against 1.2 here.)
+        a += [f".rept {conv.inject_chain}", "orq %rsi, %rsi", ".endr"]
     if flavor == "kernel":
         # The table takes its address: with IBT (CONFIG_X86_KERNEL_IBT) that needs an ENDBR.
         a.append(RAW + "ASM_ENDBR")
@@ -134,13 +141,6 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
             # No spare register: park the status, fetch the pointer into RAX, store RSI.
             a += ["pushq %rax", "movq 8(%rsp), %rax", f"movq %rsi, {OFF['rsi']}(%rax)", "popq %rax"]
         a.append("popq %rsi")
-    if conv.inject_chain:
-        # Known work for `bench validate`: K dependent one-cycle ALU ops on the struct pointer,
-        # right after the crossing has drained the pipeline.  The stores (and, by store-to-load
-        # forwarding, the next call's loads) wait for the chain, so it lies on the critical
-        # path instead of hiding behind independent work.  Register-register on purpose: newer
-        # Intel cores fold immediate ADD chains at rename; OR with itself keeps the pointer.
-        a += [f".rept {conv.inject_chain}", "orq %rsi, %rsi", ".endr"]
     if r.rbp == "struct":
         a.append(f"movq {OFF_RBP_SLOT}(%rsi), %rbp")
     pointer_stored = r.keeps_pointer_on_stack
