@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,42 +46,66 @@ def _console(args):
 # --- run ----------------------------------------------------------------------
 
 def cmd_run(args) -> int:
-    from . import backends, machine, store
+    from . import backends, driver, machine, store
     from .measure import Context
     from .native import Registry
-    from .runner import expand, record, references, run_plan
+    from .runner import expand, record, references
 
     console = _console(args)
     catalog = _catalog(args)
     suite_path = args.suite or (configs_dir() / "default.yaml")
     suite, catalog = parse_suite(suite_path, catalog, list(backends.BACKENDS))
     settings = suite.settings
-    overrides = {k: getattr(args, k) for k in ("runs", "values") if getattr(args, k) is not None}
-    if overrides:
-        settings = Settings(**{**settings.__dict__, **overrides})
+    allowed = os.sched_getaffinity(0)
     cpu = machine.pin(settings.cpu)
     registry = Registry(catalog)
     plan = expand(suite, catalog, registry, _split(args.conventions), _split(args.backends),
                   _split(args.leaves), allow_unsafe=args.allow_unsafe)
     ctx = Context(catalog, registry, settings)
     info = store.context_info(ctx, suite.name)
+    # Only the workers stay on the measured CPU: this process (progress bar, polling) moves off it.
+    os.sched_setaffinity(0, (allowed - {cpu}) or allowed)
+    tsc_hz = ctx.clocks["tsc_hz"]
+    if args.output and Path(args.output).exists():
+        raise store.StoreError(f"{args.output} exists; results are never overwritten (choose another -o)")
     t0 = time.monotonic()
+    # pyperf runs the suite: worker processes, warm-ups, loop calibration (bench/driver.py).
     with _progress(console, len(plan.specs), disable=args.json) as advance:
-        measurements = run_plan(plan, ctx, allow_unsafe=args.allow_unsafe, progress=advance)
+        results = driver.run_suite(suite_path, getattr(args, "conventions_file", None) or [], plan.specs,
+                                   ctx.clocks, driver.pyperf_options(args), args.allow_unsafe,
+                                   on_done=advance, cpu=cpu)
     elapsed = time.monotonic() - t0
+    measured = {r.spec.name for r in results}
+    for spec in plan.specs:
+        if spec.name not in measured:
+            plan.skipped.append((spec.name, "pyperf produced no result"))
+    measurements = [driver.to_measurement(r, catalog, tsc_hz) for r in results]
     refs = references(measurements, suite.reference)
     records = [record(m, ctx, refs) for m in measurements]
+    for rec, res in zip(records, results):
+        rec["excluded_workers"] = len(res.excluded_runs)
     path = None
-    if measurements and not args.no_store:
+    if results and not args.no_store:
         path = Path(args.output) if args.output else store.default_path(info["_state"], info["machine"])
-        store.write_suite(store.to_suite(measurements, info), path)
+        benches = [driver.annotate(r, m, info) for r, m in zip(results, measurements)]
+        store.write_suite(pyperf_suite(benches), path)
+    if args.trace:
+        from . import trace
+        trace.write_run_trace(args.trace, results, tsc_hz, info)
     if args.json:
         for r in records:
             r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
         _emit_json(records)
     else:
         _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
+        if args.trace:
+            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
     return 0 if records or not plan.specs else 1
+
+
+def pyperf_suite(benches):
+    import pyperf
+    return pyperf.BenchmarkSuite(benches)
 
 
 class _progress:
@@ -93,7 +118,7 @@ class _progress:
                           TimeRemainingColumn(), console=self.console, disable=self.disable, transient=True)
         self.p.__enter__()
         self.task = self.p.add_task("measuring", total=self.total)
-        return lambda spec: self.p.update(self.task, advance=1, description=spec.name)
+        return lambda name: self.p.update(self.task, advance=1, description=str(name))
 
     def __exit__(self, *exc):
         return self.p.__exit__(*exc)
@@ -268,6 +293,18 @@ def cmd_list(args) -> int:
 
 # --- entry point ----------------------------------------------------------------
 
+def pyperf_opts(sp):
+    """pyperf's own options, passed through to its Runner (bench/driver.py)."""
+    g = sp.add_argument_group("pyperf")
+    g.add_argument("-p", "--processes", "--runs", dest="processes", type=int,
+                   help="worker processes per benchmark (default: the suite's runs)")
+    g.add_argument("-n", "--values", type=int, help="values per worker (default: the suite's values)")
+    g.add_argument("-w", "--warmups", type=int, help="warm-up values per worker (default: the suite's)")
+    g.add_argument("--rigorous", action="store_true", help="pyperf: twice the worker processes")
+    g.add_argument("--fast", action="store_true", help="pyperf: fewer workers and values")
+    g.add_argument("--affinity", metavar="CPU_LIST", help="pyperf: pin workers to these CPUs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="What a SEAMCALL/TDCALL calling convention "
                                 "costs per call, and whether it is safe.")
@@ -284,8 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--conventions", help="only these conventions (comma-separated)")
     r.add_argument("--backends", help="only these backends (comma-separated)")
     r.add_argument("--leaves", help="these leaf profiles instead of each convention's meant_for")
-    r.add_argument("--runs", type=int, help="override the suite's runs")
-    r.add_argument("--values", type=int, help="override the suite's values per run")
+    pyperf_opts(r)
+    r.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of every sample")
     r.add_argument("-o", "--output", help="results file (default: results/<machine>/<commit>.json)")
     r.add_argument("--no-store", action="store_true", help="do not write a results file")
     r.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")

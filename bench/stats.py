@@ -5,7 +5,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _st
 
 
 def per_call(ticks_a, ticks_b, n_calls):
@@ -24,6 +23,7 @@ def median_ci(values, confidence=0.95):
         return math.nan, math.nan
     if n < 6:
         return float(x[0]), float(x[-1])
+    from scipy import stats as _st  # imported here: scipy costs ~1 s, and workers never need it
     # 1-based rank k: P(Binomial(n, 1/2) < k) <= alpha/2; the interval is [x(k), x(n-k+1)].
     k = int(_st.binom.ppf((1 - confidence) / 2, n, 0.5))
     lo, hi = max(k - 1, 0), min(n - k, n - 1)
