@@ -156,6 +156,29 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
     console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {path}" if path else ""))
 
 
+# --- compare ------------------------------------------------------------------------
+
+def cmd_compare(args) -> int:
+    from . import compare, machine
+    machine_name = machine.machine_id()
+    a = compare.resolve(args.a, machine_name)
+    b = compare.resolve(args.b, machine_name)
+    report = compare.compare(a, b, threshold=args.threshold / 100, force=args.force)
+    if args.json:
+        _emit_json(report.as_dict())
+    elif args.markdown:
+        sys.stdout.write(compare.markdown(report))
+    else:
+        compare.print_table(_console(args), report)
+    if args.fail_on_regression is not None:
+        bad = compare.regressions(report, args.fail_on_regression)
+        if bad:
+            print(f"bench: {len(bad)} regression(s) of {args.fail_on_regression}% or more: "
+                  + ", ".join(f"{r.name} {r.change:+.2%}" for r in bad), file=sys.stderr)
+            return 1
+    return 0
+
+
 # --- doctor ---------------------------------------------------------------------
 
 def cmd_doctor(args) -> int:
@@ -328,6 +351,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")
     r.set_defaults(func=cmd_run)
 
+    c = sub.add_parser("compare", help="compare two result sets (files, commits or refs like HEAD~1)")
+    c.add_argument("a", help="the old results: a file, or a commit/ref with stored results here")
+    c.add_argument("b", help="the new results")
+    c.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    c.add_argument("--markdown", action="store_true", help="a Markdown table, to paste in a review or mail")
+    c.add_argument("--threshold", type=float, default=1.0, metavar="PCT",
+                   help="changes smaller than this count as the same (default 1%%)")
+    c.add_argument("--force", action="store_true",
+                   help="compare results from different machines or convention declarations")
+    c.add_argument("--fail-on-regression", type=float, metavar="PCT",
+                   help="exit 1 if a benchmark is slower by PCT%% or more (CI gating)")
+    c.set_defaults(func=cmd_compare)
+
     d = sub.add_parser("doctor", help="what this machine is and which backends work here")
     common(d)
     d.set_defaults(func=cmd_doctor)
@@ -350,9 +386,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from .native import NativeError
     from .store import StoreError
+    from .compare import CompareError
+    from .driver import DriverError
     try:
         return args.func(args)
-    except (ConfigError, StoreError, NativeError, ValueError) as exc:
+    except (ConfigError, StoreError, NativeError, ValueError, CompareError, DriverError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
