@@ -179,6 +179,33 @@ def cmd_compare(args) -> int:
     return 0
 
 
+# --- ab -------------------------------------------------------------------------------
+
+def cmd_ab(args) -> int:
+    from . import ab, machine
+    from .measure import Context
+    from .native import Registry
+    catalog = _catalog(args)
+    for name in (args.x, args.y):
+        catalog.convention(name)  # unknown name: the list of valid ones, before anything runs
+    settings = Settings()
+    machine.pin(args.cpu)
+    ctx = Context(catalog, Registry(catalog), settings)
+    r = ab.run_ab(ctx, args.x, args.y, backend=args.backend, leaf=args.leaf, pairs=args.pairs,
+                  threshold=args.threshold / 100, allow_unsafe=args.allow_unsafe)
+    if args.trace:
+        from . import trace
+        trace.write_ab_trace(args.trace, r)
+    if args.json:
+        _emit_json(r.as_dict())
+    else:
+        console = _console(args)
+        ab.print_result(console, r)
+        if args.trace:
+            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
+    return 0
+
+
 # --- doctor ---------------------------------------------------------------------
 
 def cmd_doctor(args) -> int:
@@ -363,6 +390,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 1 if a benchmark is slower by PCT%% or more (CI gating)")
     c.set_defaults(func=cmd_compare)
+
+    a = sub.add_parser("ab", help="A/B two conventions in one pinned process (X, Y interleaved)")
+    common(a)
+    a.add_argument("x", help="convention X (built in, or from -C FILE)")
+    a.add_argument("y", help="convention Y; the ratio reported is Y/X")
+    a.add_argument("--backend", default="emulated")
+    a.add_argument("--leaf", help="leaf profile (default: the first both are meant for)")
+    a.add_argument("--pairs", type=int, default=2000, help="undisturbed XY pairs to measure (default 2000)")
+    a.add_argument("--threshold", type=float, default=0.5, metavar="PCT",
+                   help="a CI within +-PCT%% of 1 is no difference (default 0.5%%)")
+    a.add_argument("--cpu", type=int, help="pin to this CPU (default: the last one allowed)")
+    a.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")
+    a.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of every pair")
+    a.set_defaults(func=cmd_ab)
 
     d = sub.add_parser("doctor", help="what this machine is and which backends work here")
     common(d)
