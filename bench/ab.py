@@ -1,14 +1,25 @@
-"""`bench ab X Y`: settle an argument between two conventions in one process.
+"""`bench ab X Y`: settle an argument between two conventions.
 
 The native loop alternates a batch of X and a batch of Y (order swapped every
 sample: XY, YX, XY, ...) on one pinned CPU, so frequency drift, host noise and
 cache state hit both alike.  Each pair gives a ratio of per-call costs, net of
-the empty loop (measured in the same process); the answer is the median ratio
-with a distribution-free 95% CI.  Pairs during which the kernel reports a
-context switch, migration or page fault are dropped and measured again.
+the empty loop (measured in the same process).  Pairs during which the kernel
+reports a context switch, migration or page fault are dropped and measured again.
+
+That runs in several fresh processes (default 6), one after the other: where code
+and data land in memory differs from process to process, and measured here it
+sometimes moves one convention against the other by several percent for the life
+of a process (two identical conventions: 0.925 in one process of eight).  A
+process whose median ratio is far from its peers' is dropped, reported, and
+replaced.  The answer is the median ratio over all kept pairs with a 95% CI from a
+bootstrap over processes first and pairs within them second.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +48,7 @@ class ABResult:
     threshold: float
     tsc_hz: float
     samples: list = field(default_factory=list)  # every pair, for --trace
+    processes: list = field(default_factory=list)  # per process: pid, pairs, median ratio, dropped
 
     def as_dict(self):
         return {"x": self.x, "y": self.y, "backend": self.backend, "leaf": self.leaf,
@@ -44,7 +56,8 @@ class ABResult:
                 "change": self.ratio - 1, "threshold": self.threshold,
                 "x_cycles": float(np.median(self.x_cycles)), "y_cycles": float(np.median(self.y_cycles)),
                 "cycles_unit": "tsc", "baseline_cycles": self.baseline, "pairs": len(self.ratios),
-                "excluded": self.excluded, "n_calls": self.n_calls}
+                "excluded": self.excluded, "n_calls": self.n_calls,
+                "processes": [{k: v for k, v in p.items() if k != "ratios"} for p in self.processes]}
 
 
 def default_leaf(catalog, x, y):
@@ -72,12 +85,11 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     catalog.leaf(leaf)
     if backend not in backends.BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(backends.BACKENDS)}")
-    crossing = backends.BACKENDS[backend].crossing
-    # Conventions not built in are compiled together, into one unit: both then call the same
-    # emulated stub, so the comparison is of the conventions and not of two copies of the stub.
-    user = [n for n in dict.fromkeys((x, y)) if not registry._is_builtin_decl(n)]
-    if user:
-        registry.ensure_compiled(user, crossings=[crossing], leaves=[leaf])
+    # Each convention not built in is compiled into a unit of its own (Registry.lookup): its
+    # emulation knobs (emul_latency) are then its own.  Wrappers are cache-line aligned, so two
+    # copies of the same code measure the same (within ~0.05% here).
+    if x == y:
+        raise ValueError("X and Y are the same convention; declare a twin to A/B identical code")
     px = prepare(Spec(x, backend, leaf), ctx, allow_unsafe)
     py = prepare(Spec(y, backend, leaf), ctx, allow_unsafe)
     target = ctx.settings.batch_us * 1e-6 * ctx.clocks["tsc_hz"]
@@ -122,7 +134,8 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
 def print_result(console, r: ABResult):
     from rich.table import Table
     t = Table(title=f"A/B on {r.backend}, leaf {r.leaf}: {len(r.ratios)} interleaved pairs of "
-                    f"{r.n_calls} calls each", title_justify="left")
+                    f"{r.n_calls} calls each, in {sum(not p['dropped'] for p in r.processes) or 1} processes",
+              title_justify="left")
     for col in ("convention", "median TSC cycles/call", "ns/call"):
         t.add_column(col, justify="right" if col != "convention" else "left")
     for name, vals in ((r.x, r.x_cycles), (r.y, r.y_cycles)):
@@ -131,6 +144,10 @@ def print_result(console, r: ABResult):
     console.print(t)
     console.print(f"{r.y} / {r.x}, pair by pair: median {r.ratio:.4f} ({r.ratio - 1:+.2%}), "
                   f"95% CI {r.ci95[0]:.4f} .. {r.ci95[1]:.4f}")
+    if r.processes:
+        console.print("per process: " + ", ".join(
+            f"{p['ratio']:.4f}" + (" (dropped: far from its peers)" if p["dropped"] else "")
+            for p in r.processes))
     word = {"slower": f"[red]{r.y} is slower than {r.x}[/]", "faster": f"[green]{r.y} is faster than {r.x}[/]",
             "no significant difference": f"no significant difference (95% CI within +-{r.threshold:.1%} "
                                          "or containing 1)"}[r.verdict]
@@ -138,3 +155,87 @@ def print_result(console, r: ABResult):
     console.print(f"[dim]empty loop {r.baseline:.2f} TSC cycles/call subtracted from both; "
                   f"{r.excluded} disturbed pairs (context switch, migration or page fault) dropped and "
                   f"re-measured[/]")
+
+
+# --- several processes -------------------------------------------------------------------
+
+PROCESS_FLOOR = 0.004  # a process's median ratio this far (or 5 robust SDs) from its peers' is an outlier
+
+
+def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=6,
+                     threshold=DEFAULT_THRESHOLD, conventions_files=(), allow_unsafe=False, cpu=None,
+                     tsc_hz=None, rounds=2) -> ABResult:
+    """run_ab in `processes` fresh worker processes (pairs split between them), outlier
+    processes replaced; the CI comes from a bootstrap over processes, then pairs."""
+    per = max(20, -(-pairs // processes))
+    base_cmd = [sys.executable, "-m", "bench.ab", x, y, "--backend", backend, "--pairs", str(per)]
+    if leaf:
+        base_cmd += ["--leaf", leaf]
+    for f in conventions_files:
+        base_cmd += ["-C", str(f)]
+    if allow_unsafe:
+        base_cmd.append("--allow-unsafe")
+    if cpu is not None:
+        base_cmd += ["--cpu", str(cpu)]
+
+    def spawn():
+        proc = subprocess.run(base_cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"A/B worker failed: {proc.stderr.strip()[-2000:]}")
+        return json.loads(proc.stdout)
+
+    docs = [spawn() for _ in range(processes)]
+    dropped = []
+    for _ in range(rounds):
+        bad = stats.outlier_groups([d["ratio"] for d in docs], PROCESS_FLOOR)
+        if not bad or len(bad) * 2 >= len(docs):
+            break
+        for i in sorted(bad, reverse=True):
+            dropped.append(docs.pop(i))
+        docs += [spawn() for _ in bad]
+    groups = [d["ratios"] for d in docs]
+    ratio, ci = stats.hierarchical_median_ci(groups)
+    first = docs[0]
+    samples = sorted((s for d in docs + dropped for s in d["samples"]), key=lambda s: s["t"])
+    procs = [{"pid": d["pid"], "pairs": len(d["ratios"]), "ratio": d["ratio"], "dropped": False,
+              "first_t": d["samples"][0]["t"], "last_t": d["samples"][-1]["t"]} for d in docs]
+    procs += [{"pid": d["pid"], "pairs": len(d["ratios"]), "ratio": d["ratio"], "dropped": True,
+               "first_t": d["samples"][0]["t"], "last_t": d["samples"][-1]["t"]} for d in dropped]
+    return ABResult(x, y, backend, first["leaf"], first["n_calls"], [r for g in groups for r in g],
+                    [v for d in docs for v in d["x_cycles"]], [v for d in docs for v in d["y_cycles"]],
+                    float(np.median([d["baseline"] for d in docs])), sum(d["excluded"] for d in docs),
+                    ratio, ci, decide(ci, threshold), threshold, tsc_hz or first["tsc_hz"], samples,
+                    sorted(procs, key=lambda p: p["first_t"]))
+
+
+def _worker_main(argv=None):
+    """`python -m bench.ab X Y ...`: one process's pairs, as JSON on stdout."""
+    import argparse
+
+    from . import machine
+    from .config import Settings, load_builtin
+    from .native import Registry
+    p = argparse.ArgumentParser(prog="python -m bench.ab")
+    p.add_argument("x")
+    p.add_argument("y")
+    p.add_argument("--backend", default="emulated")
+    p.add_argument("--leaf")
+    p.add_argument("--pairs", type=int, default=500)
+    p.add_argument("-C", dest="files", action="append", default=[])
+    p.add_argument("--allow-unsafe", action="store_true")
+    p.add_argument("--cpu", type=int)
+    a = p.parse_args(argv)
+    machine.pin(a.cpu)
+    catalog = load_builtin()
+    for f in a.files:
+        catalog = catalog.with_user_file(f)
+    ctx = Context(catalog, Registry(catalog), Settings())
+    r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe)
+    json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,
+               "ratio": r.ratio, "x_cycles": r.x_cycles, "y_cycles": r.y_cycles, "baseline": r.baseline,
+               "excluded": r.excluded, "tsc_hz": r.tsc_hz, "samples": r.samples}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())

@@ -187,16 +187,17 @@ def cmd_compare(args) -> int:
 
 def cmd_ab(args) -> int:
     from . import ab, machine
-    from .measure import Context
-    from .native import Registry
     catalog = _catalog(args)
     for name in (args.x, args.y):
         catalog.convention(name)  # unknown name: the list of valid ones, before anything runs
-    settings = Settings()
-    machine.pin(args.cpu)
-    ctx = Context(catalog, Registry(catalog), settings)
-    r = ab.run_ab(ctx, args.x, args.y, backend=args.backend, leaf=args.leaf, pairs=args.pairs,
-                  threshold=args.threshold / 100, allow_unsafe=args.allow_unsafe)
+    allowed = os.sched_getaffinity(0)
+    cpu = machine.pin(args.cpu)
+    clocks = machine.clocks()
+    os.sched_setaffinity(0, allowed)
+    r = ab.run_ab_processes(args.x, args.y, backend=args.backend, leaf=args.leaf, pairs=args.pairs,
+                            processes=args.processes, threshold=args.threshold / 100,
+                            conventions_files=getattr(args, "conventions_file", None) or [],
+                            allow_unsafe=args.allow_unsafe, cpu=cpu, tsc_hz=clocks["tsc_hz"])
     if args.trace:
         from . import trace
         trace.write_ab_trace(args.trace, r)
@@ -405,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--threshold", type=float, default=0.5, metavar="PCT",
                    help="a CI within +-PCT%% of 1 is no difference (default 0.5%%)")
     a.add_argument("--cpu", type=int, help="pin to this CPU (default: the last one allowed)")
+    a.add_argument("-p", "--processes", type=int, default=6,
+                   help="fresh processes to spread the pairs over (default 6; see docs/compare.md)")
     a.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")
     a.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of every pair")
     a.set_defaults(func=cmd_ab)

@@ -135,7 +135,10 @@ def prepare(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> P
     fn, unit = fn_override or ctx.registry.lookup(conv.name, backend.crossing, leaf.name)
     ser_mode = backends.serialize_mode_for(spec.backend, ctx.registry)
     avx_mask = ctx.xsave["xcr0"] & AVX_RESET_MASK if ctx.xsave["enabled"] else 0
-    unit.set_emulation(ser_mode, 0, avx_mask, 0)
+    # emul_latency: a convention that makes the emulated module slower by a known amount (for
+    # proving `bench ab` and `bench compare` find it).  The knob is per unit, so such a
+    # convention is compiled into a unit of its own (Registry compiles user files one by one).
+    unit.set_emulation(ser_mode, conv.emul_latency if backend.serialize else 0, avx_mask, 0)
     return Prepared(conv, leaf, fn, unit, ctx.args(ctx.fpu_mask(conv)), ctx.args(), ser_mode, verdict)
 
 

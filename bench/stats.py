@@ -145,3 +145,25 @@ def paired_ratio_summary(ratios, confidence=0.95):
     """Median of per-pair ratios with its distribution-free CI (order statistics)."""
     r = np.asarray(ratios, dtype=float)
     return float(np.median(r)), median_ci(r, confidence)
+
+
+def hierarchical_median_ci(groups, confidence=0.95, n_boot=2000, seed=12345):
+    """Median of pooled values with a CI from a bootstrap over groups (processes) first and
+    values within them second."""
+    rng = np.random.default_rng(seed)
+    g = [np.asarray(x, dtype=float) for x in groups if len(x)]
+    boot = _boot_medians(g, n_boot, rng)
+    lo, hi = np.quantile(boot, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
+    return float(np.median(np.concatenate(g))), (float(lo), float(hi))
+
+
+def outlier_groups(medians, floor, factor=5.0):
+    """Indexes of groups whose median is far from the others' (robust z on the MAD), and
+    further than `floor` in absolute terms."""
+    m = np.asarray(medians, dtype=float)
+    if len(m) < 3:
+        return []
+    centre = float(np.median(m))
+    spread = 1.4826 * float(np.median(np.abs(m - centre)))
+    limit = max(factor * spread, floor)
+    return [i for i, v in enumerate(m) if abs(v - centre) > limit]
