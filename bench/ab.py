@@ -79,7 +79,7 @@ def decide(ci, threshold):
 
 
 def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
-           allow_unsafe=False, max_attempts=5) -> ABResult:
+           allow_unsafe=False, max_attempts=5, with_ci=True) -> ABResult:
     catalog, registry = ctx.catalog, ctx.registry
     leaf = leaf or default_leaf(catalog, x, y)
     catalog.leaf(leaf)
@@ -126,7 +126,8 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     if len(xs) < 10:
         raise RuntimeError(f"only {len(xs)} undisturbed pairs out of {len(samples)}: the machine is too busy")
     ratios = [b / a for a, b in zip(xs, ys)]
-    ratio, ci = stats.paired_ratio_summary(ratios)
+    # with_ci=False in worker processes: the CI comes from all of them, and scipy costs ~1 s to import
+    ratio, ci = stats.paired_ratio_summary(ratios) if with_ci else (float(np.median(ratios)), (np.nan, np.nan))
     return ABResult(x, y, backend, leaf, n, ratios, xs, ys, base, excluded, ratio, ci,
                     decide(ci, threshold), threshold, ctx.clocks["tsc_hz"], samples)
 
@@ -230,7 +231,7 @@ def _worker_main(argv=None):
     for f in a.files:
         catalog = catalog.with_user_file(f)
     ctx = Context(catalog, Registry(catalog), Settings())
-    r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe)
+    r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False)
     json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,
                "ratio": r.ratio, "x_cycles": r.x_cycles, "y_cycles": r.y_cycles, "baseline": r.baseline,
                "excluded": r.excluded, "tsc_hz": r.tsc_hz, "samples": r.samples}, sys.stdout)
