@@ -46,6 +46,14 @@ def _console(args):
 # --- run ----------------------------------------------------------------------
 
 def cmd_run(args) -> int:
+    allowed = os.sched_getaffinity(0)
+    try:
+        return _run(args)
+    finally:
+        os.sched_setaffinity(0, allowed)  # cli.main may be called in-process (tests, tools)
+
+
+def _run(args) -> int:
     from . import backends, driver, machine, store
     from .measure import Context
     from .native import Registry

@@ -133,8 +133,13 @@ def write_ab_trace(path, r):
     disturbed = w.track("disturbed pairs", group)
     present = {k for s in r.samples for k in s["ev"]}
     ev_tracks = _events_tracks(w, group, "ab", present)
-    if r.samples:
-        w.slice(r.samples[0]["t"], r.samples[-1]["t"] + 1, proc, f"pid {os.getpid()}: {len(r.samples)} pairs")
+    # One slice per worker process (bench ab), or one for this process (run_ab in-process).
+    spans = [(p["first_t"], p["last_t"], f"pid {p['pid']}: {p['pairs']} pairs, ratio {p['ratio']:.4f}"
+              + (" (dropped: far from its peers)" if p["dropped"] else "")) for p in r.processes]
+    if not spans and r.samples:
+        spans = [(r.samples[0]["t"], r.samples[-1]["t"], f"pid {os.getpid()}: {len(r.samples)} pairs")]
+    for t0, t1, label in spans:
+        w.slice(t0, t1 + 1, proc, label)
     for s in r.samples:
         w.counter(s["t"], tx, s["x"])
         w.counter(s["t"], ty, s["y"])
