@@ -90,8 +90,13 @@ def _run(args) -> int:
     measurements = [driver.to_measurement(r, catalog, tsc_hz) for r in results]
     refs = references(measurements, suite.reference)
     records = [record(m, ctx, refs) for m in measurements]
-    for rec, res in zip(records, results):
+    from . import stats
+    for rec, res, m in zip(records, results, measurements):
         rec["excluded_workers"] = len(res.excluded_runs)
+        rec["workers"] = len(m.runs)
+        if len(m.runs) >= 2:
+            # Values of one worker are not independent: the CI resamples workers, then values.
+            rec["ci95"] = list(stats.hierarchical_median_ci([r.values for r in m.runs])[1])
     path = None
     if results and not args.no_store:
         path = Path(args.output) if args.output else store.default_path(info["_state"], info["machine"])
