@@ -21,6 +21,8 @@ from . import stats, store
 from .store import META, StoreError
 
 DEFAULT_THRESHOLD = 0.01  # changes smaller than 1% count as "same"
+ALPHA = 0.05
+MIN_WORKERS = 4  # two-sided Mann-Whitney with 3 vs 3 cannot go below p = 0.1
 
 
 class CompareError(RuntimeError):
@@ -159,13 +161,18 @@ def compare_benchmarks(runs_a, runs_b, name="", unit="cycles", threshold=DEFAULT
     ratio, ci = stats.hierarchical_ratio_ci(runs_a, runs_b, n_boot=n_boot)
     p = stats.mann_whitney([float(np.median(r)) for r in runs_a], [float(np.median(r)) for r in runs_b])
     v = stats.verdict(ci, threshold)
+    if v in ("faster", "slower") and (p is None or p >= ALPHA):
+        # The bootstrap over a handful of workers can be narrower than the truth; a change is
+        # only claimed when the workers themselves (Mann-Whitney on their medians) agree.
+        v = "unknown"
     row = Row(name, med_a, med_b, unit, ratio - 1, ratio, ci, p, v, len(runs_a), len(runs_b))
     if v == "unknown":
         mde = stats.minimum_detectable(ci)
         row.mde, row.mde_cycles = mde, mde * med_a
-        # The CI narrows as 1/sqrt(workers): workers needed to detect a change of `threshold`.
+        # The CI narrows as 1/sqrt(workers): workers needed to detect a change of `threshold`;
+        # and Mann-Whitney needs at least MIN_WORKERS per side to reach p < 0.05 at all.
         n = min(len(runs_a), len(runs_b))
-        need = math.ceil(n * (mde / threshold) ** 2)
+        need = max(math.ceil(n * (mde / threshold) ** 2), MIN_WORKERS)
         row.more_workers = max(need - n, 1)
         per = int(np.median([len(r) for r in runs_a + runs_b]))
         row.more_values = row.more_workers * per
@@ -222,8 +229,8 @@ def regressions(report: Report, pct: float) -> list:
 
 def _verdict_text(r: Row) -> str:
     if r.verdict == "unknown":
-        return (f"unknown: detects >= {r.mde:.1%} ({r.mde_cycles:,.1f} {r.unit}); "
-                f"~{r.more_workers} more workers ({r.more_values} values) per side")
+        return (f"unknown (detects >= {r.mde:.1%} = {r.mde_cycles:,.1f} {r.unit}; "
+                f"~{r.more_workers} more workers = {r.more_values} values per side)")
     return r.verdict
 
 
@@ -269,7 +276,8 @@ def print_table(console, report: Report):
         console.print(f"geometric mean of B/A over {len(report.rows)} benchmarks: {report.geomean:.4f} "
                       f"({report.geomean - 1:+.2%})")
     console.print(f"[dim]CI: bootstrap over worker processes, then values within them; p: Mann-Whitney U "
-                  f"on per-worker medians; \"same\" = CI within +-{report.threshold:.1%}[/]")
+                  f"on per-worker medians; faster/slower need both (CI excludes 0, p < {ALPHA}); "
+                  f"\"same\" = CI within +-{report.threshold:.1%}[/]")
     for n in report.notes:
         console.print(f"[yellow]forced:[/] {n}")
     if report.only_a:

@@ -73,6 +73,16 @@ def test_unknown_says_what_it_could_detect_and_how_much_more_is_needed():
     assert row.more_workers >= 1 and row.more_values == row.more_workers * 10
 
 
+def test_three_workers_cannot_claim_a_change():
+    # A genuine 3% shift, but three workers per side: Mann-Whitney on worker medians cannot
+    # reach p < 0.05, so the verdict is "unknown", with what more data would settle it.
+    a = synthetic_runs(100.0, 1, workers=3)
+    b = synthetic_runs(103.0, 2, workers=3)
+    row = compare.compare_benchmarks(a, b, "x", "cycles")
+    assert row.ci95[0] > 1 and row.p_value >= 0.05
+    assert row.verdict == "unknown" and row.workers_a + row.more_workers >= compare.MIN_WORKERS
+
+
 def test_bootstrap_resamples_workers_not_just_values():
     # Between-worker spread dominates: pooling values (as if independent) would give a CI
     # too narrow to contain the truth; resampling workers first does not.
