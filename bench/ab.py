@@ -134,9 +134,9 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
 
 def print_result(console, r: ABResult):
     from rich.table import Table
-    t = Table(title=f"A/B on {r.backend}, leaf {r.leaf}: {len(r.ratios)} interleaved pairs of "
-                    f"{r.n_calls} calls each, in {sum(not p['dropped'] for p in r.processes) or 1} processes",
-              title_justify="left")
+    console.print(f"A/B on {r.backend}, leaf {r.leaf}: {len(r.ratios)} interleaved pairs of {r.n_calls} calls "
+                  f"each, in {sum(not p['dropped'] for p in r.processes) or 1} processes")
+    t = Table()
     for col in ("convention", "median TSC cycles/call", "ns/call"):
         t.add_column(col, justify="right" if col != "convention" else "left")
     for name, vals in ((r.x, r.x_cycles), (r.y, r.y_cycles)):
