@@ -33,7 +33,12 @@ class CompareError(RuntimeError):
 class Side:
     label: str
     files: list
-    suite: pyperf.BenchmarkSuite
+    suite: pyperf.BenchmarkSuite      # every session merged
+    sessions: list = None             # one suite per results file (a separate `bench run`)
+
+    def __post_init__(self):
+        if self.sessions is None:
+            self.sessions = [self.suite]
 
     def meta(self, key, default=None):
         for b in self.suite.get_benchmarks():
@@ -61,6 +66,9 @@ class Row:
     mde_cycles: float | None = None
     more_workers: int | None = None     # about this many more workers per side would decide
     more_values: int | None = None
+    more_sessions: int | None = None    # instead of workers, when both sides have several sessions
+    sessions_a: int = 1
+    sessions_b: int = 1
 
     def as_dict(self):
         d = asdict(self)
@@ -87,6 +95,7 @@ def resolve(what: str, machine_name: str, root: Path | None = None) -> Side:
                 "name one as a file") if dirty else ""
         raise CompareError(f"no stored results for {what} ({commit[:12]}) on {machine_name} in {folder}{hint}")
     suites = [store.load_suite(f) for f in files]
+    sessions = [store.load_suite(f) for f in files]  # kept apart for the session-level bootstrap
     merged = suites[0]
     for extra in suites[1:]:
         for b in extra.get_benchmarks():
@@ -94,7 +103,8 @@ def resolve(what: str, machine_name: str, root: Path | None = None) -> Side:
                 merged.get_benchmark(b.get_name()).add_runs(b)
             except KeyError:
                 merged.add_benchmark(b)
-    return Side(f"{what} ({commit[:12]})" if not commit.startswith(what) else commit[:12], files, merged)
+    return Side(f"{what} ({commit[:12]})" if not commit.startswith(what) else commit[:12], files, merged,
+                sessions)
 
 
 def _rev_parse(ref):
@@ -145,6 +155,18 @@ def check_comparable(a: Side, b: Side, force=False) -> list:
     return problems
 
 
+def _sessions(side, name, scale):
+    out = []
+    for suite in side.sessions:
+        try:
+            runs = _runs(suite.get_benchmark(name), scale)
+        except KeyError:
+            continue
+        if runs:
+            out.append(runs)
+    return out
+
+
 def _meta_of(bench, key):
     for r in bench.get_runs():
         v = r.get_metadata().get(META + key)
@@ -154,28 +176,45 @@ def _meta_of(bench, key):
 
 
 def compare_benchmarks(runs_a, runs_b, name="", unit="cycles", threshold=DEFAULT_THRESHOLD,
-                       n_boot=2000) -> Row:
-    """The statistics of one benchmark, from per-worker value arrays (already in `unit`)."""
+                       n_boot=2000, sessions_a=None, sessions_b=None) -> Row:
+    """The statistics of one benchmark, from per-worker value arrays (already in `unit`).
+    With several sessions on both sides (lists of per-worker arrays), the bootstrap resamples
+    sessions first."""
     med_a = float(np.median(np.concatenate(runs_a)))
     med_b = float(np.median(np.concatenate(runs_b)))
-    ratio, ci = stats.hierarchical_ratio_ci(runs_a, runs_b, n_boot=n_boot)
-    p = stats.mann_whitney([float(np.median(r)) for r in runs_a], [float(np.median(r)) for r in runs_b])
+    nested = bool(sessions_a and sessions_b and len(sessions_a) > 1 and len(sessions_b) > 1)
+    if nested:
+        # Sessions are the independent units: the bootstrap starts there, and so does the test.
+        ratio, ci = stats.nested_ratio_ci(sessions_a, sessions_b, n_boot=n_boot)
+        units_a = [float(np.median(np.concatenate(s))) for s in sessions_a]
+        units_b = [float(np.median(np.concatenate(s))) for s in sessions_b]
+    else:
+        ratio, ci = stats.hierarchical_ratio_ci(runs_a, runs_b, n_boot=n_boot)
+        units_a = [float(np.median(r)) for r in runs_a]
+        units_b = [float(np.median(r)) for r in runs_b]
+    p = stats.mann_whitney(units_a, units_b)
     v = stats.verdict(ci, threshold)
     if v in ("faster", "slower") and (p is None or p >= ALPHA):
         # The bootstrap over a handful of workers can be narrower than the truth; a change is
         # only claimed when the workers themselves (Mann-Whitney on their medians) agree.
         v = "unknown"
-    row = Row(name, med_a, med_b, unit, ratio - 1, ratio, ci, p, v, len(runs_a), len(runs_b))
+    row = Row(name, med_a, med_b, unit, ratio - 1, ratio, ci, p, v, len(runs_a), len(runs_b),
+              sessions_a=len(sessions_a or [1]), sessions_b=len(sessions_b or [1]))
     if v == "unknown":
         mde = stats.minimum_detectable(ci)
         row.mde, row.mde_cycles = mde, mde * med_a
-        # The CI narrows as 1/sqrt(workers): workers needed to detect a change of `threshold`;
-        # and Mann-Whitney needs at least MIN_WORKERS per side to reach p < 0.05 at all.
-        n = min(len(runs_a), len(runs_b))
+        # The CI narrows as 1/sqrt(units): units needed to detect a change of `threshold`; and
+        # Mann-Whitney needs at least MIN_WORKERS units per side to reach p < 0.05 at all.
+        n = min(len(units_a), len(units_b))
         need = max(math.ceil(n * (mde / threshold) ** 2), MIN_WORKERS)
-        row.more_workers = max(need - n, 1)
+        more = max(need - n, 1)
         per = int(np.median([len(r) for r in runs_a + runs_b]))
-        row.more_values = row.more_workers * per
+        if nested:
+            row.more_sessions = more
+            row.more_values = more * per * max(1, len(runs_a) // len(sessions_a))
+        else:
+            row.more_workers = more
+            row.more_values = more * per
     return row
 
 
@@ -215,9 +254,16 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False) -> Repor
         runs_a, runs_b = _runs(bench_a, scale_a), _runs(b.suite.get_benchmark(name), scale_b)
         if not runs_a or not runs_b:
             continue
-        rows.append(compare_benchmarks(runs_a, runs_b, name, unit, threshold))
+        rows.append(compare_benchmarks(runs_a, runs_b, name, unit, threshold,
+                                       sessions_a=_sessions(a, name, scale_a),
+                                       sessions_b=_sessions(b, name, scale_b)))
     only_b = sorted(names_b - set(a.suite.get_benchmark_names()))
     geo = float(np.exp(np.mean(np.log([r.ratio for r in rows])))) if rows else None
+    if rows and (len(a.sessions) < 2 or len(b.sessions) < 2):
+        notes.append("one session on at least one side: the CI covers workers and values, not what changes "
+                     "between two `bench run`s (host load, the machine's state: several % on a shared VM). "
+                     "Run again to add a session (its file sits beside the first), or settle two conventions "
+                     "with `bench ab`")
     return Report(a, b, rows, only_a, only_b, geo, notes, threshold)
 
 
@@ -229,8 +275,9 @@ def regressions(report: Report, pct: float) -> list:
 
 def _verdict_text(r: Row) -> str:
     if r.verdict == "unknown":
+        more = (f"~{r.more_sessions} more runs" if r.more_sessions else f"~{r.more_workers} more workers")
         return (f"unknown (detects >= {r.mde:.1%} = {r.mde_cycles:,.1f} {r.unit}; "
-                f"~{r.more_workers} more workers = {r.more_values} values per side)")
+                f"{more} = {r.more_values} values per side)")
     return r.verdict
 
 
@@ -250,7 +297,7 @@ def markdown(report: Report) -> str:
         lines += ["", f"Geometric mean of B/A: {report.geomean:.4f} ({report.geomean - 1:+.2%}); "
                   f"medians in {report.rows[0].unit if report.rows else ''} per call."]
     for n in report.notes:
-        lines.append(f"\nNote (forced): {n}")
+        lines.append(f"\nNote: {n}")
     if report.only_a:
         lines.append(f"\nOnly in A: {', '.join(report.only_a)}")
     if report.only_b:
@@ -279,7 +326,7 @@ def print_table(console, report: Report):
                   f"on per-worker medians; faster/slower need both (CI excludes 0, p < {ALPHA}); "
                   f"\"same\" = CI within +-{report.threshold:.1%}[/]")
     for n in report.notes:
-        console.print(f"[yellow]forced:[/] {n}")
+        console.print(f"[yellow]note:[/] {n}")
     if report.only_a:
         console.print(f"only in A: {', '.join(report.only_a)}")
     if report.only_b:

@@ -167,3 +167,28 @@ def outlier_groups(medians, floor, factor=5.0):
     spread = 1.4826 * float(np.median(np.abs(m - centre)))
     limit = max(factor * spread, floor)
     return [i for i, v in enumerate(m) if abs(v - centre) > limit]
+
+
+def nested_ratio_ci(sessions_a, sessions_b, confidence=0.95, n_boot=2000, seed=12345):
+    """As hierarchical_ratio_ci with one more level on top: sessions (separate `bench run`s,
+    minutes or days apart), then workers within a session, then values.  What changes between
+    sessions (host load, the kernel's state) then widens the interval as it should."""
+    rng = np.random.default_rng(seed)
+    boot_a = _boot_nested([[np.asarray(w, dtype=float) for w in s if len(w)] for s in sessions_a], n_boot, rng)
+    boot_b = _boot_nested([[np.asarray(w, dtype=float) for w in s if len(w)] for s in sessions_b], n_boot, rng)
+    ratios = boot_b / boot_a
+    lo, hi = np.quantile(ratios, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
+    pooled = lambda ss: np.concatenate([w for s in ss for w in s])
+    return float(np.median(pooled(sessions_b)) / np.median(pooled(sessions_a))), (float(lo), float(hi))
+
+
+def _boot_nested(sessions, n_boot, rng):
+    sessions = [s for s in sessions if s]
+    out = np.empty(n_boot)
+    for i in range(n_boot):
+        chosen = []
+        for j in rng.integers(0, len(sessions), size=len(sessions)):
+            s = sessions[j]
+            chosen += [s[k] for k in rng.integers(0, len(s), size=len(s))]
+        out[i] = np.median(np.concatenate([w[rng.integers(0, len(w), size=len(w))] for w in chosen]))
+    return out

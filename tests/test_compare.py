@@ -162,3 +162,25 @@ def test_refs_resolve_to_stored_results(tmp_path, monkeypatch):
     assert r.rows[0].verdict == "slower"
     with pytest.raises(compare.CompareError, match="no stored results"):
         compare.resolve("HEAD", "other-machine")
+
+
+def test_sessions_are_resampled_first(tmp_path):
+    # No true change, but each `bench run` (session) lands 2% up or down as a whole, as host
+    # load does here.  One session per side: workers agree with each other, so the difference
+    # between the sessions looks real - the report says the CI cannot cover it.  Three
+    # sessions per side: sessions are the units of the test, and three per side cannot
+    # reach p < 0.05 - no change is claimed, and the answer says more runs would decide.
+    rng = np.random.default_rng(5)
+
+    def session(seed):
+        return synthetic_runs(100.0 * (1 + rng.normal(0, 0.02)), seed, workers=6)
+
+    sa = [session(i) for i in range(3)]
+    sb = [session(10 + i) for i in range(3)]
+    row = compare.compare_benchmarks([w for s in sa for w in s], [w for s in sb for w in s], "x",
+                                     sessions_a=sa, sessions_b=sb)
+    assert row.verdict == "unknown" and row.p_value >= 0.05 and row.more_sessions >= 1
+    assert row.sessions_a == row.sessions_b == 3
+    a = write_suite(tmp_path / "a.json", {NAMES[0]: sa[0]})
+    b = write_suite(tmp_path / "b.json", {NAMES[0]: sb[0]})
+    assert any("one session" in n for n in report(a, b).notes)
