@@ -295,7 +295,7 @@ def markdown(report: Report) -> str:
                      f"{r.ci95[0] - 1:+.2%} .. {r.ci95[1] - 1:+.2%} | {_p(r.p_value)} | {_verdict_text(r)} |")
     if report.geomean:
         lines += ["", f"Geometric mean of B/A: {report.geomean:.4f} ({report.geomean - 1:+.2%}); "
-                  f"medians in {report.rows[0].unit if report.rows else ''} per call."]
+                  f"medians in {report.rows[0].unit if report.rows else ''} per call. {method(report)}."]
     for n in report.notes:
         lines.append(f"\nNote: {n}")
     if report.only_a:
@@ -303,6 +303,14 @@ def markdown(report: Report) -> str:
     if report.only_b:
         lines.append(f"\nOnly in B: {', '.join(report.only_b)}")
     return "\n".join(lines) + "\n"
+
+
+def method(report: Report) -> str:
+    nested = any(r.sessions_a > 1 and r.sessions_b > 1 for r in report.rows)
+    units = "runs (sessions)" if nested else "worker processes"
+    levels = "runs, then workers, then values" if nested else "worker processes, then values within them"
+    return (f"CI: bootstrap over {levels}; p: Mann-Whitney U on the medians of {units}; faster/slower need "
+            f"both (CI excludes 0, p < {ALPHA}); \"same\" = CI within +-{report.threshold:.1%}")
 
 
 def print_table(console, report: Report):
@@ -322,9 +330,7 @@ def print_table(console, report: Report):
     if report.geomean:
         console.print(f"geometric mean of B/A over {len(report.rows)} benchmarks: {report.geomean:.4f} "
                       f"({report.geomean - 1:+.2%})")
-    console.print(f"[dim]CI: bootstrap over worker processes, then values within them; p: Mann-Whitney U "
-                  f"on per-worker medians; faster/slower need both (CI excludes 0, p < {ALPHA}); "
-                  f"\"same\" = CI within +-{report.threshold:.1%}[/]")
+    console.print(f"[dim]{method(report)}[/]")
     for n in report.notes:
         console.print(f"[yellow]note:[/] {n}")
     if report.only_a:
