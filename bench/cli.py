@@ -162,8 +162,8 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
     console.print(table)
     excluded = sum(r["excluded"] for r in records)
     if excluded:
-        console.print(f"{excluded} disturbed samples (context switch, migration or page fault during the "
-                      "sample) were excluded and measured again.")
+        console.print(f"{excluded} disturbed samples (context switch, migration, page fault or TSC gap during "
+                      "the sample) were excluded and measured again.")
     workers = sum(r.get("excluded_workers", 0) for r in records)
     if workers:
         console.print(f"{workers} worker processes far noisier than their peers (MAD/median) were dropped "

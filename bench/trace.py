@@ -18,7 +18,7 @@ from perfetto.trace_builder.proto_builder import TraceProtoBuilder
 
 SEQ = 0x5EA3  # trusted_packet_sequence_id of every packet: one writer
 EVENT_TRACKS = {"context_switches": "context switches", "cpu_migrations": "CPU migrations",
-                "page_faults": "page faults"}
+                "page_faults": "page faults", "tsc_gap": "TSC gaps"}
 
 
 class _Writer:

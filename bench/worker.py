@@ -11,7 +11,8 @@ convention and a batch of `loops` calls of the empty function, timed back to bac
 by the C loop.  The value is their difference: seconds per call, net of the loop.
 Around each sample the C loop reads perf software events; a sample during which
 the thread was switched out, migrated or took a page fault is not returned to
-pyperf but measured again (up to MAX_RETRIES times) and counted.  Every sample,
+pyperf but measured again (up to MAX_RETRIES times) and counted; so is a sample one of whose
+batches took far longer per call than the worker's usual (a TSC gap: time the host took).  Every sample,
 kept or not, goes to a side file that the driver reads for its statistics on
 disturbance and for --trace.
 """
@@ -25,6 +26,11 @@ import sys
 import time
 
 MAX_RETRIES = 20
+# A batch taking this many times the worker's usual time per call had time taken from it that
+# the guest kernel does not report (the host preempted the vCPU): the TSC gap.  An inflated
+# empty batch would make the net value too small, an inflated convention batch too large.
+GAP_FACTOR = 1.5
+GAP_MIN_SAMPLES = 5
 SIDE_PREFIX = "worker-"
 
 
@@ -54,6 +60,14 @@ class Sampler:
         from .measure import prepare
         self.prepared = prepare(self.spec, self.ctx, allow_unsafe=self.allow_unsafe)
 
+    def _gap(self, a_per_call, b_per_call):
+        clean = [x for x in self.samples[-64:] if x["kept"] and not x["disturbed"]]
+        if len(clean) < GAP_MIN_SAMPLES:
+            return False
+        ref_a = sorted(x["a"] / x["n"] for x in clean)[len(clean) // 2]
+        ref_b = sorted(x["b"] / x["n"] for x in clean)[len(clean) // 2]
+        return a_per_call > GAP_FACTOR * ref_a or b_per_call > GAP_FACTOR * ref_b
+
     def __call__(self, loops):
         from . import _core
         from .measure import DISTURBING_EVENTS_STRICT
@@ -71,7 +85,8 @@ class Sampler:
                                                 n, 1, ctx.perf_fd, n_ev)
             counts = {name: int(ev[slot]) + int(ev[n_ev + slot]) for name, slot in slots.items()}
             net = (int(ta[0]) - int(tb[0])) / n
-            disturbed = any(counts.get(e, 0) for e in DISTURBING_EVENTS_STRICT) or net <= 0
+            counts["tsc_gap"] = int(self._gap(int(ta[0]) / n, int(tb[0]) / n))
+            disturbed = any(counts.get(e, 0) for e in DISTURBING_EVENTS_STRICT + ("tsc_gap",)) or net <= 0
             self.samples.append({"i": index, "t": int(t0[0]), "a": int(ta[0]), "b": int(tb[0]), "n": n,
                                  "ev": counts, "disturbed": bool(disturbed), "kept": False})
             if not disturbed:
