@@ -158,3 +158,26 @@ def test_noisy_worker_rule():
     assert driver.noisy_runs(quiet + [noisy]) == [4]
     assert driver.noisy_runs(quiet) == []
     assert driver.noisy_runs(quiet[:2]) == []  # too few peers to judge
+
+
+def test_noisy_worker_is_dropped_and_replaced(tmp_path, monkeypatch):
+    """The driver's re-measure path: a worker judged noisy leaves the benchmark, is counted,
+    and a fresh worker with the same loops and warm-ups takes its place."""
+    from bench import machine
+    from bench.measure import Spec
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    calls = []
+
+    def judge_first_noisy(runs):
+        calls.append(len(runs))
+        return [0] if len(calls) == 1 else []
+    monkeypatch.setattr(driver, "noisy_runs", judge_first_noisy)
+    [res] = driver.run_suite(suite, [], [Spec("seamcall", "emulated", "vp_info")], machine.clocks())
+    runs = [r for r in res.bench.get_runs() if r.values]
+    assert len(res.excluded_runs) == 1 and len(runs) == 3
+    assert len({r.get_metadata()["seambench_worker"] for r in runs}) == 3
+    assert res.excluded_runs[0][0] not in {r.get_metadata()["seambench_worker"] for r in runs}
+    assert len({r.get_metadata()["loops"] for r in runs}) == 1
+    # the dropped worker's samples stay available (for --trace), beside the others'
+    assert len(res.samples) >= 4
