@@ -39,18 +39,21 @@ def pair_file(tmp_path_factory):
 
 
 def ab_run(pair_file, x, y):
-    return ab.run_ab_processes(x, y, pairs=800, processes=4, conventions_files=[pair_file])
+    return ab.run_ab_processes(x, y, pairs=1200, processes=6, conventions_files=[pair_file])
 
 
 def test_finds_a_two_percent_difference(pair_file):
     r = ab_run(pair_file, "ab_base", "ab_slow")
-    assert r.verdict == "slower", r.as_dict()
+    assert r.verdict == "slower", (r.as_dict(), r.processes)
     assert 1.005 < r.ratio < 1.05
     assert r.ci95[0] > 1
     # Swapped, the same pair gives the reciprocal: what is measured is the conventions, not
     # which one runs first in a pair.
+    # At most the injected four core cycles (part of them overlaps earlier work).
+    extra = np.median(r.y_cycles) - np.median(r.x_cycles)
+    assert 0 < extra < 4 * machine.clocks()["tsc_per_core_cycle"] * 1.25
     back = ab_run(pair_file, "ab_slow", "ab_base")
-    assert back.verdict == "faster", back.as_dict()
+    assert back.verdict == "faster", (back.as_dict(), back.processes)
     assert back.ratio * r.ratio == pytest.approx(1, abs=0.005)
 
 
@@ -70,12 +73,11 @@ def test_one_process_pairs_in_process(pair_file):
         r = ab.run_ab(Context(catalog, Registry(catalog), Settings()), "ab_base", "ab_slow", pairs=200)
     finally:
         os.sched_setaffinity(0, before)
-    assert len(r.ratios) == 200 == len(r.x_cycles)
+    # No claim about the ratio here: one process alone can be off by several percent (code
+    # layout), which is why bench ab uses several.
+    assert len(r.ratios) == 200 == len(r.x_cycles) == len(r.y_cycles)
     assert len(r.samples) == 200 + r.excluded
-    assert r.ratio > 1
-    # At most the injected four core cycles (part of them overlaps earlier work).
-    extra = np.median(r.y_cycles) - np.median(r.x_cycles)
-    assert 0 < extra < 4 * machine.clocks()["tsc_per_core_cycle"] * 1.25
+    assert r.ratios == pytest.approx([y / x for x, y in zip(r.x_cycles, r.y_cycles)])
 
 
 def test_outlier_process_rule():
