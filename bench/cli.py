@@ -154,11 +154,15 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
                       ("95% CI", "right"), ("ns", "right"), ("core cyc", "right"), ("baseline", "right"),
                       (f"x {suite.reference}", "right"), ("safe", "left")):
         table.add_column(col, justify=just)
-    for r in records:
+    # Grouped by backend: conventions are compared within one crossing, never across.
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["backend"] for r in records))}
+    rows = sorted(records, key=lambda r: order[r["backend"]])
+    for i, r in enumerate(rows):
+        last_of_backend = i + 1 == len(rows) or rows[i + 1]["backend"] != r["backend"]
         table.add_row(r["convention"], r["backend"], r["leaf"], _fmt(r["cycles"]),
                       f"{_fmt(r['ci95'][0])}-{_fmt(r['ci95'][1])}", _fmt(r["ns"], 2), _fmt(r["core_cycles"]),
                       _fmt(r["baseline_cycles"], 2), _fmt(r["relative"], 3),
-                      "yes" if r["safe"] else ("NO" if r["safe"] is False else "?"))
+                      "yes" if r["safe"] else ("NO" if r["safe"] is False else "?"), end_section=last_of_backend)
     console.print(table)
     excluded = sum(r["excluded"] for r in records)
     if excluded:
@@ -305,8 +309,9 @@ def cmd_validate(args) -> int:
         table.add_row(str(k), _fmt(med, 2), f"{_fmt(ci[0], 2)}-{_fmt(ci[1], 2)}", _fmt(fitted, 2),
                       f"{res / fitted:+.2%}")
     console.print(table)
-    console.print(f"fit: a = {v.a:.2f} TSC cycles (the convention alone measured {v.own:.2f}; "
+    console.print(f"fit: a = {v.a:.2f} TSC cycles (the convention alone, K=0, measured {v.own:.2f}; "
                   f"tolerance 2), b = {v.b:.4f} TSC cycles per core cycle")
+    console.print(f"the built-in copy of {v.convention} measured {v.builtin:.2f} (same code at other addresses)")
     console.print(f"cross-check: plain ADD chain gives {v.chain_ratio:.4f}; hardware counters: "
                   + (f"{v.hw_ratio:.4f}" if v.hw_ratio else "not available here"))
     res_table = Table(title="resolution: K=k against K=0, interleaved, default settings", title_justify="left")
@@ -439,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="known conventions, leaf profiles and backends")
     common(ls)
     ls.set_defaults(func=cmd_list)
+    __import__(__package__ + ".check", fromlist=["register"]).register(sub)  # bench check (bench/check.py)
     return p
 
 
