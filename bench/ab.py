@@ -79,7 +79,7 @@ def decide(ci, threshold):
 
 
 def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
-           allow_unsafe=False, max_attempts=5, with_ci=True) -> ABResult:
+           allow_unsafe=False, max_attempts=50, with_ci=True) -> ABResult:
     catalog, registry = ctx.catalog, ctx.registry
     leaf = leaf or default_leaf(catalog, x, y)
     catalog.leaf(leaf)

@@ -256,6 +256,9 @@ def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
         samples = res.samples.get(md.get("seambench_worker"), [])
         md.update(common)
         md[f"{META}run_excluded"] = sum(1 for s in samples if not s["kept"])
+        # As store.to_suite: values whose net was not positive (stored at a floor) are counted.
+        # Here they are re-measured first, so only a sample that never came out positive counts.
+        md[f"{META}clamped"] = sum(1 for s in samples if s["kept"] and s["a"] <= s["b"])
         runs.append(pyperf.Run(run.values, warmups=run.warmups or None, metadata=md, collect_metadata=False))
     return pyperf.Benchmark(runs)
 

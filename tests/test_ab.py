@@ -75,8 +75,9 @@ def test_one_process_pairs_in_process(pair_file):
         os.sched_setaffinity(0, before)
     # No claim about the ratio here: one process alone can be off by several percent (code
     # layout), which is why bench ab uses several.
-    assert len(r.ratios) == 200 == len(r.x_cycles) == len(r.y_cycles)
-    assert len(r.samples) == 200 + r.excluded
+    assert len(r.ratios) == len(r.x_cycles) == len(r.y_cycles)
+    assert 10 <= len(r.ratios) <= 200  # fewer only if the machine disturbs pair after pair
+    assert len(r.samples) == len(r.ratios) + r.excluded
     assert r.ratios == pytest.approx([y / x for x, y in zip(r.x_cycles, r.y_cycles)])
 
 

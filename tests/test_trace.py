@@ -81,7 +81,7 @@ def test_ab_trace(tmp_path):
     ts = tracks(t)
     x = by_name(ts, "seamcall_ret: TSC cycles per call")[0]
     ratio = by_name(ts, "lean / seamcall_ret")[0]
-    assert len(events(t, x, TrackEvent.TYPE_COUNTER)) == len(r.samples) == 100 + r.excluded
+    assert len(events(t, x, TrackEvent.TYPE_COUNTER)) == len(r.samples) == len(r.ratios) + r.excluded
     values = sorted(e.track_event.double_counter_value for e in events(t, ratio, TrackEvent.TYPE_COUNTER))
     assert values[len(values) // 2] == pytest.approx(r.ratio, rel=0.01)
     kinds = collections.Counter(p.track_event.type for p in t.packet if p.HasField("track_event"))
