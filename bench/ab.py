@@ -80,7 +80,7 @@ def decide(ci, threshold):
 
 def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
            allow_unsafe=False, max_attempts=50, with_ci=True) -> ABResult:
-    catalog, registry = ctx.catalog, ctx.registry
+    catalog = ctx.catalog
     leaf = leaf or default_leaf(catalog, x, y)
     catalog.leaf(leaf)
     if backend not in backends.BACKENDS:

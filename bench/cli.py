@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, Settings, configs_dir, load_builtin, parse_suite
+from .config import ConfigError, configs_dir, load_builtin, parse_suite
 
 
 def _split(value):

@@ -288,7 +288,7 @@ def _p(p):
 def markdown(report: Report) -> str:
     lines = [f"Comparing **{report.b.label}** against **{report.a.label}** "
              f"(change = B/A - 1; \"same\" = 95% CI within +-{report.threshold:.1%})", "",
-             f"| benchmark | A | B | change | 95% CI | p (MWU) | verdict |",
+             "| benchmark | A | B | change | 95% CI | p (MWU) | verdict |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in report.rows:
         lines.append(f"| {r.name} | {r.median_a:,.2f} | {r.median_b:,.2f} | {r.change:+.2%} | "
