@@ -4,6 +4,7 @@
     bench doctor [--json]
     bench validate [--json]
     bench list [--json]
+    bench kmod build|load|unload|status [--kdir DIR] [--json]
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def _run(args) -> int:
     from . import backends, driver, machine, store
     from .measure import Context
     from .native import Registry
-    from .runner import expand, record, references
+    from .runner import Plan, expand, record, references, run_plan
 
     console = _console(args)
     catalog = _catalog(args)
@@ -77,19 +78,26 @@ def _run(args) -> int:
     if args.output and Path(args.output).exists():
         raise store.StoreError(f"{args.output} exists; results are never overwritten (choose another -o)")
     t0 = time.monotonic()
-    # pyperf runs the suite: worker processes, warm-ups, loop calibration (bench/driver.py).
+    # pyperf runs the user-space suite: worker processes, warm-ups, loop calibration
+    # (bench/driver.py).  Backends in the kernel module are timed through its device, here.
+    user_specs = [sp for sp in plan.specs if backends.BACKENDS[sp.backend].where != "kmod"]
+    kplan = Plan([sp for sp in plan.specs if backends.BACKENDS[sp.backend].where == "kmod"])
     with _progress(console, len(plan.specs), disable=args.json) as advance:
-        results = driver.run_suite(suite_path, getattr(args, "conventions_file", None) or [], plan.specs,
+        results = driver.run_suite(suite_path, getattr(args, "conventions_file", None) or [], user_specs,
                                    ctx.clocks, driver.pyperf_options(args), args.allow_unsafe,
                                    on_done=advance, cpu=cpu)
+        kmod_ms = run_plan(kplan, ctx, allow_unsafe=args.allow_unsafe,
+                           progress=lambda spec: advance(spec.name)) if kplan.specs else []
+    plan.skipped += kplan.skipped
     elapsed = time.monotonic() - t0
     measured = {r.spec.name for r in results}
-    for spec in plan.specs:
+    for spec in user_specs:
         if spec.name not in measured:
             plan.skipped.append((spec.name, "pyperf produced no result"))
     measurements = [driver.to_measurement(r, catalog, tsc_hz) for r in results]
-    refs = references(measurements, suite.reference)
+    refs = references(measurements + kmod_ms, suite.reference)
     records = [record(m, ctx, refs) for m in measurements]
+    kmod_records = [record(m, ctx, refs) for m in kmod_ms]
     from . import stats
     for rec, res, m in zip(records, results, measurements):
         rec["excluded_workers"] = len(res.excluded_runs)
@@ -97,10 +105,13 @@ def _run(args) -> int:
         if len(m.runs) >= 2:
             # Values of one worker are not independent: the CI resamples workers, then values.
             rec["ci95"] = list(stats.hierarchical_median_ci([r.values for r in m.runs])[1])
+    records += kmod_records
     path = None
-    if results and not args.no_store:
+    if (results or kmod_ms) and not args.no_store:
         path = Path(args.output) if args.output else store.default_path(info["_state"], info["machine"])
         benches = [driver.annotate(r, m, info) for r, m in zip(results, measurements)]
+        if kmod_ms:
+            benches += store.to_suite(kmod_ms, info).get_benchmarks()
         store.write_suite(pyperf_suite(benches), path)
     if args.trace:
         from . import trace
@@ -235,7 +246,7 @@ def cmd_doctor(args) -> int:
     from .native import Registry
 
     registry = Registry(_catalog(args))
-    probes = backends.probe_all(registry)
+    probes = backends.probe_all(registry, backends.default_names())
     choice = backends.serialize_choice(registry)
     doc = {
         "machine": machine.machine_id(),
@@ -364,6 +375,30 @@ def cmd_list(args) -> int:
     return 0
 
 
+# --- kmod -------------------------------------------------------------------------
+
+def cmd_kmod(args) -> int:
+    from . import kmod
+    try:
+        if args.action == "build":
+            print(f"built {kmod.build(args.kdir)}")
+        elif args.action == "load":
+            kmod.load(args.ko)
+            print(f"loaded: {kmod.DEVICE} {'present' if kmod.device_present() else 'ABSENT'}")
+        elif args.action == "unload":
+            kmod.unload()
+            print("unloaded")
+        if args.action == "status" or args.json:
+            if args.json:
+                _emit_json(kmod.status_doc())
+            else:
+                print("\n".join(kmod.status_lines()))
+    except kmod.KmodError as exc:
+        print(f"bench: kmod {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------
 
 def pyperf_opts(sp):
@@ -440,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backend", default="emulated", choices=["emulated", "emulated_pipelined"])
     v.add_argument("--leaf", default="vp_info")
     v.set_defaults(func=cmd_validate)
+
+    k = sub.add_parser("kmod", help="the kernel module: build, load, unload, status (kmod:* backends)")
+    k.add_argument("action", choices=["build", "load", "unload", "status"])
+    k.add_argument("--kdir", help="kernel build tree (default: /lib/modules/$(uname -r)/build)")
+    k.add_argument("--ko", help="module file to load (default: the one `build` made)")
+    k.add_argument("--json", action="store_true", help="status as one JSON document")
+    k.set_defaults(func=cmd_kmod)
 
     ls = sub.add_parser("list", help="known conventions, leaf profiles and backends")
     common(ls)

@@ -129,6 +129,8 @@ def prepare(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> P
     verdict = static_verdict(conv.resolve(leaf))
     if not verdict.safe and not allow_unsafe:
         raise UnsafeError(f"{spec.name} is {verdict.text}; use --allow-unsafe to time it anyway")
+    if backend.where == "kmod":
+        raise ValueError(f"{spec.name}: kmod backends are timed by the kernel module (measure())")
     why_not = machine.fpu_support(conv.fpu)
     if why_not:
         raise UnavailableError(f"{spec.name}: {why_not}")
@@ -149,6 +151,12 @@ def serialize_name(spec: Spec, ser_mode: int):
 
 
 def measure(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> Measurement:
+    if backends.BACKENDS[spec.backend].where == "kmod":
+        verdict = static_verdict(ctx.catalog.convention(spec.convention).resolve(ctx.catalog.leaf(spec.leaf)))
+        if not verdict.safe and not allow_unsafe:
+            raise UnsafeError(f"{spec.name} is {verdict.text}; use --allow-unsafe to time it anyway")
+        from . import kmod
+        return kmod.measure(spec, ctx, verdict)
     p = prepare(spec, ctx, allow_unsafe, fn_override)
     conv, leaf, fn, unit, verdict, ser_mode = p.conv, p.leaf, p.fn, p.unit, p.verdict, p.ser_mode
     s = ctx.settings
