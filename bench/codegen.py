@@ -101,7 +101,7 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
     r, conv, leaf, x = e.resolved, e.resolved.conv, e.resolved.leaf, e.crossing
     fail = f".Lsb_fail_{idx}"
     done = f".Lsb_done_{idx}"
-    a = [f"# {conv.name} x {x.name} x {leaf.name}", ".p2align 4", f".type {sym}, @function"]
+    a = [f"# {conv.name} x {x.name} x {leaf.name}", ".p2align 6", f".type {sym}, @function"]
     if flavor == "user":
         a.append(f".hidden {sym}")
     a.append(f"{sym}:")
