@@ -43,21 +43,24 @@ def _split_name(name: str, md: dict):
     return str(conv), str(backend), str(leaf)
 
 
-def summarise_commit(results: str, machine: str, sha: str):
+def summarise_commit(paths: list, machine: str):
     """Read one commit's files on one machine -> (summary, warnings, run_date).
 
     summary: name -> (median_s, lo_s, hi_s, n, tsc_hz or None, conv, backend, leaf)
     Runs in worker processes, so it takes and returns plain data.
     """
     warnings: list[str] = []
-    pooled = rd.read_commit(Path(results), machine, sha, warn=warnings.append)
+    pooled = rd.pool_files(paths, machine, warn=warnings.append)
     out = {}
     date = None
     for name, br in pooled.items():
-        if not br.values:
-            warnings.append(f"{machine}/{sha[:12]}: benchmark {name} has no values; skipped")
+        try:
+            med, lo, hi = median_ci(br.values)
+        except (TypeError, ValueError):
+            med = math.nan
+        if not br.values or med != med:
+            warnings.append(f"{paths[0]}: benchmark {name} has no numeric values; skipped")
             continue
-        med, lo, hi = median_ci(br.values)
         tsc = br.metadata.get("seambench_tsc_hz")
         try:
             tsc = float(tsc) if tsc is not None else None
@@ -83,23 +86,23 @@ def _git_info(repo, shas):
 def load_history(results, repo=None, jobs: int | None = None, warn=_warn) -> dict:
     """Everything the page shows, as plain JSON-able data (see ``build_model``)."""
     results = Path(results)
-    tasks = []
+    tasks, paths = [], []
     failed: dict[str, list[str]] = {}
     for m in rd.machines(results):
-        shas = sorted({rd.classify(p)[0] for p in rd.result_paths(results, m) if not rd.classify(p)[1]})
-        tasks += [(m, s) for s in shas]
+        for sha, ps in sorted(rd.group_by_commit(results, m).items()):
+            tasks.append((m, sha))
+            paths.append([str(p) for p in ps])
         failed[m] = sorted(p.name[:40] for p in (results / m).glob("*" + rd.FAILED_SUFFIX))
     jobs = jobs or min(os.cpu_count() or 1, 8)
     summaries = {}
     if jobs > 1 and len(tasks) > 64:
         with ProcessPoolExecutor(jobs) as ex:
-            futs = ex.map(summarise_commit, [str(results)] * len(tasks),
-                          [t[0] for t in tasks], [t[1] for t in tasks], chunksize=16)
+            futs = ex.map(summarise_commit, paths, [t[0] for t in tasks], chunksize=16)
             for t, r in zip(tasks, futs):
                 summaries[t] = r
     else:
-        for t in tasks:
-            summaries[t] = summarise_commit(str(results), *t)
+        for t, ps in zip(tasks, paths):
+            summaries[t] = summarise_commit(ps, t[0])
     warnings = []
     for t, (_s, w, _d) in summaries.items():
         warnings += w
@@ -136,7 +139,12 @@ def _r(x, digits=5):
     return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
 
 
-def build_model(hist: dict, threshold: float = 0.01) -> dict:
+def _changes_of(args):
+    med, lo, hi, threshold = args
+    return find_changes(med, lo, hi, threshold=threshold)
+
+
+def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) -> dict:
     summaries, info = hist["summaries"], hist["info"]
     order = rd.topo_order(info)
     idx = {s: i for i, s in enumerate(order)}
@@ -161,13 +169,21 @@ def build_model(hist: dict, threshold: float = 0.01) -> dict:
             meta.setdefault(name, (conv, backend, leaf))
 
     commits = [{"sha": s, "subject": info[s].get("subject", ""), "date": info[s].get("date", 0)} for s in order]
+    keys = [(name, m) for name in sorted(series) for m in sorted(series[name])]
+    args = [(series[n][m]["med"], series[n][m]["lo"], series[n][m]["hi"], threshold) for n, m in keys]
+    jobs = jobs or min(os.cpu_count() or 1, 8)
+    if jobs > 1 and len(args) > 16:  # the step fit is ~50 ms per 1,000-point series
+        with ProcessPoolExecutor(jobs) as ex:
+            found = dict(zip(keys, ex.map(_changes_of, args, chunksize=4)))
+    else:
+        found = dict(zip(keys, map(_changes_of, args)))
     benchmarks, changes = [], []
     for bidx, name in enumerate(sorted(series)):
         conv, backend, leaf = meta[name]
         benchmarks.append({"name": name, "conv": conv, "backend": backend, "leaf": leaf,
                            "series": series[name]})
         for m, s in sorted(series[name].items()):
-            for c in find_changes(s["med"], s["lo"], s["hi"], threshold=threshold):
+            for c in found[(name, m)]:
                 a, b = order[c.before], order[c.after]
                 changes.append({
                     "benchmark": name, "bidx": bidx, "conv": conv, "backend": backend, "leaf": leaf, "machine": m,
@@ -254,7 +270,7 @@ def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, ve
     t0 = time.perf_counter()
     hist = load_history(results, repo=repo, jobs=jobs)
     t1 = time.perf_counter()
-    model = build_model(hist, threshold=threshold)
+    model = build_model(hist, threshold=threshold, jobs=jobs)
     t2 = time.perf_counter()
     index = write_site(model, out, results=results)
     t3 = time.perf_counter()

@@ -22,6 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+
+try:  # 3-5x faster parsing of large result files; the stdlib is the fallback
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +113,9 @@ def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
         raise ResultsFileError(f"{path}: not a result file name (<40-hex sha>[...].json)")
     try:
         with open(path, "rb") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as e:
+            raw = f.read()
+        doc = _orjson.loads(raw) if _orjson else json.loads(raw)
+    except (OSError, ValueError) as e:  # orjson.JSONDecodeError is a ValueError
         raise ResultsFileError(f"{path}: cannot read JSON: {e}") from None
     try:
         if not isinstance(doc, dict) or "benchmarks" not in doc:
@@ -124,7 +130,7 @@ def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
             for run in b.get("runs") or []:
                 vals = run.get("values")
                 if vals:  # runs without values are pyperf calibration runs
-                    values.extend(float(v) for v in vals)
+                    values.extend(vals)  # checked numeric when summarised
                     if first_run_md is None:
                         first_run_md = run.get("metadata") or {}
             if first_run_md:
@@ -147,9 +153,26 @@ def read_commit(results: Path, machine: str, sha: str, warn=None) -> dict:
     measurements of the same tree, so their values are pooled. Corrupt files
     are reported through ``warn`` and skipped.
     """
+    return pool_files(result_paths(results, machine, sha), machine, warn)
+
+
+def group_by_commit(results: Path, machine: str) -> dict:
+    """sha -> clean result files of that commit (one directory listing)."""
+    groups: dict[str, list[Path]] = {}
+    d = results / machine
+    for p in sorted(d.iterdir()) if d.is_dir() else ():
+        c = classify(p)
+        if c and not c[1]:
+            groups.setdefault(c[0], []).append(p)
+    return groups
+
+
+def pool_files(paths, machine: str, warn=None) -> dict:
+    """Pool the values of several result files of one commit (see read_commit)."""
     pooled: dict[str, BenchResult] = {}
-    for p in result_paths(results, machine, sha):
-        if classify(p)[1]:
+    for p in paths:
+        p = Path(p)
+        if classify(p) is None or classify(p)[1]:
             continue  # dirty tree: not this commit's code
         try:
             rf = read_result_file(p, machine)

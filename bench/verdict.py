@@ -27,7 +27,7 @@ def median_ci(values, conf: float = 0.95):
     n = x.size
     if n == 0:
         return math.nan, math.nan, math.nan
-    med = float(np.median(x))
+    med = float((x[(n - 1) // 2] + x[n // 2]) / 2)  # x is sorted
     if n < 6:
         return med, float(x[0]), float(x[-1])
     lo_rank, hi_rank = _ranks(n, conf)

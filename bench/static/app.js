@@ -142,5 +142,6 @@
 
   applyFilters(false);
   if (observer) document.querySelectorAll(".card").forEach(function (c) { observer.observe(c); });
+  status.dataset.readyMs = Math.round(performance.now());
   status.dataset.ready = "1";
 })();
