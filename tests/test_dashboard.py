@@ -1,0 +1,150 @@
+"""bench dashboard: from a results/ tree to the site's data and regression table."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pyperf
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synth_history import fake_sha, make_history  # noqa: E402
+
+from bench import dashboard, resultsdir as rd  # noqa: E402
+
+STEP_BENCH = "seamcall/kmod/vp_rd"
+
+
+def load_data(site: Path) -> dict:
+    text = (site / "data.js").read_text()
+    assert text.startswith("window.SEAMBENCH_DATA=")
+    return json.loads(text[len("window.SEAMBENCH_DATA="):].rstrip().rstrip(";"))
+
+
+def table_rows(site: Path):
+    html = (site / "index.html").read_text()
+    body = html.split('<table id="changes-table">', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'<tr class="(regression|improvement)"[^>]*data-suspect="([0-9a-f]*)"[^>]*>\s*'
+                      r'<td><a[^>]*>([^<]+)</a>', body)
+
+
+def test_planted_step_is_named_in_regression_table(tmp_path):
+    results = tmp_path / "results"
+    n, step_at = 60, 37
+    shas = make_history(results, n_commits=n, n_benchmarks=24, step_at=step_at,
+                        step_bench=STEP_BENCH, step=0.05, seed=7)
+    dashboard.build(results, tmp_path / "site", repo=None, jobs=1, verbose=False)
+    rows = table_rows(tmp_path / "site")
+    # Exactly the planted change, named by the commit that made it.
+    assert rows == [("regression", shas[step_at], STEP_BENCH)]
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert f"bench compare {shas[step_at - 1]} {shas[step_at]} --benchmark {STEP_BENCH}" in html
+    data = load_data(tmp_path / "site")
+    (ch,) = data["changes"]
+    assert ch["rel"] == pytest.approx(0.05, abs=0.01)
+    # cycles: base level of this benchmark is its synthetic cost in cycles
+    assert ch["delta"] == pytest.approx(0.05 * ch["before"], rel=0.2)
+
+
+def test_points_and_order_follow_git_history_not_dates(tmp_path):
+    results = tmp_path / "results"
+    shas = make_history(results, n_commits=20, n_benchmarks=3, machines=("m1", "m2"), fail_at={4, 11})
+    # Make dates run backwards: the order must still follow parents.
+    doc = json.loads((results / "commits.json").read_text())
+    for i, s in enumerate(shas):
+        doc["commits"][s]["date"] = 2_000_000_000 - i
+    (results / "commits.json").write_text(json.dumps(doc))
+    dashboard.build(results, tmp_path / "site", repo=None, jobs=1, verbose=False)
+    data = load_data(tmp_path / "site")
+    assert [c["sha"] for c in data["commits"]] == shas
+    assert data["unit"] == "cycles" and data["machines"] == ["m1", "m2"]
+    for b in data["benchmarks"]:
+        for m in ("m1", "m2"):
+            med = b["series"][m]["med"]
+            assert len(med) == 20 and sum(v is not None for v in med) == 18
+            assert med[4] is None and med[11] is None
+    assert data["failed"] == {"m1": [4, 11], "m2": [4, 11]}
+    assert (tmp_path / "site" / "logs" / "m1" / f"{shas[4]}.log").exists()
+
+
+def test_fast_reader_agrees_with_pyperf(tmp_path):
+    results = tmp_path / "results"
+    (sha,) = make_history(results, n_commits=1, n_benchmarks=4)
+    path = results / "synth-a" / f"{sha}.json"
+    ours = rd.read_result_file(path)
+    suite = pyperf.BenchmarkSuite.load(str(path))
+    assert sorted(ours.benchmarks) == sorted(suite.get_benchmark_names())
+    for b in suite.get_benchmarks():
+        mine = ours.benchmarks[b.get_name()]
+        assert tuple(mine.values) == b.get_values()
+        for k, v in b.get_metadata().items():
+            assert mine.metadata[k] == v, k
+
+
+def test_corrupt_files_are_named_and_skipped(tmp_path, capsys):
+    results = tmp_path / "results"
+    shas = make_history(results, n_commits=12, n_benchmarks=2)
+    d = results / "synth-a"
+    (d / f"{shas[3]}.json").write_text('{"benchmarks": [ {"metadata"')            # truncated
+    (d / f"{shas[5]}.json").write_text('{"hello": 1}')                             # not a suite
+    doc = json.loads((d / f"{shas[7]}.json").read_text())
+    doc["benchmarks"][0]["runs"][0]["values"] = ["x", "y"]                         # not numbers
+    (d / f"{shas[7]}.json").write_text(json.dumps(doc))
+    with pytest.raises(rd.ResultsFileError, match=shas[3]):
+        rd.read_result_file(d / f"{shas[3]}.json")
+    stats = dashboard.build(results, tmp_path / "site", repo=None, jobs=1, verbose=False)
+    err = capsys.readouterr().err
+    for i in (3, 5, 7):
+        assert f"{shas[i]}.json" in err
+    data = load_data(tmp_path / "site")
+    assert stats["commits"] == 12 and len(data["benchmarks"]) == 2
+    for b in data["benchmarks"]:
+        med = b["series"]["synth-a"]["med"]
+        assert med[3] is None and med[5] is None and med[2] is not None
+    # 7 keeps its good benchmark and loses only the bad one
+    assert sum(b["series"]["synth-a"]["med"][7] is None for b in data["benchmarks"]) == 1
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert "Skipped input (3)" in html and f"{shas[5]}.json" in html
+    # Nothing was deleted or rewritten.
+    assert (d / f"{shas[3]}.json").read_text() == '{"benchmarks": [ {"metadata"'
+
+
+def test_reruns_pool_dirty_ignored_missing_tsc_gives_ns(tmp_path):
+    results = tmp_path / "results"
+    shas = make_history(results, n_commits=5, n_benchmarks=1)
+    d = results / "synth-a"
+    doc = json.loads((d / f"{shas[0]}.json").read_text())
+    (d / f"{shas[0]}.1.json").write_text(json.dumps(doc))
+    doc["benchmarks"][0]["runs"] = [{"values": [1.0]}]  # absurd: must not be used
+    (d / f"{shas[0]}-dirty-1.json").write_text(json.dumps(doc))
+    pooled = rd.read_commit(results, "synth-a", shas[0])
+    (b,) = pooled.values()
+    assert len(b.values) == 120 and max(b.values) < 1e-3
+    del doc["metadata"]["seambench_tsc_hz"]
+    doc["benchmarks"][0]["runs"] = [{"values": [2e-7] * 10}]
+    (d / f"{shas[1]}.1.json").write_text(json.dumps(doc))
+    dashboard.build(results, tmp_path / "site", repo=None, jobs=1, verbose=False)
+    assert load_data(tmp_path / "site")["unit"] == "ns"
+
+
+def test_site_is_offline(tmp_path):
+    results = tmp_path / "results"
+    make_history(results, n_commits=3, n_benchmarks=2)
+    dashboard.build(results, tmp_path / "site", repo=None, jobs=1, verbose=False)
+    html = (tmp_path / "site" / "index.html").read_text()
+    srcs = re.findall(r'(?:src|href)="([^"#]+)"', html)
+    assert srcs and all(not s.startswith(("http:", "https:", "//")) for s in srcs), srcs
+    for s in srcs:
+        assert (tmp_path / "site" / s).exists(), s
+    assert (tmp_path / "site" / "plotly.min.js").stat().st_size > 1_000_000
+
+
+def test_topo_order_merges():
+    c = {"a": {"parents": [], "date": 5}, "b": {"parents": ["a"], "date": 1},
+         "c": {"parents": ["a"], "date": 2}, "d": {"parents": ["b", "c"], "date": 0}}
+    assert rd.topo_order(c) == ["a", "b", "c", "d"]
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert dashboard.main(["--results", str(tmp_path / "nope"), "-o", str(tmp_path / "s")]) == 2
+    assert "no results folder" in capsys.readouterr().err
