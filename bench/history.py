@@ -122,6 +122,7 @@ class Walker:
         self.timeout = timeout
         self.rerun = rerun
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self._failures: list[str] = []  # shas recorded as failed under self.machine by this walker
 
     # The state of a commit in results/.
     def is_done(self, sha: str) -> bool:
@@ -202,9 +203,7 @@ class Walker:
                 log.append("the result says the tree was dirty; build products may not be ignored\n")
             m = md.get("seambench_machine")
             if m and m != self.machine:
-                self.log(f"bench history: results name machine {m!r}; storing under it "
-                         f"(not {self.machine!r}) from now on")
-                self.machine = str(m)
+                self._rename_machine(str(m))
             dst = rd.next_result_path(self.results, self.machine, sha)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(tmp, dst)
@@ -214,6 +213,20 @@ class Walker:
             log.append(f"{e}\n")
             return self._fail(sha, phase, log, t0)
 
+    def _rename_machine(self, m: str) -> None:
+        """``bench run`` names the machine differently: follow it, moving this walk's failures."""
+        self.log(f"bench history: results name machine {m!r}; storing under it (not {self.machine!r})")
+        for sha in self._failures:
+            src, dst = rd.failed_path(self.results, self.machine, sha), rd.failed_path(self.results, m, sha)
+            if src.exists() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+        try:
+            (self.results / self.machine).rmdir()  # only if now empty
+        except OSError:
+            pass
+        self.machine = m
+
     def _fail(self, sha: str, phase: str, log: list, t0: float) -> Outcome:
         p = rd.failed_path(self.results, self.machine, sha)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +234,7 @@ class Walker:
         tmp = p.with_name(p.name + ".tmp")
         tmp.write_text(header + "".join(log))
         os.replace(tmp, p)
+        self._failures.append(sha)
         return Outcome(sha, "failed", p, phase, time.monotonic() - t0)
 
 

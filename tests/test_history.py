@@ -142,3 +142,14 @@ def test_cli_history_and_bisect(repo, tmp_path, capsys):
     rc = history.main([f"HEAD~{N - 2}..HEAD", "--bisect", "a/emulated/vp_info", *common])
     out = capsys.readouterr().out
     assert rc == 0 and "first slower commit" in out and "bench compare" in out
+
+
+def test_follows_the_machine_name_bench_run_writes(repo, tmp_path):
+    results = tmp_path / "results"
+    w = history.Walker(repo, results, machine="guessed", worktree=tmp_path / "wt")
+    shas = shas_of(repo)[:3]  # commit 0 fails before any run names the machine
+    history.run_history(w, shas, progress=False)
+    assert w.machine == "testbox"
+    assert rd.failed_path(results, "testbox", shas[0]).exists()
+    assert len(rd.group_by_commit(results, "testbox")) == 2
+    assert not (results / "guessed").exists()
