@@ -62,10 +62,26 @@
                    y0: 0, y1: 1, line: {dash: "dash", width: 1,
                    color: ch.kind === "regression" ? "#c0392b" : "#1e8449"}});
     });
+    // Commits that failed to build or run on a shown machine: light grey columns.
+    var failedIdx = {};
+    D.machines.forEach(function (m) {
+      if (filters.machine.has(m)) (D.failed[m] || []).forEach(function (i) { failedIdx[i] = true; });
+    });
+    Object.keys(failedIdx).forEach(function (i) {
+      shapes.push({type: "rect", xref: "x", yref: "paper", x0: +i - 0.4, x1: +i + 0.4, y0: 0, y1: 1,
+                   fillcolor: "#999", opacity: 0.15, line: {width: 0}, layer: "below"});
+    });
+    var xaxis = {title: {text: "commit (history order, oldest left)"}, range: [-0.5, D.commits.length - 0.5]};
+    if (D.commits.length <= 40) {  // few commits: label each with its short sha
+      xaxis.tickvals = D.commits.map(function (c, i) { return i; });
+      xaxis.ticktext = D.commits.map(function (c) { return c.sha.slice(0, 7); });
+      xaxis.tickangle = -60; xaxis.tickfont = {size: 9, family: "monospace"};
+      xaxis.title.text = "";
+    }
     Plotly.newPlot(div, traces, {
-      margin: {l: 55, r: 10, t: 8, b: 35}, showlegend: D.machines.length > 1,
+      margin: {l: 55, r: 10, t: 8, b: D.commits.length <= 40 ? 60 : 35}, showlegend: D.machines.length > 1,
       legend: {orientation: "h", y: 1.12}, hovermode: "closest", shapes: shapes,
-      xaxis: {title: {text: "commit # (history order)"}, range: [-0.5, D.commits.length - 0.5]},
+      xaxis: xaxis,
       yaxis: {title: {text: D.unit + " / call"}, rangemode: "normal"}
     }, {displayModeBar: false, responsive: true});
     rendered[idx] = true;
