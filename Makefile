@@ -1,0 +1,40 @@
+# make run:  measure the default suite on every backend this machine offers
+# make test: the test suite
+# Both create a virtual environment (.venv) unless one is active, and install the project into it.
+PYTHON ?= python3
+ifdef VIRTUAL_ENV
+BIN := $(VIRTUAL_ENV)/bin
+else
+BIN := .venv/bin
+endif
+STAMP := build/.installed
+SOURCES := pyproject.toml setup.py $(wildcard _native/*.c _native/*.h _native/*.pyx) \
+	configs/conventions.yaml configs/leaves.yaml bench/codegen.py bench/crossings.py bench/config.py
+
+.PHONY: install run quick test bench-overhead clean
+install: $(STAMP)
+
+$(STAMP): $(SOURCES)
+	@test -x $(BIN)/python || $(PYTHON) -m venv .venv
+	$(BIN)/python -m pip install -q --upgrade pip
+	rm -f _native/gen/sb_generated.c
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@mkdir -p build && touch $@
+
+run: install
+	$(BIN)/bench run
+
+quick: install
+	$(BIN)/bench run --suite configs/quick.yaml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# Harness overhead: the C loop against one-call-per-Python-call timing (pytest-benchmark).
+bench-overhead: install
+	$(BIN)/python -m pytest -q benchmarks --benchmark-only
+
+clean:
+	rm -rf build _native/gen _native/_core.c bench/_core*.so *.egg-info
+
+-include mk/*.mk

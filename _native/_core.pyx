@@ -1,0 +1,247 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The native hot path: generated convention code, the timed loop, CPU probes.
+
+Python calls in here once per measurement (thousands of calls); it never sits
+between two measured calls.
+"""
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport free
+from libc.string cimport memset
+from cpython.array cimport array, clone
+
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void **memptr, size_t alignment, size_t size)
+
+cdef extern from "sb_abi.h" nogil:
+    ctypedef uint64_t sb_u64
+    struct sb_args:
+        sb_u64 regs[13]
+        sb_u64 rbp_slot
+        sb_u64 fpu_mask
+        sb_u64 xsave_area
+    ctypedef sb_u64 (*sb_conv_fn)(sb_u64 leaf, sb_args *args)
+    struct sb_gen_entry:
+        const char *convention
+        const char *crossing
+        const char *leaf
+        sb_conv_fn fn
+    struct sb_emul_cfg:
+        sb_u64 serialize_mode
+        sb_u64 latency_iters
+        sb_u64 avx_reset_mask
+        sb_u64 poison
+    struct sb_gen_unit:
+        sb_u64 abi_version
+        sb_u64 count
+        const sb_gen_entry *entries
+        sb_emul_cfg *emul
+    int SB_ABI_VERSION
+    int SB_NREGS
+
+cdef extern from "measure.h" nogil:
+    struct sb_pair_req:
+        sb_conv_fn fn_a
+        sb_conv_fn fn_b
+        sb_u64 leaf_a
+        sb_u64 leaf_b
+        sb_args *args_a
+        sb_args *args_b
+        uint32_t n_calls
+        uint32_t n_samples
+        uint64_t *ticks_a
+        uint64_t *ticks_b
+        uint64_t *t_start
+        int perf_fd
+        uint32_t n_events
+        uint64_t *events
+    int sb_measure_pair(const sb_pair_req *req)
+    sb_u64 sb_empty(sb_u64 leaf, sb_args *args)
+    sb_u64 sb_call_once(sb_conv_fn fn, sb_u64 leaf, sb_args *args)
+    uint64_t sb_rdtsc()
+    void sb_cpuid(uint32_t leaf, uint32_t sub, uint32_t out[4])
+    uint64_t sb_xgetbv(uint32_t index)
+    double sb_tsc_hz(double seconds)
+    uint64_t sb_chain_ticks(uint64_t hundreds)
+    int SB_PERF_NEVENTS
+    const char *sb_perf_event_names[5]
+    int sb_perf_open(int *errnos, int *slot)
+
+cdef extern from *:
+    """
+    extern const struct sb_gen_unit sb_gen_unit;
+    static const struct sb_gen_unit *sb_builtin_unit(void) { return &sb_gen_unit; }
+    """
+    const sb_gen_unit *sb_builtin_unit()
+
+ABI_VERSION = SB_ABI_VERSION
+EMPTY_FN = <size_t>&sb_empty
+
+
+cdef class Unit:
+    """A table of generated wrappers: built into this module, or a compiled user file."""
+    cdef const sb_gen_unit *u
+    cdef object keepalive
+
+    @staticmethod
+    def builtin():
+        cdef Unit self = Unit.__new__(Unit)
+        self.u = sb_builtin_unit()
+        return self
+
+    @staticmethod
+    def at(size_t address, keepalive):
+        """The unit at `address` (from dlopen); `keepalive` holds the library open."""
+        cdef Unit self = Unit.__new__(Unit)
+        self.u = <const sb_gen_unit *>address
+        self.keepalive = keepalive
+        if self.u.abi_version != SB_ABI_VERSION:
+            raise ValueError(f"generated unit has ABI version {self.u.abi_version}, "
+                             f"this core expects {SB_ABI_VERSION}; rebuild it")
+        return self
+
+    def entries(self):
+        """[(convention, crossing, leaf, function address)]"""
+        out = []
+        for i in range(self.u.count):
+            e = self.u.entries[i]
+            out.append((e.convention.decode(), e.crossing.decode(), e.leaf.decode(), <size_t>e.fn))
+        return out
+
+    def set_emulation(self, serialize_mode, latency_iters=0, avx_reset_mask=0, poison=0):
+        self.u.emul.serialize_mode = serialize_mode
+        self.u.emul.latency_iters = latency_iters
+        self.u.emul.avx_reset_mask = avx_reset_mask
+        self.u.emul.poison = poison
+
+    def emulation(self):
+        e = self.u.emul[0]
+        return dict(serialize_mode=e.serialize_mode, latency_iters=e.latency_iters,
+                    avx_reset_mask=e.avx_reset_mask, poison=e.poison)
+
+
+cdef class Args:
+    """A struct sb_args with its XSAVE area, 64-byte aligned and zeroed."""
+    cdef sb_args *p
+    cdef void *area
+    cdef readonly size_t area_size
+
+    def __cinit__(self, size_t xsave_size=4096, uint64_t fpu_mask=0):
+        if posix_memalign(<void **>&self.p, 64, sizeof(sb_args)) != 0:
+            raise MemoryError()
+        memset(self.p, 0, sizeof(sb_args))
+        self.area_size = (xsave_size + 63) & ~(<size_t>63)
+        if posix_memalign(&self.area, 64, self.area_size) != 0:
+            raise MemoryError()
+        memset(self.area, 0, self.area_size)
+        self.p.xsave_area = <size_t>self.area
+        self.p.fpu_mask = fpu_mask
+
+    def __dealloc__(self):
+        free(self.p)
+        free(self.area)
+
+    @property
+    def regs(self):
+        return [self.p.regs[i] for i in range(SB_NREGS)]
+
+    @regs.setter
+    def regs(self, values):
+        if len(values) != SB_NREGS:
+            raise ValueError(f"expected {SB_NREGS} register values")
+        for i in range(SB_NREGS):
+            self.p.regs[i] = values[i]
+
+    @property
+    def rbp_slot(self):
+        return self.p.rbp_slot
+
+    @property
+    def fpu_mask(self):
+        return self.p.fpu_mask
+
+    @fpu_mask.setter
+    def fpu_mask(self, uint64_t m):
+        self.p.fpu_mask = m
+
+
+def call_once(size_t fn, uint64_t leaf, Args args):
+    """One call (not timed): the status it returned."""
+    if fn == 0:
+        raise ValueError("null function")
+    return sb_call_once(<sb_conv_fn>fn, leaf, args.p)
+
+
+def measure_pair(size_t fn_a, size_t fn_b, uint64_t leaf_a, uint64_t leaf_b, Args args_a, Args args_b,
+                 uint32_t n_calls, uint32_t n_samples, int perf_fd=-1, uint32_t n_events=0):
+    """Interleaved batches of two functions.
+
+    Returns (ticks_a, ticks_b, t_start, events): arrays of raw TSC ticks per
+    batch, the TSC at each sample's start, and event deltas over each batch
+    ([sample][a, b][event], row-major)."""
+    if fn_a == 0 or fn_b == 0:
+        raise ValueError("null function")
+    if n_calls == 0 or n_calls % 4:
+        raise ValueError("n_calls must be a positive multiple of 4")
+    if n_samples == 0:
+        raise ValueError("n_samples must be positive")
+    cdef array tmpl = array('Q')
+    cdef array ta = clone(tmpl, n_samples, True)
+    cdef array tb = clone(tmpl, n_samples, True)
+    cdef array t0 = clone(tmpl, n_samples, True)
+    cdef array ev = clone(tmpl, n_samples * 2 * n_events if perf_fd >= 0 else 0, True)
+    cdef sb_pair_req r
+    r.fn_a = <sb_conv_fn>fn_a
+    r.fn_b = <sb_conv_fn>fn_b
+    r.leaf_a, r.leaf_b = leaf_a, leaf_b
+    r.args_a, r.args_b = args_a.p, args_b.p
+    r.n_calls, r.n_samples = n_calls, n_samples
+    r.ticks_a = ta.data.as_ulonglongs
+    r.ticks_b = tb.data.as_ulonglongs
+    r.t_start = t0.data.as_ulonglongs
+    r.perf_fd = perf_fd
+    r.n_events = n_events if perf_fd >= 0 else 0
+    r.events = ev.data.as_ulonglongs if perf_fd >= 0 else NULL
+    cdef int rc
+    with nogil:
+        rc = sb_measure_pair(&r)
+    if rc != 0:
+        raise OSError(-rc, f"sb_measure_pair failed ({rc})")
+    return ta, tb, t0, ev
+
+
+def cpuid(uint32_t leaf, uint32_t sub=0):
+    cdef uint32_t out[4]
+    sb_cpuid(leaf, sub, out)
+    return out[0], out[1], out[2], out[3]
+
+
+def xgetbv(uint32_t index):
+    return sb_xgetbv(index)
+
+
+def rdtsc():
+    return sb_rdtsc()
+
+
+def tsc_hz(double seconds=0.05):
+    cdef double hz
+    with nogil:
+        hz = sb_tsc_hz(seconds)
+    return hz
+
+
+def chain_ticks(uint64_t hundreds):
+    cdef uint64_t t
+    with nogil:
+        t = sb_chain_ticks(hundreds)
+    return t
+
+
+def perf_open():
+    """(leader fd or -1, {event name: slot or None}, {event name: errno})"""
+    cdef int errnos[5]
+    cdef int slot[5]
+    fd = sb_perf_open(errnos, slot)
+    names = [sb_perf_event_names[i].decode() for i in range(SB_PERF_NEVENTS)]
+    return (fd, {n: (slot[i] if slot[i] >= 0 else None) for i, n in enumerate(names)},
+            {n: errnos[i] for i, n in enumerate(names)})

@@ -1,0 +1,207 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "measure.h"
+
+/* Start: LFENCE keeps RDTSC from running ahead of earlier work, the second
+ * LFENCE keeps later work from starting before it.  End: RDTSCP waits for
+ * everything before it; LFENCE keeps what follows out of the window. */
+static inline uint64_t tsc_begin(void)
+{
+	uint32_t lo, hi;
+	__asm__ __volatile__("lfence\n\trdtsc\n\tlfence" : "=a"(lo), "=d"(hi) : : "memory");
+	return ((uint64_t)hi << 32) | lo;
+}
+
+static inline uint64_t tsc_end(void)
+{
+	uint32_t lo, hi, aux;
+	__asm__ __volatile__("rdtscp\n\tlfence" : "=a"(lo), "=d"(hi), "=c"(aux) : : "memory");
+	return ((uint64_t)hi << 32) | lo;
+}
+
+uint64_t sb_rdtsc(void)
+{
+	return tsc_begin();
+}
+
+__attribute__((noinline)) sb_u64 sb_empty(sb_u64 leaf, struct sb_args *args)
+{
+	(void)leaf;
+	(void)args;
+	__asm__ __volatile__("" ::: "memory");
+	return 0;
+}
+
+sb_u64 sb_call_once(sb_conv_fn fn, sb_u64 leaf, struct sb_args *args)
+{
+	return fn(leaf, args);
+}
+
+/* One batch: n calls, unrolled by four so the loop's own branch is rare. */
+static uint64_t batch(sb_conv_fn fn, sb_u64 leaf, struct sb_args *args, uint32_t n)
+{
+	uint64_t t0 = tsc_begin();
+	for (uint32_t i = 0; i < n; i += 4) {
+		fn(leaf, args);
+		fn(leaf, args);
+		fn(leaf, args);
+		fn(leaf, args);
+	}
+	return tsc_end() - t0;
+}
+
+int sb_perf_read(int fd, uint32_t n, uint64_t *values)
+{
+	uint64_t buf[1 + SB_PERF_NEVENTS];
+	if (fd < 0 || n > SB_PERF_NEVENTS)
+		return -EINVAL;
+	ssize_t want = (ssize_t)sizeof(uint64_t) * (1 + n);
+	if (read(fd, buf, sizeof(buf)) < want)
+		return -EIO;
+	memcpy(values, buf + 1, sizeof(uint64_t) * n);
+	return 0;
+}
+
+static int read_delta(const struct sb_pair_req *r, uint64_t *prev, uint64_t *out)
+{
+	uint64_t now[SB_PERF_NEVENTS];
+	if (sb_perf_read(r->perf_fd, r->n_events, now))
+		return -EIO;
+	for (uint32_t e = 0; e < r->n_events; e++) {
+		out[e] = now[e] - prev[e];
+		prev[e] = now[e];
+	}
+	return 0;
+}
+
+int sb_measure_pair(const struct sb_pair_req *r)
+{
+	uint64_t prev[SB_PERF_NEVENTS];
+	int perf = r->perf_fd >= 0 && r->n_events;
+	if (!r->fn_a || !r->fn_b || !r->n_calls || (r->n_calls & 3) || !r->n_samples)
+		return -EINVAL;
+	if (perf && (r->n_events > SB_PERF_NEVENTS || !r->events))
+		return -EINVAL;
+	if (perf && sb_perf_read(r->perf_fd, r->n_events, prev))
+		return -EIO;
+	for (uint32_t s = 0; s < r->n_samples; s++) {
+		uint64_t *ev_a = perf ? r->events + ((uint64_t)s * 2) * r->n_events : NULL;
+		uint64_t *ev_b = perf ? ev_a + r->n_events : NULL;
+		r->t_start[s] = tsc_begin();
+		/* Counters are read between batches, outside the timed windows. */
+		if (s & 1) {
+			r->ticks_b[s] = batch(r->fn_b, r->leaf_b, r->args_b, r->n_calls);
+			if (perf && read_delta(r, prev, ev_b))
+				return -EIO;
+			r->ticks_a[s] = batch(r->fn_a, r->leaf_a, r->args_a, r->n_calls);
+			if (perf && read_delta(r, prev, ev_a))
+				return -EIO;
+		} else {
+			r->ticks_a[s] = batch(r->fn_a, r->leaf_a, r->args_a, r->n_calls);
+			if (perf && read_delta(r, prev, ev_a))
+				return -EIO;
+			r->ticks_b[s] = batch(r->fn_b, r->leaf_b, r->args_b, r->n_calls);
+			if (perf && read_delta(r, prev, ev_b))
+				return -EIO;
+		}
+	}
+	return 0;
+}
+
+void sb_cpuid(uint32_t leaf, uint32_t sub, uint32_t out[4])
+{
+	__asm__ __volatile__("cpuid" : "=a"(out[0]), "=b"(out[1]), "=c"(out[2]), "=d"(out[3])
+			     : "a"(leaf), "c"(sub));
+}
+
+uint64_t sb_xgetbv(uint32_t index)
+{
+	uint32_t lo, hi;
+	__asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(index));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+static double mono_raw(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* TSC ticks per second against CLOCK_MONOTONIC_RAW, busy-waiting (no sleep,
+ * so the thread stays on its pinned CPU). */
+double sb_tsc_hz(double seconds)
+{
+	double w0 = mono_raw();
+	uint64_t t0 = tsc_begin();
+	double w1;
+	do {
+		w1 = mono_raw();
+	} while (w1 - w0 < seconds);
+	uint64_t t1 = tsc_end();
+	return (double)(t1 - t0) / (w1 - w0);
+}
+
+/* TSC ticks for 100 * hundreds dependent ADDs: one core cycle each on every
+ * x86 core of the last decades, so ticks / adds = TSC ticks per core cycle.
+ * Register-register on purpose: Golden Cove and later fold chains of
+ * ADD-immediate at rename (measured 0.12 TSC ticks per "add $1"). */
+uint64_t sb_chain_ticks(uint64_t hundreds)
+{
+	uint64_t x = 0, y = 1, t0 = tsc_begin();
+	for (uint64_t i = 0; i < hundreds; i++)
+		__asm__ __volatile__(".rept 100\n\taddq %1, %0\n\t.endr" : "+r"(x) : "r"(y));
+	return tsc_end() - t0;
+}
+
+const char *const sb_perf_event_names[SB_PERF_NEVENTS] = {
+	"cycles", "instructions", "context_switches", "cpu_migrations", "page_faults",
+};
+
+static const struct {
+	uint32_t type;
+	uint64_t config;
+} perf_events[SB_PERF_NEVENTS] = {
+	{PERF_TYPE_HARDWARE, PERF_COUNT_HW_CPU_CYCLES},
+	{PERF_TYPE_HARDWARE, PERF_COUNT_HW_INSTRUCTIONS},
+	{PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CONTEXT_SWITCHES},
+	{PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_MIGRATIONS},
+	{PERF_TYPE_SOFTWARE, PERF_COUNT_SW_PAGE_FAULTS},
+};
+
+/* Opens every event it can into one group (this thread, any CPU, user and
+ * kernel for software events, user only for hardware ones so that
+ * perf_event_paranoid=2 allows them).  slot[i] is the event's position in a
+ * group read, or -1.  Returns the leader fd, or -1 when nothing opened. */
+int sb_perf_open(int errnos[SB_PERF_NEVENTS], int slot[SB_PERF_NEVENTS])
+{
+	int leader = -1, n = 0;
+	for (int i = 0; i < SB_PERF_NEVENTS; i++) {
+		struct perf_event_attr a;
+		memset(&a, 0, sizeof(a));
+		a.size = sizeof(a);
+		a.type = perf_events[i].type;
+		a.config = perf_events[i].config;
+		a.read_format = PERF_FORMAT_GROUP;
+		a.exclude_kernel = a.type == PERF_TYPE_HARDWARE;
+		a.exclude_hv = 1;
+		slot[i] = -1;
+		int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, leader, 0);
+		if (fd < 0) {
+			errnos[i] = errno;
+			continue;
+		}
+		errnos[i] = 0;
+		if (leader < 0)
+			leader = fd;
+		slot[i] = n++;
+	}
+	return leader;
+}

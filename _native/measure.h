@@ -1,0 +1,40 @@
+/* The timed loop.  It returns raw TSC ticks per batch and nothing else:
+ * statistics live in Python, where they can be tested. */
+#ifndef SB_MEASURE_H
+#define SB_MEASURE_H
+#include <stdint.h>
+#include "sb_abi.h"
+
+/* Interleaved measurement of two functions: per sample, one batch of n_calls
+ * calls of each (order alternating AB, BA, ...), so drift hits both alike. */
+struct sb_pair_req {
+	sb_conv_fn fn_a, fn_b;
+	sb_u64 leaf_a, leaf_b;
+	struct sb_args *args_a, *args_b;
+	uint32_t n_calls;	/* calls per batch, a multiple of 4 */
+	uint32_t n_samples;
+	uint64_t *ticks_a;	/* [n_samples]: TSC ticks of one batch of fn_a */
+	uint64_t *ticks_b;	/* [n_samples] */
+	uint64_t *t_start;	/* [n_samples]: TSC when the sample began (to find gaps) */
+	int perf_fd;		/* group leader from sb_perf_open, or -1 */
+	uint32_t n_events;
+	uint64_t *events;	/* [n_samples][2][n_events]: deltas over batch a, then batch b */
+};
+
+int sb_measure_pair(const struct sb_pair_req *req);
+sb_u64 sb_empty(sb_u64 leaf, struct sb_args *args);
+sb_u64 sb_call_once(sb_conv_fn fn, sb_u64 leaf, struct sb_args *args);
+
+uint64_t sb_rdtsc(void);
+void sb_cpuid(uint32_t leaf, uint32_t sub, uint32_t out[4]);
+uint64_t sb_xgetbv(uint32_t index);
+double sb_tsc_hz(double seconds);
+uint64_t sb_chain_ticks(uint64_t hundreds);
+
+/* perf_event_open: events by index, see sb_perf_event_names.  Opens what it can
+ * as one group; errnos[i] is 0 for each event that opened. */
+#define SB_PERF_NEVENTS 5
+extern const char *const sb_perf_event_names[SB_PERF_NEVENTS];
+int sb_perf_open(int errnos[SB_PERF_NEVENTS], int slot[SB_PERF_NEVENTS]);
+int sb_perf_read(int fd, uint32_t n, uint64_t *values);
+#endif

@@ -1,0 +1,327 @@
+"""`bench`: measure SEAMCALL/TDCALL calling conventions.
+
+    bench run [--suite FILE] [--conventions a,b] [--backends x,y] [--json]
+    bench doctor [--json]
+    bench validate [--json]
+    bench list [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, Settings, configs_dir, load_builtin, parse_suite
+
+
+def _split(value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _catalog(args):
+    catalog = load_builtin()
+    for path in getattr(args, "conventions_file", None) or []:
+        catalog = catalog.with_user_file(path)
+    return catalog
+
+
+def _emit_json(doc):
+    json.dump(doc, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _console(args):
+    from rich.console import Console
+    # With --json, stdout carries one JSON document and nothing else.  Piped output keeps
+    # whole lines (rich would otherwise wrap at 80 columns).
+    stderr = bool(getattr(args, "json", False))
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 140)
+
+
+# --- run ----------------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    from . import backends, machine, store
+    from .measure import Context
+    from .native import Registry
+    from .runner import expand, record, references, run_plan
+
+    console = _console(args)
+    catalog = _catalog(args)
+    suite_path = args.suite or (configs_dir() / "default.yaml")
+    suite, catalog = parse_suite(suite_path, catalog, list(backends.BACKENDS))
+    settings = suite.settings
+    overrides = {k: getattr(args, k) for k in ("runs", "values") if getattr(args, k) is not None}
+    if overrides:
+        settings = Settings(**{**settings.__dict__, **overrides})
+    cpu = machine.pin(settings.cpu)
+    registry = Registry(catalog)
+    plan = expand(suite, catalog, registry, _split(args.conventions), _split(args.backends),
+                  _split(args.leaves), allow_unsafe=args.allow_unsafe)
+    ctx = Context(catalog, registry, settings)
+    info = store.context_info(ctx, suite.name)
+    t0 = time.monotonic()
+    with _progress(console, len(plan.specs), disable=args.json) as advance:
+        measurements = run_plan(plan, ctx, allow_unsafe=args.allow_unsafe, progress=advance)
+    elapsed = time.monotonic() - t0
+    refs = references(measurements, suite.reference)
+    records = [record(m, ctx, refs) for m in measurements]
+    path = None
+    if measurements and not args.no_store:
+        path = Path(args.output) if args.output else store.default_path(info["_state"], info["machine"])
+        store.write_suite(store.to_suite(measurements, info), path)
+    if args.json:
+        for r in records:
+            r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
+        _emit_json(records)
+    else:
+        _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
+    return 0 if records or not plan.specs else 1
+
+
+class _progress:
+    def __init__(self, console, total, disable):
+        self.console, self.total, self.disable = console, total, disable
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=self.console, disable=self.disable, transient=True)
+        self.p.__enter__()
+        self.task = self.p.add_task("measuring", total=self.total)
+        return lambda spec: self.p.update(self.task, advance=1, description=spec.name)
+
+    def __exit__(self, *exc):
+        return self.p.__exit__(*exc)
+
+
+def _fmt(x, digits=1):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
+
+
+def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
+    from rich.table import Table
+    clocks = ctx.clocks
+    console.print(f"[bold]seambench[/] suite [bold]{suite.name}[/] on {info['machine']} "
+                  f"(CPU {cpu}), commit {info['commit'][:12]}{' (dirty)' if info['dirty'] else ''}")
+    console.print(f"TSC {clocks['tsc_hz'] / 1e6:,.1f} MHz; 1 core cycle = {clocks['tsc_per_core_cycle']:.3f} "
+                  f"TSC cycles (dependent-ADD chain); hardware counters: "
+                  f"{'used' if ctx.hw else 'not available (perf_event_open)'}")
+    table = Table(title="cost per call: median TSC cycles net of the empty-loop baseline", title_justify="left")
+    for col, just in (("convention", "left"), ("backend", "left"), ("leaf", "left"), ("cycles", "right"),
+                      ("95% CI", "right"), ("ns", "right"), ("core cyc", "right"), ("baseline", "right"),
+                      (f"x {suite.reference}", "right"), ("safe", "left")):
+        table.add_column(col, justify=just)
+    for r in records:
+        table.add_row(r["convention"], r["backend"], r["leaf"], _fmt(r["cycles"]),
+                      f"{_fmt(r['ci95'][0])}-{_fmt(r['ci95'][1])}", _fmt(r["ns"], 2), _fmt(r["core_cycles"]),
+                      _fmt(r["baseline_cycles"], 2), _fmt(r["relative"], 3),
+                      "yes" if r["safe"] else ("NO" if r["safe"] is False else "?"))
+    console.print(table)
+    excluded = sum(r["excluded"] for r in records)
+    if excluded:
+        console.print(f"{excluded} disturbed samples (context switch or migration during the sample) "
+                      "were excluded.")
+    for what, why in plan.skipped:
+        console.print(f"[dim]skipped {what}: {why}[/]")
+    console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {path}" if path else ""))
+
+
+# --- doctor ---------------------------------------------------------------------
+
+def cmd_doctor(args) -> int:
+    from . import backends, machine
+    from .native import Registry
+
+    registry = Registry(_catalog(args))
+    probes = backends.probe_all(registry)
+    choice = backends.serialize_choice(registry)
+    doc = {
+        "machine": machine.machine_id(),
+        "cpu": machine.cpu(),
+        "kernel": machine.kernel(),
+        "clock": machine.clocks(),
+        "xsave": {**machine.xsave(), "xcr0": hex(machine.xsave()["xcr0"]),
+                  "xinuse": None if machine.xsave()["xinuse"] is None else hex(machine.xsave()["xinuse"])},
+        "tuning": machine.tuning_hints(),
+        "perf": machine.perf_counters(),
+        "serialize": choice,
+        "backends": {name: p.as_dict() for name, p in probes.items()},
+    }
+    if args.json:
+        _emit_json(doc)
+        return 0
+    console = _console(args)
+    c, clk, x, t, perf = doc["cpu"], doc["clock"], doc["xsave"], doc["tuning"], doc["perf"]
+    console.print(f"[bold]machine[/]   {doc['machine']}")
+    console.print(f"cpu       {c['vendor']} {c['model_name']} (family {c['family']} model {c['model']} "
+                  f"stepping {c['stepping']}), microcode {c['microcode'] or 'not exposed'}, "
+                  f"{c['logical_cpus']} logical CPUs")
+    hv = f"{machine.hypervisor_name(c['hypervisor'])} ({c['hypervisor']})" if c["hypervisor"] else "none (bare metal)"
+    console.print(f"          hypervisor: {hv}; SERIALIZE "
+                  f"{'yes' if c['serialize'] else 'no'}; AVX-512 {'yes' if c['avx512f'] else 'no'}")
+    console.print(f"kernel    {doc['kernel']['release']}")
+    console.print(f"tsc       {clk['tsc_hz'] / 1e6:,.1f} MHz, invariant: {'yes' if c['invariant_tsc'] else 'NO'}; "
+                  f"1 core cycle = {clk['tsc_per_core_cycle']:.3f} TSC cycles "
+                  f"(core ~{clk['core_hz_estimate'] / 1e9:.2f} GHz)")
+    console.print(f"xsave     XCR0 {x['xcr0']} ({', '.join(x['components'])}); XINUSE {x['xinuse']}; "
+                  f"area {x['size_xcr0']} B standard for XCR0, {x['size_compacted']} B compacted, "
+                  f"{x['size_max']} B max; " + ", ".join(k for k, v in x["features"].items() if v))
+    console.print(f"tuning    governor: {t['governor']}; turbo: {t['turbo']}; isolated CPUs: "
+                  f"{t['isolated_cpus']}; nohz_full: {t['nohz_full']}; affinity {t['affinity']}")
+    console.print("perf      hardware counters: " + ("available" if perf["hardware"] else "NOT available")
+                  + "; " + ", ".join(f"{k}: {v}" for k, v in perf["events"].items())
+                  + f"; perf_event_paranoid={perf['perf_event_paranoid']}")
+    console.print("serialize emulated stub uses " + choice["mode"].upper() + "; stub cost per mode (TSC): "
+                  + ", ".join(f"{m} {v:.0f}" for m, v in choice["costs"].items()))
+    console.print("[bold]backends[/]")
+    for name, p in probes.items():
+        mark = "[green]available[/]" if p.available else "[red]not available[/]"
+        console.print(f"  {name:<20} {mark}: {p.reason}")
+    return 0
+
+
+# --- validate -------------------------------------------------------------------
+
+def cmd_validate(args) -> int:
+    from . import backends, machine
+    from .measure import Context
+    from .native import Registry
+    from .validate import validate
+
+    # The default suite's settings are what "resolved with the default settings" refers to.
+    suite, catalog = parse_suite(configs_dir() / "default.yaml", _catalog(args), list(backends.BACKENDS))
+    machine.pin(suite.settings.cpu)
+    ctx = Context(catalog, Registry(catalog), suite.settings)
+    v = validate(ctx, args.convention, args.backend, args.leaf)
+    if args.json:
+        _emit_json(v.as_dict())
+        return 0 if v.passed else 1
+    from rich.table import Table
+    console = _console(args)
+    table = Table(title=f"known cost recovery: {v.convention} + K dependent one-cycle ops ({v.backend}, {v.leaf})",
+                  title_justify="left")
+    for col in ("K", "measured (TSC)", "95% CI", "fit a+bK", "off line"):
+        table.add_column(col, justify="right")
+    for (k, med, ci), res in zip(v.points, v.residuals):
+        fitted = med - res
+        table.add_row(str(k), _fmt(med, 2), f"{_fmt(ci[0], 2)}-{_fmt(ci[1], 2)}", _fmt(fitted, 2),
+                      f"{res / fitted:+.2%}")
+    console.print(table)
+    console.print(f"fit: a = {v.a:.2f} TSC cycles (the convention alone measured {v.own:.2f}; "
+                  f"tolerance 2), b = {v.b:.4f} TSC cycles per core cycle")
+    console.print(f"cross-check: plain ADD chain gives {v.chain_ratio:.4f}; hardware counters: "
+                  + (f"{v.hw_ratio:.4f}" if v.hw_ratio else "not available here"))
+    res_table = Table(title="resolution: K=k against K=0, interleaved, default settings", title_justify="left")
+    for col in ("k (core cycles)", "diff (TSC)", "95% CI", "resolved"):
+        res_table.add_column(col, justify="right")
+    for k, d, ci, ok in v.resolution:
+        res_table.add_row(str(k), _fmt(d, 2), f"{_fmt(ci[0], 2)}-{_fmt(ci[1], 2)}", "yes" if ok else "no")
+    console.print(res_table)
+    smallest = v.smallest_resolved
+    console.print("smallest difference resolved at 95%: " + (
+        f"{smallest} core cycles ({smallest * v.b:.1f} TSC cycles)" if smallest else
+        f"none up to {v.resolution[-1][0]} core cycles"))
+    if v.passed:
+        console.print("[green]PASS[/]: the injected cost comes back out as injected")
+        return 0
+    for f in v.failures:
+        console.print(f"[red]FAIL[/]: {f}")
+    return 1
+
+
+# --- list -------------------------------------------------------------------------
+
+def cmd_list(args) -> int:
+    from . import backends
+    from .safety import static_verdict
+    catalog = _catalog(args)
+    doc = {
+        "conventions": {n: {"description": c.description, "family": c.family, "fpu": c.fpu,
+                            "meant_for": list(c.meant_for), "source": c.source, "hash": c.decl_hash}
+                        for n, c in catalog.conventions.items()},
+        "leaves": {n: {"description": lf.description, "writes": list(lf.all_writes),
+                       "avx_reset": lf.avx_reset} for n, lf in catalog.leaves.items()},
+        "backends": {n: b.description for n, b in backends.BACKENDS.items()},
+        "safety": {f"{c}/{lf}": static_verdict(conv.resolve(leaf)).text
+                   for c, conv in catalog.conventions.items() for lf, leaf in catalog.leaves.items()},
+    }
+    if args.json:
+        _emit_json(doc)
+        return 0
+    console = _console(args)
+    console.print("[bold]conventions[/]")
+    for n, c in doc["conventions"].items():
+        console.print(f"  {n:<20} {c['description']}  [dim](meant for {', '.join(c['meant_for']) or '-'})[/]")
+    console.print("[bold]leaf profiles[/]")
+    for n, lf in doc["leaves"].items():
+        console.print(f"  {n:<20} {lf['description']}")
+    console.print("[bold]backends[/]")
+    for n, d in doc["backends"].items():
+        console.print(f"  {n:<20} {d}")
+    return 0
+
+
+# --- entry point ----------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="What a SEAMCALL/TDCALL calling convention "
+                                "costs per call, and whether it is safe.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, json_help="print one JSON document on stdout, nothing else"):
+        sp.add_argument("--json", action="store_true", help=json_help)
+        sp.add_argument("-C", "--conventions-file", action="append", metavar="FILE",
+                        help="your own conventions YAML (may repeat); compiled on demand")
+
+    r = sub.add_parser("run", help="measure a suite of conventions x backends")
+    common(r)
+    r.add_argument("--suite", help="suite YAML (default: configs/default.yaml)")
+    r.add_argument("--conventions", help="only these conventions (comma-separated)")
+    r.add_argument("--backends", help="only these backends (comma-separated)")
+    r.add_argument("--leaves", help="these leaf profiles instead of each convention's meant_for")
+    r.add_argument("--runs", type=int, help="override the suite's runs")
+    r.add_argument("--values", type=int, help="override the suite's values per run")
+    r.add_argument("-o", "--output", help="results file (default: results/<machine>/<commit>.json)")
+    r.add_argument("--no-store", action="store_true", help="do not write a results file")
+    r.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("doctor", help="what this machine is and which backends work here")
+    common(d)
+    d.set_defaults(func=cmd_doctor)
+
+    v = sub.add_parser("validate", help="prove the harness recovers a known injected cost")
+    common(v)
+    v.add_argument("--convention", default="seamcall_ret")
+    v.add_argument("--backend", default="emulated", choices=["emulated", "emulated_pipelined"])
+    v.add_argument("--leaf", default="vp_info")
+    v.set_defaults(func=cmd_validate)
+
+    ls = sub.add_parser("list", help="known conventions, leaf profiles and backends")
+    common(ls)
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .native import NativeError
+    from .store import StoreError
+    try:
+        return args.func(args)
+    except (ConfigError, StoreError, NativeError, ValueError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

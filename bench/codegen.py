@@ -1,0 +1,312 @@
+"""Conventions + leaf profiles + crossings -> one generated C source.
+
+The source holds top-level assembly (one wrapper per convention x crossing x
+leaf, one emulated-TDX stub per leaf), small C wrappers where a convention
+needs C around the call (sc_retry-style retry, FPU save), and a table,
+`sb_gen_unit`, that the measurement core (or the kernel module) reads.  The
+same text builds in user space and, with flavor="kernel", in the module.
+
+    python -m bench.codegen --flavor user -o _native/gen/sb_generated.c
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ARG_REGS, Catalog, ConfigError, Convention, Resolved, load_builtin
+from .crossings import CROSSINGS, Crossing, crossings_for
+
+OFF = {reg: 8 * i for i, reg in enumerate(ARG_REGS)}
+OFF_RBP_SLOT = 8 * len(ARG_REGS)
+CFG_SERIALIZE, CFG_LATENCY, CFG_AVX_RESET, CFG_POISON = 0, 8, 16, 24
+
+TDX_SW_ERROR = (1 << 63) | (0xFF << 40)
+TDX_SEAMCALL_VMFAILINVALID = TDX_SW_ERROR | 0xFFFF0000
+
+# SB_MARKER index space (sb_abi.h): 0..12 the argument registers, 13 RBP.
+MARKER_INDEX = {**{reg: i for i, reg in enumerate(ARG_REGS)}, "rbp": 13}
+
+
+def marker(reg: str) -> int:
+    return 0x5EB0000000000000 | (MARKER_INDEX[reg] << 8) | 0xA5
+
+
+def _r32(reg: str) -> str:
+    """The 32-bit name: a 32-bit XOR zeroes the whole register and encodes shorter."""
+    if reg.startswith("r") and reg[1:].isdigit():
+        return f"%{reg}d"
+    return "%e" + reg[1:]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One generated wrapper."""
+    resolved: Resolved
+    crossing: Crossing
+
+    @property
+    def key(self):
+        return (self.resolved.conv.name, self.crossing.name, self.resolved.leaf.name)
+
+
+def plan(catalog: Catalog, flavor: str, conventions=None, crossings=None, leaves=None) -> list:
+    """Every (convention, crossing, leaf) the flavor can run, optionally narrowed."""
+    convs = [catalog.conventions[n] for n in (conventions or catalog.conventions)]
+    xs = [c for c in crossings_for(flavor) if crossings is None or c.name in crossings]
+    lvs = [catalog.leaves[n] for n in (leaves or catalog.leaves)]
+    out = []
+    for conv in convs:
+        if conv.kernel_only and flavor != "kernel":
+            continue
+        for x in xs:
+            for leaf in lvs:
+                out.append(Entry(conv.resolve(leaf), x))
+    return out
+
+
+# --- assembly ---------------------------------------------------------------
+
+def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
+    r, conv, leaf, x = e.resolved, e.resolved.conv, e.resolved.leaf, e.crossing
+    fail = f".Lsb_fail_{idx}"
+    done = f".Lsb_done_{idx}"
+    a = [f"# {conv.name} x {x.name} x {leaf.name}", ".p2align 4", f".type {sym}, @function"]
+    if flavor == "user":
+        a.append(f".hidden {sym}")
+    a.append(f"{sym}:")
+    if r.rbp == "frame":
+        a += ["pushq %rbp", "movq %rsp, %rbp"]
+    elif r.rbp == "stack":
+        a.append("pushq %rbp")
+    a += [f"pushq %{reg}" for reg in r.preserve]
+    if r.rbp == "struct":
+        a.append(f"movq %rbp, {OFF_RBP_SLOT}(%rsi)")
+    a.append("movq %rdi, %rax")
+    a += [f"movq {OFF[reg]}(%rsi), %{reg}" for reg in r.load if reg != "rsi"]
+    if "rsi" in r.load:
+        if r.keeps_pointer_on_stack:
+            a.append("pushq %rsi")
+        a.append(f"movq {OFF['rsi']}(%rsi), %rsi")
+    saved_around = x.extra_clobbers(leaf)
+    a += [f"pushq %{reg}" for reg in saved_around]
+    a += x.text(flavor, stub)
+    a += [f"popq %{reg}" for reg in reversed(saved_around)]
+    if conv.family == "seamcall":
+        a.append(f"jc .Lsb_vmfail_{idx}")
+    if r.keeps_pointer_on_stack:
+        if "rsi" in r.store:
+            # No spare register: park the status, fetch the pointer into RAX, store RSI.
+            a += ["pushq %rax", "movq 8(%rsp), %rax", f"movq %rsi, {OFF['rsi']}(%rax)", "popq %rax"]
+        a.append("popq %rsi")
+    if conv.inject_chain:
+        # Known work for `bench validate`: K dependent one-cycle ALU ops on the struct pointer,
+        # right after the crossing has drained the pipeline.  The stores (and, by store-to-load
+        # forwarding, the next call's loads) wait for the chain, so it lies on the critical
+        # path instead of hiding behind independent work.  Register-register on purpose: newer
+        # Intel cores fold immediate ADD chains at rename; OR with itself keeps the pointer.
+        a += [f".rept {conv.inject_chain}", "orq %rsi, %rsi", ".endr"]
+    if r.rbp == "struct":
+        a.append(f"movq {OFF_RBP_SLOT}(%rsi), %rbp")
+    pointer_stored = r.keeps_pointer_on_stack
+    a += [f"movq %{reg}, {OFF[reg]}(%rsi)" for reg in r.store if not (reg == "rsi" and pointer_stored)]
+    a.append(f"{done}:")
+    a += [f"xorl {_r32(reg)}, {_r32(reg)}" for reg in conv.scrub]
+    a += [f"popq %{reg}" for reg in reversed(r.preserve)]
+    if r.rbp in ("frame", "stack"):
+        a.append("popq %rbp")
+    a.append("ret")
+    if conv.family == "seamcall":
+        # VMfailInvalid: RAX unchanged by the instruction; report it, store nothing.
+        a += [f".Lsb_vmfail_{idx}:", f"movabsq ${TDX_SEAMCALL_VMFAILINVALID:#x}, %rax", f"{fail}:"]
+        if r.keeps_pointer_on_stack:
+            a.append("popq %rsi")
+        if r.rbp == "struct":
+            a.append(f"movq {OFF_RBP_SLOT}(%rsi), %rbp")
+        a.append(f"jmp {done}")
+    a.append(f".size {sym}, .-{sym}")
+    return a
+
+
+_SERIALIZE_SEQ = {
+    # SB_SER_* value: instruction lines (RAX is free here; the status is written last).
+    # Serializing instructions are microcode flows that drain the pipeline part-way through,
+    # so earlier work overlaps their first ~12 cycles (measured with SERIALIZE and IRET).
+    # The LFENCE in front makes the boundary crisp: nothing after it executes before all
+    # earlier instructions complete, so work added before the call adds its full cost.
+    3: ["lfence", ".byte 0x0f, 0x01, 0xe8"],  # SERIALIZE
+    4: ["lfence", "movl %ss, %eax", "pushq %rax", "pushq %rsp", "addq $8, (%rsp)", "pushfq", "movl %cs, %eax",
+        "pushq %rax", "leaq {ret}(%rip), %rax", "pushq %rax", "iretq", "{ret}:"],  # IRET to self
+    1: ["lfence"],
+    2: ["mfence", "lfence"],
+}
+
+
+def _stub_asm(sym: str, leaf, flavor: str, cfg: str, init_area: str) -> list:
+    """The emulated TDX module for one leaf profile."""
+    L = f".Lsb_{sym}"
+    a = [f"# emulated leaf {leaf.name}: writes {', '.join(leaf.all_writes) or 'nothing'}", ".p2align 4",
+         f".type {sym}, @function"]
+    if flavor == "user":
+        a.append(f".hidden {sym}")
+    a += [f"{sym}:",
+          # Calibrated latency: a dependent countdown (one iteration per core cycle or so).
+          f"movq {cfg}+{CFG_LATENCY}(%rip), %rax", "testq %rax, %rax", f"jz {L}_lat_done",
+          f"{L}_lat:", "decq %rax", f"jnz {L}_lat", f"{L}_lat_done:"]
+    if leaf.avx_reset:
+        # XRSTOR from an all-INIT image: the reset the TDX 1.5 ABI allows for these leaves.
+        scratch = [reg for reg in ("rcx", "rdx") if reg not in leaf.writes]
+        a += [f"movq {cfg}+{CFG_AVX_RESET}(%rip), %rax", "testq %rax, %rax", f"jz {L}_avx_done"]
+        a += [f"pushq %{reg}" for reg in scratch]
+        a += ["xorl %edx, %edx", f"leaq {init_area}(%rip), %rcx", "xrstor64 (%rcx)"]
+        a += [f"popq %{reg}" for reg in reversed(scratch)]
+        a.append(f"{L}_avx_done:")
+    a.append(f"movq {cfg}+{CFG_SERIALIZE}(%rip), %rax")
+    for mode, seq in _SERIALIZE_SEQ.items():
+        a += [f"cmpq ${mode}, %rax", f"jne {L}_ser_not{mode}"]
+        a += [line.format(ret=f"{L}_iret_back") for line in seq]
+        a += [f"jmp {L}_ser_done", f"{L}_ser_not{mode}:"]
+    # CPUID (mode 5): serializing but a VM exit in a guest; it writes RBX, RCX, RDX.
+    cpuid_saves = [reg for reg in ("rbx", "rcx", "rdx") if reg not in leaf.writes]
+    a += ["cmpq $5, %rax", f"jne {L}_ser_done"] + [f"pushq %{reg}" for reg in cpuid_saves]
+    a += ["lfence", "xorl %eax, %eax", "xorl %ecx, %ecx", "cpuid"]
+    a += [f"popq %{reg}" for reg in reversed(cpuid_saves)]
+    a.append(f"{L}_ser_done:")
+    a += [f"movabsq ${marker(reg):#x}, %{reg}" for reg in leaf.all_writes]
+    a += ["xorl %eax, %eax", "ret", f".size {sym}, .-{sym}"]  # TDX_SUCCESS; XOR also clears CF
+    return a
+
+
+# --- C around it -------------------------------------------------------------
+
+_PRELUDE = {
+    "user": """\
+#include <stddef.h>
+#include "sb_abi.h"
+#define SB_HIDDEN __attribute__((visibility("hidden")))
+#define SB_EXPORT __attribute__((visibility("default")))
+""",
+    "kernel": """\
+#include <linux/types.h>
+#include <linux/build_bug.h>
+#include <asm/fpu/api.h>
+#include "sb_abi.h"
+#define SB_HIDDEN
+#define SB_EXPORT
+#define offsetof(t, m) __builtin_offsetof(t, m)
+""",
+}
+
+
+def _fpu_c(conv: Convention, flavor: str) -> tuple:
+    """(before, after) C statements around the call for the convention's FPU policy."""
+    area = "(void *)(unsigned long)a->xsave_area"
+    lo_hi = lambda m: f'"a"((unsigned int)({m})), "d"((unsigned int)(({m}) >> 32))'
+    ins = {"xsave": "xsave64", "xsaveopt": "xsaveopt64", "xsavec": "xsavec64"}
+    if conv.fpu == "none":
+        return "", ""
+    if conv.fpu == "kernel_fpu":
+        if flavor != "kernel":
+            raise ValueError(f"{conv.name}: kernel_fpu exists only in the kernel module")
+        return "\tkernel_fpu_begin();\n", "\tkernel_fpu_end();\n"
+    if conv.fpu == "xinuse":
+        before = ("\tsb_u64 mask, inuse_lo, inuse_hi;\n"
+                  "\t__asm__ __volatile__(\"xgetbv\" : \"=a\"(inuse_lo), \"=d\"(inuse_hi) : \"c\"(1));\n"
+                  "\tmask = ((inuse_hi << 32) | inuse_lo) & a->fpu_mask;\n"
+                  f"\tif (mask)\n\t\t__asm__ __volatile__(\"xsavec64 (%0)\" : : \"r\"({area}), {lo_hi('mask')} : \"memory\");\n")
+        after = f"\tif (mask)\n\t\t__asm__ __volatile__(\"xrstor64 (%0)\" : : \"r\"({area}), {lo_hi('mask')} : \"memory\");\n"
+        return before, after
+    before = f"\t__asm__ __volatile__(\"{ins[conv.fpu]} (%0)\" : : \"r\"({area}), {lo_hi('a->fpu_mask')} : \"memory\");\n"
+    after = f"\t__asm__ __volatile__(\"xrstor64 (%0)\" : : \"r\"({area}), {lo_hi('a->fpu_mask')} : \"memory\");\n"
+    return before, after
+
+
+def _c_wrapper(name: str, asm_sym: str, conv: Convention, flavor: str) -> str | None:
+    """C around the assembly: retry as sc_retry does it, FPU save as the caller would."""
+    if conv.fpu == "none" and conv.retry_status is None:
+        return None
+    before, after = _fpu_c(conv, flavor)
+    if conv.retry_status is not None:
+        call = (f"\tint tries = {conv.retry_max};\n\tdo {{\n\t\tstatus = {asm_sym}(leaf, a);\n"
+                f"\t}} while (status == {conv.retry_status:#x}ULL && --tries > 0);\n")
+    else:
+        call = f"\tstatus = {asm_sym}(leaf, a);\n"
+    return (f"static sb_u64 {name}(sb_u64 leaf, struct sb_args *a)\n{{\n\tsb_u64 status;\n"
+            f"{before}{call}{after}\treturn status;\n}}\n")
+
+
+def _c_string(line: str) -> str:
+    return '"' + line.replace("\\", "\\\\").replace('"', '\\"') + '\\n"'
+
+
+def generate(entries: list, flavor: str = "user") -> str:
+    """The whole generated source for these wrappers."""
+    if flavor not in _PRELUDE:
+        raise ValueError(f"unknown flavor {flavor!r}")
+    cfg, init_area = "sb_gen_emul_cfg", "sb_gen_init_area"
+    leaves = {}
+    for e in entries:
+        leaves.setdefault(e.resolved.leaf.name, e.resolved.leaf)
+    stub_sym = {name: f"sb_gen_stub_{name}" for name in leaves}
+    asm = [".text"]
+    for name, leaf in leaves.items():
+        asm += _stub_asm(stub_sym[name], leaf, flavor, cfg, init_area)
+    wrappers, rows, decls = [], [], []
+    for i, e in enumerate(entries):
+        sym = f"sb_gen_f{i}"
+        asm += _wrapper_asm(sym, i, e, stub_sym[e.resolved.leaf.name], flavor)
+        decls.append(f"SB_HIDDEN sb_u64 {sym}(sb_u64 leaf, struct sb_args *args);")
+        c = _c_wrapper(f"sb_gen_w{i}", sym, e.resolved.conv, flavor)
+        if c:
+            wrappers.append(c)
+        conv, x, leaf = e.key
+        rows.append(f'\t{{ "{conv}", "{x}", "{leaf}", {"sb_gen_w" if c else "sb_gen_f"}{i} }},')
+    out = [f"/* Generated by bench.codegen (flavor {flavor}) - do not edit; regenerate. */",
+           _PRELUDE[flavor],
+           "_Static_assert(offsetof(struct sb_args, regs) == SB_OFF_REGS, \"sb_args layout\");",
+           f"_Static_assert(offsetof(struct sb_args, rbp_slot) == {OFF_RBP_SLOT}, \"sb_args layout\");",
+           f"_Static_assert(offsetof(struct sb_emul_cfg, avx_reset_mask) == {CFG_AVX_RESET}, \"cfg layout\");",
+           "",
+           f"SB_HIDDEN struct sb_emul_cfg {cfg};",
+           "/* XRSTOR image with every component INIT: header zero, MXCSR at its default. */",
+           f"SB_HIDDEN const unsigned int {init_area}[1024 / 4] __attribute__((aligned(64))) = "
+           "{ [6] = 0x1f80 };",
+           "", *decls, "", "__asm__(",
+           *("\t" + _c_string(line) for line in asm + [".previous" if flavor == "kernel" else ".text"]),
+           ");", "", *wrappers,
+           f"static const struct sb_gen_entry sb_gen_entries[{max(len(rows), 1)}] = {{",
+           *rows, "};",
+           f"SB_EXPORT const struct sb_gen_unit sb_gen_unit = {{ SB_ABI_VERSION, {len(rows)}, sb_gen_entries, "
+           f"&{cfg} }};", ""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.codegen", description=__doc__.split("\n\n")[0])
+    p.add_argument("--flavor", choices=sorted(_PRELUDE), default="user")
+    p.add_argument("--conventions", metavar="FILE", action="append", default=[],
+                   help="extra conventions YAML (may repeat)")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    args = p.parse_args(argv)
+    try:
+        catalog = load_builtin()
+        for f in args.conventions:
+            catalog = catalog.with_user_file(f)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = generate(plan(catalog, args.flavor), args.flavor)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        path = Path(args.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

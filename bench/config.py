@@ -1,0 +1,561 @@
+"""Parse and validate conventions, leaf profiles and suites.
+
+Every error names the file, the line and the reason, so a user who mistypes a
+register in their own YAML is told where.  Parsed objects are plain frozen
+dataclasses: the stages after this one never see YAML.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+# The thirteen argument registers, in struct tdx_module_args order.
+ARG_REGS = ("rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rbx", "rdi", "rsi")
+CALLEE_SAVED = ("rbx", "rbp", "r12", "r13", "r14", "r15")
+FAMILIES = ("seamcall", "tdcall")
+RBP_POLICIES = ("none", "frame", "stack", "struct", "leaf")
+FPU_POLICIES = ("none", "xsave", "xsaveopt", "xsavec", "xinuse", "kernel_fpu")
+LEAF_WORD = "leaf"  # `load: leaf` etc.: resolved against the leaf profile
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# XCR0 bits a user may name: x87, SSE, AVX, MPX (2), opmask, ZMM_Hi256, Hi16_ZMM, PKRU, AMX (2)
+XCR0_USER_BITS = 0x602FF
+
+
+class ConfigError(ValueError):
+    """A problem in a YAML file, with its location."""
+
+    def __init__(self, path, line, message):
+        self.path, self.line, self.message = str(path), line, message
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+# --- YAML with line numbers -------------------------------------------------
+
+class _LineDict(dict):
+    lines: dict
+    line: int
+
+
+class _LineList(list):
+    lines: list
+    line: int
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping key and list item."""
+
+
+def _construct_mapping(loader, node):
+    loader.flatten_mapping(node)
+    d = _LineDict()
+    d.lines, d.line = {}, node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)) or key is None:
+            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"unusable key {key!r}")
+        if key in d:
+            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"duplicate key {key!r}")
+        d[key] = loader.construct_object(value_node, deep=True)
+        d.lines[key] = key_node.start_mark.line + 1
+    return d
+
+
+def _construct_sequence(loader, node):
+    lst = _LineList(loader.construct_object(child, deep=True) for child in node.value)
+    lst.lines = [child.start_mark.line + 1 for child in node.value]
+    lst.line = node.start_mark.line + 1
+    return lst
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def load_yaml(path) -> _LineDict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(path, 0, f"cannot read: {exc.strerror}") from None
+    loader = _Loader(text)
+    loader.name = str(path)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise ConfigError(path, line, f"not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, 0, f"not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError(path, 1, "expected a mapping at the top level")
+    return data
+
+
+def _line(obj, key=None, default=0):
+    if key is not None and isinstance(obj, _LineDict):
+        return obj.lines.get(key, obj.line)
+    return getattr(obj, "line", default)
+
+
+def _check_keys(path, mapping, allowed, what):
+    for key in mapping:
+        if key not in allowed:
+            raise ConfigError(path, _line(mapping, key),
+                              f"unknown key {key!r} in {what}; valid keys: {', '.join(sorted(allowed))}")
+
+
+def _need(path, mapping, key, types, what):
+    value = mapping[key]
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in _as_tuple(types):
+        names = "/".join(t.__name__ for t in _as_tuple(types))
+        raise ConfigError(path, _line(mapping, key), f"{what}: {key} must be {names}, got {value!r}")
+    return value
+
+
+def _as_tuple(types):
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _reg_list(path, mapping, key, what, *, allow_leaf=False, allow_rbp=False):
+    """A list of argument registers (or the word `leaf`), checked one by one."""
+    value = mapping.get(key, [])
+    line = _line(mapping, key)
+    if allow_leaf and value == LEAF_WORD:
+        return LEAF_WORD
+    if not isinstance(value, list):
+        hint = " or the word 'leaf'" if allow_leaf else ""
+        raise ConfigError(path, line, f"{what}: {key} must be a list of registers{hint}, got {value!r}")
+    valid = ARG_REGS + (("rbp",) if allow_rbp else ())
+    seen = []
+    for i, reg in enumerate(value):
+        item_line = value.lines[i] if isinstance(value, _LineList) else line
+        reg_name = str(reg).lower() if isinstance(reg, str) else reg
+        if reg_name in ("rsp", "esp", "sp"):
+            raise ConfigError(path, item_line, f"{what}: {key} lists RSP; the stack pointer is never an "
+                              "argument, saved or scrubbed register")
+        if reg_name == "rbp" and not allow_rbp:
+            raise ConfigError(path, item_line, f"{what}: {key} lists rbp; say where RBP is kept with "
+                              "`rbp: frame|stack|struct` instead")
+        if reg_name == "rax":
+            raise ConfigError(path, item_line, f"{what}: {key} lists rax; RAX carries the leaf in and the "
+                              "status out")
+        if reg_name not in valid:
+            raise ConfigError(path, item_line, f"{what}: unknown register {reg!r} in {key}; valid: "
+                              f"{', '.join(valid)}")
+        if reg_name in seen:
+            raise ConfigError(path, item_line, f"{what}: register {reg_name} listed twice in {key}")
+        seen.append(reg_name)
+    return tuple(seen)
+
+
+# --- leaf profiles ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Leaf:
+    name: str
+    description: str
+    rax: int
+    reads: tuple
+    writes: tuple
+    outputs: tuple
+    clobbers_rbp: bool = False
+    avx_reset: bool = False
+    source: str = ""
+
+    @property
+    def all_writes(self):
+        """Every GPR the leaf may change, RBP included when it clobbers it."""
+        return self.writes + (("rbp",) if self.clobbers_rbp else ())
+
+
+_LEAF_KEYS = {"description", "rax", "reads", "writes", "outputs", "clobbers_rbp", "avx_reset"}
+
+
+def parse_leaves(path) -> dict:
+    data = load_yaml(path)
+    _check_keys(path, data, {"leaves"}, "the leaves file")
+    leaves = data.get("leaves")
+    if not isinstance(leaves, dict) or not leaves:
+        raise ConfigError(path, _line(data, "leaves", 1), "expected `leaves:` with at least one profile")
+    out = {}
+    for name, body in leaves.items():
+        line = _line(leaves, name)
+        what = f"leaf {name!r}"
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(path, line, f"bad leaf name {name!r}: use lower-case letters, digits, _")
+        if not isinstance(body, dict):
+            raise ConfigError(path, line, f"{what}: expected a mapping")
+        _check_keys(path, body, _LEAF_KEYS, what)
+        writes = _reg_list(path, body, "writes", what)
+        outputs = _reg_list(path, body, "outputs", what)
+        for reg in outputs:
+            if reg not in writes:
+                raise ConfigError(path, _line(body, "outputs"), f"{what}: output {reg} is not in writes")
+        out[name] = Leaf(
+            name=name,
+            description=str(body.get("description", "")),
+            rax=_need(path, body, "rax", int, what) if "rax" in body else 0,
+            reads=_reg_list(path, body, "reads", what),
+            writes=writes,
+            outputs=outputs,
+            clobbers_rbp=_need(path, body, "clobbers_rbp", bool, what) if "clobbers_rbp" in body else False,
+            avx_reset=_need(path, body, "avx_reset", bool, what) if "avx_reset" in body else False,
+            source=f"{path}:{line}",
+        )
+    return out
+
+
+# --- conventions ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Convention:
+    name: str
+    description: str = ""
+    family: str = "seamcall"
+    load: object = ()          # tuple of registers, or "leaf"
+    store: object = ()
+    preserve: object = ()
+    rbp: str = "none"
+    scrub: tuple = ()
+    fpu: str = "none"
+    fpu_mask: object = "xcr0"  # "xcr0" or int
+    retry_status: int | None = None
+    retry_max: int = 0
+    inject_chain: int = 0
+    meant_for: tuple = ()
+    source: str = ""
+
+    def declaration(self) -> dict:
+        """The fields that decide the generated code (not where it was declared)."""
+        d = asdict(self)
+        for k in ("name", "description", "source", "meant_for"):
+            d.pop(k)
+        return d
+
+    @property
+    def decl_hash(self) -> str:
+        blob = json.dumps(self.declaration(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def kernel_only(self) -> bool:
+        return self.fpu == "kernel_fpu"
+
+    def resolve(self, leaf: Leaf) -> "Resolved":
+        """Register sets for one leaf: `leaf` words replaced by the profile's sets."""
+        load = leaf.reads if self.load == LEAF_WORD else self.load
+        store = leaf.outputs if self.store == LEAF_WORD else self.store
+        if self.preserve == LEAF_WORD:
+            preserve = tuple(r for r in ARG_REGS if r in CALLEE_SAVED and r in leaf.writes)
+        else:
+            preserve = self.preserve
+        rbp = self.rbp
+        if rbp == LEAF_WORD:
+            rbp = "stack" if leaf.clobbers_rbp else "none"
+        return Resolved(self, leaf, tuple(load), tuple(store), tuple(preserve), rbp)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A convention's concrete register sets for one leaf profile."""
+    conv: Convention
+    leaf: Leaf
+    load: tuple
+    store: tuple
+    preserve: tuple
+    rbp: str
+
+    @property
+    def keeps_pointer_on_stack(self) -> bool:
+        # As in the kernel macro: the struct pointer is pushed when RSI gets an argument and
+        # something must still be done through the pointer afterwards.
+        return "rsi" in self.load and (bool(self.store) or self.rbp == "struct")
+
+
+_CONV_KEYS = {"description", "extends", "family", "load", "store", "preserve", "rbp", "scrub", "fpu",
+              "fpu_mask", "retry", "inject_chain", "meant_for"}
+
+
+def _parse_fpu_mask(path, body, what):
+    value = body["fpu_mask"]
+    line = _line(body, "fpu_mask")
+    if value == "xcr0":
+        return "xcr0"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, line, f"{what}: fpu_mask must be `xcr0` or an integer bit mask, got {value!r}")
+    if value <= 0 or value & ~XCR0_USER_BITS:
+        raise ConfigError(path, line, f"{what}: fpu_mask {value:#x} is malformed: it must be non-zero and "
+                          f"name only XCR0 user components (bits within {XCR0_USER_BITS:#x})")
+    if not value & 0x3:
+        raise ConfigError(path, line, f"{what}: fpu_mask {value:#x} leaves out x87 and SSE (bits 0-1); "
+                          "XRSTOR would reset them")
+    return value
+
+
+def _parse_retry(path, body, what):
+    value = body["retry"]
+    line = _line(body, "retry")
+    if value in (None, "none", False):
+        return None, 0
+    if not isinstance(value, dict):
+        raise ConfigError(path, line, f"{what}: retry must be `none` or {{status: N, max: N}}")
+    _check_keys(path, value, {"status", "max"}, f"{what} retry")
+    status, max_tries = value.get("status"), value.get("max")
+    if not isinstance(status, int) or isinstance(status, bool) or not 0 < status < 2**64:
+        raise ConfigError(path, line, f"{what}: retry status must be a 64-bit status code, got {status!r}")
+    if not isinstance(max_tries, int) or isinstance(max_tries, bool) or not 1 <= max_tries <= 1000:
+        raise ConfigError(path, line, f"{what}: retry max must be 1..1000, got {max_tries!r}")
+    return status, max_tries
+
+
+def _merge(path, raw, name, stack=()):
+    """Apply `extends` chains; the child's keys win."""
+    body = raw[name]
+    parent = body.get("extends")
+    if parent is None:
+        return dict(body), dict(body.lines) if isinstance(body, _LineDict) else {}
+    line = _line(body, "extends")
+    if parent not in raw:
+        raise ConfigError(path, line, f"convention {name!r} extends unknown convention {parent!r}")
+    if parent in stack or parent == name:
+        raise ConfigError(path, line, f"convention {name!r}: `extends` loops through {parent!r}")
+    merged, lines = _merge(path, raw, parent, stack + (name,))
+    merged.pop("description", None)
+    for key, value in body.items():
+        if key != "extends":
+            merged[key] = value
+            lines[key] = _line(body, key)
+    return merged, lines
+
+
+def parse_conventions(path, leaves: dict, known: dict | None = None) -> dict:
+    """Parse a conventions file.  `known` (the built-ins) may be extended but not redefined."""
+    known = known or {}
+    data = load_yaml(path)
+    _check_keys(path, data, {"conventions"}, "a conventions file")
+    raw = data.get("conventions")
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(path, _line(data, "conventions", 1), "expected `conventions:` with at least one entry")
+    for name, body in raw.items():
+        line = _line(raw, name)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(path, line, f"bad convention name {name!r}: use lower-case letters, digits, _")
+        if name in known:
+            raise ConfigError(path, line, f"duplicate convention name {name!r}: already declared at "
+                              f"{known[name].source}")
+        if not isinstance(body, dict):
+            raise ConfigError(path, line, f"convention {name!r}: expected a mapping")
+        _check_keys(path, body, _CONV_KEYS, f"convention {name!r}")
+    # Built-ins can be extended: give them to _merge as raw bodies rebuilt from their fields.
+    pool = dict(raw)
+    for name, conv in known.items():
+        pool.setdefault(name, _LineDict(_conv_to_raw(conv)))
+        pool[name].lines, pool[name].line = getattr(pool[name], "lines", {}), 0
+    out = {}
+    for name in raw:
+        merged, lines = _merge(path, pool, name)
+        body = _LineDict(merged)
+        body.lines, body.line = lines, _line(raw, name)
+        out[name] = _build_convention(path, name, body, leaves)
+    return out
+
+
+def _conv_to_raw(conv: Convention) -> dict:
+    d = {"description": conv.description, "family": conv.family, "rbp": conv.rbp,
+         "fpu": conv.fpu, "fpu_mask": conv.fpu_mask, "inject_chain": conv.inject_chain,
+         "meant_for": list(conv.meant_for)}
+    for k in ("load", "store", "preserve"):
+        v = getattr(conv, k)
+        d[k] = v if v == LEAF_WORD else list(v)
+    d["scrub"] = list(conv.scrub)
+    d["retry"] = {"status": conv.retry_status, "max": conv.retry_max} if conv.retry_status else None
+    return d
+
+
+def _build_convention(path, name, body, leaves) -> Convention:
+    what = f"convention {name!r}"
+    family = body.get("family", "seamcall")
+    if family not in FAMILIES:
+        raise ConfigError(path, _line(body, "family"), f"{what}: family must be one of {', '.join(FAMILIES)}")
+    rbp = body.get("rbp", "none")
+    if rbp not in RBP_POLICIES:
+        raise ConfigError(path, _line(body, "rbp"), f"{what}: rbp must be one of {', '.join(RBP_POLICIES)}, "
+                          f"got {rbp!r}")
+    fpu = body.get("fpu", "none")
+    if fpu not in FPU_POLICIES:
+        raise ConfigError(path, _line(body, "fpu"), f"{what}: fpu must be one of {', '.join(FPU_POLICIES)}, "
+                          f"got {fpu!r}")
+    fpu_mask = _parse_fpu_mask(path, body, what) if "fpu_mask" in body else "xcr0"
+    retry_status, retry_max = _parse_retry(path, body, what) if "retry" in body else (None, 0)
+    chain = body.get("inject_chain", 0)
+    if isinstance(chain, bool) or not isinstance(chain, int) or not 0 <= chain <= 100000:
+        raise ConfigError(path, _line(body, "inject_chain"), f"{what}: inject_chain must be 0..100000")
+    meant_for = body.get("meant_for", [])
+    if not isinstance(meant_for, list):
+        raise ConfigError(path, _line(body, "meant_for"), f"{what}: meant_for must be a list of leaf profiles")
+    for leaf in meant_for:
+        if leaf not in leaves:
+            raise ConfigError(path, _line(body, "meant_for"), f"{what}: unknown leaf profile {leaf!r} in "
+                              f"meant_for; known: {', '.join(leaves)}")
+    return Convention(
+        name=name,
+        description=" ".join(str(body.get("description", "")).split()),
+        family=family,
+        load=_reg_list(path, body, "load", what, allow_leaf=True),
+        store=_reg_list(path, body, "store", what, allow_leaf=True),
+        preserve=_reg_list(path, body, "preserve", what, allow_leaf=True),
+        rbp=rbp,
+        scrub=_reg_list(path, body, "scrub", what),
+        fpu=fpu,
+        fpu_mask=fpu_mask,
+        retry_status=retry_status,
+        retry_max=retry_max,
+        inject_chain=chain,
+        meant_for=tuple(meant_for),
+        source=f"{path}:{_line(body, None, body.line)}",
+    )
+
+
+# --- the built-in set and user files ----------------------------------------
+
+def configs_dir() -> Path:
+    """Built-in YAML: shipped inside the package, or the repository's configs/ when run from a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_configs", here.parent / "configs"):
+        if (candidate / "conventions.yaml").exists():
+            return candidate
+    raise ConfigError(here, 0, "built-in configs (conventions.yaml, leaves.yaml) not found")
+
+
+@dataclass
+class Catalog:
+    """Every known leaf profile and convention; user files add to the built-ins."""
+    leaves: dict
+    conventions: dict
+    builtin: frozenset = field(default_factory=frozenset)
+
+    def convention(self, name):
+        try:
+            return self.conventions[name]
+        except KeyError:
+            raise ConfigError("--conventions", 0, f"unknown convention {name!r}; known: "
+                              f"{', '.join(self.conventions)}") from None
+
+    def leaf(self, name):
+        try:
+            return self.leaves[name]
+        except KeyError:
+            raise ConfigError("--leaves", 0, f"unknown leaf profile {name!r}; known: "
+                              f"{', '.join(self.leaves)}") from None
+
+    def with_user_file(self, path) -> "Catalog":
+        extra = parse_conventions(path, self.leaves, known=self.conventions)
+        return Catalog(self.leaves, {**self.conventions, **extra}, self.builtin)
+
+    def with_conventions(self, extra: dict) -> "Catalog":
+        return Catalog(self.leaves, {**self.conventions, **extra}, self.builtin)
+
+
+def load_builtin() -> Catalog:
+    d = configs_dir()
+    leaves = parse_leaves(d / "leaves.yaml")
+    convs = parse_conventions(d / "conventions.yaml", leaves)
+    return Catalog(leaves, convs, frozenset(convs))
+
+
+def derive(conv: Convention, name: str, **changes) -> Convention:
+    """A programmatic variant of a convention (used by `bench validate`)."""
+    from dataclasses import replace
+    return replace(conv, name=name, source=f"derived from {conv.name}", **changes)
+
+
+# --- suites -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Settings:
+    runs: int = 10
+    values: int = 40
+    warmups: int = 1
+    batch_us: float = 100.0
+    cpu: int | None = None  # pin to this CPU; default: the last one we may use
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: str
+    reference: str
+    conventions: tuple
+    backends: tuple
+    leaves: object  # "meant_for" or a tuple of leaf names
+    settings: Settings
+    user_conventions: tuple = ()  # extra convention files named by the suite
+
+
+_SUITE_KEYS = {"suite", "reference", "conventions", "backends", "leaves", "settings", "include"}
+_SETTINGS = {"runs": (int, 1, 1000), "values": (int, 3, 100000), "warmups": (int, 0, 100),
+             "batch_us": ((int, float), 1, 100000), "cpu": (int, 0, 4095)}
+
+
+def parse_suite(path, catalog: Catalog, known_backends) -> tuple:
+    """Returns (suite, catalog extended with the suite's own convention files)."""
+    path = Path(path)
+    data = load_yaml(path)
+    _check_keys(path, data, _SUITE_KEYS, "a suite")
+    for inc_i, inc in enumerate(data.get("include", []) or []):
+        inc_path = (path.parent / str(inc))
+        catalog = catalog.with_user_file(inc_path)
+    conventions = data.get("conventions", "all")
+    if conventions == "all":
+        conventions = tuple(catalog.conventions)
+    elif isinstance(conventions, list):
+        for i, name in enumerate(conventions):
+            if name not in catalog.conventions:
+                raise ConfigError(path, conventions.lines[i], f"unknown convention {name!r}; valid: "
+                                  f"{', '.join(catalog.conventions)}")
+        conventions = tuple(conventions)
+    else:
+        raise ConfigError(path, _line(data, "conventions"), "conventions must be `all` or a list of names")
+    backends = data.get("backends", ["emulated"])
+    if not isinstance(backends, list) or not backends:
+        raise ConfigError(path, _line(data, "backends"), "backends must be a non-empty list")
+    for i, name in enumerate(backends):
+        if name not in known_backends:
+            raise ConfigError(path, backends.lines[i], f"unknown backend {name!r}; valid: "
+                              f"{', '.join(known_backends)}")
+    leaves = data.get("leaves", "meant_for")
+    if leaves != "meant_for":
+        if not isinstance(leaves, list):
+            raise ConfigError(path, _line(data, "leaves"), "leaves must be `meant_for` or a list of profiles")
+        for i, name in enumerate(leaves):
+            if name not in catalog.leaves:
+                raise ConfigError(path, leaves.lines[i], f"unknown leaf profile {name!r}; valid: "
+                                  f"{', '.join(catalog.leaves)}")
+        leaves = tuple(leaves)
+    reference = data.get("reference", conventions[0] if conventions else "seamcall")
+    if reference not in catalog.conventions:
+        raise ConfigError(path, _line(data, "reference"), f"unknown reference convention {reference!r}")
+    raw_settings = data.get("settings", {}) or {}
+    if not isinstance(raw_settings, dict):
+        raise ConfigError(path, _line(data, "settings"), "settings must be a mapping")
+    _check_keys(path, raw_settings, set(_SETTINGS), "settings")
+    values = {}
+    for key, value in raw_settings.items():
+        types, lo, hi = _SETTINGS[key]
+        if isinstance(value, bool) or not isinstance(value, types) or not lo <= value <= hi:
+            raise ConfigError(path, _line(raw_settings, key), f"settings.{key} must be a number in "
+                              f"{lo}..{hi}, got {value!r}")
+        values[key] = value
+    suite = Suite(name=str(data.get("suite", path.stem)), path=str(path), reference=reference,
+                  conventions=conventions, backends=tuple(backends), leaves=leaves,
+                  settings=Settings(**values))
+    return suite, catalog

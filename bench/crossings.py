@@ -1,0 +1,89 @@
+"""How a generated wrapper crosses to "the other side", as data.
+
+A crossing is the instruction sequence that stands where SEAMCALL/TDCALL
+would be.  The generator pastes its text between the wrapper's loads and
+stores and saves, around it, any register the crossing writes that the leaf
+profile does not allow to change (CPUID writes RBX, for instance).  A new
+crossing is one entry here plus a probe in bench/backends.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# KVM answers any hypercall number from CPL 3 with -KVM_EPERM, and an unknown one from
+# CPL 0 with -KVM_ENOSYS; this number is not a KVM hypercall (they are small integers).
+KVM_HC_UNUSED = 0x5EAB
+SYS_GETPPID = 110  # x86-64
+
+
+@dataclass(frozen=True)
+class Crossing:
+    name: str
+    description: str
+    asm: dict                 # flavor ("user" | "kernel") -> instruction lines
+    clobbers: tuple | None    # GPRs written besides RAX; None: exactly what the leaf profile writes
+    defines_cf: bool = False  # leaves CF meaningful (SEAMCALL's VMfailInvalid); else text clears it
+
+    def text(self, flavor: str, stub: str) -> list:
+        return [line.format(stub=stub) for line in self.asm[flavor]]
+
+    def extra_clobbers(self, leaf) -> tuple:
+        """Registers the crossing writes that the leaf profile says stay intact."""
+        if self.clobbers is None:
+            return ()
+        return tuple(r for r in self.clobbers if r not in leaf.all_writes)
+
+
+CROSSINGS = {
+    "emulated": Crossing(
+        "emulated",
+        "a stub that writes exactly what the leaf profile allows, serializes, returns TDX_SUCCESS",
+        {"user": ["call {stub}"], "kernel": ["call {stub}"]},
+        clobbers=None,
+    ),
+    "vmcall": Crossing(
+        "vmcall",
+        "VMCALL (Intel): a real round trip through the hypervisor",
+        {"user": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmcall"],
+         "kernel": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmcall"]},
+        clobbers=(),
+    ),
+    "vmmcall": Crossing(
+        "vmmcall",
+        "VMMCALL (AMD): a real round trip through the hypervisor",
+        {"user": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmmcall"],
+         "kernel": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmmcall"]},
+        clobbers=(),
+    ),
+    "cpuid": Crossing(
+        "cpuid",
+        "CPUID leaf 0: traps to the hypervisor in a VM, cheap on bare metal",
+        {"user": ["xorl %eax, %eax", "xorl %ecx, %ecx", "cpuid", "clc"],
+         "kernel": ["xorl %eax, %eax", "xorl %ecx, %ecx", "cpuid", "clc"]},
+        clobbers=("rbx", "rcx", "rdx"),
+    ),
+    "syscall": Crossing(
+        "syscall",
+        "getppid(2): a cheap user-to-kernel round trip, for scale",
+        {"user": [f"movl ${SYS_GETPPID}, %eax", "clc", "syscall"]},
+        clobbers=("rcx", "r11"),
+    ),
+    # Ring 0 only: both instructions #GP at CPL 3.  Issued by the kernel module.
+    "seamcall": Crossing(
+        "seamcall",
+        "SEAMCALL to the TDX module (host, VMX root)",
+        {"kernel": [".byte 0x66, 0x0f, 0x01, 0xcf"]},
+        clobbers=None,
+        defines_cf=True,
+    ),
+    "tdcall": Crossing(
+        "tdcall",
+        "TDCALL to the TDX module (TD guest)",
+        {"kernel": [".byte 0x66, 0x0f, 0x01, 0xcc", "clc"]},
+        clobbers=None,
+    ),
+}
+
+
+def crossings_for(flavor: str) -> list:
+    return [c for c in CROSSINGS.values() if flavor in c.asm]

@@ -1,0 +1,165 @@
+"""Measure one benchmark (convention x backend x leaf) through the native loop.
+
+Each sample times a batch of n calls of the convention and, interleaved with
+it, a batch of n calls of an empty function through the same loop: the
+difference per call is the convention's cost with loop, call and timer
+overhead cancelled.  The empty batch is the reported baseline.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _core, backends, machine, stats
+from .config import Catalog, Settings
+from .safety import static_verdict
+
+# Event slots the native side may fill; a sample with any of these non-zero was disturbed.
+DISTURBING_EVENTS = ("context_switches", "cpu_migrations")
+AVX_RESET_MASK = machine.AVX_STATE_BITS
+
+
+@dataclass(frozen=True)
+class Spec:
+    convention: str
+    backend: str
+    leaf: str
+
+    @property
+    def name(self):
+        return f"{self.convention}/{self.backend}/{self.leaf}"
+
+
+@dataclass
+class Run:
+    """One block of consecutive samples (a pyperf run)."""
+    values: list          # net TSC ticks per call, one per kept sample
+    warmups: list
+    baseline: list        # empty-loop TSC ticks per call, per kept sample
+    excluded: int = 0     # samples dropped as disturbed
+    events: dict = field(default_factory=dict)  # event name -> total over the run
+
+
+@dataclass
+class Measurement:
+    spec: Spec
+    n_calls: int
+    runs: list
+    serialize: str | None
+    conv_hash: str
+    safe: bool | None
+    safety: str
+    hw_counters: dict | None  # per-call core cycles / instructions, when the kernel offers them
+
+    @property
+    def values(self):
+        return [v for r in self.runs for v in r.values]
+
+    @property
+    def baseline_values(self):
+        return [v for r in self.runs for v in r.baseline]
+
+    @property
+    def excluded(self):
+        return sum(r.excluded for r in self.runs)
+
+
+class Context:
+    """What stays the same across the benchmarks of a run: catalog, native registry, clocks, perf."""
+
+    def __init__(self, catalog: Catalog, registry, settings: Settings):
+        self.catalog = catalog
+        self.registry = registry
+        self.settings = settings
+        self.clocks = machine.clocks()
+        self.xsave = machine.xsave()
+        fd, slots, _ = _core.perf_open()
+        self.perf_fd = fd
+        self.perf_slots = {k: v for k, v in slots.items() if v is not None}
+        self.hw = "cycles" in self.perf_slots and "instructions" in self.perf_slots
+
+    def args(self, fpu_mask=0):
+        return _core.Args(self.xsave["size_max"] or 4096, fpu_mask)
+
+    def fpu_mask(self, conv):
+        xcr0 = self.xsave["xcr0"]
+        return xcr0 if conv.fpu_mask == "xcr0" else xcr0 & conv.fpu_mask
+
+
+def _round4(n):
+    return max(4, int(math.ceil(n / 4.0)) * 4)
+
+
+def calibrate(fn, leaf_rax, args, base_args, target_ticks) -> int:
+    """Calls per batch so that one batch lasts about target_ticks."""
+    n = 4
+    while True:
+        ta, _, _, _ = _core.measure_pair(fn, _core.EMPTY_FN, leaf_rax, 0, args, base_args, n, 3)
+        batch = sorted(ta)[1]
+        if batch >= target_ticks or n >= 1 << 20:
+            break
+        n = min(_round4(n * max(2.0, min(64.0, target_ticks / max(batch, 1.0)))), 1 << 20)
+    per_call = batch / n
+    return min(_round4(target_ticks / max(per_call, 1e-3)), 1 << 20)
+
+
+def measure(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> Measurement:
+    conv = ctx.catalog.convention(spec.convention)
+    leaf = ctx.catalog.leaf(spec.leaf)
+    backend = backends.BACKENDS[spec.backend]
+    verdict = static_verdict(conv.resolve(leaf))
+    if not verdict.safe and not allow_unsafe:
+        raise UnsafeError(f"{spec.name} is {verdict.text}; use --allow-unsafe to time it anyway")
+    why_not = machine.fpu_support(conv.fpu)
+    if why_not:
+        raise UnavailableError(f"{spec.name}: {why_not}")
+    fn, unit = fn_override or ctx.registry.lookup(conv.name, backend.crossing, leaf.name)
+    ser_mode = backends.serialize_mode_for(spec.backend, ctx.registry)
+    avx_mask = ctx.xsave["xcr0"] & AVX_RESET_MASK if ctx.xsave["enabled"] else 0
+    unit.set_emulation(ser_mode, 0, avx_mask, 0)
+    s = ctx.settings
+    args, base_args = ctx.args(ctx.fpu_mask(conv)), ctx.args()
+    target = s.batch_us * 1e-6 * ctx.clocks["tsc_hz"]
+    n_calls = calibrate(fn, leaf.rax, args, base_args, target)
+    n_events = len(ctx.perf_slots)
+    runs, hw = [], {}
+    for _ in range(s.runs):
+        ta, tb, _, ev = _core.measure_pair(fn, _core.EMPTY_FN, leaf.rax, 0, args, base_args, n_calls,
+                                           s.values + s.warmups, ctx.perf_fd, n_events)
+        net = stats.per_call(ta, tb, n_calls)
+        base = np.asarray(tb, dtype=float) / n_calls
+        # events: [sample][batch a, batch b][event]
+        ev = np.asarray(ev, dtype=np.int64).reshape(-1, 2, n_events) if n_events else None
+        disturbed = np.zeros(len(net), dtype=bool)
+        totals = {}
+        if ev is not None:
+            for name, slot in ctx.perf_slots.items():
+                per_sample = ev[:, 0, slot] + ev[:, 1, slot]
+                totals[name] = int(per_sample[s.warmups:].sum())
+                if name in DISTURBING_EVENTS:
+                    disturbed |= per_sample > 0
+            if ctx.hw:
+                for name in ("cycles", "instructions"):
+                    slot = ctx.perf_slots[name]
+                    net_ev = (ev[s.warmups:, 0, slot] - ev[s.warmups:, 1, slot]) / n_calls
+                    hw.setdefault(name, []).extend(float(v) for v in net_ev)
+        keep = ~disturbed[s.warmups:]
+        runs.append(Run(values=[float(v) for v in net[s.warmups:][keep]],
+                        warmups=[float(v) for v in net[:s.warmups]],
+                        baseline=[float(v) for v in base[s.warmups:][keep]],
+                        excluded=int((~keep).sum()), events=totals))
+    unit.set_emulation(0)
+    ser_name = next(k for k, v in backends.SER_MODES.items() if v == ser_mode) if backend.serialize else None
+    hw_counters = {name: float(np.median(v)) for name, v in hw.items()} if hw else None
+    return Measurement(spec, n_calls, runs, ser_name, conv.decl_hash, verdict.safe, verdict.text,
+                       hw_counters)
+
+
+class UnsafeError(RuntimeError):
+    pass
+
+
+class UnavailableError(RuntimeError):
+    pass

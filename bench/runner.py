@@ -1,0 +1,106 @@
+"""Run a suite: expand it into benchmarks, skip what cannot run here (saying why),
+measure the rest, and turn measurements into records."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from . import backends, machine, stats
+from .config import Catalog, Suite
+from .measure import Context, Measurement, Spec, UnavailableError, UnsafeError, measure
+from .native import Registry
+from .safety import static_verdict
+
+
+@dataclass
+class Plan:
+    specs: list
+    skipped: list = field(default_factory=list)  # (what, reason)
+    probes: dict = field(default_factory=dict)
+
+
+def expand(suite: Suite, catalog: Catalog, registry: Registry, conventions=None, backend_names=None,
+           leaves=None, allow_unsafe=False) -> Plan:
+    conv_names = list(conventions or suite.conventions)
+    for name in conv_names:
+        catalog.convention(name)  # unknown name: a clear error before anything runs
+    back_names = list(backend_names or suite.backends)
+    for name in back_names:
+        if name not in backends.BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; valid: {', '.join(backends.BACKENDS)}")
+    plan = Plan([])
+    plan.probes = backends.probe_all(registry, back_names)
+    for name in back_names:
+        if not plan.probes[name].available:
+            plan.skipped.append((f"backend {name}", plan.probes[name].reason))
+    for cname in conv_names:
+        conv = catalog.conventions[cname]
+        if conv.kernel_only:
+            plan.skipped.append((cname, "runs only in the kernel module (fpu: kernel_fpu)"))
+            continue
+        why = machine.fpu_support(conv.fpu)
+        if why:
+            plan.skipped.append((cname, why))
+            continue
+        leaf_names = leaves or (conv.meant_for if suite.leaves == "meant_for" else suite.leaves)
+        if not leaf_names:
+            plan.skipped.append((cname, "declares no meant_for leaf; name leaves with --leaves"))
+            continue
+        for lname in leaf_names:
+            verdict = static_verdict(conv.resolve(catalog.leaf(lname)))
+            if not verdict.safe and not allow_unsafe:
+                plan.skipped.append((f"{cname}/{lname}", verdict.text + " (--allow-unsafe to time it)"))
+                continue
+            for bname in back_names:
+                if plan.probes[bname].available:
+                    plan.specs.append(Spec(cname, bname, lname))
+    return plan
+
+
+def record(m: Measurement, ctx: Context, reference: dict) -> dict:
+    """The --json record of one benchmark (schema in the README)."""
+    s = stats.Summary.of(m.values)
+    base = stats.Summary.of(m.baseline_values)
+    tsc_hz = ctx.clocks["tsc_hz"]
+    ref = reference.get(m.spec.backend)
+    return {
+        "name": m.spec.name,
+        "convention": m.spec.convention,
+        "backend": m.spec.backend,
+        "leaf": m.spec.leaf,
+        "cycles": s.median,
+        "cycles_unit": "tsc",
+        "ns": s.median / tsc_hz * 1e9,
+        "ci95": list(s.ci95),
+        "core_cycles": s.median / ctx.clocks["tsc_per_core_cycle"],
+        "mad": s.mad,
+        "n_values": s.n,
+        "excluded": m.excluded,
+        "baseline_cycles": base.median,
+        "n_calls": m.n_calls,
+        "relative": (s.median / ref) if ref else None,
+        "safe": m.safe,
+        "safety": m.safety,
+        "serialize": m.serialize,
+        "hw_counters": m.hw_counters,
+    }
+
+
+def run_plan(plan: Plan, ctx: Context, allow_unsafe=False, progress=None) -> list:
+    out = []
+    for spec in plan.specs:
+        try:
+            out.append(measure(spec, ctx, allow_unsafe=allow_unsafe))
+        except (UnsafeError, UnavailableError) as exc:
+            plan.skipped.append((spec.name, str(exc)))
+        if progress:
+            progress(spec)
+    return out
+
+
+def references(measurements, reference_conv: str) -> dict:
+    """Per backend: the reference convention's median (on its first measured leaf)."""
+    ref = {}
+    for m in measurements:
+        if m.spec.convention == reference_conv and m.spec.backend not in ref and m.values:
+            ref[m.spec.backend] = stats.Summary.of(m.values).median
+    return ref

@@ -1,0 +1,168 @@
+"""Results on disk: pyperf BenchmarkSuite JSON, written atomically, never overwritten.
+
+Layout: results/<machine>/<commit>.json (a clean tree), <commit>.<n>.json for a
+second run of the same commit, <commit>-dirty-<n>.json for an uncommitted tree.
+`python -m pyperf stats FILE` and `python -m pyperf compare_to A B` read them.
+Values are seconds per call, net of the empty-loop baseline.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pyperf
+
+from . import machine
+
+META = "seambench_"
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def git_state(cwd=None) -> dict:
+    """Commit of the measured tree and whether it had uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20)
+    try:
+        head = git("rev-parse", "HEAD")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": "unknown", "dirty": False}
+    if head.returncode != 0:
+        return {"commit": "unknown", "dirty": False}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def results_root() -> Path:
+    return Path(os.environ.get("SEAMBENCH_RESULTS", "results"))
+
+
+def default_path(state: dict, machine_name: str, root: Path | None = None) -> Path:
+    """The first free name for this commit: never one that exists."""
+    folder = (root or results_root()) / machine_name
+    commit = state["commit"]
+    if state["dirty"]:
+        candidates = (folder / f"{commit}-dirty-{n}.json" for n in range(1, 100000))
+    else:
+        candidates = (folder / (f"{commit}.json" if n == 1 else f"{commit}.{n}.json") for n in range(1, 100000))
+    for path in candidates:
+        if not path.exists():
+            return path
+    raise StoreError(f"no free result file name in {folder}")
+
+
+def run_metadata(m, ctx_info: dict) -> dict:
+    """pyperf run metadata: everything needed to trace a figure back to how it was made."""
+    spec = m.spec
+    md = {
+        "name": spec.name,
+        "loops": m.n_calls,
+        "unit": "second",
+        "date": datetime.datetime.now().isoformat(" ", "seconds"),
+        "cpu_model_name": ctx_info["cpu_model_name"],
+        "platform": ctx_info["platform"],
+        f"{META}convention": spec.convention,
+        f"{META}backend": spec.backend,
+        f"{META}leaf": spec.leaf,
+        f"{META}conv_hash": m.conv_hash,
+        f"{META}safe": "unknown" if m.safe is None else int(m.safe),
+        f"{META}baseline_cycles": _median(m.baseline_values),
+        f"{META}excluded": m.excluded,
+        f"{META}serialize": m.serialize or "n/a",
+        f"{META}hw_counters": int(bool(m.hw_counters)),
+    }
+    for k in ("machine", "commit", "dirty", "tsc_hz", "tsc_per_core_cycle", "microcode", "kernel",
+              "suite", "cpu"):
+        if ctx_info.get(k) is not None:
+            md[f"{META}{k}"] = ctx_info[k]
+    if m.hw_counters:
+        for name, value in m.hw_counters.items():
+            md[f"{META}hw_{name}_per_call"] = value
+    return md
+
+
+def _median(values):
+    s = sorted(values)
+    return float(s[len(s) // 2]) if s else 0.0
+
+
+def to_suite(measurements, ctx_info: dict) -> pyperf.BenchmarkSuite:
+    tsc_hz = ctx_info["tsc_hz"]
+    benchmarks = []
+    for m in measurements:
+        md = run_metadata(m, ctx_info)
+        runs = []
+        for r in m.runs:
+            if not r.values:
+                continue  # every sample of the run was disturbed; the count is in metadata
+            runs.append(pyperf.Run([v / tsc_hz for v in r.values],
+                                   warmups=[(m.n_calls, v / tsc_hz) for v in r.warmups] or None,
+                                   metadata=md, collect_metadata=False))
+        if runs:
+            benchmarks.append(pyperf.Benchmark(runs))
+    if not benchmarks:
+        raise StoreError("nothing to store: no benchmark produced a value")
+    return pyperf.BenchmarkSuite(benchmarks)
+
+
+def write_suite(suite: pyperf.BenchmarkSuite, path: Path, replace=False) -> Path:
+    """Atomic: a temporary file in the same folder, then rename.  A crash mid-write leaves
+    whatever was there before intact; an existing file is never replaced unless asked."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not replace:
+        raise StoreError(f"{path} exists; results are never overwritten (choose another -o)")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        suite.dump(tmp, compact=False, replace=True)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if someone created the name meanwhile: no silent replace
+            os.unlink(tmp)
+    except FileExistsError:
+        os.unlink(tmp)
+        raise StoreError(f"{path} appeared while writing; results are never overwritten") from None
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_suite(path) -> pyperf.BenchmarkSuite:
+    """Load a results file, or say clearly why it cannot be."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such results file")
+    try:
+        return pyperf.BenchmarkSuite.load(str(path))
+    except Exception as exc:  # pyperf raises ValueError/KeyError/JSONDecodeError on bad files
+        raise StoreError(f"{path}: not a readable pyperf results file ({type(exc).__name__}: {exc})") from None
+
+
+def context_info(ctx, suite_name=None) -> dict:
+    c = machine.cpu()
+    state = git_state()
+    return {
+        "machine": machine.machine_id(),
+        "commit": state["commit"],
+        "dirty": int(state["dirty"]),
+        "tsc_hz": ctx.clocks["tsc_hz"],
+        "tsc_per_core_cycle": ctx.clocks["tsc_per_core_cycle"],
+        "cpu_model_name": c["model_name"],
+        "cpu": f"{c['vendor']} family {c['family']} model {c['model']} stepping {c['stepping']}",
+        "microcode": c["microcode"],
+        "kernel": machine.kernel()["release"],
+        "platform": f"Linux-{machine.kernel()['release']}",
+        "suite": suite_name,
+        "_state": state,
+    }
