@@ -25,8 +25,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from asv.step_detect import detect_steps
-
 
 @dataclass(frozen=True)
 class Change:
@@ -53,6 +51,8 @@ def find_changes(y, ci_lo=None, ci_hi=None, threshold: float = 0.01) -> list[Cha
 
     ``threshold`` is the smallest relative step reported (default 1%).
     """
+    from asv.step_detect import detect_steps  # lazy: only the dashboard needs asv
+
     y = [None if v is None or v != v else float(v) for v in y]
     if sum(v is not None for v in y) < 3:
         return []

@@ -305,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="known conventions, leaf profiles and backends")
     common(ls)
     ls.set_defaults(func=cmd_list)
+
+    from . import dashboard, history  # heavy imports inside them are lazy
+    history.register(sub)
+    dashboard.register(sub)
     return p
 
 

@@ -88,10 +88,10 @@ def git_commit_info(repo, shas) -> dict:
 
 def default_machine() -> str:
     """The machine name ``bench run`` uses when it is importable, else the host name."""
-    try:  # main's store owns the naming; follow it when present
-        from .store import machine_name  # type: ignore
+    try:  # bench run owns the naming (bench/machine.py); follow it
+        from .machine import machine_id
 
-        return machine_name()
+        return machine_id()
     except Exception:
         return platform.node() or "unknown"
 

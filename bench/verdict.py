@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
 
 SLOWER, FASTER, SAME = "slower", "faster", "same"
 
@@ -41,6 +40,8 @@ def _ranks(n: int, conf: float):
     key = (n, conf)
     r = _RANK_CACHE.get(key)
     if r is None:
+        from scipy.stats import binom  # lazy: keeps `bench run` start-up light
+
         a = (1 - conf) / 2
         # x = smallest count with P(B <= x) >= a, B ~ Bin(n, 1/2); the
         # interval [X_(x), X_(n+1-x)] (1-based) covers the median with
