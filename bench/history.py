@@ -111,7 +111,8 @@ class Walker:
     """Measures commits one at a time in one cached worktree."""
 
     def __init__(self, repo, results="results", machine=None, suite="configs/quick.yaml",
-                 worktree=None, build_cmd=None, run_cmd=None, timeout=900, rerun=False, log=None):
+                 worktree=None, build_cmd=None, run_cmd=None, timeout=900, rerun=False,
+                 retry_failed=False, log=None):
         self.repo = Path(git(repo, "rev-parse", "--show-toplevel").strip())
         self.results = Path(results)
         self.machine = machine or default_machine()
@@ -121,13 +122,15 @@ class Walker:
         self.run_cmd = run_cmd
         self.timeout = timeout
         self.rerun = rerun
+        self.retry_failed = retry_failed
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self._failures: list[str] = []  # shas recorded as failed under self.machine by this walker
 
     # The state of a commit in results/.
     def is_done(self, sha: str) -> bool:
-        return bool(rd.group_by_commit(self.results, self.machine).get(sha)) or \
-            rd.failed_path(self.results, self.machine, sha).exists()
+        if rd.group_by_commit(self.results, self.machine).get(sha):
+            return True
+        return not self.retry_failed and rd.failed_path(self.results, self.machine, sha).exists()
 
     def _checkout(self, sha: str, log: list) -> None:
         if not (self.wt / ".git").exists():
@@ -177,6 +180,10 @@ class Walker:
             phase = "build"
             cmd = self._build_cmd()
             if cmd is not None and self._sh(cmd, log, env) != 0:
+                if "No module named" in log[-2]:
+                    log.append("hint: the environment running `bench history` builds each commit in place; "
+                               "install the project's build requirements (pyproject.toml [build-system] "
+                               "requires) into it\n")
                 return self._fail(sha, phase, log, t0)
             phase = "run"
             if self.run_cmd:
@@ -248,7 +255,7 @@ def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[
     outcomes = [Outcome(s, "skipped") for s in shas if s not in set(todo)]
     if outcomes:
         walker.log(f"bench history: {len(outcomes)} of {len(shas)} commits already recorded; skipped "
-                   f"(--rerun to measure again)")
+                   f"(--rerun to measure again, --retry-failed for failed ones)")
     bar = tqdm(todo, desc="bench history", unit="commit", disable=not progress, file=sys.stderr)
     for sha in bar:
         bar.set_postfix_str(sha[:10])
@@ -351,6 +358,7 @@ def register(subparsers) -> None:
                    help="suite file, relative to each commit's tree (default: configs/quick.yaml)")
     p.add_argument("--machine", default=None, help="machine name (default: as bench run names it)")
     p.add_argument("--rerun", action="store_true", help="measure commits already recorded again")
+    p.add_argument("--retry-failed", action="store_true", help="measure commits recorded as failed again")
     p.add_argument("--all-parents", action="store_true",
                    help="walk merged branches too (default: first-parent history only)")
     p.add_argument("--worktree", default=None, help="cached worktree (default: .cache/history/worktree)")
@@ -370,7 +378,7 @@ def _cmd(args) -> int:
     try:
         w = Walker(args.repo, args.results, machine=args.machine, suite=args.suite,
                    worktree=args.worktree, build_cmd=args.build_cmd, run_cmd=args.run_cmd,
-                   timeout=args.timeout, rerun=args.rerun)
+                   timeout=args.timeout, rerun=args.rerun, retry_failed=args.retry_failed)
         shas = resolve_range(w.repo, args.range, first_parent=not args.all_parents,
                              include_base=bool(args.bisect))
         if not shas:

@@ -106,6 +106,11 @@ def test_walk_records_measured_and_failed_then_skips(repo, tmp_path):
     # Second walk: nothing to do.
     again = history.run_history(w, shas, progress=False)
     assert {o.status for o in again} == {"skipped"}
+    # --retry-failed measures only the failed ones again (they fail again here).
+    w.retry_failed = True
+    retried = history.run_history(w, shas, progress=False)
+    assert sorted(o.sha for o in retried if o.status == "failed") == sorted([shas[0], shas[BROKEN]])
+    w.retry_failed = False
     # --rerun stores beside, never replaces.
     w.rerun = True
     history.run_history(w, shas[-1:], progress=False)

@@ -71,18 +71,28 @@
       shapes.push({type: "rect", xref: "x", yref: "paper", x0: +i - 0.4, x1: +i + 0.4, y0: 0, y1: 1,
                    fillcolor: "#999", opacity: 0.15, line: {width: 0}, layer: "below"});
     });
-    var xaxis = {title: {text: "commit (history order, oldest left)"}, range: [-0.5, D.commits.length - 0.5]};
+    var xaxis = {title: {text: "commit (history order, oldest left)"}, range: [-0.5, D.commits.length - 0.5],
+                 zeroline: false};
     if (D.commits.length <= 40) {  // few commits: label each with its short sha
       xaxis.tickvals = D.commits.map(function (c, i) { return i; });
       xaxis.ticktext = D.commits.map(function (c) { return c.sha.slice(0, 7); });
       xaxis.tickangle = -60; xaxis.tickfont = {size: 9, family: "monospace"};
       xaxis.title.text = "";
     }
+    // At least +-1.5% around the data: jitter of a tenth of a cycle must not look like a cliff.
+    var yaxis = {title: {text: D.unit + " / call"}};
+    var ys = [];
+    traces.forEach(function (t) { t.y.forEach(function (v) { if (v != null) ys.push(v); }); });
+    if (ys.length) {
+      var ymin = Math.min.apply(null, ys), ymax = Math.max.apply(null, ys), mid = (ymin + ymax) / 2;
+      var half = Math.max((ymax - ymin) / 2 * 1.1, Math.abs(mid) * 0.015);
+      yaxis.range = [mid - half, mid + half];
+    }
     Plotly.newPlot(div, traces, {
       margin: {l: 55, r: 10, t: 8, b: D.commits.length <= 40 ? 60 : 35}, showlegend: D.machines.length > 1,
       legend: {orientation: "h", y: 1.12}, hovermode: "closest", shapes: shapes,
       xaxis: xaxis,
-      yaxis: {title: {text: D.unit + " / call"}, rangemode: "normal"}
+      yaxis: yaxis
     }, {displayModeBar: false, responsive: true});
     rendered[idx] = true;
     status.dataset.rendered = Object.keys(rendered).length;
