@@ -54,7 +54,13 @@ def find_changes(y, ci_lo=None, ci_hi=None, threshold: float = 0.01) -> list[Cha
     from asv.step_detect import detect_steps  # lazy: only the dashboard needs asv
 
     y = [None if v is None or v != v else float(v) for v in y]
-    if sum(v is not None for v in y) < 3:
+    present = [v for v in y if v is not None]
+    if len(present) < 3:
+        return []
+    # Exact shortcut: segment levels lie within [min, max], so no step can pass
+    # the threshold rule below if the whole series spans less than that.
+    lo_v, hi_v = min(present), max(present)
+    if hi_v - lo_v <= threshold * min(abs(lo_v), abs(hi_v)):
         return []
     w = None
     if ci_lo is not None and ci_hi is not None:

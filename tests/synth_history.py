@@ -86,8 +86,10 @@ def main(argv=None):
     ap.add_argument("--machines", default="synth-a")
     ap.add_argument("--step-at", type=int, default=None)
     ap.add_argument("--step-bench", default=None)
+    ap.add_argument("--noise", type=float, default=0.005, help="relative noise per value (default 0.005)")
     a = ap.parse_args(argv)
-    make_history(a.out, a.commits, a.benchmarks, tuple(a.machines.split(",")), a.step_at, a.step_bench)
+    make_history(a.out, a.commits, a.benchmarks, tuple(a.machines.split(",")), a.step_at, a.step_bench,
+                 noise=a.noise)
     return 0
 
 

@@ -148,3 +148,19 @@ def test_topo_order_merges():
 def test_cli_errors(tmp_path, capsys):
     assert dashboard.main(["--results", str(tmp_path / "nope"), "-o", str(tmp_path / "s")]) == 2
     assert "no results folder" in capsys.readouterr().err
+
+
+def test_flat_series_shortcut_agrees_with_the_fit():
+    import random
+
+    from bench.changepoints import find_changes
+
+    rnd = random.Random(3)
+    flat = [100 * (1 + 0.002 * rnd.gauss(0, 1)) for _ in range(200)]
+    assert find_changes(flat) == []
+    step = flat[:120] + [v * 1.05 for v in flat[120:]]
+    (c,) = find_changes(step)
+    assert (c.before, c.after, c.kind) == (119, 120, "regression")
+    assert c.rel == pytest.approx(0.05, abs=0.005)
+    down = flat[:50] + [v * 0.9 for v in flat[50:]]
+    assert [(c.after, c.kind) for c in find_changes(down)] == [(50, "improvement")]
