@@ -95,6 +95,7 @@
       yaxis: yaxis
     }, {displayModeBar: false, responsive: true});
     rendered[idx] = true;
+    if (!status.dataset.firstPlotMs) status.dataset.firstPlotMs = Math.round(performance.now());
     status.dataset.rendered = Object.keys(rendered).length;
     status.dataset.points = points;
   }
