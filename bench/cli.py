@@ -116,11 +116,15 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
                       ("95% CI", "right"), ("ns", "right"), ("core cyc", "right"), ("baseline", "right"),
                       (f"x {suite.reference}", "right"), ("safe", "left")):
         table.add_column(col, justify=just)
-    for r in records:
+    # Grouped by backend: conventions are compared within one crossing, never across.
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["backend"] for r in records))}
+    rows = sorted(records, key=lambda r: order[r["backend"]])
+    for i, r in enumerate(rows):
+        last_of_backend = i + 1 == len(rows) or rows[i + 1]["backend"] != r["backend"]
         table.add_row(r["convention"], r["backend"], r["leaf"], _fmt(r["cycles"]),
                       f"{_fmt(r['ci95'][0])}-{_fmt(r['ci95'][1])}", _fmt(r["ns"], 2), _fmt(r["core_cycles"]),
                       _fmt(r["baseline_cycles"], 2), _fmt(r["relative"], 3),
-                      "yes" if r["safe"] else ("NO" if r["safe"] is False else "?"))
+                      "yes" if r["safe"] else ("NO" if r["safe"] is False else "?"), end_section=last_of_backend)
     console.print(table)
     excluded = sum(r["excluded"] for r in records)
     if excluded:

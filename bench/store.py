@@ -18,6 +18,7 @@ import pyperf
 from . import machine
 
 META = "seambench_"
+MIN_VALUE = 1e-12  # seconds: the floor for stored values (see to_suite)
 
 
 class StoreError(RuntimeError):
@@ -96,12 +97,16 @@ def to_suite(measurements, ctx_info: dict) -> pyperf.BenchmarkSuite:
     benchmarks = []
     for m in measurements:
         md = run_metadata(m, ctx_info)
+        # pyperf values are times and must be > 0; a net figure (convention minus the empty
+        # baseline) can reach zero or below by noise when the call costs next to nothing.
+        # Such values are stored as 1 ps and counted, so a median moves only if most are.
+        md[f"{META}clamped"] = sum(v <= 0 for r in m.runs for v in r.values)
         runs = []
         for r in m.runs:
             if not r.values:
                 continue  # every sample of the run was disturbed; the count is in metadata
-            runs.append(pyperf.Run([v / tsc_hz for v in r.values],
-                                   warmups=[(m.n_calls, v / tsc_hz) for v in r.warmups] or None,
+            runs.append(pyperf.Run([max(v / tsc_hz, MIN_VALUE) for v in r.values],
+                                   warmups=[(m.n_calls, max(v / tsc_hz, MIN_VALUE)) for v in r.warmups] or None,
                                    metadata=md, collect_metadata=False))
         if runs:
             benchmarks.append(pyperf.Benchmark(runs))

@@ -20,6 +20,7 @@ CHAIN_KS = (0, 50, 200, 1000)
 RESOLUTION_KS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 INTERCEPT_TOLERANCE = 2.0   # TSC ticks: a vs the convention's own K=0 figure
 LINE_TOLERANCE = 0.02       # each point within 2% of the fitted line
+COUNTER_TOLERANCE = 0.05    # slope vs TSC-per-core-cycle from hardware counters, where they exist
 
 
 @dataclass
@@ -60,16 +61,15 @@ class Validation:
         }
 
 
-def _derived(ctx: Context, base, ks):
-    convs = {f"{base.name}__chain{k}": derive(base, f"{base.name}__chain{k}", inject_chain=k) for k in ks}
-    return convs
+def _derived(base, ks):
+    return {f"{base.name}__chain{k}": derive(base, f"{base.name}__chain{k}", inject_chain=k) for k in ks}
 
 
 def validate(ctx: Context, convention="seamcall_ret", backend="emulated", leaf="vp_info") -> Validation:
     base = ctx.catalog.convention(convention)
     crossing = "emulated" if backend.startswith("emulated") else backend
     ks = sorted(set(CHAIN_KS) | set(RESOLUTION_KS))
-    derived = _derived(ctx, base, ks)
+    derived = _derived(base, ks)
     ctx.catalog = ctx.catalog.with_conventions(derived)
     ctx.registry.catalog = ctx.catalog
     ctx.registry.ensure_compiled(list(derived), crossings=[crossing], leaves=[leaf])
@@ -98,6 +98,9 @@ def validate(ctx: Context, convention="seamcall_ret", backend="emulated", leaf="
         if abs(res) > LINE_TOLERANCE * fitted:
             failures.append(f"K={k}: {med:.2f} is {abs(res) / fitted:.1%} off the line (limit {LINE_TOLERANCE:.0%})")
 
+    if hw_ratio is not None and abs(hw_ratio - b) > COUNTER_TOLERANCE * b:
+        failures.append(f"slope {b:.4f} TSC per core cycle disagrees with the hardware cycle counter "
+                        f"({hw_ratio:.4f}) by more than {COUNTER_TOLERANCE:.0%}")
     resolution = _resolution(ctx, base.name, backend, leaf)
     return Validation(convention, backend, leaf, own, points, a, b, residuals,
                       ctx.clocks["tsc_per_core_cycle"], hw_ratio, resolution, not failures, failures)

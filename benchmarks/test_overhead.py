@@ -1,0 +1,52 @@
+"""Why the timed loop lives in C: the same call timed three ways.
+
+    make bench-overhead      (pytest-benchmark; figures in the table and in extra_info)
+
+Not a test: nothing here asserts a time.  The call is the pipelined emulated
+`lean` wrapper (a few ns), where harness overhead shows most.
+"""
+import timeit
+
+import numpy as np
+import pytest
+
+from bench import _core, backends, machine
+from bench.config import load_builtin
+from bench.native import Registry
+
+
+@pytest.fixture(scope="module")
+def call():
+    machine.pin()
+    registry = Registry(load_builtin())
+    fn, unit = registry.lookup("lean", "emulated", "vp_info")
+    unit.set_emulation(backends.SER_MODES["none"])
+    yield fn, _core.Args(64)
+    unit.set_emulation(0)
+
+
+def c_loop_ns(fn, args):
+    """Per-call ns from the native loop (baseline subtracted)."""
+    hz = machine.clocks()["tsc_hz"]
+    b = _core.Args(64)
+    ta, tb, _, _ = _core.measure_pair(fn, _core.EMPTY_FN, 1, 0, args, b, 4096, 200)
+    net = np.median((np.asarray(ta, float) - np.asarray(tb, float)) / 4096)
+    gross = np.median(np.asarray(ta, float) / 4096)
+    return net / hz * 1e9, gross / hz * 1e9
+
+
+def test_overhead_one_call_per_python_call(benchmark, call):
+    fn, args = call
+    net, gross = c_loop_ns(fn, args)
+    n = 200000
+    per_timeit = min(timeit.repeat(lambda: _core.call_once(fn, 1, args), number=n, repeat=5)) / n * 1e9
+    benchmark.pedantic(_core.call_once, args=(fn, 1, args), iterations=1000, rounds=200)
+    per_pytest_benchmark = benchmark.stats.stats.median * 1e9
+    benchmark.extra_info.update({
+        "c_loop_ns_net": net, "c_loop_ns_gross": gross, "timeit_ns": per_timeit,
+        "pytest_benchmark_ns": per_pytest_benchmark,
+        "timeit_over_c_loop": per_timeit / gross, "pytest_benchmark_over_c_loop": per_pytest_benchmark / gross,
+    })
+    print(f"\nper call: C loop {gross:.2f} ns ({net:.2f} ns net of the empty-call baseline); "
+          f"timeit {per_timeit:.1f} ns ({per_timeit / gross:.1f}x); "
+          f"pytest-benchmark {per_pytest_benchmark:.1f} ns ({per_pytest_benchmark / gross:.1f}x)")

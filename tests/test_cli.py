@@ -1,0 +1,72 @@
+"""The command line: --json is one document on stdout; errors are one clear line."""
+import json
+import subprocess
+import sys
+
+
+def bench(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, **kw)
+
+
+def test_run_json_schema(tmp_path):
+    out = tmp_path / "r.json"
+    p = bench("run", "--suite", "configs/quick.yaml", "--conventions", "seamcall,lean", "--runs", "2",
+              "--values", "10", "--json", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    records = json.loads(p.stdout)
+    assert [r["name"] for r in records] == ["seamcall/emulated/vp_info", "lean/emulated/vp_info",
+                                            "lean/emulated/sys_rd", "lean/emulated/hypercall"]
+    for r in records:
+        for key in ("convention", "backend", "leaf", "cycles", "ns", "ci95", "n_values", "baseline_cycles",
+                    "safe", "core_cycles", "relative", "machine", "commit"):
+            assert key in r, key
+        lo, hi = r["ci95"]
+        assert lo <= r["cycles"] <= hi
+        assert r["results_file"] == str(out)
+    assert records[0]["relative"] == 1.0
+    import pyperf
+    suite = pyperf.BenchmarkSuite.load(str(out))
+    assert suite.get_benchmark_names() == [r["name"] for r in records]
+
+
+def test_results_are_never_overwritten(tmp_path):
+    out = tmp_path / "r.json"
+    out.write_text("precious")
+    p = bench("run", "--suite", "configs/quick.yaml", "--conventions", "seamcall", "--runs", "1",
+              "--values", "5", "-o", str(out))
+    assert p.returncode == 2 and "never overwritten" in p.stderr
+    assert out.read_text() == "precious"
+
+
+def test_default_results_path_adds_beside(tmp_path):
+    env = {"SEAMBENCH_RESULTS": str(tmp_path), "SEAMBENCH_MACHINE": "testbox", "PATH": "/usr/bin:/bin"}
+    import os
+    env = {**os.environ, **env}
+    for _ in range(2):
+        p = bench("run", "--suite", "configs/quick.yaml", "--conventions", "seamcall", "--runs", "1",
+                  "--values", "5", env=env)
+        assert p.returncode == 0, p.stderr
+    files = sorted(f.name for f in (tmp_path / "testbox").iterdir())
+    assert len(files) == 2 and all(f.endswith(".json") for f in files)
+
+
+def test_doctor_json(tmp_path):
+    p = bench("doctor", "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert set(doc["backends"]) >= {"emulated", "vmcall", "vmmcall", "cpuid", "syscall"}
+    assert doc["clock"]["tsc_hz"] > 0 and 0 < doc["clock"]["tsc_per_core_cycle"] < 5
+    assert doc["serialize"]["mode"] in ("serialize", "iret", "cpuid")
+
+
+def test_unknown_convention_is_one_clear_error():
+    p = bench("run", "--conventions", "seamcal", "--no-store")
+    assert p.returncode == 2
+    assert "unknown convention 'seamcal'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_broken_user_yaml_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("conventions:\n  x:\n    load: [rsp]\n")
+    p = bench("run", "-C", str(bad), "--no-store")
+    assert p.returncode == 2 and f"{bad}:3:" in p.stderr and "RSP" in p.stderr
