@@ -180,10 +180,9 @@ class Walker:
             phase = "build"
             cmd = self._build_cmd()
             if cmd is not None and self._sh(cmd, log, env) != 0:
-                if "No module named" in log[-2]:
-                    log.append("hint: the environment running `bench history` builds each commit in place; "
-                               "install the project's build requirements (pyproject.toml [build-system] "
-                               "requires) into it\n")
+                log.append("hint: each commit is built in place with the environment running `bench history` "
+                           "(no build isolation); it needs the project's build requirements "
+                           "(pyproject.toml [build-system] requires), at their current versions\n")
                 return self._fail(sha, phase, log, t0)
             phase = "run"
             if self.run_cmd:
@@ -220,6 +219,16 @@ class Walker:
             log.append(f"{e}\n")
             return self._fail(sha, phase, log, t0)
 
+    def _scrub(self, text: str) -> str:
+        """Logs are kept (and published with the site): no paths of this machine in them."""
+        subs = {str(self.wt.resolve()): "<worktree>", str(self.wt): "<worktree>",
+                str(self.repo): "<repo>", sys.prefix: "<env>", sys.base_prefix: "<python>",
+                str(Path.home()): "~"}
+        for path in sorted(subs, key=len, reverse=True):
+            if len(path) > 1:
+                text = text.replace(path, subs[path])
+        return text
+
     def _rename_machine(self, m: str) -> None:
         """``bench run`` names the machine differently: follow it, moving this walk's failures."""
         self.log(f"bench history: results name machine {m!r}; storing under it (not {self.machine!r})")
@@ -239,7 +248,7 @@ class Walker:
         p.parent.mkdir(parents=True, exist_ok=True)
         header = f"status: failed\nphase: {phase}\n"
         tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(header + "".join(log))
+        tmp.write_text(self._scrub(header + "".join(log)))
         os.replace(tmp, p)
         self._failures.append(sha)
         return Outcome(sha, "failed", p, phase, time.monotonic() - t0)

@@ -9,7 +9,7 @@ SITE ?= site
 # Measure each commit of RANGE with its own code into $(RESULTS)/<machine>/<sha>.json.
 # Each commit is built in place with this environment, so it needs the build requirements.
 history: install
-	$(BIN)/python -m pip install -q "Cython>=3.0" "PyYAML>=6" wheel
+	$(BIN)/python -m pip install -q -U setuptools "Cython>=3.0" "PyYAML>=6" wheel
 	$(BIN)/python -m bench.history $(RANGE) --results $(RESULTS)
 
 # Static site from $(RESULTS) (opens from disk, no network).

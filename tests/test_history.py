@@ -6,6 +6,7 @@ checks out, builds and runs each commit's own code.
 """
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -97,6 +98,8 @@ def test_walk_records_measured_and_failed_then_skips(repo, tmp_path):
     # The failure log says what failed and why; the walk went on past it.
     log = rd.failed_path(results, "testbox", shas[BROKEN]).read_text()
     assert "phase: build" in log and "broken build" in log
+    assert str(tmp_path) not in log
+    assert re.search(r"\$ <(env|python)>/bin/python\S* setup.py build_ext --inplace", log), log
     assert "does not exist in this commit" in rd.failed_path(results, "testbox", shas[0]).read_text()
     # Stored files are pyperf suites of the commit they are named after.
     suite = pyperf.BenchmarkSuite.load(str(results / "testbox" / f"{measured[0]}.json"))
