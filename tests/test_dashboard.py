@@ -164,3 +164,15 @@ def test_flat_series_shortcut_agrees_with_the_fit():
     assert c.rel == pytest.approx(0.05, abs=0.005)
     down = flat[:50] + [v * 0.9 for v in flat[50:]]
     assert [(c.after, c.kind) for c in find_changes(down)] == [(50, "improvement")]
+
+
+def test_bench_cli_has_history_and_dashboard(tmp_path):
+    from bench import cli
+
+    results = tmp_path / "results"
+    make_history(results, n_commits=4, n_benchmarks=2)
+    out = tmp_path / "site"
+    assert cli.main(["dashboard", "--results", str(results), "-o", str(out), "--repo", "none"]) == 0
+    assert (out / "index.html").exists() and (out / "data.js").exists()
+    args = cli.build_parser().parse_args(["history", "HEAD~3..", "--bisect", "a/b/c"])
+    assert args.range == "HEAD~3.." and args.bisect == "a/b/c"
