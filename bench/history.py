@@ -133,7 +133,13 @@ class Walker:
         return not self.retry_failed and rd.failed_path(self.results, self.machine, sha).exists()
 
     def _checkout(self, sha: str, log: list) -> None:
-        if not (self.wt / ".git").exists():
+        """Raises HistoryError: a checkout that fails is the harness's problem, not the commit's,
+        so it stops the walk instead of being recorded as the commit's failure."""
+        usable = (self.wt / ".git").exists() and subprocess.run(
+            ["git", "-C", str(self.wt), "rev-parse", "--git-dir"], capture_output=True).returncode == 0
+        if not usable:
+            if self.wt.exists():
+                shutil.rmtree(self.wt)  # a stale cache (e.g. its repository moved): start again
             self.wt.parent.mkdir(parents=True, exist_ok=True)
             git(self.repo, "worktree", "prune")
             log.append(git(self.repo, "worktree", "add", "--detach", "--force", str(self.wt), sha))
@@ -174,10 +180,9 @@ class Walker:
         tmpdir.mkdir(parents=True, exist_ok=True)
         tmp = tmpdir / f"{sha}.json"
         tmp.unlink(missing_ok=True)
-        phase = "checkout"
+        self._checkout(sha, log)
+        phase = "build"
         try:
-            self._checkout(sha, log)
-            phase = "build"
             cmd = self._build_cmd()
             if cmd is not None and self._sh(cmd, log, env) != 0:
                 log.append("hint: each commit is built in place with the environment running `bench history` "

@@ -161,3 +161,15 @@ def test_follows_the_machine_name_bench_run_writes(repo, tmp_path):
     assert rd.failed_path(results, "testbox", shas[0]).exists()
     assert len(rd.group_by_commit(results, "testbox")) == 2
     assert not (results / "guessed").exists()
+
+
+def test_stale_worktree_cache_is_rebuilt_and_bad_checkout_stops_the_walk(repo, tmp_path):
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    (wt / ".git").write_text("gitdir: /nonexistent\n")  # a cache left from a moved repository
+    w = history.Walker(repo, tmp_path / "results", machine="testbox", worktree=wt)
+    sha = shas_of(repo)[-1]
+    assert w.measure(sha).status == "measured"
+    with pytest.raises(history.HistoryError):
+        w.measure("0" * 40)  # unknown commit: not recorded as the commit's failure
+    assert not rd.failed_path(tmp_path / "results", "testbox", "0" * 40).exists()
