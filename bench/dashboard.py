@@ -83,9 +83,47 @@ def _git_info(repo, shas):
         return {}
 
 
-def load_history(results, repo=None, jobs: int | None = None, warn=_warn) -> dict:
-    """Everything the page shows, as plain JSON-able data (see ``build_model``)."""
+CACHE_VERSION = 1  # bump when summarise_commit's output changes
+
+
+def _signature(paths):
+    sig = []
+    for p in paths:
+        st = os.stat(p)
+        sig.append([os.path.basename(p), st.st_size, st.st_mtime_ns])
+    return sig
+
+
+def _read_cache(cache: Path | None) -> dict:
+    if cache is None or not cache.exists():
+        return {}
+    try:
+        doc = rd.json_loads(cache.read_bytes())
+        return doc["entries"] if doc.get("version") == CACHE_VERSION else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # a cache is only a cache: rebuild it
+
+
+def _write_cache(cache: Path | None, entries: dict, warn) -> None:
+    if cache is None:
+        return
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp")
+        tmp.write_bytes(rd.json_dumps({"version": CACHE_VERSION, "entries": entries}))
+        os.replace(tmp, cache)
+    except OSError as e:
+        warn(f"cannot write the summary cache {cache}: {e}")
+
+
+def load_history(results, repo=None, jobs: int | None = None, warn=_warn, cache=None) -> dict:
+    """Everything the page shows, as plain JSON-able data (see ``build_model``).
+
+    ``cache`` (a file path) keeps each commit's summary keyed by the names, sizes and
+    mtimes of its result files, so a rebuild after one more commit reads one file.
+    """
     results = Path(results)
+    cache = Path(cache) if cache else None
     tasks, paths = [], []
     failed: dict[str, list[str]] = {}
     for m in rd.machines(results):
@@ -93,16 +131,28 @@ def load_history(results, repo=None, jobs: int | None = None, warn=_warn) -> dic
             tasks.append((m, sha))
             paths.append([str(p) for p in ps])
         failed[m] = sorted(p.name[:40] for p in (results / m).glob("*" + rd.FAILED_SUFFIX))
+    old = _read_cache(cache)
+    entries, summaries, todo = {}, {}, []
+    for t, ps in zip(tasks, paths):
+        key, sig = f"{t[0]}/{t[1]}", _signature(ps)
+        e = old.get(key)
+        if e and e.get("sig") == sig:
+            summaries[t] = ({k: tuple(v) for k, v in e["summary"].items()}, e["warnings"], e["date"])
+            entries[key] = e
+        else:
+            todo.append((t, ps, key, sig))
     jobs = jobs or min(os.cpu_count() or 1, 8)
-    summaries = {}
-    if jobs > 1 and len(tasks) > 64:
+    if jobs > 1 and len(todo) > 64:
         with ProcessPoolExecutor(jobs) as ex:
-            futs = ex.map(summarise_commit, paths, [t[0] for t in tasks], chunksize=16)
-            for t, r in zip(tasks, futs):
-                summaries[t] = r
+            done = list(ex.map(summarise_commit, [x[1] for x in todo], [x[0][0] for x in todo], chunksize=16))
     else:
-        for t, ps in zip(tasks, paths):
-            summaries[t] = summarise_commit(ps, t[0])
+        done = [summarise_commit(ps, t[0]) for t, ps, _k, _s in todo]
+    for (t, _ps, key, sig), r in zip(todo, done):
+        summaries[t] = r
+        entries[key] = {"sig": sig, "summary": r[0], "warnings": r[1], "date": r[2]}
+    if todo or len(entries) != len(old):
+        _write_cache(cache, entries, warn)
+    summaries = {t: summaries[t] for t in tasks}  # history order of tasks, not cache order
     warnings = []
     for t, (_s, w, _d) in summaries.items():
         warnings += w
@@ -265,10 +315,11 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, verbose=True) -> dict:
+def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, verbose=True,
+          cache=None) -> dict:
     """Build the site; returns timing figures (seconds) and counts."""
     t0 = time.perf_counter()
-    hist = load_history(results, repo=repo, jobs=jobs)
+    hist = load_history(results, repo=repo, jobs=jobs, cache=cache)
     t1 = time.perf_counter()
     model = build_model(hist, threshold=threshold, jobs=jobs)
     t2 = time.perf_counter()
@@ -297,6 +348,9 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.01,
                    help="smallest relative step reported as a change (default 0.01 = 1%%)")
     p.add_argument("-j", "--jobs", type=int, default=None, help="reader processes (default: CPUs)")
+    p.add_argument("--cache", default=".cache/dashboard/summaries.json",
+                   help="per-commit summary cache, so rebuilds read only new files "
+                        "(default: .cache/dashboard/summaries.json; 'none' to disable)")
     p.set_defaults(func=_cmd)
 
 
@@ -305,7 +359,7 @@ def _cmd(args) -> int:
         print(f"bench dashboard: error: no results folder at {args.results}", file=sys.stderr)
         return 2
     build(args.results, args.out, repo=None if args.repo == "none" else args.repo,
-          threshold=args.threshold, jobs=args.jobs)
+          threshold=args.threshold, jobs=args.jobs, cache=None if args.cache == "none" else args.cache)
     return 0
 
 

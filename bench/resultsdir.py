@@ -35,6 +35,14 @@ SHA_RE = re.compile(r"^(?P<sha>[0-9a-f]{40})(?P<rest>.*)\.json$")
 FAILED_SUFFIX = ".failed.log"
 
 
+def json_loads(raw: bytes):
+    return _orjson.loads(raw) if _orjson else json.loads(raw)
+
+
+def json_dumps(doc) -> bytes:
+    return _orjson.dumps(doc) if _orjson else json.dumps(doc, separators=(",", ":")).encode()
+
+
 class ResultsFileError(ValueError):
     """A results file that cannot be read; the message names the file."""
 
@@ -114,7 +122,7 @@ def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
     try:
         with open(path, "rb") as f:
             raw = f.read()
-        doc = _orjson.loads(raw) if _orjson else json.loads(raw)
+        doc = json_loads(raw)
     except (OSError, ValueError) as e:  # orjson.JSONDecodeError is a ValueError
         raise ResultsFileError(f"{path}: cannot read JSON: {e}") from None
     try:

@@ -176,3 +176,27 @@ def test_bench_cli_has_history_and_dashboard(tmp_path):
     assert (out / "index.html").exists() and (out / "data.js").exists()
     args = cli.build_parser().parse_args(["history", "HEAD~3..", "--bisect", "a/b/c"])
     assert args.range == "HEAD~3.." and args.bisect == "a/b/c"
+
+
+def test_summary_cache_reads_only_changed_files(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "results"
+    shas = make_history(results, n_commits=8, n_benchmarks=2)
+    cache = tmp_path / "cache" / "s.json"
+    d = results / "synth-a"
+    (d / f"{shas[2]}.json").write_text("not json")
+    first = dashboard.load_history(results, jobs=1, cache=cache)
+    calls = []
+    real = dashboard.summarise_commit
+    monkeypatch.setattr(dashboard, "summarise_commit", lambda ps, m: calls.append(ps) or real(ps, m))
+    second = dashboard.load_history(results, jobs=1, cache=cache)
+    assert calls == [] and second["summaries"] == first["summaries"]
+    assert capsys.readouterr().err.count(f"{shas[2]}.json") == 2  # still warned from the cache
+    # A new run of one commit changes its signature: only that commit is read again.
+    doc = json.loads((d / f"{shas[5]}.json").read_text())
+    (d / f"{shas[5]}.1.json").write_text(json.dumps(doc))
+    third = dashboard.load_history(results, jobs=1, cache=cache)
+    assert len(calls) == 1 and len(calls[0]) == 2
+    key = ("synth-a", shas[5])
+    assert third["summaries"][key][0]["seamcall/emulated/vp_info"][3] == 120
+    cache.write_text("garbage")  # a broken cache is rebuilt, not fatal
+    assert dashboard.load_history(results, jobs=1, cache=cache)["summaries"] == third["summaries"]
