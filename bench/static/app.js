@@ -10,11 +10,15 @@
   var rendered = {};   // idx -> true when the current filter state is drawn
   var points = 0;
 
+  // Filters can be preset from the address: index.html?leaf=vp_info,vp_rd&machine=box-a
+  var params = new URLSearchParams(location.search);
   var filters = {};
   document.querySelectorAll("#filters fieldset").forEach(function (fs) {
     var key = fs.dataset.filter;
     filters[key] = new Set();
+    var preset = params.get(key) ? params.get(key).split(",") : null;
     fs.querySelectorAll("input").forEach(function (i) {
+      if (preset) i.checked = preset.indexOf(i.value) >= 0;
       if (i.checked) filters[key].add(i.value);
       i.addEventListener("change", function () {
         if (i.checked) filters[key].add(i.value); else filters[key].delete(i.value);

@@ -91,3 +91,19 @@ def test_lazy_drawing_and_screenshot(site, tmp_path):
     chromium(tmp_path, url + "?all=1", "--window-size=1400,2200", "--virtual-time-budget=15000",
              f"--screenshot={shot}")
     assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_filters_preset_from_the_address(site, tmp_path):
+    root, shas = site
+    url = (root / "site" / "index.html").as_uri() + "?all=1&leaf=vp_rd,vp_info&machine=box-b"
+    dom, console = chromium(tmp_path, url, "--window-size=1400,1000", "--virtual-time-budget=15000",
+                            "--dump-dom")
+    assert console == []
+    cards = dom.split('<div class="card')[1:]
+    shown = [c for c in cards if not c.startswith(" hidden") and 'hidden"' not in c.split(">", 1)[0]]
+    assert len(shown) == 2
+    for c in shown:  # one machine left: one marker per measured commit
+        assert c.count('class="point"') == N_COMMITS - len(FAILED)
+    rows = [r for r in dom.split("<tr ") if "data-suspect" in r]
+    visible = [r for r in rows if 'class="regression hidden"' not in r]
+    assert len(visible) == 1 and 'data-machine="box-b"' in visible[0]
