@@ -46,7 +46,7 @@ from Cython.Build import cythonize  # noqa: E402
 
 core = Extension(
     "bench._core",
-    sources=["_native/_core.pyx", "_native/measure.c", GENERATED],
+    sources=["_native/_core.pyx", "_native/measure.c", "_native/check.c", GENERATED],
     include_dirs=["_native"],
     extra_compile_args=["-O2", "-fvisibility=hidden", "-Wno-unused-function"],
 )

@@ -6,7 +6,7 @@ between two measured calls.
 """
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from cpython.array cimport array, clone
 
 cdef extern from "stdlib.h" nogil:
@@ -30,6 +30,8 @@ cdef extern from "sb_abi.h" nogil:
         sb_u64 latency_iters
         sb_u64 avx_reset_mask
         sb_u64 poison
+        sb_u64 poison_area
+        sb_u64 hold_iters
     struct sb_gen_unit:
         sb_u64 abi_version
         sb_u64 count
@@ -107,16 +109,21 @@ cdef class Unit:
             out.append((e.convention.decode(), e.crossing.decode(), e.leaf.decode(), <size_t>e.fn))
         return out
 
-    def set_emulation(self, serialize_mode, latency_iters=0, avx_reset_mask=0, poison=0):
+    def set_emulation(self, serialize_mode, latency_iters=0, avx_reset_mask=0, poison=0, poison_area=0,
+                      hold_iters=0):
+        # poison_area and hold_iters (safety checker only) reset to off on every timed setup
         self.u.emul.serialize_mode = serialize_mode
         self.u.emul.latency_iters = latency_iters
         self.u.emul.avx_reset_mask = avx_reset_mask
         self.u.emul.poison = poison
+        self.u.emul.poison_area = poison_area
+        self.u.emul.hold_iters = hold_iters
 
     def emulation(self):
         e = self.u.emul[0]
         return dict(serialize_mode=e.serialize_mode, latency_iters=e.latency_iters,
-                    avx_reset_mask=e.avx_reset_mask, poison=e.poison)
+                    avx_reset_mask=e.avx_reset_mask, poison=e.poison, poison_area=e.poison_area,
+                    hold_iters=e.hold_iters)
 
 
 cdef class Args:
@@ -245,3 +252,127 @@ def perf_open():
     names = [sb_perf_event_names[i].decode() for i in range(SB_PERF_NEVENTS)]
     return (fd, {n: (slot[i] if slot[i] >= 0 else None) for i, n in enumerate(names)},
             {n: errnos[i] for i, n in enumerate(names)})
+
+
+# --- safety checker (check.c): untimed, run only in a forked child ----------------
+
+cdef extern from "sys/mman.h" nogil:
+    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
+    int munmap(void *addr, size_t length)
+    int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_ANONYMOUS
+    void *MAP_FAILED
+
+cdef extern from "check.h" nogil:
+    int SB_CK_NSAVED, SB_CK_NGREGS, SB_CK_FAULT_EXIT
+    struct sb_check:
+        sb_u64 fn, leaf, args, vec_mask, vec_in, vec_out
+        sb_u64 set[6]
+        sb_u64 status
+        sb_u64 after[6]
+        sb_u64 rsp_before, rsp_after, rflags_after, saved_rsp
+        sb_u64 out_regs[13]
+        sb_u64 done, fault_sig, fault_code, fault_addr
+        sb_u64 fault_gregs[23]
+    int sb_check_run(sb_check *c)
+    struct sb_nmi:
+        sb_u64 fn, leaf, args, post_iters, duration_us, interval_us
+        sb_u64 samples[2]
+        sb_u64 garbage[2]
+        sb_u64 bad_rbp[2]
+        sb_u64 elsewhere, calls, done
+    int sb_nmi_run(sb_nmi *n)
+
+CHECK_FAULT_EXIT = SB_CK_FAULT_EXIT
+# glibc REG_* order of ucontext gregs
+GREG_NAMES = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp", "rbx", "rdx", "rax",
+              "rcx", "rsp", "rip", "efl", "csgsfs", "err", "trapno", "oldmask", "cr2")
+
+
+cdef class SharedBlock:
+    """Memory shared with forked children (MAP_SHARED): a struct sb_check, a struct sb_nmi and
+    three 64-byte aligned XSAVE images (caller vectors in, vectors out, the stub's poison image).
+    A child writes its results here, and the parent reads them even if the child crashed."""
+    cdef char *base
+    cdef size_t size
+    cdef readonly size_t area_size
+    cdef sb_check *c
+    cdef sb_nmi *n
+
+    def __cinit__(self, size_t area_size):
+        self.area_size = (area_size + 63) & ~(<size_t>63)
+        self.size = 4096 + 3 * self.area_size
+        cdef void *p = mmap(NULL, self.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+        if p == MAP_FAILED:
+            raise MemoryError("mmap of the shared check block failed")
+        self.base = <char *>p
+        memset(self.base, 0, self.size)
+        self.c = <sb_check *>self.base
+        self.n = <sb_nmi *>(self.base + 2048)
+
+    def __dealloc__(self):
+        if self.base != NULL:
+            munmap(self.base, self.size)
+
+    cdef char *_area(self, int i):
+        return self.base + 4096 + i * self.area_size
+
+    def area_address(self, int i):
+        """0: caller vectors in, 1: vectors out, 2: the stub's poison image."""
+        if not 0 <= i < 3:
+            raise IndexError(i)
+        return <size_t>self._area(i)
+
+    def write_area(self, int i, bytes data):
+        if len(data) > self.area_size:
+            raise ValueError(f"XSAVE image of {len(data)} bytes does not fit {self.area_size}")
+        memset(self._area(i), 0, self.area_size)
+        memcpy(self._area(i), <const char *>data, len(data))
+
+    def read_area(self, int i):
+        return self._area(i)[:self.area_size]
+
+    def prepare_check(self, size_t fn, uint64_t leaf, Args args, uint64_t vec_mask, caller_values):
+        if fn == 0:
+            raise ValueError("null function")
+        if len(caller_values) != SB_CK_NSAVED:
+            raise ValueError(f"expected {SB_CK_NSAVED} caller values (rbx rbp r12 r13 r14 r15)")
+        memset(self.c, 0, sizeof(sb_check))
+        memset(self._area(1), 0, self.area_size)
+        self.c.fn, self.c.leaf, self.c.args = fn, leaf, <size_t>args.p
+        self.c.vec_mask = vec_mask
+        self.c.vec_in, self.c.vec_out = <size_t>self._area(0), <size_t>self._area(1)
+        for i in range(SB_CK_NSAVED):
+            self.c.set[i] = caller_values[i]
+
+    def run_check(self):
+        """The call itself: only in a forked child (installs fault handlers, may crash)."""
+        return sb_check_run(self.c)
+
+    def check_result(self):
+        c = self.c
+        return dict(done=bool(c.done), status=c.status, set=[c.set[i] for i in range(SB_CK_NSAVED)],
+                    after=[c.after[i] for i in range(SB_CK_NSAVED)], rsp_before=c.rsp_before,
+                    rsp_after=c.rsp_after, rflags=c.rflags_after,
+                    out_regs=[c.out_regs[i] for i in range(SB_NREGS)], fault_sig=c.fault_sig,
+                    fault_code=c.fault_code, fault_addr=c.fault_addr,
+                    fault_regs={GREG_NAMES[i]: c.fault_gregs[i] for i in range(SB_CK_NGREGS)})
+
+    def prepare_nmi(self, size_t fn, uint64_t leaf, Args args, uint64_t post_iters, uint64_t duration_us,
+                    uint64_t interval_us):
+        if fn == 0:
+            raise ValueError("null function")
+        if not 0 < interval_us < 1000000:
+            raise ValueError("interval_us must be 1..999999")
+        memset(self.n, 0, sizeof(sb_nmi))
+        self.n.fn, self.n.leaf, self.n.args = fn, leaf, <size_t>args.p
+        self.n.post_iters, self.n.duration_us, self.n.interval_us = post_iters, duration_us, interval_us
+
+    def run_nmi(self):
+        """Only in a forked child: installs a SIGALRM handler and an interval timer."""
+        return sb_nmi_run(self.n)
+
+    def nmi_result(self):
+        n = self.n
+        return dict(done=bool(n.done), calls=n.calls, elsewhere=n.elsewhere,
+                    samples=[n.samples[0], n.samples[1]], garbage=[n.garbage[0], n.garbage[1]],
+                    bad_rbp=[n.bad_rbp[0], n.bad_rbp[1]])

@@ -216,8 +216,9 @@ def cmd_validate(args) -> int:
         table.add_row(str(k), _fmt(med, 2), f"{_fmt(ci[0], 2)}-{_fmt(ci[1], 2)}", _fmt(fitted, 2),
                       f"{res / fitted:+.2%}")
     console.print(table)
-    console.print(f"fit: a = {v.a:.2f} TSC cycles (the convention alone measured {v.own:.2f}; "
+    console.print(f"fit: a = {v.a:.2f} TSC cycles (the convention alone, K=0, measured {v.own:.2f}; "
                   f"tolerance 2), b = {v.b:.4f} TSC cycles per core cycle")
+    console.print(f"the built-in copy of {v.convention} measured {v.builtin:.2f} (same code at other addresses)")
     console.print(f"cross-check: plain ADD chain gives {v.chain_ratio:.4f}; hardware counters: "
                   + (f"{v.hw_ratio:.4f}" if v.hw_ratio else "not available here"))
     res_table = Table(title="resolution: K=k against K=0, interleaved, default settings", title_justify="left")
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="known conventions, leaf profiles and backends")
     common(ls)
     ls.set_defaults(func=cmd_list)
+    __import__(__package__ + ".check", fromlist=["register"]).register(sub)  # bench check (bench/check.py)
 
     from . import dashboard, history  # heavy imports inside them are lazy
     history.register(sub)

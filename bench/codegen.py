@@ -21,6 +21,7 @@ from .crossings import CROSSINGS, Crossing, crossings_for
 OFF = {reg: 8 * i for i, reg in enumerate(ARG_REGS)}
 OFF_RBP_SLOT = 8 * len(ARG_REGS)
 CFG_SERIALIZE, CFG_LATENCY, CFG_AVX_RESET, CFG_POISON = 0, 8, 16, 24
+CFG_POISON_AREA, CFG_HOLD = 32, 40  # appended for the safety checker
 
 TDX_SW_ERROR = (1 << 63) | (0xFF << 40)
 TDX_SEAMCALL_VMFAILINVALID = TDX_SW_ERROR | 0xFFFF0000
@@ -159,7 +160,13 @@ def _stub_asm(sym: str, leaf, flavor: str, cfg: str, init_area: str) -> list:
         scratch = [reg for reg in ("rcx", "rdx") if reg not in leaf.writes]
         a += [f"movq {cfg}+{CFG_AVX_RESET}(%rip), %rax", "testq %rax, %rax", f"jz {L}_avx_done"]
         a += [f"pushq %{reg}" for reg in scratch]
-        a += ["xorl %edx, %edx", f"leaq {init_area}(%rip), %rcx", "xrstor64 (%rcx)"]
+        # Poisoning (safety check): XRSTOR a marker image instead, so a caller that relies on
+        # its vector registers sees markers, not INIT values that may happen to match.
+        a += ["xorl %edx, %edx", f"leaq {init_area}(%rip), %rcx",
+              f"cmpq $0, {cfg}+{CFG_POISON}(%rip)", f"je {L}_avx_go",
+              f"cmpq $0, {cfg}+{CFG_POISON_AREA}(%rip)", f"je {L}_avx_go",
+              f"movq {cfg}+{CFG_POISON_AREA}(%rip), %rcx",
+              f"{L}_avx_go:", "xrstor64 (%rcx)"]
         a += [f"popq %{reg}" for reg in reversed(scratch)]
         a.append(f"{L}_avx_done:")
     a.append(f"movq {cfg}+{CFG_SERIALIZE}(%rip), %rax")
@@ -174,6 +181,11 @@ def _stub_asm(sym: str, leaf, flavor: str, cfg: str, init_area: str) -> list:
     a += [f"popq %{reg}" for reg in reversed(cpuid_saves)]
     a.append(f"{L}_ser_done:")
     a += [f"movabsq ${marker(reg):#x}, %{reg}" for reg in leaf.all_writes]
+    if leaf.clobbers_rbp:
+        # NMI-style demo (safety check): hold the clobbered RBP long enough for a sampling
+        # signal to land.  Only in these stubs, so no other leaf's timed path changes.
+        a += [f"movq {cfg}+{CFG_HOLD}(%rip), %rax", "testq %rax, %rax", f"jz {L}_hold_done",
+              f"{L}_hold:", "decq %rax", f"jnz {L}_hold", f"{L}_hold_done:"]
     a += ["xorl %eax, %eax", "ret", f".size {sym}, .-{sym}"]  # TDX_SUCCESS; XOR also clears CF
     return a
 
@@ -267,6 +279,9 @@ def generate(entries: list, flavor: str = "user") -> str:
            "_Static_assert(offsetof(struct sb_args, regs) == SB_OFF_REGS, \"sb_args layout\");",
            f"_Static_assert(offsetof(struct sb_args, rbp_slot) == {OFF_RBP_SLOT}, \"sb_args layout\");",
            f"_Static_assert(offsetof(struct sb_emul_cfg, avx_reset_mask) == {CFG_AVX_RESET}, \"cfg layout\");",
+           f"_Static_assert(offsetof(struct sb_emul_cfg, poison) == {CFG_POISON}, \"cfg layout\");",
+           f"_Static_assert(offsetof(struct sb_emul_cfg, poison_area) == {CFG_POISON_AREA}, \"cfg layout\");",
+           f"_Static_assert(offsetof(struct sb_emul_cfg, hold_iters) == {CFG_HOLD}, \"cfg layout\");",
            "",
            f"SB_HIDDEN struct sb_emul_cfg {cfg};",
            "/* XRSTOR image with every component INIT: header zero, MXCSR at its default. */",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from . import backends, machine, stats
+from . import backends, machine, safety, stats
 from .config import Catalog, Suite
 from .measure import Context, Measurement, Spec, UnavailableError, UnsafeError, measure
 from .native import Registry
-from .safety import static_verdict
 
 
 @dataclass
@@ -46,7 +45,7 @@ def expand(suite: Suite, catalog: Catalog, registry: Registry, conventions=None,
             plan.skipped.append((cname, "declares no meant_for leaf; name leaves with --leaves"))
             continue
         for lname in leaf_names:
-            verdict = static_verdict(conv.resolve(catalog.leaf(lname)))
+            verdict = pair_verdict(registry, conv, catalog.leaf(lname))
             if not verdict.safe and not allow_unsafe:
                 plan.skipped.append((f"{cname}/{lname}", verdict.text + " (--allow-unsafe to time it)"))
                 continue
@@ -54,6 +53,15 @@ def expand(suite: Suite, catalog: Catalog, registry: Registry, conventions=None,
                 if plan.probes[bname].available:
                     plan.specs.append(Spec(cname, bname, lname))
     return plan
+
+
+def pair_verdict(registry, conv, leaf) -> "safety.Verdict":
+    """The runtime verdict (one untimed poisoned call in a child) where the pair runs here,
+    else the static prediction.  Remembered, so record() can report it."""
+    try:
+        return safety.combined(safety.check_pair(registry, conv, leaf))
+    except RuntimeError:  # the check itself could not run here: keep the prediction
+        return safety.static_verdict(conv.resolve(leaf))
 
 
 def record(m: Measurement, ctx: Context, reference: dict) -> dict:
@@ -78,10 +86,22 @@ def record(m: Measurement, ctx: Context, reference: dict) -> dict:
         "baseline_cycles": base.median,
         "n_calls": m.n_calls,
         "relative": (s.median / ref) if ref else None,
-        "safe": m.safe,
-        "safety": m.safety,
+        **_safety_fields(m, ctx),
         "serialize": m.serialize,
         "hw_counters": m.hw_counters,
+    }
+
+
+def _safety_fields(m: Measurement, ctx: Context) -> dict:
+    """safe/safety: the runtime verdict when this process checked the pair, else the static one
+    the measurement carries; both kept apart too."""
+    conv, leaf = ctx.catalog.conventions.get(m.spec.convention), ctx.catalog.leaves.get(m.spec.leaf)
+    rt = safety.known_runtime(conv, leaf) if conv is not None and leaf is not None else None
+    return {
+        "safe": rt.safe if rt is not None else m.safe,
+        "safety": rt.text if rt is not None else m.safety,
+        "safety_static": m.safety,
+        "safety_runtime": rt.text if rt is not None else None,
     }
 
 

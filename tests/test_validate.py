@@ -1,0 +1,19 @@
+"""`bench validate` end to end: the injected cost comes back out (bounds looser than the
+command's own pass criteria, so a busy CI machine does not turn noise into a failure)."""
+from bench.config import Settings
+from bench.measure import Context
+from bench.native import Registry
+from bench.validate import INTERCEPT_TOLERANCE, LINE_TOLERANCE, validate
+
+
+def test_injected_chain_is_recovered(catalog, pinned):
+    ctx = Context(catalog, Registry(catalog), Settings(runs=5, values=30, warmups=1, batch_us=50))
+    v = validate(ctx)
+    assert abs(v.a - v.own) < 2 * INTERCEPT_TOLERANCE
+    for (k, med, _), res in zip(v.points, v.residuals):
+        assert abs(res) < 2 * LINE_TOLERANCE * (med - res), (k, med, res)
+    # The slope is TSC cycles per core cycle: it must agree with the plain dependent chain.
+    assert 0.85 * v.chain_ratio < v.b < 1.15 * v.chain_ratio
+    # 32 core cycles of difference is far above what the loop resolves on any machine.
+    assert v.smallest_resolved is not None and v.smallest_resolved <= 32
+    assert v.as_dict()["passed"] == v.passed
