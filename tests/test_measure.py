@@ -72,7 +72,7 @@ def test_user_yaml_convention_is_built_and_measured(catalog, pinned, fast, tmp_p
 
 
 def test_unsafe_pair_is_refused(ctx):
-    with pytest.raises(UnsafeError, match="r12 written by leaf hypercall, not saved by seamcall_ret"):
+    with pytest.raises(UnsafeError, match=r"r12, r13, r14, r15 written by leaf hypercall, not saved by seamcall_ret"):
         measure(Spec("seamcall_ret", "emulated", "hypercall"), ctx)
 
 
