@@ -26,4 +26,4 @@ browser-deps:
 # Build time for a synthetic 1,000 commits x 100 benchmarks history (figures in docs/dashboard.md).
 dashboard-perf: install
 	rm -rf build/perf && $(BIN)/python tests/synth_history.py build/perf/results --commits 1000 --benchmarks 100
-	time $(BIN)/python -m bench.dashboard --results build/perf/results -o build/perf/site --repo none
+	$(BIN)/python -m bench.dashboard --results build/perf/results -o build/perf/site --repo none --cache none
