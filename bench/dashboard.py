@@ -182,7 +182,7 @@ def load_history(results, repo=None, jobs: int | None = None, warn=_warn, cache=
 
 def _r(x, digits=5):
     """Round to ``digits`` significant digits (keeps data.js small)."""
-    if x is None or x != x:
+    if x is None or not math.isfinite(x):
         return None
     if x == 0:
         return 0.0
@@ -234,6 +234,8 @@ def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) ->
                            "series": series[name]})
         for m, s in sorted(series[name].items()):
             for c in found[(name, m)]:
+                if not math.isfinite(c.rel):
+                    continue  # a step from zero has no relative size; cannot happen with real costs
                 a, b = order[c.before], order[c.after]
                 changes.append({
                     "benchmark": name, "bidx": bidx, "conv": conv, "backend": backend, "leaf": leaf, "machine": m,
@@ -243,6 +245,7 @@ def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) ->
                     "from": a, "to": b, "n_commits": c.after - c.before,
                     "suspect": b if c.after - c.before == 1 else None,
                     "compare": f"bench compare {a} {b} --benchmark {name}",
+                    "bisect": f"bench history {a}..{b} --bisect {name}" if c.after - c.before > 1 else None,
                 })
     changes.sort(key=lambda ch: (ch["kind"] != "regression", -abs(ch["rel"])))
     failed = {m: [idx[s] for s in shas if s in idx] for m, shas in hist["failed"].items()}

@@ -200,3 +200,27 @@ def test_summary_cache_reads_only_changed_files(tmp_path, monkeypatch, capsys):
     assert third["summaries"][key][0]["seamcall/emulated/vp_info"][3] == 120
     cache.write_text("garbage")  # a broken cache is rebuilt, not fatal
     assert dashboard.load_history(results, jobs=1, cache=cache)["summaries"] == third["summaries"]
+
+
+def test_extreme_values_do_not_break_the_build(tmp_path):
+    results = tmp_path / "results"
+    shas = make_history(results, n_commits=6, n_benchmarks=1)
+    d = results / "synth-a"
+    for i, v in ((1, 0.0), (2, 1e300), (3, 0.0), (4, 0.0)):
+        doc = json.loads((d / f"{shas[i]}.json").read_text())
+        doc["benchmarks"][0]["runs"] = [{"values": [v] * 10}]
+        (d / f"{shas[i]}.json").write_text(json.dumps(doc))
+    stats = dashboard.build(results, tmp_path / "site", repo=None, jobs=1, verbose=False)
+    assert stats["commits"] == 6
+    load_data(tmp_path / "site")  # valid JSON (no NaN/Infinity)
+
+
+def test_step_across_failed_commits_offers_a_bisect(tmp_path):
+    results = tmp_path / "results"
+    shas = make_history(results, n_commits=30, n_benchmarks=2, step_at=15, fail_at={14, 15},
+                        step_bench="seamcall/emulated/vp_info", step=0.05)
+    dashboard.build(results, tmp_path / "site", repo=None, jobs=1, verbose=False)
+    (ch,) = load_data(tmp_path / "site")["changes"]
+    assert (ch["from"], ch["to"], ch["suspect"]) == (shas[13], shas[16], None)
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert f"bench history {shas[13]}..{shas[16]} --bisect seamcall/emulated/vp_info" in html
