@@ -41,14 +41,17 @@
     D.machines.forEach(function (m, mi) {
       var s = b.series[m];
       if (!s || !filters.machine.has(m)) return;
-      var x = [], med = [], lo = [], hi = [], text = [];
+      var x = [], med = [], lo = [], hi = [], text = [], prev = null;
       for (var i = 0; i < s.med.length; i++) {
         if (s.med[i] == null) continue;
         var c = D.commits[i];
         x.push(i); med.push(s.med[i]); lo.push(s.lo[i]); hi.push(s.hi[i]);
-        text.push(c.sha.slice(0, 10) + " " + c.subject.slice(0, 70).replace(/</g, "&lt;") +
-          "<br>" + m + ": median " + fmt(s.med[i]) + " " + D.unit + " [" + fmt(s.lo[i]) + ", " +
-          fmt(s.hi[i]) + "], n=" + s.n[i]);
+        var delta = prev ? " (" + (s.med[i] >= prev ? "+" : "") + ((s.med[i] / prev - 1) * 100).toFixed(1) +
+          "% vs previous)" : "";
+        text.push(c.sha.slice(0, 10) + " " + c.subject.slice(0, 70).replace(/&/g, "&amp;").replace(/</g, "&lt;") +
+          "<br>" + m + ": median " + fmt(s.med[i]) + " " + D.unit + delta + "<br>95% CI [" + fmt(s.lo[i]) +
+          ", " + fmt(s.hi[i]) + "], n=" + s.n[i]);
+        prev = s.med[i];
       }
       var color = COLORS[mi % COLORS.length];
       traces.push({x: x, y: hi, mode: "lines", line: {width: 0}, hoverinfo: "skip",
