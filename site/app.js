@@ -176,6 +176,11 @@
 
   applyFilters(false);
   if (observer) document.querySelectorAll(".card").forEach(function (c) { observer.observe(c); });
+  // ?hover=N shows the hover label of point N of the first plot (lets a headless test read it).
+  if (params.get("hover") && eager) {
+    var first = document.querySelector(".card:not(.hidden) .plot");
+    if (first) Plotly.Fx.hover(first, [{curveNumber: 2, pointNumber: +params.get("hover")}]);
+  }
   status.dataset.readyMs = Math.round(performance.now());
   status.dataset.ready = "1";
 })();

@@ -107,3 +107,15 @@ def test_filters_preset_from_the_address(site, tmp_path):
     rows = [r for r in dom.split("<tr ") if "data-suspect" in r]
     visible = [r for r in rows if 'class="regression hidden"' not in r]
     assert len(visible) == 1 and 'data-machine="box-b"' in visible[0]
+
+
+def test_hover_label_names_commit_subject_and_figures(site, tmp_path):
+    root, shas = site
+    url = (root / "site" / "index.html").as_uri() + "?all=1&hover=3"
+    dom, console = chromium(tmp_path, url, "--window-size=1400,1000", "--virtual-time-budget=15000",
+                            "--dump-dom")
+    assert console == []
+    label = re.search(r'class="hovertext".*?data-unformatted="([^"]*)"', dom).group(1)
+    # Point 3 of the first machine's series is commit 3 (the first failure is commit 4).
+    assert label.startswith(f"{shas[3][:10]} Synthetic commit 3"), label
+    assert "box-a: median" in label and "cycles" in label and "95% CI" in label and "n=60" in label
