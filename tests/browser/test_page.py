@@ -56,11 +56,18 @@ def site(tmp_path_factory):
     return root, shas
 
 
-def test_page_draws_every_point_without_console_errors(site, tmp_path):
-    root, shas = site
-    url = (root / "site" / "index.html").as_uri() + "?all=1"
-    dom, console = chromium(tmp_path, url, "--window-size=1400,1000", "--virtual-time-budget=15000",
-                            "--dump-dom")
+@pytest.fixture(scope="module")
+def all_drawn(site, tmp_path_factory):
+    """One browser run with every plot drawn and point 3's hover label shown."""
+    root, _ = site
+    url = (root / "site" / "index.html").as_uri() + "?all=1&hover=3"
+    return chromium(tmp_path_factory.mktemp("chrome"), url, "--window-size=1400,1000",
+                    "--virtual-time-budget=15000", "--dump-dom")
+
+
+def test_page_draws_every_point_without_console_errors(site, all_drawn):
+    _, shas = site
+    dom, console = all_drawn
     assert console == [], "console output:\n" + "\n".join(console)
     status = re.search(r'<div id="sb-status"([^>]*)>', dom).group(1)
     assert 'data-ready="1"' in status
@@ -109,11 +116,9 @@ def test_filters_preset_from_the_address(site, tmp_path):
     assert len(visible) == 1 and 'data-machine="box-b"' in visible[0]
 
 
-def test_hover_label_names_commit_subject_and_figures(site, tmp_path):
-    root, shas = site
-    url = (root / "site" / "index.html").as_uri() + "?all=1&hover=3"
-    dom, console = chromium(tmp_path, url, "--window-size=1400,1000", "--virtual-time-budget=15000",
-                            "--dump-dom")
+def test_hover_label_names_commit_subject_and_figures(site, all_drawn):
+    _, shas = site
+    dom, console = all_drawn
     assert console == []
     label = re.search(r'class="hovertext".*?data-unformatted="([^"]*)"', dom).group(1)
     # Point 3 of the first machine's series is commit 3 (the first failure is commit 4).
