@@ -41,22 +41,20 @@ cdef extern from "sb_abi.h" nogil:
     int SB_NREGS
 
 cdef extern from "measure.h" nogil:
-    struct sb_pair_req:
-        sb_conv_fn fn_a
-        sb_conv_fn fn_b
-        sb_u64 leaf_a
-        sb_u64 leaf_b
-        sb_args *args_a
-        sb_args *args_b
+    int SB_SET_MAX
+    struct sb_set_req:
+        uint32_t n_fns
+        const sb_conv_fn *fns
+        const sb_u64 *leaves
+        sb_args *const *args
         uint32_t n_calls
         uint32_t n_samples
-        uint64_t *ticks_a
-        uint64_t *ticks_b
+        uint64_t *ticks
         uint64_t *t_start
         int perf_fd
         uint32_t n_events
         uint64_t *events
-    int sb_measure_pair(const sb_pair_req *req)
+    int sb_measure_set(const sb_set_req *req)
     sb_u64 sb_empty(sb_u64 leaf, sb_args *args)
     sb_u64 sb_call_once(sb_conv_fn fn, sb_u64 leaf, sb_args *args)
     uint64_t sb_rdtsc()
@@ -178,42 +176,60 @@ def call_once(size_t fn, uint64_t leaf, Args args):
     return sb_call_once(<sb_conv_fn>fn, leaf, args.p)
 
 
-def measure_pair(size_t fn_a, size_t fn_b, uint64_t leaf_a, uint64_t leaf_b, Args args_a, Args args_b,
-                 uint32_t n_calls, uint32_t n_samples, int perf_fd=-1, uint32_t n_events=0):
-    """Interleaved batches of two functions.
-
-    Returns (ticks_a, ticks_b, t_start, events): arrays of raw TSC ticks per
-    batch, the TSC at each sample's start, and event deltas over each batch
-    ([sample][a, b][event], row-major)."""
-    if fn_a == 0 or fn_b == 0:
+def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int perf_fd=-1,
+                uint32_t n_events=0):
+    """Interleaved batches of up to SB_SET_MAX functions (addresses), each with its leaf
+    number and Args.  Returns (ticks, t_start, events): TSC ticks per batch
+    ([sample][function], row-major), the TSC at each sample's start, and event deltas over
+    each batch ([sample][function][event])."""
+    cdef uint32_t n = len(fns)
+    if n == 0 or n > SB_SET_MAX or len(leaves) != n or len(args) != n:
+        raise ValueError(f"need 1..{SB_SET_MAX} functions with one leaf and one Args each")
+    if any(f == 0 for f in fns):
         raise ValueError("null function")
     if n_calls == 0 or n_calls % 4:
         raise ValueError("n_calls must be a positive multiple of 4")
     if n_samples == 0:
         raise ValueError("n_samples must be positive")
+    cdef sb_conv_fn c_fns[16]
+    cdef sb_u64 c_leaves[16]
+    cdef sb_args *c_args[16]
+    cdef Args a
+    for i in range(n):
+        a = args[i]
+        c_fns[i] = <sb_conv_fn><size_t>fns[i]
+        c_leaves[i] = leaves[i]
+        c_args[i] = a.p
     cdef array tmpl = array('Q')
-    cdef array ta = clone(tmpl, n_samples, True)
-    cdef array tb = clone(tmpl, n_samples, True)
+    cdef array ticks = clone(tmpl, n_samples * n, True)
     cdef array t0 = clone(tmpl, n_samples, True)
-    cdef array ev = clone(tmpl, n_samples * 2 * n_events if perf_fd >= 0 else 0, True)
-    cdef sb_pair_req r
-    r.fn_a = <sb_conv_fn>fn_a
-    r.fn_b = <sb_conv_fn>fn_b
-    r.leaf_a, r.leaf_b = leaf_a, leaf_b
-    r.args_a, r.args_b = args_a.p, args_b.p
+    cdef array ev = clone(tmpl, n_samples * n * n_events if perf_fd >= 0 else 0, True)
+    cdef sb_set_req r
+    r.n_fns = n
+    r.fns, r.leaves, r.args = c_fns, c_leaves, c_args
     r.n_calls, r.n_samples = n_calls, n_samples
-    r.ticks_a = ta.data.as_ulonglongs
-    r.ticks_b = tb.data.as_ulonglongs
+    r.ticks = ticks.data.as_ulonglongs
     r.t_start = t0.data.as_ulonglongs
     r.perf_fd = perf_fd
     r.n_events = n_events if perf_fd >= 0 else 0
     r.events = ev.data.as_ulonglongs if perf_fd >= 0 else NULL
     cdef int rc
     with nogil:
-        rc = sb_measure_pair(&r)
+        rc = sb_measure_set(&r)
     if rc != 0:
-        raise OSError(-rc, f"sb_measure_pair failed ({rc})")
-    return ta, tb, t0, ev
+        raise OSError(-rc, f"sb_measure_set failed ({rc})")
+    return ticks, t0, ev
+
+
+def measure_pair(size_t fn_a, size_t fn_b, uint64_t leaf_a, uint64_t leaf_b, Args args_a, Args args_b,
+                 uint32_t n_calls, uint32_t n_samples, int perf_fd=-1, uint32_t n_events=0):
+    """measure_set of two functions (order AB, BA, ...).
+
+    Returns (ticks_a, ticks_b, t_start, events): TSC ticks per batch of each, the TSC at
+    each sample's start, and event deltas over each batch ([sample][a, b][event])."""
+    ticks, t0, ev = measure_set((fn_a, fn_b), (leaf_a, leaf_b), (args_a, args_b), n_calls, n_samples,
+                                perf_fd, n_events)
+    return ticks[0::2], ticks[1::2], t0, ev
 
 
 def cpuid(uint32_t leaf, uint32_t sub=0):

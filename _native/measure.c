@@ -69,7 +69,7 @@ int sb_perf_read(int fd, uint32_t n, uint64_t *values)
 	return 0;
 }
 
-static int read_delta(const struct sb_pair_req *r, uint64_t *prev, uint64_t *out)
+static int read_delta(const struct sb_set_req *r, uint64_t *prev, uint64_t *out)
 {
 	uint64_t now[SB_PERF_NEVENTS];
 	if (sb_perf_read(r->perf_fd, r->n_events, now))
@@ -81,34 +81,29 @@ static int read_delta(const struct sb_pair_req *r, uint64_t *prev, uint64_t *out
 	return 0;
 }
 
-int sb_measure_pair(const struct sb_pair_req *r)
+int sb_measure_set(const struct sb_set_req *r)
 {
 	uint64_t prev[SB_PERF_NEVENTS];
 	int perf = r->perf_fd >= 0 && r->n_events;
-	if (!r->fn_a || !r->fn_b || !r->n_calls || (r->n_calls & 3) || !r->n_samples)
+	if (!r->n_fns || r->n_fns > SB_SET_MAX || !r->fns || !r->leaves || !r->args)
+		return -EINVAL;
+	for (uint32_t f = 0; f < r->n_fns; f++)
+		if (!r->fns[f])
+			return -EINVAL;
+	if (!r->n_calls || (r->n_calls & 3) || !r->n_samples)
 		return -EINVAL;
 	if (perf && (r->n_events > SB_PERF_NEVENTS || !r->events))
 		return -EINVAL;
 	if (perf && sb_perf_read(r->perf_fd, r->n_events, prev))
 		return -EIO;
 	for (uint32_t s = 0; s < r->n_samples; s++) {
-		uint64_t *ev_a = perf ? r->events + ((uint64_t)s * 2) * r->n_events : NULL;
-		uint64_t *ev_b = perf ? ev_a + r->n_events : NULL;
 		r->t_start[s] = tsc_begin();
-		/* Counters are read between batches, outside the timed windows. */
-		if (s & 1) {
-			r->ticks_b[s] = batch(r->fn_b, r->leaf_b, r->args_b, r->n_calls);
-			if (perf && read_delta(r, prev, ev_b))
-				return -EIO;
-			r->ticks_a[s] = batch(r->fn_a, r->leaf_a, r->args_a, r->n_calls);
-			if (perf && read_delta(r, prev, ev_a))
-				return -EIO;
-		} else {
-			r->ticks_a[s] = batch(r->fn_a, r->leaf_a, r->args_a, r->n_calls);
-			if (perf && read_delta(r, prev, ev_a))
-				return -EIO;
-			r->ticks_b[s] = batch(r->fn_b, r->leaf_b, r->args_b, r->n_calls);
-			if (perf && read_delta(r, prev, ev_b))
+		for (uint32_t j = 0; j < r->n_fns; j++) {
+			uint32_t f = (s + j) % r->n_fns;
+			uint64_t slot = (uint64_t)s * r->n_fns + f;
+			r->ticks[slot] = batch(r->fns[f], r->leaves[f], r->args[f], r->n_calls);
+			/* Counters are read between batches, outside the timed windows. */
+			if (perf && read_delta(r, prev, r->events + slot * r->n_events))
 				return -EIO;
 		}
 	}

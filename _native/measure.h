@@ -5,23 +5,25 @@
 #include <stdint.h>
 #include "sb_abi.h"
 
-/* Interleaved measurement of two functions: per sample, one batch of n_calls
- * calls of each (order alternating AB, BA, ...), so drift hits both alike. */
-struct sb_pair_req {
-	sb_conv_fn fn_a, fn_b;
-	sb_u64 leaf_a, leaf_b;
-	struct sb_args *args_a, *args_b;
+/* Interleaved measurement of a set of functions: per sample, one batch of
+ * n_calls calls of each, the starting function rotating from sample to sample
+ * (AB, BA for two), so that drift of the clock or the host hits all alike. */
+#define SB_SET_MAX 16
+struct sb_set_req {
+	uint32_t n_fns;		/* 1..SB_SET_MAX */
+	const sb_conv_fn *fns;
+	const sb_u64 *leaves;
+	struct sb_args *const *args;
 	uint32_t n_calls;	/* calls per batch, a multiple of 4 */
 	uint32_t n_samples;
-	uint64_t *ticks_a;	/* [n_samples]: TSC ticks of one batch of fn_a */
-	uint64_t *ticks_b;	/* [n_samples] */
+	uint64_t *ticks;	/* [n_samples][n_fns]: TSC ticks of one batch */
 	uint64_t *t_start;	/* [n_samples]: TSC when the sample began (to find gaps) */
 	int perf_fd;		/* group leader from sb_perf_open, or -1 */
 	uint32_t n_events;
-	uint64_t *events;	/* [n_samples][2][n_events]: deltas over batch a, then batch b */
+	uint64_t *events;	/* [n_samples][n_fns][n_events]: deltas over each batch */
 };
 
-int sb_measure_pair(const struct sb_pair_req *req);
+int sb_measure_set(const struct sb_set_req *req);
 sb_u64 sb_empty(sb_u64 leaf, struct sb_args *args);
 sb_u64 sb_call_once(sb_conv_fn fn, sb_u64 leaf, struct sb_args *args);
 

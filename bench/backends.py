@@ -29,6 +29,7 @@ class Backend:
     description: str
     serialize: str | None = None  # emulated only: "auto" or a SER_MODES key
     vendors: tuple = ()           # CPU vendors whose own instruction this is
+    where: str = "user"           # "user": this process's native loop; "kmod": the kernel module's
 
 
 BACKENDS = {
@@ -45,6 +46,29 @@ BACKENDS = {
     "cpuid": Backend("cpuid", "cpuid", "CPUID leaf 0: exits to the hypervisor in a VM, cheap on bare metal"),
     "syscall": Backend("syscall", "syscall", "getppid system call, for scale"),
 }
+
+
+# The same crossings issued from ring 0 by seambench's kernel module (/dev/seambench): the real
+# SEAMCALL on a TDX host, TDCALL in a TD guest, VMCALL/VMMCALL in a KVM guest, the stub elsewhere.
+# Listed by `doctor` when the device exists (bench/kmod.py probes them through it).
+KMOD_BACKENDS = {
+    f"kmod:{crossing}": Backend(f"kmod:{crossing}", crossing, f"kernel module, ring 0: {what}",
+                                serialize="auto" if crossing == "emulated" else None, where="kmod")
+    for crossing, what in (
+        ("emulated", "the emulated stub, kernel_fpu_begin/end available"),
+        ("seamcall", "SEAMCALL TDH.SYS.RD to the TDX module (TDX host)"),
+        ("tdcall", "TDCALL TDG.VP.INFO to the TDX module (TD guest)"),
+        ("vmcall", "VMCALL with an unused KVM hypercall number (KVM guest, Intel)"),
+        ("vmmcall", "VMMCALL with an unused KVM hypercall number (KVM guest, AMD)"),
+    )
+}
+BACKENDS.update(KMOD_BACKENDS)
+
+
+def default_names() -> list:
+    """The backends `doctor` shows: the kernel module's only when its device exists."""
+    from . import kmod
+    return [n for n, b in BACKENDS.items() if b.where != "kmod" or kmod.device_present()]
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,9 @@ def _signal_reason(instr, signo):
 def probe(name: str, registry) -> Probe:
     """Is backend `name` usable here, and if not, why."""
     b = BACKENDS[name]
+    if b.where == "kmod":
+        from . import kmod
+        return kmod.probe_backend(name)
     cpu = machine.cpu()
     instr = b.crossing.upper()
     if b.vendors and cpu["vendor"] not in b.vendors:

@@ -4,17 +4,19 @@
     bench doctor [--json]
     bench validate [--json]
     bench list [--json]
+    bench kmod build|load|unload|status [--kdir DIR] [--json]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, Settings, configs_dir, load_builtin, parse_suite
+from .config import ConfigError, configs_dir, load_builtin, parse_suite
 
 
 def _split(value):
@@ -45,42 +47,89 @@ def _console(args):
 # --- run ----------------------------------------------------------------------
 
 def cmd_run(args) -> int:
-    from . import backends, machine, store
+    allowed = os.sched_getaffinity(0)
+    try:
+        return _run(args)
+    finally:
+        os.sched_setaffinity(0, allowed)  # cli.main may be called in-process (tests, tools)
+
+
+def _run(args) -> int:
+    from . import backends, driver, machine, store
     from .measure import Context
     from .native import Registry
-    from .runner import expand, record, references, run_plan
+    from .runner import Plan, expand, record, references, run_plan
 
     console = _console(args)
     catalog = _catalog(args)
     suite_path = args.suite or (configs_dir() / "default.yaml")
     suite, catalog = parse_suite(suite_path, catalog, list(backends.BACKENDS))
     settings = suite.settings
-    overrides = {k: getattr(args, k) for k in ("runs", "values") if getattr(args, k) is not None}
-    if overrides:
-        settings = Settings(**{**settings.__dict__, **overrides})
+    allowed = os.sched_getaffinity(0)
     cpu = machine.pin(settings.cpu)
     registry = Registry(catalog)
     plan = expand(suite, catalog, registry, _split(args.conventions), _split(args.backends),
                   _split(args.leaves), allow_unsafe=args.allow_unsafe)
     ctx = Context(catalog, registry, settings)
     info = store.context_info(ctx, suite.name)
+    # Only the workers stay on the measured CPU: this process (progress bar, polling) moves off it.
+    os.sched_setaffinity(0, (allowed - {cpu}) or allowed)
+    tsc_hz = ctx.clocks["tsc_hz"]
+    if args.output and Path(args.output).exists():
+        raise store.StoreError(f"{args.output} exists; results are never overwritten (choose another -o)")
     t0 = time.monotonic()
+    # pyperf runs the user-space suite: worker processes, warm-ups, loop calibration
+    # (bench/driver.py).  Backends in the kernel module are timed through its device, here.
+    user_specs = [sp for sp in plan.specs if backends.BACKENDS[sp.backend].where != "kmod"]
+    kplan = Plan([sp for sp in plan.specs if backends.BACKENDS[sp.backend].where == "kmod"])
     with _progress(console, len(plan.specs), disable=args.json) as advance:
-        measurements = run_plan(plan, ctx, allow_unsafe=args.allow_unsafe, progress=advance)
+        results = driver.run_suite(suite_path, getattr(args, "conventions_file", None) or [], user_specs,
+                                   ctx.clocks, driver.pyperf_options(args), args.allow_unsafe,
+                                   on_done=advance, cpu=cpu)
+        kmod_ms = run_plan(kplan, ctx, allow_unsafe=args.allow_unsafe,
+                           progress=lambda spec: advance(spec.name)) if kplan.specs else []
+    plan.skipped += kplan.skipped
     elapsed = time.monotonic() - t0
-    refs = references(measurements, suite.reference)
+    measured = {r.spec.name for r in results}
+    for spec in user_specs:
+        if spec.name not in measured:
+            plan.skipped.append((spec.name, "pyperf produced no result"))
+    measurements = [driver.to_measurement(r, catalog, tsc_hz) for r in results]
+    refs = references(measurements + kmod_ms, suite.reference)
     records = [record(m, ctx, refs) for m in measurements]
+    kmod_records = [record(m, ctx, refs) for m in kmod_ms]
+    from . import stats
+    for rec, res, m in zip(records, results, measurements):
+        rec["excluded_workers"] = len(res.excluded_runs)
+        rec["workers"] = len(m.runs)
+        if len(m.runs) >= 2:
+            # Values of one worker are not independent: the CI resamples workers, then values.
+            rec["ci95"] = list(stats.hierarchical_median_ci([r.values for r in m.runs])[1])
+    records += kmod_records
     path = None
-    if measurements and not args.no_store:
+    if (results or kmod_ms) and not args.no_store:
         path = Path(args.output) if args.output else store.default_path(info["_state"], info["machine"])
-        store.write_suite(store.to_suite(measurements, info), path)
+        benches = [driver.annotate(r, m, info) for r, m in zip(results, measurements)]
+        if kmod_ms:
+            benches += store.to_suite(kmod_ms, info).get_benchmarks()
+        store.write_suite(pyperf_suite(benches), path)
+    if args.trace:
+        from . import trace
+        trace.write_run_trace(args.trace, results, tsc_hz, info)
     if args.json:
         for r in records:
             r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
         _emit_json(records)
     else:
         _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
+        if args.trace:
+            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
     return 0 if records or not plan.specs else 1
+
+
+def pyperf_suite(benches):
+    import pyperf
+    return pyperf.BenchmarkSuite(benches)
 
 
 class _progress:
@@ -93,7 +142,7 @@ class _progress:
                           TimeRemainingColumn(), console=self.console, disable=self.disable, transient=True)
         self.p.__enter__()
         self.task = self.p.add_task("measuring", total=self.total)
-        return lambda spec: self.p.update(self.task, advance=1, description=spec.name)
+        return lambda name: self.p.update(self.task, advance=1, description=str(name))
 
     def __exit__(self, *exc):
         return self.p.__exit__(*exc)
@@ -128,11 +177,66 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
     console.print(table)
     excluded = sum(r["excluded"] for r in records)
     if excluded:
-        console.print(f"{excluded} disturbed samples (context switch or migration during the sample) "
-                      "were excluded.")
+        console.print(f"{excluded} disturbed samples (context switch, migration, page fault or TSC gap during "
+                      "the sample) were excluded and measured again.")
+    workers = sum(r.get("excluded_workers", 0) for r in records)
+    if workers:
+        console.print(f"{workers} worker processes far noisier than their peers (MAD/median) were dropped "
+                      "and replaced.")
     for what, why in plan.skipped:
         console.print(f"[dim]skipped {what}: {why}[/]")
     console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {path}" if path else ""))
+
+
+# --- compare ------------------------------------------------------------------------
+
+def cmd_compare(args) -> int:
+    from . import compare, machine
+    machine_name = machine.machine_id()
+    a = compare.resolve(args.a, machine_name)
+    b = compare.resolve(args.b, machine_name)
+    report = compare.compare(a, b, threshold=args.threshold / 100, force=args.force)
+    if args.json:
+        _emit_json(report.as_dict())
+    elif args.markdown:
+        sys.stdout.write(compare.markdown(report))
+    else:
+        compare.print_table(_console(args), report)
+    if args.fail_on_regression is not None:
+        bad = compare.regressions(report, args.fail_on_regression)
+        if bad:
+            print(f"bench: {len(bad)} regression(s) of {args.fail_on_regression}% or more: "
+                  + ", ".join(f"{r.name} {r.change:+.2%}" for r in bad), file=sys.stderr)
+            return 1
+    return 0
+
+
+# --- ab -------------------------------------------------------------------------------
+
+def cmd_ab(args) -> int:
+    from . import ab, machine
+    catalog = _catalog(args)
+    for name in (args.x, args.y):
+        catalog.convention(name)  # unknown name: the list of valid ones, before anything runs
+    allowed = os.sched_getaffinity(0)
+    cpu = machine.pin(args.cpu)
+    clocks = machine.clocks()
+    os.sched_setaffinity(0, allowed)
+    r = ab.run_ab_processes(args.x, args.y, backend=args.backend, leaf=args.leaf, pairs=args.pairs,
+                            processes=args.processes, threshold=args.threshold / 100,
+                            conventions_files=getattr(args, "conventions_file", None) or [],
+                            allow_unsafe=args.allow_unsafe, cpu=cpu, tsc_hz=clocks["tsc_hz"])
+    if args.trace:
+        from . import trace
+        trace.write_ab_trace(args.trace, r)
+    if args.json:
+        _emit_json(r.as_dict())
+    else:
+        console = _console(args)
+        ab.print_result(console, r)
+        if args.trace:
+            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
+    return 0
 
 
 # --- doctor ---------------------------------------------------------------------
@@ -142,7 +246,7 @@ def cmd_doctor(args) -> int:
     from .native import Registry
 
     registry = Registry(_catalog(args))
-    probes = backends.probe_all(registry)
+    probes = backends.probe_all(registry, backends.default_names())
     choice = backends.serialize_choice(registry)
     doc = {
         "machine": machine.machine_id(),
@@ -271,7 +375,43 @@ def cmd_list(args) -> int:
     return 0
 
 
+# --- kmod -------------------------------------------------------------------------
+
+def cmd_kmod(args) -> int:
+    from . import kmod
+    try:
+        if args.action == "build":
+            print(f"built {kmod.build(args.kdir)}")
+        elif args.action == "load":
+            kmod.load(args.ko)
+            print(f"loaded: {kmod.DEVICE} {'present' if kmod.device_present() else 'ABSENT'}")
+        elif args.action == "unload":
+            kmod.unload()
+            print("unloaded")
+        if args.action == "status" or args.json:
+            if args.json:
+                _emit_json(kmod.status_doc())
+            else:
+                print("\n".join(kmod.status_lines()))
+    except kmod.KmodError as exc:
+        print(f"bench: kmod {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------
+
+def pyperf_opts(sp):
+    """pyperf's own options, passed through to its Runner (bench/driver.py)."""
+    g = sp.add_argument_group("pyperf")
+    g.add_argument("-p", "--processes", "--runs", dest="processes", type=int,
+                   help="worker processes per benchmark (default: the suite's runs)")
+    g.add_argument("-n", "--values", type=int, help="values per worker (default: the suite's values)")
+    g.add_argument("-w", "--warmups", type=int, help="warm-up values per worker (default: the suite's)")
+    g.add_argument("--rigorous", action="store_true", help="pyperf: twice the worker processes")
+    g.add_argument("--fast", action="store_true", help="pyperf: fewer workers and values")
+    g.add_argument("--affinity", metavar="CPU_LIST", help="pyperf: pin workers to these CPUs")
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="What a SEAMCALL/TDCALL calling convention "
@@ -289,12 +429,41 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--conventions", help="only these conventions (comma-separated)")
     r.add_argument("--backends", help="only these backends (comma-separated)")
     r.add_argument("--leaves", help="these leaf profiles instead of each convention's meant_for")
-    r.add_argument("--runs", type=int, help="override the suite's runs")
-    r.add_argument("--values", type=int, help="override the suite's values per run")
+    pyperf_opts(r)
+    r.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of every sample")
     r.add_argument("-o", "--output", help="results file (default: results/<machine>/<commit>.json)")
     r.add_argument("--no-store", action="store_true", help="do not write a results file")
     r.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")
     r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compare", help="compare two result sets (files, commits or refs like HEAD~1)")
+    c.add_argument("a", help="the old results: a file, or a commit/ref with stored results here")
+    c.add_argument("b", help="the new results")
+    c.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    c.add_argument("--markdown", action="store_true", help="a Markdown table, to paste in a review or mail")
+    c.add_argument("--threshold", type=float, default=1.0, metavar="PCT",
+                   help="changes smaller than this count as the same (default 1%%)")
+    c.add_argument("--force", action="store_true",
+                   help="compare results from different machines or convention declarations")
+    c.add_argument("--fail-on-regression", type=float, metavar="PCT",
+                   help="exit 1 if a benchmark is slower by PCT%% or more (CI gating)")
+    c.set_defaults(func=cmd_compare)
+
+    a = sub.add_parser("ab", help="A/B two conventions in one pinned process (X, Y interleaved)")
+    common(a)
+    a.add_argument("x", help="convention X (built in, or from -C FILE)")
+    a.add_argument("y", help="convention Y; the ratio reported is Y/X")
+    a.add_argument("--backend", default="emulated")
+    a.add_argument("--leaf", help="leaf profile (default: the first both are meant for)")
+    a.add_argument("--pairs", type=int, default=2000, help="undisturbed XY pairs to measure (default 2000)")
+    a.add_argument("--threshold", type=float, default=0.5, metavar="PCT",
+                   help="a CI within +-PCT%% of 1 is no difference (default 0.5%%)")
+    a.add_argument("--cpu", type=int, help="pin to this CPU (default: the last one allowed)")
+    a.add_argument("-p", "--processes", type=int, default=6,
+                   help="fresh processes to spread the pairs over (default 6; see docs/compare.md)")
+    a.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")
+    a.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of every pair")
+    a.set_defaults(func=cmd_ab)
 
     d = sub.add_parser("doctor", help="what this machine is and which backends work here")
     common(d)
@@ -306,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backend", default="emulated", choices=["emulated", "emulated_pipelined"])
     v.add_argument("--leaf", default="vp_info")
     v.set_defaults(func=cmd_validate)
+
+    k = sub.add_parser("kmod", help="the kernel module: build, load, unload, status (kmod:* backends)")
+    k.add_argument("action", choices=["build", "load", "unload", "status"])
+    k.add_argument("--kdir", help="kernel build tree (default: /lib/modules/$(uname -r)/build)")
+    k.add_argument("--ko", help="module file to load (default: the one `build` made)")
+    k.add_argument("--json", action="store_true", help="status as one JSON document")
+    k.set_defaults(func=cmd_kmod)
 
     ls = sub.add_parser("list", help="known conventions, leaf profiles and backends")
     common(ls)
@@ -323,14 +499,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from .native import NativeError
     from .store import StoreError
+    from .compare import CompareError
+    from .driver import DriverError
     try:
         return args.func(args)
-    except (ConfigError, StoreError, NativeError, ValueError) as exc:
+    except (ConfigError, StoreError, NativeError, ValueError, CompareError, DriverError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `bench ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ARG_REGS, Catalog, ConfigError, Convention, Resolved, load_builtin
+from .config import ARG_REGS, CALLEE_SAVED, Catalog, ConfigError, Convention, Resolved, load_builtin
 from .crossings import CROSSINGS, Crossing, crossings_for
 
 OFF = {reg: 8 * i for i, reg in enumerate(ARG_REGS)}
@@ -32,6 +32,17 @@ MARKER_INDEX = {**{reg: i for i, reg in enumerate(ARG_REGS)}, "rbp": 13}
 
 def marker(reg: str) -> int:
     return 0x5EB0000000000000 | (MARKER_INDEX[reg] << 8) | 0xA5
+
+
+# A line starting with RAW is C text pasted between the asm strings (kernel
+# flavor: macros from <asm/asm.h>/<asm/linkage.h> whose expansion depends on
+# the kernel's configuration, such as ASM_RET and the exception table).
+RAW = "@"
+
+
+def _ret(flavor: str) -> str:
+    """`ret`, or in the kernel ASM_RET: a jump to the return thunk with RETHUNK, `ret; int3` with SLS."""
+    return RAW + "ASM_RET" if flavor == "kernel" else "ret"
 
 
 def _r32(reg: str) -> str:
@@ -52,6 +63,20 @@ class Entry:
         return (self.resolved.conv.name, self.crossing.name, self.resolved.leaf.name)
 
 
+def kernel_unsafe(r: Resolved) -> tuple:
+    """Why a wrapper would crash the kernel: callee-saved registers handed back changed (the
+    leaf writes them or the wrapper loads them, and nothing saves them), or the struct pointer
+    used after the leaf may have overwritten RSI.  User space survives these and reports them
+    (bench/safety.py); in the module they are an oops, so they are not generated for it."""
+    saved = set(r.preserve) | ({"rbp"} if r.rbp in ("frame", "stack", "struct") else set())
+    touched = set(r.leaf.all_writes) | set(r.load)
+    why = [f"{reg} not saved" for reg in CALLEE_SAVED if reg in touched and reg not in saved]
+    rsi_lost = ("rsi" in r.leaf.writes or "rsi" in r.load) and not r.keeps_pointer_on_stack
+    if rsi_lost and (r.store or r.rbp == "struct"):
+        why.append("struct pointer used after RSI was overwritten")
+    return tuple(why)
+
+
 def plan(catalog: Catalog, flavor: str, conventions=None, crossings=None, leaves=None) -> list:
     """Every (convention, crossing, leaf) the flavor can run, optionally narrowed."""
     convs = [catalog.conventions[n] for n in (conventions or catalog.conventions)]
@@ -63,7 +88,10 @@ def plan(catalog: Catalog, flavor: str, conventions=None, crossings=None, leaves
             continue
         for x in xs:
             for leaf in lvs:
-                out.append(Entry(conv.resolve(leaf), x))
+                r = conv.resolve(leaf)
+                if flavor == "kernel" and kernel_unsafe(r):
+                    continue
+                out.append(Entry(r, x))
     return out
 
 
@@ -73,10 +101,20 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
     r, conv, leaf, x = e.resolved, e.resolved.conv, e.resolved.leaf, e.crossing
     fail = f".Lsb_fail_{idx}"
     done = f".Lsb_done_{idx}"
-    a = [f"# {conv.name} x {x.name} x {leaf.name}", ".p2align 4", f".type {sym}, @function"]
+    a = [f"# {conv.name} x {x.name} x {leaf.name}", ".p2align 6", f".type {sym}, @function"]
     if flavor == "user":
         a.append(f".hidden {sym}")
     a.append(f"{sym}:")
+    if conv.inject_chain:
+        # Known work for `bench validate`: K dependent one-cycle ALU ops on the struct pointer
+        # before anything else, so every load, and through them the crossing, waits for them.
+        # Register-register on purpose: newer Intel cores fold immediate-ADD chains at rename;
+        # OR with itself keeps the pointer.  (After the crossing instead, the line fitted worse:
+        # intercept 2 cycles low against 1.2 here.)
+        a += [f".rept {conv.inject_chain}", "orq %rsi, %rsi", ".endr"]
+    if flavor == "kernel":
+        # The table takes its address: with IBT (CONFIG_X86_KERNEL_IBT) that needs an ENDBR.
+        a.append(RAW + "ASM_ENDBR")
     if r.rbp == "frame":
         a += ["pushq %rbp", "movq %rsp, %rbp"]
     elif r.rbp == "stack":
@@ -92,7 +130,9 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
         a.append(f"movq {OFF['rsi']}(%rsi), %rsi")
     saved_around = x.extra_clobbers(leaf)
     a += [f"pushq %{reg}" for reg in saved_around]
-    a += x.text(flavor, stub)
+    fault = f".Lsb_fault_{idx}"
+    xtext = x.text(flavor, stub, fault=fault, at=f".Lsb_x_{idx}")
+    a += xtext
     a += [f"popq %{reg}" for reg in reversed(saved_around)]
     if conv.family == "seamcall":
         a.append(f"jc .Lsb_vmfail_{idx}")
@@ -101,13 +141,6 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
             # No spare register: park the status, fetch the pointer into RAX, store RSI.
             a += ["pushq %rax", "movq 8(%rsp), %rax", f"movq %rsi, {OFF['rsi']}(%rax)", "popq %rax"]
         a.append("popq %rsi")
-    if conv.inject_chain:
-        # Known work for `bench validate`: K dependent one-cycle ALU ops on the struct pointer,
-        # right after the crossing has drained the pipeline.  The stores (and, by store-to-load
-        # forwarding, the next call's loads) wait for the chain, so it lies on the critical
-        # path instead of hiding behind independent work.  Register-register on purpose: newer
-        # Intel cores fold immediate ADD chains at rename; OR with itself keeps the pointer.
-        a += [f".rept {conv.inject_chain}", "orq %rsi, %rsi", ".endr"]
     if r.rbp == "struct":
         a.append(f"movq {OFF_RBP_SLOT}(%rsi), %rbp")
     pointer_stored = r.keeps_pointer_on_stack
@@ -117,10 +150,21 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
     a += [f"popq %{reg}" for reg in reversed(r.preserve)]
     if r.rbp in ("frame", "stack"):
         a.append("popq %rbp")
-    a.append("ret")
+    a.append(_ret(flavor))
     if conv.family == "seamcall":
         # VMfailInvalid: RAX unchanged by the instruction; report it, store nothing.
         a += [f".Lsb_vmfail_{idx}:", f"movabsq ${TDX_SEAMCALL_VMFAILINVALID:#x}, %rax", f"{fail}:"]
+        if r.keeps_pointer_on_stack:
+            a.append("popq %rsi")
+        if r.rbp == "struct":
+            a.append(f"movq {OFF_RBP_SLOT}(%rsi), %rbp")
+        a.append(f"jmp {done}")
+    if any(fault in line for line in xtext):
+        # Kernel: the exception table sent a #UD/#GP here with the vector in RAX.  Report it as
+        # Linux does (TDX_SW_ERROR | vector), store nothing, unwind what the call path pushed.
+        a.append(f"{fault}:")
+        a += [f"popq %{reg}" for reg in reversed(saved_around)]
+        a += ["pushq %rax", f"movabsq ${TDX_SW_ERROR:#x}, %rax", "orq %rax, (%rsp)", "popq %rax"]
         if r.keeps_pointer_on_stack:
             a.append("popq %rsi")
         if r.rbp == "struct":
@@ -186,7 +230,7 @@ def _stub_asm(sym: str, leaf, flavor: str, cfg: str, init_area: str) -> list:
         # signal to land.  Only in these stubs, so no other leaf's timed path changes.
         a += [f"movq {cfg}+{CFG_HOLD}(%rip), %rax", "testq %rax, %rax", f"jz {L}_hold_done",
               f"{L}_hold:", "decq %rax", f"jnz {L}_hold", f"{L}_hold_done:"]
-    a += ["xorl %eax, %eax", "ret", f".size {sym}, .-{sym}"]  # TDX_SUCCESS; XOR also clears CF
+    a += ["xorl %eax, %eax", _ret(flavor), f".size {sym}, .-{sym}"]  # TDX_SUCCESS; XOR also clears CF
     return a
 
 
@@ -201,14 +245,28 @@ _PRELUDE = {
 """,
     "kernel": """\
 #include <linux/types.h>
+#include <linux/stddef.h>
 #include <linux/build_bug.h>
+#include <linux/linkage.h>
+#include <asm/asm.h>
+#include <asm/ibt.h>
 #include <asm/fpu/api.h>
 #include "sb_abi.h"
 #define SB_HIDDEN
 #define SB_EXPORT
-#define offsetof(t, m) __builtin_offsetof(t, m)
+extern int sb_gen_faults; /* sb_kloop.h: faults caught in the FPU instructions below */
 """,
 }
+
+
+def _fpu_insn(flavor: str, insn: str, operands: str) -> str:
+    """One XSAVE-family instruction as C.  In the kernel it carries an exception-table entry:
+    on a CPU without that variant the #UD skips it and counts in sb_gen_faults, which the
+    module checks after the warm-up sample."""
+    if flavor != "kernel":
+        return f'__asm__ __volatile__("{insn} (%0)" : : {operands} : "memory");'
+    return (f'__asm__ __volatile__("1: {insn} (%0)\\n\\tjmp 3f\\n\\t2: lock incl %3\\n\\t3:\\n\\t" '
+            f'_ASM_EXTABLE(1b, 2b) : : {operands}, "m"(sb_gen_faults) : "memory");')
 
 
 def _fpu_c(conv: Convention, flavor: str) -> tuple:
@@ -223,14 +281,22 @@ def _fpu_c(conv: Convention, flavor: str) -> tuple:
             raise ValueError(f"{conv.name}: kernel_fpu exists only in the kernel module")
         return "\tkernel_fpu_begin();\n", "\tkernel_fpu_end();\n"
     if conv.fpu == "xinuse":
-        before = ("\tsb_u64 mask, inuse_lo, inuse_hi;\n"
-                  "\t__asm__ __volatile__(\"xgetbv\" : \"=a\"(inuse_lo), \"=d\"(inuse_hi) : \"c\"(1));\n"
+        if flavor == "kernel":
+            # XGETBV(1) #UDs without XGETBV1: count it and read "nothing in use".
+            xgetbv = ("\t__asm__ __volatile__(\"1: xgetbv\\n\\tjmp 3f\\n\\t2: lock incl %2\\n\\t"
+                      "xorl %%eax, %%eax\\n\\txorl %%edx, %%edx\\n\\t3:\\n\\t\" _ASM_EXTABLE(1b, 2b) "
+                      ": \"=a\"(inuse_lo), \"=d\"(inuse_hi), \"+m\"(sb_gen_faults) : \"c\"(1));\n")
+        else:
+            xgetbv = "\t__asm__ __volatile__(\"xgetbv\" : \"=a\"(inuse_lo), \"=d\"(inuse_hi) : \"c\"(1));\n"
+        mops = f'"r"({area}), ' + lo_hi("mask")
+        before = ("\tsb_u64 mask, inuse_lo, inuse_hi;\n" + xgetbv +
                   "\tmask = ((inuse_hi << 32) | inuse_lo) & a->fpu_mask;\n"
-                  f"\tif (mask)\n\t\t__asm__ __volatile__(\"xsavec64 (%0)\" : : \"r\"({area}), {lo_hi('mask')} : \"memory\");\n")
-        after = f"\tif (mask)\n\t\t__asm__ __volatile__(\"xrstor64 (%0)\" : : \"r\"({area}), {lo_hi('mask')} : \"memory\");\n"
+                  "\tif (mask)\n\t\t" + _fpu_insn(flavor, "xsavec64", mops) + "\n")
+        after = "\tif (mask)\n\t\t" + _fpu_insn(flavor, "xrstor64", mops) + "\n"
         return before, after
-    before = f"\t__asm__ __volatile__(\"{ins[conv.fpu]} (%0)\" : : \"r\"({area}), {lo_hi('a->fpu_mask')} : \"memory\");\n"
-    after = f"\t__asm__ __volatile__(\"xrstor64 (%0)\" : : \"r\"({area}), {lo_hi('a->fpu_mask')} : \"memory\");\n"
+    ops = f'"r"({area}), ' + lo_hi('a->fpu_mask')
+    before = f"\t{_fpu_insn(flavor, ins[conv.fpu], ops)}\n"
+    after = f"\t{_fpu_insn(flavor, 'xrstor64', ops)}\n"
     return before, after
 
 
@@ -249,6 +315,8 @@ def _c_wrapper(name: str, asm_sym: str, conv: Convention, flavor: str) -> str | 
 
 
 def _c_string(line: str) -> str:
+    if line.startswith(RAW):
+        return line[len(RAW):]
     return '"' + line.replace("\\", "\\\\").replace('"', '\\"') + '\\n"'
 
 
@@ -264,7 +332,7 @@ def generate(entries: list, flavor: str = "user") -> str:
     asm = [".text"]
     for name, leaf in leaves.items():
         asm += _stub_asm(stub_sym[name], leaf, flavor, cfg, init_area)
-    wrappers, rows, decls = [], [], []
+    wrappers, rows, decls, called = [], [], [], set()
     for i, e in enumerate(entries):
         sym = f"sb_gen_f{i}"
         asm += _wrapper_asm(sym, i, e, stub_sym[e.resolved.leaf.name], flavor)
@@ -274,6 +342,8 @@ def generate(entries: list, flavor: str = "user") -> str:
             wrappers.append(c)
         conv, x, leaf = e.key
         rows.append(f'\t{{ "{conv}", "{x}", "{leaf}", {"sb_gen_w" if c else "sb_gen_f"}{i} }},')
+        if c:
+            called.add(f"sb_gen_w{i}(")
     out = [f"/* Generated by bench.codegen (flavor {flavor}) - do not edit; regenerate. */",
            _PRELUDE[flavor],
            "_Static_assert(offsetof(struct sb_args, regs) == SB_OFF_REGS, \"sb_args layout\");",
@@ -294,6 +364,16 @@ def generate(entries: list, flavor: str = "user") -> str:
            *rows, "};",
            f"SB_EXPORT const struct sb_gen_unit sb_gen_unit = {{ SB_ABI_VERSION, {len(rows)}, sb_gen_entries, "
            f"&{cfg} }};", ""]
+    if flavor == "kernel":
+        # The module's batch loop (_native/kmod/sb_kloop.h) expands this list into one loop per
+        # wrapper with a direct call (no retpoline inside a sample); the third column is the
+        # convention's fpu_mask (all ones: every XCR0 component), ANDed with XCR0 there.
+        wrapped = {i for i, e in enumerate(entries) if f"sb_gen_w{i}(" in called}
+        masks = [e.resolved.conv.fpu_mask for e in entries]
+        out += ["#define SB_GEN_FOREACH(X) \\",
+                *(f"\tX({i}, {'sb_gen_w' if i in wrapped else 'sb_gen_f'}{i}, "
+                  f"{(0xFFFFFFFFFFFFFFFF if m == 'xcr0' else m):#x}ULL) \\" for i, m in enumerate(masks)),
+                "", '#include "sb_kloop.h"', ""]
     return "\n".join(out)
 
 

@@ -231,6 +231,7 @@ class Convention:
     retry_status: int | None = None
     retry_max: int = 0
     inject_chain: int = 0
+    emul_latency: int = 0      # extra dependent cycles in the emulated module, for this convention's calls
     meant_for: tuple = ()
     source: str = ""
 
@@ -239,6 +240,8 @@ class Convention:
         d = asdict(self)
         for k in ("name", "description", "source", "meant_for"):
             d.pop(k)
+        if not d["emul_latency"]:
+            d.pop("emul_latency")  # keeps the hashes of results stored before the field existed
         return d
 
     @property
@@ -282,7 +285,7 @@ class Resolved:
 
 
 _CONV_KEYS = {"description", "extends", "family", "load", "store", "preserve", "rbp", "scrub", "fpu",
-              "fpu_mask", "retry", "inject_chain", "meant_for"}
+              "fpu_mask", "retry", "inject_chain", "emul_latency", "meant_for"}
 
 
 def _parse_fpu_mask(path, body, what):
@@ -372,7 +375,7 @@ def parse_conventions(path, leaves: dict, known: dict | None = None) -> dict:
 def _conv_to_raw(conv: Convention) -> dict:
     d = {"description": conv.description, "family": conv.family, "rbp": conv.rbp,
          "fpu": conv.fpu, "fpu_mask": conv.fpu_mask, "inject_chain": conv.inject_chain,
-         "meant_for": list(conv.meant_for)}
+         "emul_latency": conv.emul_latency, "meant_for": list(conv.meant_for)}
     for k in ("load", "store", "preserve"):
         v = getattr(conv, k)
         d[k] = v if v == LEAF_WORD else list(v)
@@ -399,6 +402,9 @@ def _build_convention(path, name, body, leaves) -> Convention:
     chain = body.get("inject_chain", 0)
     if isinstance(chain, bool) or not isinstance(chain, int) or not 0 <= chain <= 100000:
         raise ConfigError(path, _line(body, "inject_chain"), f"{what}: inject_chain must be 0..100000")
+    latency = body.get("emul_latency", 0)
+    if isinstance(latency, bool) or not isinstance(latency, int) or not 0 <= latency <= 100000:
+        raise ConfigError(path, _line(body, "emul_latency"), f"{what}: emul_latency must be 0..100000")
     meant_for = body.get("meant_for", [])
     if not isinstance(meant_for, list):
         raise ConfigError(path, _line(body, "meant_for"), f"{what}: meant_for must be a list of leaf profiles")
@@ -420,6 +426,7 @@ def _build_convention(path, name, body, leaves) -> Convention:
         retry_status=retry_status,
         retry_max=retry_max,
         inject_chain=chain,
+        emul_latency=latency,
         meant_for=tuple(meant_for),
         source=f"{path}:{_line(body, None, body.line)}",
     )

@@ -24,8 +24,10 @@ class Crossing:
     clobbers: tuple | None    # GPRs written besides RAX; None: exactly what the leaf profile writes
     defines_cf: bool = False  # leaves CF meaningful (SEAMCALL's VMfailInvalid); else text clears it
 
-    def text(self, flavor: str, stub: str) -> list:
-        return [line.format(stub=stub) for line in self.asm[flavor]]
+    def text(self, flavor: str, stub: str, **labels) -> list:
+        """The instruction lines; {stub} is the emulated stub, {at} a label unique to the wrapper
+        and {fault} where the kernel's exception table sends a fault on the instruction."""
+        return [line.format(stub=stub, **labels) for line in self.asm[flavor]]
 
     def extra_clobbers(self, leaf) -> tuple:
         """Registers the crossing writes that the leaf profile says stay intact."""
@@ -34,6 +36,13 @@ class Crossing:
         return tuple(r for r in self.clobbers if r not in leaf.all_writes)
 
 
+# Kernel flavor: an exception-table entry of type FAULT on the instruction at {at}.  A #UD/#GP
+# (VMX off, TDX absent, not a TD, QEMU's software CPU) resumes at {fault} with the vector in RAX
+# instead of oopsing; the wrapper reports TDX_SW_ERROR | vector, as Linux's TDX_MODULE_CALL does.
+# The leading "@" makes the generator paste it as C (the macro's text depends on the kernel).
+_KFIXUP = "@_ASM_EXTABLE_FAULT({at}, {fault})"
+
+# The kernel module issues only these (see _native/kmod); CPUID and system calls stay in user space.
 CROSSINGS = {
     "emulated": Crossing(
         "emulated",
@@ -45,21 +54,20 @@ CROSSINGS = {
         "vmcall",
         "VMCALL (Intel): a real round trip through the hypervisor",
         {"user": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmcall"],
-         "kernel": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmcall"]},
+         "kernel": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "{at}:", "vmcall", _KFIXUP]},
         clobbers=(),
     ),
     "vmmcall": Crossing(
         "vmmcall",
         "VMMCALL (AMD): a real round trip through the hypervisor",
         {"user": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmmcall"],
-         "kernel": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmmcall"]},
+         "kernel": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "{at}:", "vmmcall", _KFIXUP]},
         clobbers=(),
     ),
     "cpuid": Crossing(
         "cpuid",
         "CPUID leaf 0: traps to the hypervisor in a VM, cheap on bare metal",
-        {"user": ["xorl %eax, %eax", "xorl %ecx, %ecx", "cpuid", "clc"],
-         "kernel": ["xorl %eax, %eax", "xorl %ecx, %ecx", "cpuid", "clc"]},
+        {"user": ["xorl %eax, %eax", "xorl %ecx, %ecx", "cpuid", "clc"]},
         clobbers=("rbx", "rcx", "rdx"),
     ),
     "syscall": Crossing(
@@ -72,14 +80,14 @@ CROSSINGS = {
     "seamcall": Crossing(
         "seamcall",
         "SEAMCALL to the TDX module (host, VMX root)",
-        {"kernel": [".byte 0x66, 0x0f, 0x01, 0xcf"]},
+        {"kernel": ["{at}:", ".byte 0x66, 0x0f, 0x01, 0xcf", _KFIXUP]},
         clobbers=None,
         defines_cf=True,
     ),
     "tdcall": Crossing(
         "tdcall",
         "TDCALL to the TDX module (TD guest)",
-        {"kernel": [".byte 0x66, 0x0f, 0x01, 0xcc", "clc"]},
+        {"kernel": ["{at}:", ".byte 0x66, 0x0f, 0x01, 0xcc", _KFIXUP, "clc"]},
         clobbers=None,
     ),
 }

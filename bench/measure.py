@@ -18,6 +18,8 @@ from .safety import static_verdict
 
 # Event slots the native side may fill; a sample with any of these non-zero was disturbed.
 DISTURBING_EVENTS = ("context_switches", "cpu_migrations")
+# Per pyperf value (bench.worker) page faults count too: warm-ups have touched every page by then.
+DISTURBING_EVENTS_STRICT = DISTURBING_EVENTS + ("page_faults",)
 AVX_RESET_MASK = machine.AVX_STATE_BITS
 
 
@@ -69,11 +71,13 @@ class Measurement:
 class Context:
     """What stays the same across the benchmarks of a run: catalog, native registry, clocks, perf."""
 
-    def __init__(self, catalog: Catalog, registry, settings: Settings):
+    def __init__(self, catalog: Catalog, registry, settings: Settings, clocks=None):
         self.catalog = catalog
         self.registry = registry
         self.settings = settings
-        self.clocks = machine.clocks()
+        # Worker processes get the parent's clocks: every worker then converts with the same
+        # TSC frequency, and none spends time re-measuring it.
+        self.clocks = clocks or machine.clocks()
         self.xsave = machine.xsave()
         fd, slots, _ = _core.perf_open()
         self.perf_fd = fd
@@ -105,22 +109,58 @@ def calibrate(fn, leaf_rax, args, base_args, target_ticks) -> int:
     return min(_round4(target_ticks / max(per_call, 1e-3)), 1 << 20)
 
 
-def measure(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> Measurement:
+@dataclass
+class Prepared:
+    """Everything the timed loop needs for one benchmark, emulation knobs already set."""
+    conv: object
+    leaf: object
+    fn: int
+    unit: object
+    args: object
+    base_args: object
+    ser_mode: int
+    verdict: object
+
+
+def prepare(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> Prepared:
     conv = ctx.catalog.convention(spec.convention)
     leaf = ctx.catalog.leaf(spec.leaf)
     backend = backends.BACKENDS[spec.backend]
     verdict = static_verdict(conv.resolve(leaf))
     if not verdict.safe and not allow_unsafe:
         raise UnsafeError(f"{spec.name} is {verdict.text}; use --allow-unsafe to time it anyway")
+    if backend.where == "kmod":
+        raise ValueError(f"{spec.name}: kmod backends are timed by the kernel module (measure())")
     why_not = machine.fpu_support(conv.fpu)
     if why_not:
         raise UnavailableError(f"{spec.name}: {why_not}")
     fn, unit = fn_override or ctx.registry.lookup(conv.name, backend.crossing, leaf.name)
     ser_mode = backends.serialize_mode_for(spec.backend, ctx.registry)
     avx_mask = ctx.xsave["xcr0"] & AVX_RESET_MASK if ctx.xsave["enabled"] else 0
-    unit.set_emulation(ser_mode, 0, avx_mask, 0)
+    # emul_latency: a convention that makes the emulated module slower by a known amount (for
+    # proving `bench ab` and `bench compare` find it).  The knob is per unit, so such a
+    # convention is compiled into a unit of its own (Registry compiles user files one by one).
+    unit.set_emulation(ser_mode, conv.emul_latency if backend.serialize else 0, avx_mask, 0)
+    return Prepared(conv, leaf, fn, unit, ctx.args(ctx.fpu_mask(conv)), ctx.args(), ser_mode, verdict)
+
+
+def serialize_name(spec: Spec, ser_mode: int):
+    if not backends.BACKENDS[spec.backend].serialize:
+        return None
+    return next(k for k, v in backends.SER_MODES.items() if v == ser_mode)
+
+
+def measure(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> Measurement:
+    if backends.BACKENDS[spec.backend].where == "kmod":
+        verdict = static_verdict(ctx.catalog.convention(spec.convention).resolve(ctx.catalog.leaf(spec.leaf)))
+        if not verdict.safe and not allow_unsafe:
+            raise UnsafeError(f"{spec.name} is {verdict.text}; use --allow-unsafe to time it anyway")
+        from . import kmod
+        return kmod.measure(spec, ctx, verdict)
+    p = prepare(spec, ctx, allow_unsafe, fn_override)
+    conv, leaf, fn, unit, verdict, ser_mode = p.conv, p.leaf, p.fn, p.unit, p.verdict, p.ser_mode
     s = ctx.settings
-    args, base_args = ctx.args(ctx.fpu_mask(conv)), ctx.args()
+    args, base_args = p.args, p.base_args
     target = s.batch_us * 1e-6 * ctx.clocks["tsc_hz"]
     n_calls = calibrate(fn, leaf.rax, args, base_args, target)
     n_events = len(ctx.perf_slots)
@@ -151,7 +191,7 @@ def measure(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> M
                         baseline=[float(v) for v in base[s.warmups:][keep]],
                         excluded=int((~keep).sum()), events=totals))
     unit.set_emulation(0)
-    ser_name = next(k for k, v in backends.SER_MODES.items() if v == ser_mode) if backend.serialize else None
+    ser_name = serialize_name(spec, ser_mode)
     hw_counters = {name: float(np.median(v)) for name, v in hw.items()} if hw else None
     return Measurement(spec, n_calls, runs, ser_name, conv.decl_hash, verdict.safe, verdict.text,
                        hw_counters)

@@ -33,12 +33,15 @@ def expand(suite: Suite, catalog: Catalog, registry: Registry, conventions=None,
             plan.skipped.append((f"backend {name}", plan.probes[name].reason))
     for cname in conv_names:
         conv = catalog.conventions[cname]
+        # The kernel module runs every FPU policy (kernel_fpu too) and checks the CPU itself.
         if conv.kernel_only:
-            plan.skipped.append((cname, "runs only in the kernel module (fpu: kernel_fpu)"))
-            continue
-        why = machine.fpu_support(conv.fpu)
-        if why:
+            why = "runs only in the kernel module (fpu: kernel_fpu)"
+        else:
+            why = machine.fpu_support(conv.fpu)
+        usable = [b for b in back_names if not why or backends.BACKENDS[b].where == "kmod"]
+        if why and len(usable) < len(back_names):
             plan.skipped.append((cname, why))
+        if not usable:
             continue
         leaf_names = leaves or (conv.meant_for if suite.leaves == "meant_for" else suite.leaves)
         if not leaf_names:
@@ -49,7 +52,7 @@ def expand(suite: Suite, catalog: Catalog, registry: Registry, conventions=None,
             if not verdict.safe and not allow_unsafe:
                 plan.skipped.append((f"{cname}/{lname}", verdict.text + " (--allow-unsafe to time it)"))
                 continue
-            for bname in back_names:
+            for bname in usable:
                 if plan.probes[bname].available:
                     plan.specs.append(Spec(cname, bname, lname))
     return plan

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core, stats
+from . import _core, backends, stats
 from .config import derive
 from .measure import Context, Spec, calibrate, measure
 
@@ -68,29 +68,25 @@ def _derived(base, ks):
 
 def validate(ctx: Context, convention="seamcall_ret", backend="emulated", leaf="vp_info") -> Validation:
     base = ctx.catalog.convention(convention)
-    crossing = "emulated" if backend.startswith("emulated") else backend
-    ks = sorted(set(CHAIN_KS) | set(RESOLUTION_KS))
-    derived = _derived(base, ks)
+    crossing = backends.BACKENDS[backend].crossing
+    derived = _derived(base, sorted(set(CHAIN_KS) | set(RESOLUTION_KS)))
     ctx.catalog = ctx.catalog.with_conventions(derived)
     ctx.registry.catalog = ctx.catalog
     ctx.registry.ensure_compiled(list(derived), crossings=[crossing], leaves=[leaf])
 
-    # The convention's own figure is the K=0 wrapper: byte-identical code in the same compiled
-    # unit as the others.  The built-in copy sits at other addresses, and code placement alone
-    # moves this machine's figure by up to ~2 cycles, which is not what is being validated.
+    # The built-in copy sits at other addresses; code placement alone moves this machine's
+    # figure by up to ~2 cycles, which is not what is being validated: it is reported only.
     builtin = stats.Summary.of(measure(Spec(convention, backend, leaf), ctx).values).median
-    points, hw_cycles = [], []
-    for k in CHAIN_KS:
-        m = measure(Spec(f"{base.name}__chain{k}", backend, leaf), ctx)
-        s = stats.Summary.of(m.values)
-        points.append((k, s.median, s.ci95))
-        if m.hw_counters:
-            hw_cycles.append((k, m.hw_counters["cycles"]))
-    own = points[0][1]
+    net, hw = _interleaved(ctx, [f"{base.name}__chain{k}" for k in CHAIN_KS], backend, leaf)
+    points = []
+    for i, k in enumerate(CHAIN_KS):
+        summary = stats.Summary.of(net[:, i])
+        points.append((k, summary.median, summary.ci95))
+    own = points[0][1]  # K=0: byte-identical to the convention, in the same compiled unit
     a, b, residuals = stats.fit_line([p[0] for p in points], [p[1] for p in points])
     hw_ratio = None
-    if len(hw_cycles) == len(CHAIN_KS):
-        _, hw_slope, _ = stats.fit_line([k for k, _ in hw_cycles], [c for _, c in hw_cycles])
+    if hw is not None:
+        _, hw_slope, _ = stats.fit_line(list(CHAIN_KS), np.median(hw, axis=0))
         hw_ratio = b / hw_slope if hw_slope else None  # TSC ticks per counted core cycle
 
     failures = []
@@ -101,34 +97,48 @@ def validate(ctx: Context, convention="seamcall_ret", backend="emulated", leaf="
         fitted = med - res
         if abs(res) > LINE_TOLERANCE * fitted:
             failures.append(f"K={k}: {med:.2f} is {abs(res) / fitted:.1%} off the line (limit {LINE_TOLERANCE:.0%})")
-
     if hw_ratio is not None and abs(hw_ratio - b) > COUNTER_TOLERANCE * b:
         failures.append(f"slope {b:.4f} TSC per core cycle disagrees with the hardware cycle counter "
                         f"({hw_ratio:.4f}) by more than {COUNTER_TOLERANCE:.0%}")
-    resolution = _resolution(ctx, base.name, backend, leaf)
+
+    # Resolution: K=k against K=0 in the same samples; a difference is resolved when the 95% CI
+    # of the paired per-sample differences excludes zero.
+    net, _ = _interleaved(ctx, [f"{base.name}__chain{k}" for k in (0,) + RESOLUTION_KS], backend, leaf)
+    resolution = []
+    for i, k in enumerate(RESOLUTION_KS, start=1):
+        diffs = net[:, i] - net[:, 0]
+        lo, hi = stats.median_ci(diffs)
+        resolution.append((k, float(np.median(diffs)), (lo, hi), lo > 0))
     return Validation(convention, backend, leaf, own, builtin, points, a, b, residuals,
                       ctx.clocks["tsc_per_core_cycle"], hw_ratio, resolution, not failures, failures)
 
 
-def _resolution(ctx: Context, base_name, backend, leaf):
-    """Interleave K=0 with K=k under the default settings; a difference is resolved when the
-    95% CI of the paired per-sample differences excludes zero."""
-    from . import backends
-    crossing = "emulated" if backend.startswith("emulated") else backend
-    fn0, unit = ctx.registry.lookup(f"{base_name}__chain0", crossing, leaf)
+def _interleaved(ctx: Context, names, backend, leaf):
+    """Per-call TSC cycles of each named wrapper net of the empty baseline, one row per sample,
+    all measured in one interleaved set: within a sample every wrapper sees the same core
+    clock, which drifts by several % over seconds on a busy host.  Also the same for the
+    hardware cycle counter, where the kernel offers one (else None)."""
+    crossing = backends.BACKENDS[backend].crossing
+    fns, units = zip(*(ctx.registry.lookup(name, crossing, leaf) for name in names))
+    unit = units[0]  # derived wrappers are compiled together: one unit, one set of knobs
     unit.set_emulation(backends.serialize_mode_for(backend, ctx.registry))
-    lf = ctx.catalog.leaf(leaf)
+    rax = ctx.catalog.leaf(leaf).rax
     s = ctx.settings
-    a, b = ctx.args(), ctx.args()
-    n = calibrate(fn0, lf.rax, a, b, s.batch_us * 1e-6 * ctx.clocks["tsc_hz"])
-    out = []
-    for k in RESOLUTION_KS:
-        fnk, _ = ctx.registry.lookup(f"{base_name}__chain{k}", crossing, leaf)
-        diffs = []
+    width = len(fns) + 1
+    args = [ctx.args() for _ in range(width)]
+    n = calibrate(fns[0], rax, args[1], args[0], s.batch_us * 1e-6 * ctx.clocks["tsc_hz"])
+    n_events = len(ctx.perf_slots)
+    net, hw = [], []
+    try:
         for _ in range(s.runs):
-            ta, tb, _, _ = _core.measure_pair(fnk, fn0, lf.rax, lf.rax, a, b, n, s.values + s.warmups)
-            diffs.extend(stats.per_call(ta, tb, n)[s.warmups:])
-        lo, hi = stats.median_ci(diffs)
-        out.append((k, float(np.median(diffs)), (lo, hi), lo > 0))
-    unit.set_emulation(0)
-    return out
+            ticks, _, ev = _core.measure_set((_core.EMPTY_FN,) + fns, [0] + [rax] * len(fns), args, n,
+                                             s.values + s.warmups, ctx.perf_fd, n_events)
+            t = np.asarray(ticks, dtype=float).reshape(-1, width)[s.warmups:]
+            net.append((t[:, 1:] - t[:, :1]) / n)
+            if ctx.hw:
+                cycles = np.asarray(ev, dtype=float).reshape(-1, width, n_events)[s.warmups:, :,
+                                                                                   ctx.perf_slots["cycles"]]
+                hw.append((cycles[:, 1:] - cycles[:, :1]) / n)
+    finally:
+        unit.set_emulation(0)
+    return np.vstack(net), (np.vstack(hw) if hw else None)

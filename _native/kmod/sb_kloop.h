@@ -1,0 +1,80 @@
+/* Included at the end of the generated source (flavor "kernel"); see
+ * sb_kmod_gen.h.  The generator lists its wrappers as
+ *   #define SB_GEN_FOREACH(X) X(0, sb_gen_f0) X(1, sb_gen_w1) ...
+ * and this expands one loop per wrapper, each with a direct call. */
+#include "sb_kmod_gen.h"
+
+int sb_gen_faults;
+
+/* The baseline: an empty function called through the same loop, so that
+ * user space can subtract loop, call and timer overhead (SB_KRUN_BASELINE). */
+sb_u64 sb_gen_empty(sb_u64 leaf, struct sb_args *a);
+__asm__(".pushsection .text\n"
+	".p2align 4\n"
+	".type sb_gen_empty, @function\n"
+	"sb_gen_empty:\n"
+	ASM_ENDBR
+	"xorl %eax, %eax\n"
+	ASM_RET
+	".size sb_gen_empty, .-sb_gen_empty\n"
+	".popsection\n");
+
+#define SB_KLOOP(fn)                                    \
+	do {                                            \
+		for (i = 0; i < calls; i++) {           \
+			if (rdx)                        \
+				a->regs[1] = *rdx;      \
+			st = fn(leaf, a);               \
+		}                                       \
+	} while (0)
+
+#ifdef SB_GEN_FOREACH
+const bool sb_gen_direct = true;
+
+noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx)
+{
+	sb_u64 st = 0;
+	u32 i;
+
+	if (idx == SB_GEN_BASELINE) {
+		SB_KLOOP(sb_gen_empty);
+		return st;
+	}
+#define SB_KCASE(n, fn, mask) case n: SB_KLOOP(fn); break;
+	switch (idx) {
+	SB_GEN_FOREACH(SB_KCASE)
+	default:
+		break;
+	}
+#undef SB_KCASE
+	return st;
+}
+
+sb_u64 sb_gen_fpu_mask(u32 idx)
+{
+#define SB_KMASK(n, fn, mask) case n: return mask;
+	switch (idx) {
+	SB_GEN_FOREACH(SB_KMASK)
+	default:
+		return 0;
+	}
+#undef SB_KMASK
+}
+#else
+const bool sb_gen_direct;
+
+noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx)
+{
+	sb_conv_fn fn = idx == SB_GEN_BASELINE ? sb_gen_empty : sb_gen_unit.entries[idx].fn;
+	sb_u64 st = 0;
+	u32 i;
+
+	SB_KLOOP(fn);
+	return st;
+}
+
+sb_u64 sb_gen_fpu_mask(u32 idx)
+{
+	return ~0ULL;
+}
+#endif

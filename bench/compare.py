@@ -1,0 +1,343 @@
+"""`bench compare A B`: two result sets, benchmark by benchmark.
+
+A and B are results files, or commits/refs resolved to this machine's stored
+results (every clean run of that commit, merged).  Per benchmark: both medians,
+the change, a CI for the ratio B/A from a bootstrap over worker processes then
+values, a Mann-Whitney U test on per-worker medians (workers are the independent
+units), and a verdict.
+"""
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyperf
+
+from . import stats, store
+from .store import META, StoreError
+
+DEFAULT_THRESHOLD = 0.01  # changes smaller than 1% count as "same"
+ALPHA = 0.05
+MIN_WORKERS = 4  # two-sided Mann-Whitney with 3 vs 3 cannot go below p = 0.1
+
+
+class CompareError(RuntimeError):
+    pass
+
+
+@dataclass
+class Side:
+    label: str
+    files: list
+    suite: pyperf.BenchmarkSuite      # every session merged
+    sessions: list = None             # one suite per results file (a separate `bench run`)
+
+    def __post_init__(self):
+        if self.sessions is None:
+            self.sessions = [self.suite]
+
+    def meta(self, key, default=None):
+        for b in self.suite.get_benchmarks():
+            for r in b.get_runs():
+                v = r.get_metadata().get(META + key)
+                if v is not None:
+                    return v
+        return default
+
+
+@dataclass
+class Row:
+    name: str
+    median_a: float
+    median_b: float
+    unit: str
+    change: float          # relative: B/A - 1
+    ratio: float
+    ci95: tuple            # of the ratio B/A
+    p_value: float | None
+    verdict: str
+    workers_a: int
+    workers_b: int
+    mde: float | None = None            # relative minimum detectable effect ("unknown" only)
+    mde_cycles: float | None = None
+    more_workers: int | None = None     # about this many more workers per side would decide
+    more_values: int | None = None
+    more_sessions: int | None = None    # instead of workers, when both sides have several sessions
+    sessions_a: int = 1
+    sessions_b: int = 1
+
+    def as_dict(self):
+        d = asdict(self)
+        d["ci95"] = list(self.ci95)
+        return d
+
+
+# --- finding the results ------------------------------------------------------------
+
+def resolve(what: str, machine_name: str, root: Path | None = None) -> Side:
+    """A results file, or a commit/ref with stored results for this machine."""
+    path = Path(what)
+    if path.is_file():
+        return Side(path.name, [path], store.load_suite(path))
+    root = root or store.results_root()
+    folder = root / machine_name
+    commit = _rev_parse(what)
+    if commit is None:
+        raise CompareError(f"{what!r} is neither a results file nor a git commit or ref")
+    files = _commit_files(folder, commit)
+    if not files:
+        dirty = sorted(folder.glob(f"{commit}-dirty-*.json"))
+        hint = (f"; only runs of an uncommitted tree exist ({', '.join(p.name for p in dirty)}): "
+                "name one as a file") if dirty else ""
+        raise CompareError(f"no stored results for {what} ({commit[:12]}) on {machine_name} in {folder}{hint}")
+    suites = [store.load_suite(f) for f in files]
+    sessions = [store.load_suite(f) for f in files]  # kept apart for the session-level bootstrap
+    merged = suites[0]
+    for extra in suites[1:]:
+        for b in extra.get_benchmarks():
+            try:
+                merged.get_benchmark(b.get_name()).add_runs(b)
+            except KeyError:
+                merged.add_benchmark(b)
+    return Side(f"{what} ({commit[:12]})" if not commit.startswith(what) else commit[:12], files, merged,
+                sessions)
+
+
+def _rev_parse(ref):
+    try:
+        p = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                           capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
+
+
+def _commit_files(folder, commit):
+    """<commit>.json and <commit>.<n>.json: every clean run of that commit."""
+    pat = re.compile(re.escape(commit) + r"(\.\d+)?\.json$")
+    return sorted((p for p in folder.glob(f"{commit}*.json") if pat.fullmatch(p.name)),
+                  key=lambda p: (len(p.name), p.name))
+
+
+# --- comparing --------------------------------------------------------------------------
+
+def _runs(bench, scale):
+    return [np.asarray(r.values, dtype=float) * scale for r in bench.get_runs() if r.values]
+
+
+def _scale(side: Side):
+    hz = side.meta("tsc_hz")
+    return (float(hz), "cycles") if hz else (1e9, "ns")
+
+
+def check_comparable(a: Side, b: Side, force=False) -> list:
+    """Reasons these two cannot be compared; raises unless forced (then returns them as notes)."""
+    problems = []
+    ma, mb = a.meta("machine"), b.meta("machine")
+    if ma != mb:
+        problems.append(f"different machines: {ma or 'unknown'} vs {mb or 'unknown'}")
+    for bench_a in a.suite.get_benchmarks():
+        name = bench_a.get_name()
+        try:
+            bench_b = b.suite.get_benchmark(name)
+        except KeyError:
+            continue
+        ha = _meta_of(bench_a, "conv_hash")
+        hb = _meta_of(bench_b, "conv_hash")
+        if ha != hb:
+            problems.append(f"{name}: different convention declarations (hash {ha} vs {hb})")
+    if problems and not force:
+        raise CompareError("refusing to compare: " + "; ".join(problems) + " (--force to compare anyway)")
+    return problems
+
+
+def _sessions(side, name, scale):
+    out = []
+    for suite in side.sessions:
+        try:
+            runs = _runs(suite.get_benchmark(name), scale)
+        except KeyError:
+            continue
+        if runs:
+            out.append(runs)
+    return out
+
+
+def _meta_of(bench, key):
+    for r in bench.get_runs():
+        v = r.get_metadata().get(META + key)
+        if v is not None:
+            return v
+    return None
+
+
+def compare_benchmarks(runs_a, runs_b, name="", unit="cycles", threshold=DEFAULT_THRESHOLD,
+                       n_boot=2000, sessions_a=None, sessions_b=None) -> Row:
+    """The statistics of one benchmark, from per-worker value arrays (already in `unit`).
+    With several sessions on both sides (lists of per-worker arrays), the bootstrap resamples
+    sessions first."""
+    med_a = float(np.median(np.concatenate(runs_a)))
+    med_b = float(np.median(np.concatenate(runs_b)))
+    nested = bool(sessions_a and sessions_b and len(sessions_a) > 1 and len(sessions_b) > 1)
+    if nested:
+        # Sessions are the independent units: the bootstrap starts there, and so does the test.
+        ratio, ci = stats.nested_ratio_ci(sessions_a, sessions_b, n_boot=n_boot)
+        units_a = [float(np.median(np.concatenate(s))) for s in sessions_a]
+        units_b = [float(np.median(np.concatenate(s))) for s in sessions_b]
+    else:
+        ratio, ci = stats.hierarchical_ratio_ci(runs_a, runs_b, n_boot=n_boot)
+        units_a = [float(np.median(r)) for r in runs_a]
+        units_b = [float(np.median(r)) for r in runs_b]
+    p = stats.mann_whitney(units_a, units_b)
+    v = stats.verdict(ci, threshold)
+    if v in ("faster", "slower") and (p is None or p >= ALPHA):
+        # The bootstrap over a handful of workers can be narrower than the truth; a change is
+        # only claimed when the workers themselves (Mann-Whitney on their medians) agree.
+        v = "unknown"
+    row = Row(name, med_a, med_b, unit, ratio - 1, ratio, ci, p, v, len(runs_a), len(runs_b),
+              sessions_a=len(sessions_a or [1]), sessions_b=len(sessions_b or [1]))
+    if v == "unknown":
+        mde = stats.minimum_detectable(ci)
+        row.mde, row.mde_cycles = mde, mde * med_a
+        # The CI narrows as 1/sqrt(units): units needed to detect a change of `threshold`; and
+        # Mann-Whitney needs at least MIN_WORKERS units per side to reach p < 0.05 at all.
+        n = min(len(units_a), len(units_b))
+        need = max(math.ceil(n * (mde / threshold) ** 2), MIN_WORKERS)
+        more = max(need - n, 1)
+        per = int(np.median([len(r) for r in runs_a + runs_b]))
+        if nested:
+            row.more_sessions = more
+            row.more_values = more * per * max(1, len(runs_a) // len(sessions_a))
+        else:
+            row.more_workers = more
+            row.more_values = more * per
+    return row
+
+
+@dataclass
+class Report:
+    a: Side
+    b: Side
+    rows: list
+    only_a: list
+    only_b: list
+    geomean: float | None
+    notes: list
+    threshold: float
+
+    def as_dict(self):
+        return {"a": {"label": self.a.label, "files": [str(f) for f in self.a.files]},
+                "b": {"label": self.b.label, "files": [str(f) for f in self.b.files]},
+                "threshold": self.threshold,
+                "benchmarks": [r.as_dict() for r in self.rows],
+                "geomean_ratio": self.geomean,
+                "only_in_a": self.only_a, "only_in_b": self.only_b, "notes": self.notes}
+
+
+def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False) -> Report:
+    notes = check_comparable(a, b, force)
+    scale_a, unit = _scale(a)
+    scale_b, unit_b = _scale(b)
+    if unit != unit_b:
+        scale_a, scale_b, unit = 1e9, 1e9, "ns"
+    names_b = set(b.suite.get_benchmark_names())
+    rows, only_a = [], []
+    for bench_a in a.suite.get_benchmarks():
+        name = bench_a.get_name()
+        if name not in names_b:
+            only_a.append(name)
+            continue
+        runs_a, runs_b = _runs(bench_a, scale_a), _runs(b.suite.get_benchmark(name), scale_b)
+        if not runs_a or not runs_b:
+            continue
+        rows.append(compare_benchmarks(runs_a, runs_b, name, unit, threshold,
+                                       sessions_a=_sessions(a, name, scale_a),
+                                       sessions_b=_sessions(b, name, scale_b)))
+    only_b = sorted(names_b - set(a.suite.get_benchmark_names()))
+    geo = float(np.exp(np.mean(np.log([r.ratio for r in rows])))) if rows else None
+    if rows and (len(a.sessions) < 2 or len(b.sessions) < 2):
+        notes.append("one session on at least one side: the CI covers workers and values, not what changes "
+                     "between two `bench run`s (host load, the machine's state: several % on a shared VM). "
+                     "Run again to add a session (its file sits beside the first), or settle two conventions "
+                     "with `bench ab`")
+    return Report(a, b, rows, only_a, only_b, geo, notes, threshold)
+
+
+def regressions(report: Report, pct: float) -> list:
+    return [r for r in report.rows if r.verdict == "slower" and r.change * 100 >= pct]
+
+
+# --- presentation ---------------------------------------------------------------------
+
+def _verdict_text(r: Row) -> str:
+    if r.verdict == "unknown":
+        more = (f"~{r.more_sessions} more runs" if r.more_sessions else f"~{r.more_workers} more workers")
+        return (f"unknown (detects >= {r.mde:.1%} = {r.mde_cycles:,.1f} {r.unit}; "
+                f"{more} = {r.more_values} values per side)")
+    return r.verdict
+
+
+def _p(p):
+    return "-" if p is None else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
+def markdown(report: Report) -> str:
+    lines = [f"Comparing **{report.b.label}** against **{report.a.label}** "
+             f"(change = B/A - 1; \"same\" = 95% CI within +-{report.threshold:.1%})", "",
+             "| benchmark | A | B | change | 95% CI | p (MWU) | verdict |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in report.rows:
+        lines.append(f"| {r.name} | {r.median_a:,.2f} | {r.median_b:,.2f} | {r.change:+.2%} | "
+                     f"{r.ci95[0] - 1:+.2%} .. {r.ci95[1] - 1:+.2%} | {_p(r.p_value)} | {_verdict_text(r)} |")
+    if report.geomean:
+        lines += ["", f"Geometric mean of B/A: {report.geomean:.4f} ({report.geomean - 1:+.2%}); "
+                  f"medians in {report.rows[0].unit if report.rows else ''} per call. {method(report)}."]
+    for n in report.notes:
+        lines.append(f"\nNote: {n}")
+    if report.only_a:
+        lines.append(f"\nOnly in A: {', '.join(report.only_a)}")
+    if report.only_b:
+        lines.append(f"\nOnly in B: {', '.join(report.only_b)}")
+    return "\n".join(lines) + "\n"
+
+
+def method(report: Report) -> str:
+    nested = any(r.sessions_a > 1 and r.sessions_b > 1 for r in report.rows)
+    units = "runs (sessions)" if nested else "worker processes"
+    levels = "runs, then workers, then values" if nested else "worker processes, then values within them"
+    return (f"CI: bootstrap over {levels}; p: Mann-Whitney U on the medians of {units}; faster/slower need "
+            f"both (CI excludes 0, p < {ALPHA}); \"same\" = CI within +-{report.threshold:.1%}")
+
+
+def print_table(console, report: Report):
+    from rich.table import Table
+    unit = report.rows[0].unit if report.rows else "cycles"
+    t = Table(title=f"B = {report.b.label} against A = {report.a.label}: median {unit} per call",
+              title_justify="left")
+    for col, just in (("benchmark", "left"), ("A", "right"), ("B", "right"), ("change", "right"),
+                      ("95% CI", "right"), ("p (MWU)", "right"), ("verdict", "left")):
+        t.add_column(col, justify=just)
+    colour = {"faster": "green", "slower": "red", "same": "dim", "unknown": "yellow"}
+    for r in report.rows:
+        t.add_row(r.name, f"{r.median_a:,.2f}", f"{r.median_b:,.2f}", f"{r.change:+.2%}",
+                  f"{r.ci95[0] - 1:+.2%} .. {r.ci95[1] - 1:+.2%}", _p(r.p_value),
+                  f"[{colour[r.verdict]}]{_verdict_text(r)}[/]")
+    console.print(t)
+    if report.geomean:
+        console.print(f"geometric mean of B/A over {len(report.rows)} benchmarks: {report.geomean:.4f} "
+                      f"({report.geomean - 1:+.2%})")
+    console.print(f"[dim]{method(report)}[/]")
+    for n in report.notes:
+        console.print(f"[yellow]note:[/] {n}")
+    if report.only_a:
+        console.print(f"only in A: {', '.join(report.only_a)}")
+    if report.only_b:
+        console.print(f"only in B: {', '.join(report.only_b)}")
+
+
+__all__ = ["CompareError", "StoreError", "resolve", "compare", "compare_benchmarks", "markdown",
+           "print_table", "regressions"]

@@ -1,0 +1,186 @@
+"""bench compare on synthetic result sets with known shifts."""
+import json
+import subprocess
+
+import numpy as np
+import pyperf
+import pytest
+
+from bench import cli, compare, stats
+
+TSC = 2.6e9
+NAMES = ("seamcall/emulated/vp_info", "lean/emulated/vp_info", "xsave/emulated/migration")
+BASE = {"seamcall/emulated/vp_info": 95.3, "lean/emulated/vp_info": 93.5, "xsave/emulated/migration": 701.6}
+
+
+def synthetic_runs(median, seed, workers=10, values=40, between=0.002, within=0.001):
+    """Workers differ a little from each other (layout, ASLR), values a little within a worker."""
+    rng = np.random.default_rng(seed)
+    return [median * (1 + rng.normal(0, between)) * (1 + rng.normal(0, within, values)) for _ in range(workers)]
+
+
+def write_suite(path, runs_by_name, machine="intel-test-2cpu", conv_hash="abc", tsc=TSC):
+    benches = []
+    for name, runs in runs_by_name.items():
+        md = {"name": name, "unit": "second", "loops": 4096, "seambench_machine": machine,
+              "seambench_tsc_hz": tsc, "seambench_conv_hash": conv_hash,
+              "seambench_convention": name.split("/")[0]}
+        benches.append(pyperf.Benchmark([pyperf.Run([float(v) / tsc for v in r], metadata=md,
+                                                    collect_metadata=False) for r in runs]))
+    pyperf.BenchmarkSuite(benches).dump(str(path), replace=True)
+    return path
+
+
+def suite_pair(tmp_path, shift=0.0, seed=1, **kw):
+    a = write_suite(tmp_path / "a.json", {n: synthetic_runs(BASE[n], seed + i) for i, n in enumerate(NAMES)})
+    b = write_suite(tmp_path / "b.json", {n: synthetic_runs(BASE[n] * (1 + shift), seed + 100 + i)
+                                          for i, n in enumerate(NAMES)}, **kw)
+    return a, b
+
+
+def report(a, b, **kw):
+    return compare.compare(compare.resolve(str(a), "x"), compare.resolve(str(b), "x"), **kw)
+
+
+def test_detects_a_3_percent_slowdown(tmp_path):
+    r = report(*suite_pair(tmp_path, shift=0.03))
+    for row in r.rows:
+        assert row.verdict == "slower", row
+        assert 0.02 < row.change < 0.04
+        assert row.ci95[0] > 1 and row.p_value < 0.05
+    assert 1.02 < r.geomean < 1.04
+
+
+def test_detects_a_3_percent_speedup(tmp_path):
+    r = report(*suite_pair(tmp_path, shift=-0.03))
+    assert {row.verdict for row in r.rows} == {"faster"}
+
+
+def test_quiet_on_identical_data(tmp_path):
+    for seed in range(5):
+        r = report(*suite_pair(tmp_path, shift=0.0, seed=seed * 7))
+        assert {row.verdict for row in r.rows} == {"same"}, [row.as_dict() for row in r.rows]
+        assert abs(r.geomean - 1) < 0.005
+
+
+def test_unknown_says_what_it_could_detect_and_how_much_more_is_needed():
+    # Three noisy workers per side: the CI straddles 1 and is wider than the 1% threshold.
+    a = synthetic_runs(100.0, 1, workers=3, values=10, between=0.02, within=0.01)
+    b = synthetic_runs(100.0, 2, workers=3, values=10, between=0.02, within=0.01)
+    row = compare.compare_benchmarks(a, b, "x", "cycles", threshold=0.01)
+    assert row.verdict == "unknown"
+    assert row.mde > 0.01 and row.mde_cycles == pytest.approx(row.mde * row.median_a)
+    assert row.more_workers >= 1 and row.more_values == row.more_workers * 10
+
+
+def test_three_workers_cannot_claim_a_change():
+    # A genuine 3% shift, but three workers per side: Mann-Whitney on worker medians cannot
+    # reach p < 0.05, so the verdict is "unknown", with what more data would settle it.
+    a = synthetic_runs(100.0, 1, workers=3)
+    b = synthetic_runs(103.0, 2, workers=3)
+    row = compare.compare_benchmarks(a, b, "x", "cycles")
+    assert row.ci95[0] > 1 and row.p_value >= 0.05
+    assert row.verdict == "unknown" and row.workers_a + row.more_workers >= compare.MIN_WORKERS
+
+
+def test_bootstrap_resamples_workers_not_just_values():
+    # Between-worker spread dominates: pooling values (as if independent) would give a CI
+    # too narrow to contain the truth; resampling workers first does not.
+    a = synthetic_runs(100.0, 3, workers=6, values=200, between=0.01, within=0.0005)
+    b = synthetic_runs(100.0, 4, workers=6, values=200, between=0.01, within=0.0005)
+    _, hier = stats.hierarchical_ratio_ci(a, b)
+    diff, pooled = stats.median_diff_ci(np.concatenate(b), np.concatenate(a))
+    pooled_width = (pooled[1] - pooled[0]) / 100.0
+    assert hier[0] <= 1 <= hier[1]
+    assert hier[1] - hier[0] > 3 * pooled_width
+
+
+def test_refuses_different_machines_unless_forced(tmp_path):
+    a, b = suite_pair(tmp_path, machine="amd-other-4cpu")
+    with pytest.raises(compare.CompareError, match="different machines"):
+        report(a, b)
+    r = report(a, b, force=True)
+    assert any("different machines" in n for n in r.notes)
+
+
+def test_refuses_different_convention_declarations(tmp_path):
+    a, b = suite_pair(tmp_path, conv_hash="def")
+    with pytest.raises(compare.CompareError, match="different convention declarations"):
+        report(a, b)
+
+
+def test_cli_json_markdown_and_gate(tmp_path, capsys):
+    a, b = suite_pair(tmp_path, shift=0.03)
+    assert cli.main(["compare", str(a), str(b), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    row = doc["benchmarks"][0]
+    for key in ("name", "median_a", "median_b", "change", "ci95", "p_value", "verdict"):
+        assert key in row
+    assert row["verdict"] == "slower"
+    assert cli.main(["compare", str(a), str(b), "--markdown"]) == 0
+    md = capsys.readouterr().out
+    assert "| benchmark | A | B | change | 95% CI | p (MWU) | verdict |" in md and "slower" in md
+    assert cli.main(["compare", str(a), str(b), "--fail-on-regression", "2"]) == 1
+    assert "regression" in capsys.readouterr().err
+    assert cli.main(["compare", str(a), str(b), "--fail-on-regression", "5"]) == 0
+
+
+def test_corrupt_or_missing_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    a, _ = suite_pair(tmp_path)
+    assert cli.main(["compare", str(a), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "not a readable pyperf results file" in err
+    assert cli.main(["compare", str(a), "no-such-ref-or-file"]) == 2
+    assert "neither a results file nor a git commit" in capsys.readouterr().err
+
+
+def test_refs_resolve_to_stored_results(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True,
+                                    text=True).stdout.strip()
+    git("init", "-q")
+    for i in range(2):
+        (repo / "f").write_text(str(i))
+        git("add", "f")
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"c{i}")
+    old, new = git("rev-parse", "HEAD~1"), git("rev-parse", "HEAD")
+    folder = tmp_path / "results" / "m1"
+    folder.mkdir(parents=True)
+    write_suite(folder / f"{old}.json", {NAMES[0]: synthetic_runs(95.3, 1)}, machine="m1")
+    # a second run of the same commit sits beside the first; both are used
+    write_suite(folder / f"{old}.2.json", {NAMES[0]: synthetic_runs(95.3, 2)}, machine="m1")
+    write_suite(folder / f"{new}.json", {NAMES[0]: synthetic_runs(95.3 * 1.03, 3)}, machine="m1")
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("SEAMBENCH_RESULTS", str(tmp_path / "results"))
+    a = compare.resolve("HEAD~1", "m1")
+    b = compare.resolve("HEAD", "m1")
+    assert len(a.files) == 2 and len(a.suite.get_benchmark(NAMES[0]).get_runs()) == 20
+    r = compare.compare(a, b)
+    assert r.rows[0].verdict == "slower"
+    with pytest.raises(compare.CompareError, match="no stored results"):
+        compare.resolve("HEAD", "other-machine")
+
+
+def test_sessions_are_resampled_first(tmp_path):
+    # No true change, but each `bench run` (session) lands 2% up or down as a whole, as host
+    # load does here.  One session per side: workers agree with each other, so the difference
+    # between the sessions looks real - the report says the CI cannot cover it.  Three
+    # sessions per side: sessions are the units of the test, and three per side cannot
+    # reach p < 0.05 - no change is claimed, and the answer says more runs would decide.
+    rng = np.random.default_rng(5)
+
+    def session(seed):
+        return synthetic_runs(100.0 * (1 + rng.normal(0, 0.02)), seed, workers=6)
+
+    sa = [session(i) for i in range(3)]
+    sb = [session(10 + i) for i in range(3)]
+    row = compare.compare_benchmarks([w for s in sa for w in s], [w for s in sb for w in s], "x",
+                                     sessions_a=sa, sessions_b=sb)
+    assert row.verdict == "unknown" and row.p_value >= 0.05 and row.more_sessions >= 1
+    assert row.sessions_a == row.sessions_b == 3
+    a = write_suite(tmp_path / "a.json", {NAMES[0]: sa[0]})
+    b = write_suite(tmp_path / "b.json", {NAMES[0]: sb[0]})
+    assert any("one session" in n for n in report(a, b).notes)

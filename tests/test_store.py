@@ -1,0 +1,183 @@
+"""Results on disk: pyperf's own tools read them, writes are atomic, nothing is overwritten."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pyperf
+import pytest
+
+from bench import cli, driver, store
+
+TINY = """\
+suite: tiny
+reference: seamcall
+conventions: [seamcall, lean]
+backends: [emulated]
+leaves: [vp_info]
+settings:
+  runs: 3
+  values: 5
+  warmups: 1
+  batch_us: 50
+"""
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """One real `bench run` of a tiny suite, stored where SEAMBENCH_RESULTS points."""
+    root = tmp_path_factory.mktemp("store")
+    suite = root / "tiny.yaml"
+    suite.write_text(TINY)
+    env_before = os.environ.get("SEAMBENCH_RESULTS")
+    os.environ["SEAMBENCH_RESULTS"] = str(root / "results")
+    try:
+        out = subprocess.run([sys.executable, "-m", "bench", "run", "--suite", str(suite), "--json"],
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        if env_before is None:
+            os.environ.pop("SEAMBENCH_RESULTS")
+        else:
+            os.environ["SEAMBENCH_RESULTS"] = env_before
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    return root, suite, records
+
+
+def test_json_records_and_file(stored):
+    root, _, records = stored
+    assert [r["name"] for r in records] == ["seamcall/emulated/vp_info", "lean/emulated/vp_info"]
+    for r in records:
+        assert r["cycles"] > 0 and r["n_values"] == 15 and r["ci95"][0] <= r["cycles"] <= r["ci95"][1]
+        assert r["results_file"].startswith(str(root / "results"))
+    assert records[0]["relative"] == 1.0
+
+
+def test_round_trip_through_pyperf(stored):
+    _, _, records = stored
+    path = records[0]["results_file"]
+    suite = pyperf.BenchmarkSuite.load(path)
+    assert suite.get_benchmark_names() == [r["name"] for r in records]
+    bench = suite.get_benchmark("seamcall/emulated/vp_info")
+    value_runs = [r for r in bench.get_runs() if r.values]
+    assert len(value_runs) == 3 and all(len(r.values) == 5 for r in value_runs)
+    md = bench.get_metadata()
+    for key in ("seambench_commit", "seambench_dirty", "seambench_machine", "seambench_tsc_hz",
+                "seambench_conv_hash", "seambench_backend", "seambench_baseline_cycles",
+                "seambench_hw_counters", "seambench_tsc_per_core_cycle", "seambench_kernel", "loops"):
+        assert key in md, key
+    # values are seconds per call: times the TSC frequency they give the reported cycles
+    assert bench.median() * md["seambench_tsc_hz"] == pytest.approx(records[0]["cycles"], rel=0.02)
+    for tool in (["stats", path], ["compare_to", path, path], ["show", path]):
+        p = subprocess.run([sys.executable, "-m", "pyperf", *tool], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    assert "seamcall/emulated/vp_info" in p.stdout
+
+
+def test_second_run_sits_beside_the_first(stored, tmp_path, monkeypatch):
+    root, suite, records = stored
+    first = records[0]["results_file"]
+    before = open(first, "rb").read()
+    monkeypatch.setenv("SEAMBENCH_RESULTS", str(root / "results"))
+    assert cli.main(["run", "--suite", str(suite), "--conventions", "seamcall", "--json", "-p", "2",
+                     "--values", "3"]) == 0
+    files = sorted(os.listdir(os.path.dirname(first)))
+    assert len(files) == 2
+    assert open(first, "rb").read() == before
+    # -o onto an existing file is refused, and the file is left alone
+    assert cli.main(["run", "--suite", str(suite), "--conventions", "seamcall", "-o", first]) == 2
+    assert open(first, "rb").read() == before
+
+
+def test_default_path_never_reuses_a_name(tmp_path):
+    state = {"commit": "abc", "dirty": False}
+    p1 = store.default_path(state, "m", tmp_path)
+    p1.parent.mkdir(parents=True)
+    p1.write_text("{}")
+    p2 = store.default_path(state, "m", tmp_path)
+    assert p1.name == "abc.json" and p2.name == "abc.2.json"
+    assert store.default_path({"commit": "abc", "dirty": True}, "m", tmp_path).name == "abc-dirty-1.json"
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import pyperf
+    from bench import store
+    suite = pyperf.BenchmarkSuite.load(sys.argv[1])
+    real_dump = pyperf.BenchmarkSuite.dump
+    def dump_then_die(self, file, compact=True, replace=False):
+        with open(file, "w") as f:
+            f.write('{"half": ')   # part of a file, then the process is killed
+            f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    pyperf.BenchmarkSuite.dump = dump_then_die
+    store.write_suite(suite, sys.argv[1], replace=True)
+""")
+
+
+def test_killed_mid_write_leaves_the_old_file_intact(stored, tmp_path):
+    _, _, records = stored
+    path = tmp_path / "results.json"
+    path.write_bytes(open(records[0]["results_file"], "rb").read())
+    before = path.read_bytes()
+    p = subprocess.run([sys.executable, "-c", KILLER, str(path)], capture_output=True, text=True)
+    assert p.returncode == -signal.SIGKILL
+    assert path.read_bytes() == before
+    pyperf.BenchmarkSuite.load(str(path))  # still whole
+
+
+def test_failed_write_cleans_up(tmp_path, monkeypatch):
+    suite = pyperf.BenchmarkSuite([pyperf.Benchmark([pyperf.Run([1e-8], metadata={"name": "x"},
+                                                                collect_metadata=False)])])
+    path = tmp_path / "r.json"
+    path.write_text("old")
+
+    def boom(self, *a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(pyperf.BenchmarkSuite, "dump", boom)
+    with pytest.raises(OSError):
+        store.write_suite(suite, path, replace=True)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["r.json"]
+
+
+def test_corrupt_results_file_is_named(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"benchmarks": [')
+    with pytest.raises(store.StoreError, match="bad.json: not a readable pyperf results file"):
+        store.load_suite(bad)
+
+
+def test_noisy_worker_rule():
+    class R:
+        def __init__(self, values):
+            self.values = values
+    quiet = [R([100.0, 100.01, 99.99, 100.0, 100.02]) for _ in range(4)]
+    noisy = R([100.0, 104.0, 97.0, 101.5, 99.0])
+    assert driver.noisy_runs(quiet + [noisy]) == [4]
+    assert driver.noisy_runs(quiet) == []
+    assert driver.noisy_runs(quiet[:2]) == []  # too few peers to judge
+
+
+def test_noisy_worker_is_dropped_and_replaced(tmp_path, monkeypatch):
+    """The driver's re-measure path: a worker judged noisy leaves the benchmark, is counted,
+    and a fresh worker with the same loops and warm-ups takes its place."""
+    from bench import machine
+    from bench.measure import Spec
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    calls = []
+
+    def judge_first_noisy(runs):
+        calls.append(len(runs))
+        return [0] if len(calls) == 1 else []
+    monkeypatch.setattr(driver, "noisy_runs", judge_first_noisy)
+    [res] = driver.run_suite(suite, [], [Spec("seamcall", "emulated", "vp_info")], machine.clocks())
+    runs = [r for r in res.bench.get_runs() if r.values]
+    assert len(res.excluded_runs) == 1 and len(runs) == 3
+    assert len({r.get_metadata()["seambench_worker"] for r in runs}) == 3
+    assert res.excluded_runs[0][0] not in {r.get_metadata()["seambench_worker"] for r in runs}
+    assert len({r.get_metadata()["loops"] for r in runs}) == 1
+    # the dropped worker's samples stay available (for --trace), beside the others'
+    assert len(res.samples) >= 4
