@@ -189,6 +189,25 @@ def _r(x, digits=5):
     return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
 
 
+_COMPARE_HAS_BENCHMARK = None
+
+
+def compare_command(a: str, b: str, name: str) -> str:
+    """A ``bench compare`` line that runs with this tree's CLI: ``--benchmark NAME`` only
+    where ``bench compare`` accepts it (it compares every benchmark otherwise)."""
+    global _COMPARE_HAS_BENCHMARK
+    if _COMPARE_HAS_BENCHMARK is None:
+        try:
+            from .cli import build_parser
+
+            sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+            opts = sub.choices["compare"]._option_string_actions
+            _COMPARE_HAS_BENCHMARK = "--benchmark" in opts
+        except Exception:  # no CLI or no compare here: keep the documented form
+            _COMPARE_HAS_BENCHMARK = True
+    return f"bench compare {a} {b}" + (f" --benchmark {name}" if _COMPARE_HAS_BENCHMARK else "")
+
+
 def _changes_of(args):
     med, lo, hi, threshold = args
     return find_changes(med, lo, hi, threshold=threshold)
@@ -244,7 +263,7 @@ def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) ->
                     "from_idx": c.before, "to_idx": c.after,
                     "from": a, "to": b, "n_commits": c.after - c.before,
                     "suspect": b if c.after - c.before == 1 else None,
-                    "compare": f"bench compare {a} {b} --benchmark {name}",
+                    "compare": compare_command(a, b, name),
                     "bisect": f"bench history {a}..{b} --bisect {name}" if c.after - c.before > 1 else None,
                 })
     changes.sort(key=lambda ch: (ch["kind"] != "regression", -abs(ch["rel"])))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import resultsdir as rd
-from .verdict import SLOWER, compare
+from .verdict import SLOWER, verdict as shared_verdict
 
 
 class HistoryError(RuntimeError):
@@ -297,7 +297,7 @@ class BisectResult:
     compare_cmd: str = ""
 
 
-def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare) -> BisectResult:
+def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=shared_verdict) -> BisectResult:
     """First commit of ``shas`` whose ``benchmark`` is "slower" than on ``shas[0]``.
 
     Assumes the cost moves once (like ``git bisect``). Commits that fail or
@@ -316,11 +316,13 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare) -> 
                 walker.measure(sha)
                 measured += 1
             br = rd.read_commit(walker.results, walker.machine, sha, warn=walker.log).get(benchmark)
-            cache[sha] = list(br.values) if br and br.values else None
+            cache[sha] = [list(r) for r in br.runs] if br and br.runs else None
         return cache[sha]
 
     def done(good, bad, msg):
-        cmd = f"bench compare {shas[good]} {shas[bad]} --benchmark {benchmark}" if bad is not None else ""
+        from .dashboard import compare_command
+
+        cmd = compare_command(shas[good], shas[bad], benchmark) if bad is not None else ""
         return BisectResult(benchmark, shas[good], shas[bad] if bad is not None else None,
                             bad is not None and bad - good == 1, measured, msg, cmd)
 

@@ -52,8 +52,9 @@ class BenchResult:
     """One benchmark of one result file: values (seconds per call) and metadata."""
 
     name: str
-    values: list
+    values: list                                  # all values, pooled
     metadata: dict
+    runs: list = field(default_factory=list)      # values per run (one pyperf worker each)
 
 
 @dataclass
@@ -133,12 +134,13 @@ def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
         for b in doc["benchmarks"]:
             bmd = dict(suite_md)
             bmd.update(b.get("metadata") or {})
-            values = []
+            values, runs = [], []
             first_run_md = None
             for run in b.get("runs") or []:
                 vals = run.get("values")
                 if vals:  # runs without values are pyperf calibration runs
                     values.extend(vals)  # checked numeric when summarised
+                    runs.append(vals)
                     if first_run_md is None:
                         first_run_md = run.get("metadata") or {}
             if first_run_md:
@@ -146,7 +148,7 @@ def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
             name = bmd.get("name")
             if not isinstance(name, str):
                 raise ResultsFileError(f"{path}: a benchmark has no name")
-            rf.benchmarks[name] = BenchResult(name=name, values=values, metadata=bmd)
+            rf.benchmarks[name] = BenchResult(name=name, values=values, metadata=bmd, runs=runs)
         return rf
     except ResultsFileError:
         raise
@@ -191,8 +193,9 @@ def pool_files(paths, machine: str, warn=None) -> dict:
         for name, br in rf.benchmarks.items():
             if name in pooled:
                 pooled[name].values.extend(br.values)
+                pooled[name].runs.extend(br.runs)
             else:
-                pooled[name] = BenchResult(name, list(br.values), dict(br.metadata))
+                pooled[name] = BenchResult(name, list(br.values), dict(br.metadata), list(br.runs))
     return pooled
 
 

@@ -1,8 +1,11 @@
 """Small, pure statistics the history and dashboard need.
 
-``compare`` is the verdict ``bench history --bisect`` uses. It is kept behind
-one function so it can be swapped for the shared ``bench compare`` verdict
-(issue 3) once that exists; its inputs are plain lists of seconds per call.
+``verdict`` is what ``bench history --bisect`` asks: is B slower than A? It
+uses the shared ``bench compare`` statistics (``bench.compare``, issue 3:
+hierarchical bootstrap over workers plus Mann-Whitney on their medians) and
+falls back to ``compare`` below, a plain bootstrap of medians, where that
+module is absent (older trees). Inputs are values per run (one pyperf worker
+each), seconds per call.
 """
 from __future__ import annotations
 
@@ -86,3 +89,18 @@ def compare(a, b, *, min_effect: float = 0.02, conf: float = 0.95,
     else:
         kind = SAME
     return Verdict(kind, change, float(lo), float(hi))
+
+
+def verdict(runs_a, runs_b) -> Verdict:
+    """B against A with the shared ``bench compare`` verdict, or ``compare`` without it."""
+    try:
+        from .compare import compare_benchmarks
+    except ImportError:
+        compare_benchmarks = None
+    runs_a = [np.asarray(r, dtype=float) * 1e9 for r in runs_a if len(r)]
+    runs_b = [np.asarray(r, dtype=float) * 1e9 for r in runs_b if len(r)]
+    if compare_benchmarks is None:
+        return compare(np.concatenate(runs_a), np.concatenate(runs_b))
+    row = compare_benchmarks(runs_a, runs_b, unit="ns")
+    kind = row.verdict if row.verdict in (SLOWER, FASTER) else SAME  # "unknown" is not "slower"
+    return Verdict(kind, float(row.change), float(row.ci95[0]) - 1, float(row.ci95[1]) - 1)

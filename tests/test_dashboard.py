@@ -38,7 +38,8 @@ def test_planted_step_is_named_in_regression_table(tmp_path):
     # Exactly the planted change, named by the commit that made it.
     assert rows == [("regression", shas[step_at], STEP_BENCH)]
     html = (tmp_path / "site" / "index.html").read_text()
-    assert f"bench compare {shas[step_at - 1]} {shas[step_at]} --benchmark {STEP_BENCH}" in html
+    cmd = dashboard.compare_command(shas[step_at - 1], shas[step_at], STEP_BENCH)
+    assert cmd.startswith(f"bench compare {shas[step_at - 1]} {shas[step_at]}") and cmd in html
     data = load_data(tmp_path / "site")
     (ch,) = data["changes"]
     assert ch["rel"] == pytest.approx(0.05, abs=0.01)
@@ -224,3 +225,28 @@ def test_step_across_failed_commits_offers_a_bisect(tmp_path):
     assert (ch["from"], ch["to"], ch["suspect"]) == (shas[13], shas[16], None)
     html = (tmp_path / "site" / "index.html").read_text()
     assert f"bench history {shas[13]}..{shas[16]} --bisect seamcall/emulated/vp_info" in html
+
+
+def test_compare_command_parses_with_this_cli():
+    from bench import cli
+
+    cmd = dashboard.compare_command("a" * 40, "b" * 40, "seamcall/emulated/vp_info")
+    args = cli.build_parser().parse_args(cmd.split()[1:])
+    assert (args.a, args.b) == ("a" * 40, "b" * 40)
+    assert getattr(args, "benchmark", "seamcall/emulated/vp_info") == "seamcall/emulated/vp_info"
+
+
+def test_verdict_uses_shared_compare_and_falls_back(monkeypatch):
+    import numpy as np
+
+    from bench import verdict
+
+    rng = np.random.default_rng(5)
+    a = [list(1e-7 * (1 + 0.002 * rng.standard_normal(5))) for _ in range(10)]
+    b = [[v * 1.05 for v in r] for r in a]
+    shared = verdict.verdict(a, b)
+    assert shared.kind == "slower" and shared.change == pytest.approx(0.05, abs=0.005)
+    assert verdict.verdict(a, a).kind == "same"
+    monkeypatch.setitem(sys.modules, "bench.compare", None)  # an older tree: no shared module
+    fallback = verdict.verdict(a, b)
+    assert fallback.kind == "slower" and fallback.change == pytest.approx(shared.change, abs=0.005)
