@@ -217,6 +217,13 @@ class Walker:
             m = md.get("seambench_machine")
             if m and m != self.machine:
                 self._rename_machine(str(m))
+            # pyperf records e.g. python_executable: results are committed and published, so
+            # the same placeholders as in logs replace this machine's paths (values untouched).
+            text = tmp.read_text()
+            scrubbed = self._scrub(text)
+            if scrubbed != text:
+                tmp.write_text(scrubbed)
+                rd.read_result_file(tmp)  # still a valid suite
             dst = rd.next_result_path(self.results, self.machine, sha)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(tmp, dst)

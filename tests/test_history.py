@@ -33,7 +33,7 @@ FAKE_MAIN = textwrap.dedent('''
             {"values": [c * scale * (1 + 0.002 * rnd.gauss(0, 1)) for _ in range(3)]} for _ in range(10)]})
     json.dump({"version": "1.0", "benchmarks": benches, "metadata": {
         "seambench_machine": "testbox", "seambench_commit": sha, "seambench_dirty": 0,
-        "seambench_tsc_hz": 2e9, "unit": "second"}}, open(out, "w"))
+        "seambench_tsc_hz": 2e9, "unit": "second", "python_executable": sys.executable}}, open(out, "w"))
 ''')
 
 STEP_AT = 9  # index of the commit that makes a/emulated/vp_info 10% slower
@@ -105,6 +105,9 @@ def test_walk_records_measured_and_failed_then_skips(repo, tmp_path):
     suite = pyperf.BenchmarkSuite.load(str(results / "testbox" / f"{measured[0]}.json"))
     assert suite.get_benchmark("a/emulated/vp_info").get_metadata()["seambench_commit"] == measured[0]
     assert sorted(rd.load_commits(results)) == sorted(shas)
+    # No path of this machine in what is stored (pyperf's python_executable, say).
+    stored = (results / "testbox" / f"{measured[0]}.json").read_text()
+    assert sys.prefix not in stored and sys.base_prefix not in stored
     assert rd.load_commits(results)[shas[3]]["subject"] == "commit 3"
     # Second walk: nothing to do.
     again = history.run_history(w, shas, progress=False)
