@@ -487,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(ls)
     ls.set_defaults(func=cmd_list)
     __import__(__package__ + ".check", fromlist=["register"]).register(sub)  # bench check (bench/check.py)
+
+    from . import dashboard, history  # heavy imports inside them are lazy
+    history.register(sub)
+    dashboard.register(sub)
     return p
 
 

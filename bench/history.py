@@ -1,0 +1,435 @@
+"""``bench history RANGE``: measure every commit of a git range, like ``asv run``.
+
+Each commit is checked out into one cached worktree (``.cache/history/worktree``),
+cleaned (``git clean -ffdx``), built in place and measured with *its own*
+``python -m bench run``; the result goes to ``results/<machine>/<sha>.json``.
+A clean build per commit costs a few seconds but guarantees that no stale
+extension or generated file from another commit is measured; a per-commit
+virtualenv would cost far more (an install per commit) for no extra isolation,
+since ``PYTHONPATH`` pointing at the worktree already makes that commit's
+``bench`` package the one imported.
+
+Commits already measured (or already recorded as failed) are skipped unless
+``--rerun``. A commit that fails at any phase is recorded as
+``results/<machine>/<sha>.failed.log`` (phase, exit status, full log) and the
+walk goes on. ``--bisect NAME`` instead finds the first commit whose verdict
+for benchmark NAME against the range's base commit is "slower", measuring
+O(log n) commits.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import resultsdir as rd
+from .verdict import SLOWER, verdict as shared_verdict
+
+
+class HistoryError(RuntimeError):
+    pass
+
+
+# -- git ------------------------------------------------------------------------
+
+def git(repo, *args, input=None) -> str:
+    p = subprocess.run(["git", "-C", str(repo), *args], input=input, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise HistoryError(f"git {' '.join(args)}: {p.stderr.strip() or p.stdout.strip()}")
+    return p.stdout
+
+
+def resolve_range(repo, spec: str, first_parent: bool = True, include_base: bool = False) -> list[str]:
+    """Commits of ``spec``, oldest first.
+
+    ``spec`` is a git range (``v1..v2``, ``HEAD~20..``), a single revision, or
+    a file listing one revision per line (``#`` comments allowed). With
+    ``include_base`` the left end of an ``A..B`` range is included (bisect
+    needs it as the reference). Merges count as one step (``--first-parent``)
+    unless ``first_parent`` is false.
+    """
+    path = Path(spec)
+    if ".." not in spec and path.is_file():
+        revs = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+        return [git(repo, "rev-parse", "--verify", f"{r}^{{commit}}").strip() for r in revs if r]
+    if ".." in spec:
+        args = ["rev-list", "--reverse", "--topo-order"] + (["--first-parent"] if first_parent else [])
+        shas = git(repo, *args, spec).split()
+        if include_base:
+            base = spec.split("..", 1)[0] or "HEAD"
+            shas.insert(0, git(repo, "rev-parse", "--verify", f"{base}^{{commit}}").strip())
+        return shas
+    return [git(repo, "rev-parse", "--verify", f"{spec}^{{commit}}").strip()]
+
+
+def git_commit_info(repo, shas) -> dict:
+    """sha -> {"subject", "date" (committer, unix), "parents"} for known shas."""
+    shas = list(shas)
+    if not shas:
+        return {}
+    out = git(repo, "log", "--no-walk=unsorted", "--stdin", "--format=%H%x1f%ct%x1f%P%x1f%s",
+              input="\n".join(shas) + "\n")
+    info = {}
+    for line in out.splitlines():
+        parts = line.split("\x1f")
+        if len(parts) == 4:
+            sha, ct, parents, subject = parts
+            info[sha] = {"subject": subject, "date": int(ct), "parents": parents.split()}
+    return info
+
+
+def default_machine() -> str:
+    """The machine name ``bench run`` uses when it is importable, else the host name."""
+    try:  # bench run owns the naming (bench/machine.py); follow it
+        from .machine import machine_id
+
+        return machine_id()
+    except Exception:
+        return platform.node() or "unknown"
+
+
+# -- one commit -------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    sha: str
+    status: str          # "measured", "failed", "skipped"
+    path: Path | None = None
+    phase: str = ""
+    seconds: float = 0.0
+
+
+class Walker:
+    """Measures commits one at a time in one cached worktree."""
+
+    def __init__(self, repo, results="results", machine=None, suite="configs/quick.yaml",
+                 worktree=None, build_cmd=None, run_cmd=None, timeout=900, rerun=False,
+                 retry_failed=False, log=None):
+        self.repo = Path(git(repo, "rev-parse", "--show-toplevel").strip())
+        self.results = Path(results)
+        self.machine = machine or default_machine()
+        self.suite = suite
+        self.wt = Path(worktree) if worktree else self.repo / ".cache" / "history" / "worktree"
+        self.build_cmd = build_cmd
+        self.run_cmd = run_cmd
+        self.timeout = timeout
+        self.rerun = rerun
+        self.retry_failed = retry_failed
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self._failures: list[str] = []  # shas recorded as failed under self.machine by this walker
+
+    # The state of a commit in results/.
+    def is_done(self, sha: str) -> bool:
+        if rd.group_by_commit(self.results, self.machine).get(sha):
+            return True
+        return not self.retry_failed and rd.failed_path(self.results, self.machine, sha).exists()
+
+    def _checkout(self, sha: str, log: list) -> None:
+        """Raises HistoryError: a checkout that fails is the harness's problem, not the commit's,
+        so it stops the walk instead of being recorded as the commit's failure."""
+        usable = (self.wt / ".git").exists() and subprocess.run(
+            ["git", "-C", str(self.wt), "rev-parse", "--git-dir"], capture_output=True).returncode == 0
+        if not usable:
+            if self.wt.exists():
+                shutil.rmtree(self.wt)  # a stale cache (e.g. its repository moved): start again
+            self.wt.parent.mkdir(parents=True, exist_ok=True)
+            git(self.repo, "worktree", "prune")
+            log.append(git(self.repo, "worktree", "add", "--detach", "--force", str(self.wt), sha))
+        log.append(git(self.wt, "checkout", "--detach", "--force", sha))
+        log.append(git(self.wt, "clean", "-ffdx", "--quiet"))
+
+    def _sh(self, cmd, log: list, env=None) -> int:
+        log.append(f"$ {cmd if isinstance(cmd, str) else shlex.join(map(str, cmd))}\n")
+        try:
+            p = subprocess.run(cmd, cwd=self.wt, env=env, shell=isinstance(cmd, str), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=self.timeout)
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            log.append(out + f"\n[timed out after {self.timeout} s]\n")
+            return 124
+        log.append(p.stdout)
+        log.append(f"[exit status {p.returncode}]\n")
+        return p.returncode
+
+    def _build_cmd(self):
+        if self.build_cmd:
+            return self.build_cmd
+        if (self.wt / "setup.py").exists():
+            return [sys.executable, "setup.py", "build_ext", "--inplace"]
+        if (self.wt / "pyproject.toml").exists():
+            # setuptools reads ext-modules from pyproject.toml; a no-op without them
+            return [sys.executable, "-c", "import setuptools; setuptools.setup()", "build_ext", "--inplace"]
+        return None
+
+    def measure(self, sha: str) -> Outcome:
+        """Check out, build, run and store one commit; never raises for the commit's faults."""
+        t0 = time.monotonic()
+        log: list[str] = [f"commit: {sha}\nmachine: {self.machine}\n"
+                          f"started: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}\n\n"]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(self.wt) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        tmpdir = self.wt.parent / "out"  # outside results/ so no half-written file lands there
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        tmp = tmpdir / f"{sha}.json"
+        tmp.unlink(missing_ok=True)
+        self._checkout(sha, log)
+        phase = "build"
+        try:
+            cmd = self._build_cmd()
+            if cmd is not None and self._sh(cmd, log, env) != 0:
+                log.append("hint: each commit is built in place with the environment running `bench history` "
+                           "(no build isolation); it needs the project's build requirements "
+                           "(pyproject.toml [build-system] requires), at their current versions\n")
+                return self._fail(sha, phase, log, t0)
+            phase = "run"
+            if self.run_cmd:
+                cmd = self.run_cmd.format(suite=shlex.quote(self.suite), out=shlex.quote(str(tmp.resolve())),
+                                          python=shlex.quote(sys.executable))
+            else:
+                if not (self.wt / self.suite).exists():
+                    log.append(f"suite file {self.suite} does not exist in this commit\n")
+                    return self._fail(sha, phase, log, t0)
+                cmd = [sys.executable, "-m", "bench", "run", "--suite", self.suite, "-o", str(tmp.resolve())]
+            if self._sh(cmd, log, env) != 0:
+                return self._fail(sha, phase, log, t0)
+            phase = "validate"
+            rf = rd.read_result_file(tmp) if tmp.exists() else None
+            if rf is None or not rf.benchmarks:
+                log.append(f"the run wrote no benchmarks to {tmp.name}\n")
+                return self._fail(sha, phase, log, t0)
+            md = next(iter(rf.benchmarks.values())).metadata
+            measured = md.get("seambench_commit")
+            if measured and measured != sha:
+                log.append(f"the result says it measured {measured}, not {sha}\n")
+                return self._fail(sha, phase, log, t0)
+            if str(md.get("seambench_dirty", 0)) not in ("0", "False", "false"):
+                # The checkout was clean, so the build changed tracked files: still this
+                # commit's code, but say so.
+                self.log(f"bench history: warning: {sha[:10]} reports a dirty tree after its build")
+            m = md.get("seambench_machine")
+            if m and m != self.machine:
+                self._rename_machine(str(m))
+            # pyperf records e.g. python_executable: results are committed and published, so
+            # the same placeholders as in logs replace this machine's paths (values untouched).
+            text = tmp.read_text()
+            scrubbed = self._scrub(text)
+            if scrubbed != text:
+                tmp.write_text(scrubbed)
+                rd.read_result_file(tmp)  # still a valid suite
+            dst = rd.next_result_path(self.results, self.machine, sha)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(tmp, dst)
+            rd.failed_path(self.results, self.machine, sha).unlink(missing_ok=True)
+            return Outcome(sha, "measured", dst, "", time.monotonic() - t0)
+        except (HistoryError, rd.ResultsFileError, OSError) as e:
+            log.append(f"{e}\n")
+            return self._fail(sha, phase, log, t0)
+
+    def _scrub(self, text: str) -> str:
+        """Logs are kept (and published with the site): no paths of this machine in them."""
+        subs = {str(self.wt.resolve()): "<worktree>", str(self.wt): "<worktree>",
+                str(self.repo): "<repo>", sys.prefix: "<env>", sys.base_prefix: "<python>",
+                str(Path.home()): "~"}
+        for path in sorted(subs, key=len, reverse=True):
+            if len(path) > 1:
+                text = text.replace(path, subs[path])
+        return text
+
+    def _rename_machine(self, m: str) -> None:
+        """``bench run`` names the machine differently: follow it, moving this walk's failures."""
+        self.log(f"bench history: results name machine {m!r}; storing under it (not {self.machine!r})")
+        for sha in self._failures:
+            src, dst = rd.failed_path(self.results, self.machine, sha), rd.failed_path(self.results, m, sha)
+            if src.exists() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+        try:
+            (self.results / self.machine).rmdir()  # only if now empty
+        except OSError:
+            pass
+        self.machine = m
+
+    def _fail(self, sha: str, phase: str, log: list, t0: float) -> Outcome:
+        p = rd.failed_path(self.results, self.machine, sha)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        header = f"status: failed\nphase: {phase}\n"
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(self._scrub(header + "".join(log)))
+        os.replace(tmp, p)
+        self._failures.append(sha)
+        return Outcome(sha, "failed", p, phase, time.monotonic() - t0)
+
+
+# -- the walk ------------------------------------------------------------------------
+
+def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[Outcome]:
+    from tqdm import tqdm
+
+    rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
+    todo = [s for s in shas if walker.rerun or not walker.is_done(s)]
+    outcomes = [Outcome(s, "skipped") for s in shas if s not in set(todo)]
+    if outcomes:
+        walker.log(f"bench history: {len(outcomes)} of {len(shas)} commits already recorded; skipped "
+                   f"(--rerun to measure again, --retry-failed for failed ones)")
+    bar = tqdm(todo, desc="bench history", unit="commit", disable=not progress, file=sys.stderr)
+    for sha in bar:
+        bar.set_postfix_str(sha[:10])
+        o = walker.measure(sha)
+        outcomes.append(o)
+        if o.status == "failed":
+            bar.write(f"bench history: {sha[:10]} failed at {o.phase}; log: {o.path}", file=sys.stderr)
+    n_ok = sum(o.status == "measured" for o in outcomes)
+    n_fail = sum(o.status == "failed" for o in outcomes)
+    walker.log(f"bench history: {n_ok} measured, {n_fail} failed, {len(shas) - len(todo)} skipped; "
+               f"results in {walker.results / walker.machine}")
+    return outcomes
+
+
+@dataclass
+class BisectResult:
+    benchmark: str
+    good: str | None         # last commit not slower than the base
+    bad: str | None          # first commit found slower
+    exact: bool              # good and bad are adjacent in the range
+    measured: int            # commits measured by this bisect (stored ones are reused)
+    message: str
+    compare_cmd: str = ""
+
+
+def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=shared_verdict) -> BisectResult:
+    """First commit of ``shas`` whose ``benchmark`` is "slower" than on ``shas[0]``.
+
+    Assumes the cost moves once (like ``git bisect``). Commits that fail or
+    lack the benchmark are stepped around; if all commits between the bounds
+    fail, the smallest range found is reported.
+    """
+    measured = 0
+    cache: dict[str, list | None] = {}
+
+    def values(i: int):
+        nonlocal measured
+        sha = shas[i]
+        if sha not in cache:
+            if walker.rerun or not walker.is_done(sha):
+                walker.log(f"bench history --bisect: measuring {sha[:10]} ({i + 1}/{len(shas)})")
+                walker.measure(sha)
+                measured += 1
+            br = rd.read_commit(walker.results, walker.machine, sha, warn=walker.log).get(benchmark)
+            cache[sha] = [list(r) for r in br.runs] if br and br.runs else None
+        return cache[sha]
+
+    def done(good, bad, msg):
+        from .dashboard import compare_command
+
+        cmd = compare_command(shas[good], shas[bad], benchmark) if bad is not None else ""
+        return BisectResult(benchmark, shas[good], shas[bad] if bad is not None else None,
+                            bad is not None and bad - good == 1, measured, msg, cmd)
+
+    rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
+    if len(shas) < 2:
+        raise HistoryError("--bisect needs a range of at least two commits")
+    ref = values(0)
+    if ref is None:
+        raise HistoryError(f"--bisect: the base commit {shas[0][:10]} has no result for {benchmark} "
+                           f"(see {rd.failed_path(walker.results, walker.machine, shas[0])})")
+    last = len(shas) - 1
+    while last > 0 and values(last) is None:
+        last -= 1
+    if last == 0:
+        raise HistoryError(f"--bisect: no commit after the base has a result for {benchmark}")
+    v = verdict(ref, values(last))
+    if v.kind != SLOWER:
+        return done(last, None, f"{benchmark} is not slower at {shas[last][:10]} than at {shas[0][:10]} "
+                                f"({v.change:+.1%}, verdict {v.kind}); nothing to bisect")
+    good, bad = 0, last
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        # Step around commits without a result, nearest to the middle first.
+        order = sorted(range(good + 1, bad), key=lambda i: (abs(i - mid), i))
+        probe = next((i for i in order if values(i) is not None), None)
+        if probe is None:
+            break
+        if verdict(ref, values(probe)).kind == SLOWER:
+            bad = probe
+        else:
+            good = probe
+    if bad - good == 1:
+        msg = f"first slower commit for {benchmark}: {shas[bad]}"
+    else:
+        msg = (f"{benchmark} turned slower between {shas[good][:10]} and {shas[bad][:10]}; "
+               f"the {bad - good - 1} commits between have no result")
+    return done(good, bad, msg)
+
+
+# -- CLI -------------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "history", help="measure each commit of a git range into results/",
+        description="Measure each commit of RANGE (v1..v2, HEAD~20.., a rev, or a file of revs) with "
+                    "that commit's own code, storing results/<machine>/<sha>.json.")
+    p.add_argument("range", metavar="RANGE")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--repo", default=".", help="git repository (default: .)")
+    p.add_argument("--suite", default="configs/quick.yaml",
+                   help="suite file, relative to each commit's tree (default: configs/quick.yaml)")
+    p.add_argument("--machine", default=None, help="machine name (default: as bench run names it)")
+    p.add_argument("--rerun", action="store_true", help="measure commits already recorded again")
+    p.add_argument("--retry-failed", action="store_true", help="measure commits recorded as failed again")
+    p.add_argument("--all-parents", action="store_true",
+                   help="walk merged branches too (default: first-parent history only)")
+    p.add_argument("--worktree", default=None, help="cached worktree (default: .cache/history/worktree)")
+    p.add_argument("--build-cmd", default=None,
+                   help="shell command building a commit in place (default: setup.py build_ext --inplace)")
+    p.add_argument("--run-cmd", default=None,
+                   help="shell command measuring a commit; {python}, {suite}, {out} are filled in "
+                        "(default: {python} -m bench run --suite {suite} -o {out})")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per build or run (default 900)")
+    p.add_argument("--bisect", metavar="BENCHMARK", default=None,
+                   help="find the first commit where BENCHMARK turns slower than on the range's base")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args) -> int:
+    try:
+        w = Walker(args.repo, args.results, machine=args.machine, suite=args.suite,
+                   worktree=args.worktree, build_cmd=args.build_cmd, run_cmd=args.run_cmd,
+                   timeout=args.timeout, rerun=args.rerun, retry_failed=args.retry_failed)
+        shas = resolve_range(w.repo, args.range, first_parent=not args.all_parents,
+                             include_base=bool(args.bisect))
+        if not shas:
+            print(f"bench history: {args.range} names no commits", file=sys.stderr)
+            return 2
+        if args.bisect:
+            r = bisect(w, shas, args.bisect)
+            print(r.message)
+            if r.compare_cmd:
+                print(f"  {r.compare_cmd}")
+            print(f"  ({r.measured} commits measured for this bisect, {len(shas)} in the range)")
+            return 0 if r.bad else 1
+        outcomes = run_history(w, shas, progress=not args.no_progress)
+        return 1 if outcomes and all(o.status == "failed" for o in outcomes) else 0
+    except HistoryError as e:
+        print(f"bench history: error: {e}", file=sys.stderr)
+        return 2
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="bench")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    register(sub)
+    args = ap.parse_args(["history", *(argv if argv is not None else sys.argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+# Per-commit history and the dashboard (issue 6). Included by the Makefile.
+PYTHON ?= python3
+RANGE ?= HEAD~20..HEAD
+RESULTS ?= results
+SITE ?= site
+
+.PHONY: history dashboard test-dashboard browser-deps dashboard-perf
+
+# Measure each commit of RANGE with its own code into $(RESULTS)/<machine>/<sha>.json.
+# Each commit is built in place with this environment, so it needs the build requirements.
+history: install
+	$(BIN)/python -m pip install -q -U setuptools "Cython>=3.0" "PyYAML>=6" wheel
+	$(BIN)/python -m bench.history $(RANGE) --results $(RESULTS)
+
+# Static site from $(RESULTS) (opens from disk, no network).
+dashboard: install
+	$(BIN)/python -m bench.dashboard --results $(RESULTS) -o $(SITE)
+
+test-dashboard: install
+	$(BIN)/python -m pytest -q tests/test_history.py tests/test_dashboard.py tests/browser
+
+# Headless chromium for tests/browser (skipped, with a message, without it).
+browser-deps:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+# Build time for a synthetic 1,000 commits x 100 benchmarks history (figures in docs/dashboard.md).
+dashboard-perf: install
+	rm -rf build/perf && $(BIN)/python tests/synth_history.py build/perf/results --commits 1000 --benchmarks 100
+	$(BIN)/python -m bench.dashboard --results build/perf/results -o build/perf/site --repo none --cache none

@@ -1,0 +1,178 @@
+"""bench history over a real (tiny, generated) git repository.
+
+Each commit of the repository carries its own fake ``bench`` package whose
+``run`` writes a pyperf suite like main's ``bench run``; so the walk really
+checks out, builds and runs each commit's own code.
+"""
+import json
+import math
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyperf
+import pytest
+
+from bench import history, resultsdir as rd
+
+FAKE_MAIN = textwrap.dedent('''
+    import json, random, subprocess, sys
+    args = sys.argv[1:]
+    assert args[0] == "run", args
+    suite, out = args[args.index("--suite") + 1], args[args.index("-o") + 1]
+    open(suite).read()
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    cost = float(open("cost.txt").read())
+    rnd = random.Random(sha)
+    benches = []
+    for name, scale in (("a/emulated/vp_info", 1.0), ("b/emulated/vp_info", 2.0)):
+        c = cost if name.startswith("a/") else 1e-7
+        benches.append({"metadata": {"name": name}, "runs": [
+            {"values": [c * scale * (1 + 0.002 * rnd.gauss(0, 1)) for _ in range(3)]} for _ in range(10)]})
+    json.dump({"version": "1.0", "benchmarks": benches, "metadata": {
+        "seambench_machine": "testbox", "seambench_commit": sha, "seambench_dirty": 0,
+        "seambench_tsc_hz": 2e9, "unit": "second", "python_executable": sys.executable}}, open(out, "w"))
+''')
+
+STEP_AT = 9  # index of the commit that makes a/emulated/vp_info 10% slower
+BROKEN = 5   # index of a commit whose build fails
+N = 14
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    r = tmp_path_factory.mktemp("proj")
+    _git(r, "init", "-q", "-b", "main")
+    _git(r, "config", "user.email", "t@example.com")
+    _git(r, "config", "user.name", "t")
+    (r / ".gitignore").write_text("/.cache/\n")
+    (r / "README.md").write_text("before bench run existed\n")
+    _git(r, "add", "-A")
+    _git(r, "commit", "-qm", "commit 0: no bench yet")
+    (r / "bench").mkdir()
+    (r / "bench" / "__init__.py").write_text("")
+    (r / "bench" / "__main__.py").write_text(FAKE_MAIN)
+    (r / "configs").mkdir()
+    (r / "configs" / "quick.yaml").write_text("suite: quick\n")
+    for i in range(1, N):
+        (r / "cost.txt").write_text(str(1.1e-7 if i >= STEP_AT else 1e-7))
+        (r / "setup.py").write_text("raise SystemExit('broken build')\n" if i == BROKEN else
+                                    "import sys\nassert sys.argv[1:] == ['build_ext', '--inplace']\n")
+        (r / f"f{i}.txt").write_text(str(i))
+        _git(r, "add", "-A")
+        _git(r, "commit", "-qm", f"commit {i}")
+    return r
+
+
+def shas_of(repo):
+    return history.resolve_range(repo, "HEAD~%d..HEAD" % (N - 1), include_base=True)
+
+
+def test_resolve_range_forms(repo, tmp_path):
+    all_ = shas_of(repo)
+    assert len(all_) == N
+    assert history.resolve_range(repo, "HEAD~3..") == all_[-3:]
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# two commits\n{all_[2]}\nHEAD~1  # a rev\n")
+    assert history.resolve_range(repo, str(lst)) == [all_[2], all_[-2]]
+    with pytest.raises(history.HistoryError):
+        history.resolve_range(repo, "no-such-rev")
+
+
+def test_walk_records_measured_and_failed_then_skips(repo, tmp_path):
+    results = tmp_path / "results"
+    w = history.Walker(repo, results, machine="testbox", worktree=tmp_path / "wt")
+    shas = shas_of(repo)
+    out = history.run_history(w, shas, progress=False)
+    status = {o.sha: o for o in out}
+    assert status[shas[0]].status == "failed" and status[shas[0]].phase == "run"
+    assert status[shas[BROKEN]].status == "failed" and status[shas[BROKEN]].phase == "build"
+    measured = [s for s in shas if status[s].status == "measured"]
+    assert len(measured) == N - 2
+    # The failure log says what failed and why; the walk went on past it.
+    log = rd.failed_path(results, "testbox", shas[BROKEN]).read_text()
+    assert "phase: build" in log and "broken build" in log
+    assert str(tmp_path) not in log
+    assert re.search(r"\$ <(env|python)>/bin/python\S* setup.py build_ext --inplace", log), log
+    assert "does not exist in this commit" in rd.failed_path(results, "testbox", shas[0]).read_text()
+    # Stored files are pyperf suites of the commit they are named after.
+    suite = pyperf.BenchmarkSuite.load(str(results / "testbox" / f"{measured[0]}.json"))
+    assert suite.get_benchmark("a/emulated/vp_info").get_metadata()["seambench_commit"] == measured[0]
+    assert sorted(rd.load_commits(results)) == sorted(shas)
+    # No path of this machine in what is stored (pyperf's python_executable, say).
+    stored = (results / "testbox" / f"{measured[0]}.json").read_text()
+    assert sys.prefix not in stored and sys.base_prefix not in stored
+    assert rd.load_commits(results)[shas[3]]["subject"] == "commit 3"
+    # Second walk: nothing to do.
+    again = history.run_history(w, shas, progress=False)
+    assert {o.status for o in again} == {"skipped"}
+    # --retry-failed measures only the failed ones again (they fail again here).
+    w.retry_failed = True
+    retried = history.run_history(w, shas, progress=False)
+    assert sorted(o.sha for o in retried if o.status == "failed") == sorted([shas[0], shas[BROKEN]])
+    w.retry_failed = False
+    # --rerun stores beside, never replaces.
+    w.rerun = True
+    history.run_history(w, shas[-1:], progress=False)
+    assert (results / "testbox" / f"{shas[-1]}.1.json").exists()
+    assert (results / "testbox" / f"{shas[-1]}.json").exists()
+    pooled = rd.read_commit(results, "testbox", shas[-1])
+    assert len(pooled["a/emulated/vp_info"].values) == 60
+
+
+def test_bisect_finds_planted_step_in_log_n_runs(repo, tmp_path):
+    results = tmp_path / "results"
+    w = history.Walker(repo, results, machine="testbox", worktree=tmp_path / "wt")
+    shas = shas_of(repo)[1:]  # commit 0 predates bench run: no base result
+    with pytest.raises(history.HistoryError, match="base commit .* has no result"):
+        history.bisect(w, shas_of(repo), "a/emulated/vp_info")
+    r = history.bisect(w, shas, "a/emulated/vp_info")
+    step = STEP_AT - 1
+    assert r.bad == shas[step] and r.good == shas[step - 1] and r.exact
+    # base + end + ~log2(n) probes (+1 for stepping around the broken commit)
+    assert r.measured <= 2 + math.ceil(math.log2(len(shas))) + 1, r.measured
+    assert r.measured < len(shas) - 4
+    assert r.compare_cmd.startswith(f"bench compare {shas[step - 1]} {shas[step]}")
+    # An unchanged benchmark: nothing to bisect.
+    r2 = history.bisect(w, shas, "b/emulated/vp_info")
+    assert r2.bad is None and "not slower" in r2.message
+
+
+def test_cli_history_and_bisect(repo, tmp_path, capsys):
+    results = tmp_path / "results"
+    common = ["--repo", str(repo), "--results", str(results), "--machine", "testbox",
+              "--worktree", str(tmp_path / "wt"), "--no-progress"]
+    assert history.main(["HEAD~2..", *common]) == 0
+    assert len(list((results / "testbox").glob("*.json"))) == 2
+    rc = history.main([f"HEAD~{N - 2}..HEAD", "--bisect", "a/emulated/vp_info", *common])
+    out = capsys.readouterr().out
+    assert rc == 0 and "first slower commit" in out and "bench compare" in out
+
+
+def test_follows_the_machine_name_bench_run_writes(repo, tmp_path):
+    results = tmp_path / "results"
+    w = history.Walker(repo, results, machine="guessed", worktree=tmp_path / "wt")
+    shas = shas_of(repo)[:3]  # commit 0 fails before any run names the machine
+    history.run_history(w, shas, progress=False)
+    assert w.machine == "testbox"
+    assert rd.failed_path(results, "testbox", shas[0]).exists()
+    assert len(rd.group_by_commit(results, "testbox")) == 2
+    assert not (results / "guessed").exists()
+
+
+def test_stale_worktree_cache_is_rebuilt_and_bad_checkout_stops_the_walk(repo, tmp_path):
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    (wt / ".git").write_text("gitdir: /nonexistent\n")  # a cache left from a moved repository
+    w = history.Walker(repo, tmp_path / "results", machine="testbox", worktree=wt)
+    sha = shas_of(repo)[-1]
+    assert w.measure(sha).status == "measured"
+    with pytest.raises(history.HistoryError):
+        w.measure("0" * 40)  # unknown commit: not recorded as the commit's failure
+    assert not rd.failed_path(tmp_path / "results", "testbox", "0" * 40).exists()
