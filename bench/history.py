@@ -235,13 +235,9 @@ class Walker:
 
     def _scrub(self, text: str) -> str:
         """Logs are kept (and published with the site): no paths of this machine in them."""
-        subs = {str(self.wt.resolve()): "<worktree>", str(self.wt): "<worktree>",
-                str(self.repo): "<repo>", sys.prefix: "<env>", sys.base_prefix: "<python>",
-                str(Path.home()): "~"}
-        for path in sorted(subs, key=len, reverse=True):
-            if len(path) > 1:
-                text = text.replace(path, subs[path])
-        return text
+        from .store import scrub_paths
+        return scrub_paths(text, {str(self.wt.resolve()): "<worktree>", str(self.wt): "<worktree>",
+                                  str(self.repo): "<repo>"})
 
     def _rename_machine(self, m: str) -> None:
         """``bench run`` names the machine differently: follow it, moving this walk's failures."""
@@ -271,7 +267,9 @@ class Walker:
 # -- the walk ------------------------------------------------------------------------
 
 def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[Outcome]:
-    from tqdm import tqdm
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
     todo = [s for s in shas if walker.rerun or not walker.is_done(s)]
@@ -279,13 +277,18 @@ def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[
     if outcomes:
         walker.log(f"bench history: {len(outcomes)} of {len(shas)} commits already recorded; skipped "
                    f"(--rerun to measure again, --retry-failed for failed ones)")
-    bar = tqdm(todo, desc="bench history", unit="commit", disable=not progress, file=sys.stderr)
-    for sha in bar:
-        bar.set_postfix_str(sha[:10])
-        o = walker.measure(sha)
-        outcomes.append(o)
-        if o.status == "failed":
-            bar.write(f"bench history: {sha[:10]} failed at {o.phase}; log: {o.path}", file=sys.stderr)
+    console = Console(stderr=True, highlight=False)
+    with Progress(TextColumn("bench history {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                  disable=not progress) as bar:
+        task = bar.add_task("", total=len(todo))
+        for sha in todo:
+            bar.update(task, description=sha[:10])
+            o = walker.measure(sha)
+            outcomes.append(o)
+            if o.status == "failed":
+                bar.console.print(f"bench history: {sha[:10]} failed at {o.phase}; log: {o.path}")
+            bar.advance(task)
     n_ok = sum(o.status == "measured" for o in outcomes)
     n_fail = sum(o.status == "failed" for o in outcomes)
     walker.log(f"bench history: {n_ok} measured, {n_fail} failed, {len(shas) - len(todo)} skipped; "
