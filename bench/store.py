@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -115,9 +116,21 @@ def to_suite(measurements, ctx_info: dict) -> pyperf.BenchmarkSuite:
     return pyperf.BenchmarkSuite(benchmarks)
 
 
+def scrub_paths(text: str, extra: dict | None = None) -> str:
+    """Results and logs are committed and published: this machine's paths (pyperf records
+    python_executable, for one) become placeholders.  Figures are untouched."""
+    subs = {sys.prefix: "<env>", sys.base_prefix: "<python>", os.getcwd(): "<cwd>",
+            os.path.expanduser("~"): "~", **(extra or {})}
+    for path in sorted(subs, key=len, reverse=True):
+        if len(path) > 1:
+            text = text.replace(path, subs[path])
+    return text
+
+
 def write_suite(suite: pyperf.BenchmarkSuite, path: Path, replace=False) -> Path:
     """Atomic: a temporary file in the same folder, then rename.  A crash mid-write leaves
-    whatever was there before intact; an existing file is never replaced unless asked."""
+    whatever was there before intact; an existing file is never replaced unless asked.
+    Paths of this machine are scrubbed from the text (scrub_paths)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not replace:
@@ -126,7 +139,12 @@ def write_suite(suite: pyperf.BenchmarkSuite, path: Path, replace=False) -> Path
     os.close(fd)
     try:
         suite.dump(tmp, compact=False, replace=True)
-        with open(tmp, "rb") as f:
+        with open(tmp, "r+") as f:
+            text = scrub_paths(f.read())
+            f.seek(0)
+            f.write(text)
+            f.truncate()
+            f.flush()
             os.fsync(f.fileno())
         if replace:
             os.replace(tmp, path)
