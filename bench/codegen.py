@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ARG_REGS, CALLEE_SAVED, Catalog, ConfigError, Convention, Resolved, load_builtin
-from .crossings import CROSSINGS, Crossing, crossings_for
+from .crossings import Crossing, crossings_for
 
 OFF = {reg: 8 * i for i, reg in enumerate(ARG_REGS)}
 OFF_RBP_SLOT = 8 * len(ARG_REGS)

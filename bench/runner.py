@@ -2,7 +2,7 @@
 measure the rest, and turn measurements into records."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from . import backends, machine, safety, stats
 from .config import Catalog, Suite

@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from bench.config import ConfigError, load_builtin, parse_suite
+from bench.config import ConfigError, parse_suite
 
 
 def write(tmp_path, text, name="mine.yaml"):

@@ -8,7 +8,7 @@ import pyperf
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synth_history import fake_sha, make_history  # noqa: E402
+from synth_history import make_history  # noqa: E402
 
 from bench import dashboard, resultsdir as rd  # noqa: E402
 

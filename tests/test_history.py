@@ -4,13 +4,11 @@ Each commit of the repository carries its own fake ``bench`` package whose
 ``run`` writes a pyperf suite like main's ``bench run``; so the walk really
 checks out, builds and runs each commit's own code.
 """
-import json
 import math
 import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pyperf
 import pytest
