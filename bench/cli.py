@@ -195,7 +195,7 @@ def cmd_compare(args) -> int:
     machine_name = machine.machine_id()
     a = compare.resolve(args.a, machine_name)
     b = compare.resolve(args.b, machine_name)
-    report = compare.compare(a, b, threshold=args.threshold / 100, force=args.force)
+    report = compare.compare(a, b, threshold=args.threshold / 100, force=args.force, only=args.benchmark)
     if args.json:
         _emit_json(report.as_dict())
     elif args.markdown:
@@ -441,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("b", help="the new results")
     c.add_argument("--json", action="store_true", help="one JSON document on stdout")
     c.add_argument("--markdown", action="store_true", help="a Markdown table, to paste in a review or mail")
+    c.add_argument("--benchmark", action="append", metavar="NAME",
+                   help="only this benchmark, e.g. seamcall/emulated/vp_info (may repeat)")
     c.add_argument("--threshold", type=float, default=1.0, metavar="PCT",
                    help="changes smaller than this count as the same (default 1%%)")
     c.add_argument("--force", action="store_true",

@@ -238,7 +238,14 @@ class Report:
                 "only_in_a": self.only_a, "only_in_b": self.only_b, "notes": self.notes}
 
 
-def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False) -> Report:
+def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=None) -> Report:
+    """Every benchmark both sides have, or only the names in `only`."""
+    if only:
+        known = set(a.suite.get_benchmark_names()) | set(b.suite.get_benchmark_names())
+        unknown = [n for n in only if n not in known]
+        if unknown:
+            raise CompareError(f"no benchmark {unknown[0]!r} in either result set; known: "
+                               + ", ".join(sorted(known)))
     notes = check_comparable(a, b, force)
     scale_a, unit = _scale(a)
     scale_b, unit_b = _scale(b)
@@ -248,6 +255,8 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False) -> Repor
     rows, only_a = [], []
     for bench_a in a.suite.get_benchmarks():
         name = bench_a.get_name()
+        if only and name not in only:
+            continue
         if name not in names_b:
             only_a.append(name)
             continue
@@ -257,7 +266,7 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False) -> Repor
         rows.append(compare_benchmarks(runs_a, runs_b, name, unit, threshold,
                                        sessions_a=_sessions(a, name, scale_a),
                                        sessions_b=_sessions(b, name, scale_b)))
-    only_b = sorted(names_b - set(a.suite.get_benchmark_names()))
+    only_b = sorted(n for n in names_b - set(a.suite.get_benchmark_names()) if not only or n in only)
     geo = float(np.exp(np.mean(np.log([r.ratio for r in rows])))) if rows else None
     if rows and (len(a.sessions) < 2 or len(b.sessions) < 2):
         notes.append("one session on at least one side: the CI covers workers and values, not what changes "

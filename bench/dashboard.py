@@ -189,23 +189,9 @@ def _r(x, digits=5):
     return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
 
 
-_COMPARE_HAS_BENCHMARK = None
-
-
 def compare_command(a: str, b: str, name: str) -> str:
-    """A ``bench compare`` line that runs with this tree's CLI: ``--benchmark NAME`` only
-    where ``bench compare`` accepts it (it compares every benchmark otherwise)."""
-    global _COMPARE_HAS_BENCHMARK
-    if _COMPARE_HAS_BENCHMARK is None:
-        try:
-            from .cli import build_parser
-
-            sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-            opts = sub.choices["compare"]._option_string_actions
-            _COMPARE_HAS_BENCHMARK = "--benchmark" in opts
-        except Exception:  # no CLI or no compare here: keep the documented form
-            _COMPARE_HAS_BENCHMARK = True
-    return f"bench compare {a} {b}" + (f" --benchmark {name}" if _COMPARE_HAS_BENCHMARK else "")
+    """The ``bench compare`` line for one benchmark between two commits."""
+    return f"bench compare {a} {b} --benchmark {name}"
 
 
 def _changes_of(args):

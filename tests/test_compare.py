@@ -184,3 +184,12 @@ def test_sessions_are_resampled_first(tmp_path):
     a = write_suite(tmp_path / "a.json", {NAMES[0]: sa[0]})
     b = write_suite(tmp_path / "b.json", {NAMES[0]: sb[0]})
     assert any("one session" in n for n in report(a, b).notes)
+
+
+def test_compare_only_named_benchmarks(tmp_path, capsys):
+    """--benchmark narrows the report (the dashboard's ready-made command uses it)."""
+    a, b = suite_pair(tmp_path)
+    assert cli.main(["compare", str(a), str(b), "--json", "--benchmark", NAMES[1]]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)["benchmarks"]] == [NAMES[1]]
+    assert cli.main(["compare", str(a), str(b), "--benchmark", "no/such/bench"]) == 2
+    assert "no benchmark 'no/such/bench'" in capsys.readouterr().err

@@ -233,7 +233,7 @@ def test_compare_command_parses_with_this_cli():
     cmd = dashboard.compare_command("a" * 40, "b" * 40, "seamcall/emulated/vp_info")
     args = cli.build_parser().parse_args(cmd.split()[1:])
     assert (args.a, args.b) == ("a" * 40, "b" * 40)
-    assert getattr(args, "benchmark", "seamcall/emulated/vp_info") == "seamcall/emulated/vp_info"
+    assert args.benchmark == ["seamcall/emulated/vp_info"]
 
 
 def test_verdict_uses_shared_compare_and_falls_back(monkeypatch):
