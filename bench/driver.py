@@ -221,7 +221,7 @@ def to_measurement(res: Result, catalog, tsc_hz) -> Measurement:
     from .safety import static_verdict
     conv = catalog.convention(res.spec.convention)
     verdict = static_verdict(conv.resolve(catalog.leaf(res.spec.leaf)))
-    runs, n_calls = [], 0
+    runs, n_calls, hw = [], 0, {}
     for run in value_runs(res.bench):
         md = run.get_metadata()
         n_calls = md.get("loops", n_calls)
@@ -233,13 +233,16 @@ def to_measurement(res: Result, catalog, tsc_hz) -> Measurement:
         for s in values_kept:
             for k, v in s["ev"].items():
                 events[k] = events.get(k, 0) + v
+            for k, v in s.get("hw", {}).items():
+                hw.setdefault(k, []).append(v)
         runs.append(_measure.Run(values=[v * tsc_hz for v in run.values],
                                  warmups=[v * tsc_hz for _, v in run.warmups],
                                  baseline=baseline,
                                  excluded=sum(1 for s in samples if not s["kept"]),
                                  events=events))
+    hw_counters = {k: float(np.median(v)) for k, v in hw.items()} if hw else None
     return Measurement(res.spec, int(n_calls), runs, _measure.serialize_name(res.spec, res.serialize_mode),
-                       conv.decl_hash, verdict.safe, verdict.text, None)
+                       conv.decl_hash, verdict.safe, verdict.text, hw_counters)
 
 
 def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:

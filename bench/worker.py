@@ -89,8 +89,12 @@ class Sampler:
             net = (int(ta[0]) - int(tb[0])) / n
             counts["tsc_gap"] = int(self._gap(int(ta[0]) / n, int(tb[0]) / n))
             disturbed = any(counts.get(e, 0) for e in DISTURBING_EVENTS_STRICT + ("tsc_gap",)) or net <= 0
-            self.samples.append({"i": index, "t": int(t0[0]), "a": int(ta[0]), "b": int(tb[0]), "n": n,
-                                 "ev": counts, "disturbed": bool(disturbed), "kept": False})
+            sample = {"i": index, "t": int(t0[0]), "a": int(ta[0]), "b": int(tb[0]), "n": n,
+                      "ev": counts, "disturbed": bool(disturbed), "kept": False}
+            if ctx.hw:  # core cycles and instructions per call, net of the empty batch
+                sample["hw"] = {name: (int(ev[slots[name]]) - int(ev[n_ev + slots[name]])) / n
+                                for name in ("cycles", "instructions")}
+            self.samples.append(sample)
             if not disturbed:
                 break
         self.samples[-1]["kept"] = True
