@@ -42,6 +42,15 @@ class Crossing:
 # The leading "@" makes the generator paste it as C (the macro's text depends on the kernel).
 _KFIXUP = "@_ASM_EXTABLE_FAULT({at}, {fault})"
 
+def _hypercall(instruction, what):
+    """A KVM hypercall with a number KVM does not implement.  In the module a fault (#UD where
+    no hypervisor answers) is caught by an exception-table fixup; in user space by the probe."""
+    setup = [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc"]
+    return Crossing(instruction, f"{what}: a real round trip through the hypervisor",
+                    {"user": setup + [instruction], "kernel": setup + ["{at}:", instruction, _KFIXUP]},
+                    clobbers=())
+
+
 # The kernel module issues only these (see _native/kmod); CPUID and system calls stay in user space.
 CROSSINGS = {
     "emulated": Crossing(
@@ -50,20 +59,8 @@ CROSSINGS = {
         {"user": ["call {stub}"], "kernel": ["call {stub}"]},
         clobbers=None,
     ),
-    "vmcall": Crossing(
-        "vmcall",
-        "VMCALL (Intel): a real round trip through the hypervisor",
-        {"user": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmcall"],
-         "kernel": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "{at}:", "vmcall", _KFIXUP]},
-        clobbers=(),
-    ),
-    "vmmcall": Crossing(
-        "vmmcall",
-        "VMMCALL (AMD): a real round trip through the hypervisor",
-        {"user": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "vmmcall"],
-         "kernel": [f"movl ${KVM_HC_UNUSED:#x}, %eax", "clc", "{at}:", "vmmcall", _KFIXUP]},
-        clobbers=(),
-    ),
+    "vmcall": _hypercall("vmcall", "VMCALL (Intel)"),
+    "vmmcall": _hypercall("vmmcall", "VMMCALL (AMD)"),
     "cpuid": Crossing(
         "cpuid",
         "CPUID leaf 0: traps to the hypervisor in a VM, cheap on bare metal",

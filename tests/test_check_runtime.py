@@ -13,18 +13,6 @@ XSAVE = machine.xsave()
 HAS_AVX = XSAVE["enabled"] and XSAVE["xcr0"] & 0x4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """User conventions (and the bare assembly of C-wrapped ones) compile into a test cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SEAMBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry(CATALOG)
 
 
 def user_catalog(tmp_path, yaml_text):

@@ -12,17 +12,6 @@ from bench.native import Registry
 CATALOG = load_builtin()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SEAMBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry(CATALOG)
 
 
 def walk(registry, catalog, conv, leaf):
