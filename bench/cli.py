@@ -96,16 +96,7 @@ def _run(args) -> int:
             plan.skipped.append((spec.name, "pyperf produced no result"))
     measurements = [driver.to_measurement(r, catalog, tsc_hz) for r in results]
     refs = references(measurements + kmod_ms, suite.reference)
-    records = [record(m, ctx, refs) for m in measurements]
-    kmod_records = [record(m, ctx, refs) for m in kmod_ms]
-    from . import stats
-    for rec, res, m in zip(records, results, measurements):
-        rec["excluded_workers"] = len(res.excluded_runs)
-        rec["workers"] = len(m.runs)
-        if len(m.runs) >= 2:
-            # Values of one worker are not independent: the CI resamples workers, then values.
-            rec["ci95"] = list(stats.hierarchical_median_ci([r.values for r in m.runs])[1])
-    records += kmod_records
+    records = [record(m, ctx, refs) for m in measurements + kmod_ms]
     path = None
     if (results or kmod_ms) and not args.no_store:
         path = Path(args.output) if args.output else store.default_path(info["_state"], info["machine"])
@@ -179,7 +170,7 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
     if excluded:
         console.print(f"{excluded} disturbed samples (context switch, migration, page fault or TSC gap during "
                       "the sample) were excluded and measured again.")
-    workers = sum(r.get("excluded_workers", 0) for r in records)
+    workers = sum(r["excluded_workers"] for r in records)
     if workers:
         console.print(f"{workers} worker processes far noisier than their peers (MAD/median) were dropped "
                       "and replaced.")

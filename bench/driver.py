@@ -242,7 +242,8 @@ def to_measurement(res: Result, catalog, tsc_hz) -> Measurement:
                                  events=events))
     hw_counters = {k: float(np.median(v)) for k, v in hw.items()} if hw else None
     return Measurement(res.spec, int(n_calls), runs, _measure.serialize_name(res.spec, res.serialize_mode),
-                       conv.decl_hash, verdict.safe, verdict.text, hw_counters)
+                       conv.decl_hash, verdict.safe, verdict.text, hw_counters,
+                       from_workers=True, excluded_workers=len(res.excluded_runs))
 
 
 def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
@@ -251,7 +252,7 @@ def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
     common = run_metadata(m, info)
     for k in ("loops", "date", "name", "unit", "cpu_model_name", "platform"):
         common.pop(k)  # pyperf's own, per run
-    common[f"{META}excluded_workers"] = len(res.excluded_runs)
+    common[f"{META}excluded_workers"] = m.excluded_workers
     runs = []
     for run in res.bench.get_runs():
         md = run.get_metadata()

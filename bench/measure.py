@@ -54,6 +54,8 @@ class Measurement:
     safe: bool | None
     safety: str
     hw_counters: dict | None  # per-call core cycles / instructions, when the kernel offers them
+    from_workers: bool = False  # runs are pyperf worker processes (else blocks of one process)
+    excluded_workers: int = 0   # workers dropped as far noisier than their peers
 
     @property
     def values(self):

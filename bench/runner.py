@@ -73,6 +73,10 @@ def record(m: Measurement, ctx: Context, reference: dict) -> dict:
     base = stats.Summary.of(m.baseline_values)
     tsc_hz = ctx.clocks["tsc_hz"]
     ref = reference.get(m.spec.backend)
+    ci95 = list(s.ci95)
+    if m.from_workers and len(m.runs) >= 2:
+        # Values of one worker are not independent: the CI resamples workers, then values.
+        ci95 = list(stats.hierarchical_median_ci([r.values for r in m.runs])[1])
     return {
         "name": m.spec.name,
         "convention": m.spec.convention,
@@ -81,7 +85,7 @@ def record(m: Measurement, ctx: Context, reference: dict) -> dict:
         "cycles": s.median,
         "cycles_unit": "tsc",
         "ns": s.median / tsc_hz * 1e9,
-        "ci95": list(s.ci95),
+        "ci95": ci95,
         "core_cycles": s.median / ctx.clocks["tsc_per_core_cycle"],
         "mad": s.mad,
         "n_values": s.n,
@@ -92,6 +96,8 @@ def record(m: Measurement, ctx: Context, reference: dict) -> dict:
         **_safety_fields(m, ctx),
         "serialize": m.serialize,
         "hw_counters": m.hw_counters,
+        "workers": len(m.runs) if m.from_workers else 1,
+        "excluded_workers": m.excluded_workers,
     }
 
 
