@@ -58,18 +58,6 @@ def fit_line(xs, ys):
     return float(a), float(b), [float(r) for r in y - (a + b * x)]
 
 
-def median_diff_ci(a_values, b_values, confidence=0.95, n_boot=2000, seed=12345):
-    """Bootstrap CI of median(A) - median(B) for independent samples (deterministic seed)."""
-    a = np.asarray(a_values, dtype=float)
-    b = np.asarray(b_values, dtype=float)
-    rng = np.random.default_rng(seed)
-    ia = rng.integers(0, len(a), size=(n_boot, len(a)))
-    ib = rng.integers(0, len(b), size=(n_boot, len(b)))
-    d = np.median(a[ia], axis=1) - np.median(b[ib], axis=1)
-    lo, hi = np.quantile(d, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
-    return float(np.median(a) - np.median(b)), (float(lo), float(hi))
-
-
 # --- comparing two result sets (bench compare) and two conventions (bench ab) -------------
 
 Z95 = 1.959963984540054

@@ -89,8 +89,9 @@ def test_bootstrap_resamples_workers_not_just_values():
     a = synthetic_runs(100.0, 3, workers=6, values=200, between=0.01, within=0.0005)
     b = synthetic_runs(100.0, 4, workers=6, values=200, between=0.01, within=0.0005)
     _, hier = stats.hierarchical_ratio_ci(a, b)
-    diff, pooled = stats.median_diff_ci(np.concatenate(b), np.concatenate(a))
-    pooled_width = (pooled[1] - pooled[0]) / 100.0
+    # One group holding every value: the pooled bootstrap, values taken as independent.
+    _, pooled = stats.hierarchical_ratio_ci([np.concatenate(a)], [np.concatenate(b)])
+    pooled_width = pooled[1] - pooled[0]
     assert hier[0] <= 1 <= hier[1]
     assert hier[1] - hier[0] > 3 * pooled_width
 
