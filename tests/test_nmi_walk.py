@@ -7,7 +7,6 @@ import pytest
 
 from bench import safety
 from bench.config import load_builtin
-from bench.native import Registry
 
 CATALOG = load_builtin()
 
