@@ -68,11 +68,8 @@ def kernel_unsafe(r: Resolved) -> tuple:
     leaf writes them or the wrapper loads them, and nothing saves them), or the struct pointer
     used after the leaf may have overwritten RSI.  User space survives these and reports them
     (bench/safety.py); in the module they are an oops, so they are not generated for it."""
-    saved = set(r.preserve) | ({"rbp"} if r.rbp in ("frame", "stack", "struct") else set())
-    touched = set(r.leaf.all_writes) | set(r.load)
-    why = [f"{reg} not saved" for reg in CALLEE_SAVED if reg in touched and reg not in saved]
-    rsi_lost = ("rsi" in r.leaf.writes or "rsi" in r.load) and not r.keeps_pointer_on_stack
-    if rsi_lost and (r.store or r.rbp == "struct"):
+    why = [f"{reg} not saved" for reg in r.unsaved_callee_saved]
+    if r.pointer_lost:
         why.append("struct pointer used after RSI was overwritten")
     return tuple(why)
 

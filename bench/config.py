@@ -258,7 +258,8 @@ class Convention:
         load = leaf.reads if self.load == LEAF_WORD else self.load
         store = leaf.outputs if self.store == LEAF_WORD else self.store
         if self.preserve == LEAF_WORD:
-            preserve = tuple(r for r in ARG_REGS if r in CALLEE_SAVED and r in leaf.writes)
+            # Every callee-saved register the call changes: the leaf's writes and the loads.
+            preserve = tuple(r for r in ARG_REGS if r in CALLEE_SAVED and (r in leaf.writes or r in load))
         else:
             preserve = self.preserve
         rbp = self.rbp
@@ -276,6 +277,25 @@ class Resolved:
     store: tuple
     preserve: tuple
     rbp: str
+
+    @property
+    def saved(self) -> frozenset:
+        """Registers the wrapper restores before returning."""
+        return frozenset(self.preserve) | ({"rbp"} if self.rbp in ("frame", "stack", "struct") else set())
+
+    @property
+    def unsaved_callee_saved(self) -> tuple:
+        """Callee-saved registers handed back changed: written by the leaf or loaded by the
+        wrapper, and not restored."""
+        touched = set(self.leaf.all_writes) | set(self.load)
+        return tuple(r for r in CALLEE_SAVED if r in touched and r not in self.saved)
+
+    @property
+    def pointer_lost(self) -> bool:
+        """The struct pointer is gone after the call (RSI loaded or written by the leaf, and not
+        kept on the stack) although outputs or RBP are still read or written through it."""
+        rsi_gone = ("rsi" in self.leaf.writes or "rsi" in self.load) and not self.keeps_pointer_on_stack
+        return rsi_gone and (bool(self.store) or self.rbp == "struct")
 
     @property
     def keeps_pointer_on_stack(self) -> bool:

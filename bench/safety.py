@@ -109,15 +109,18 @@ def static_verdict(r: Resolved, xcr0: int | None = None) -> Verdict:
     `fpu_mask` must cover; without it every AVX component counts."""
     conv, leaf = r.conv, r.leaf
     found = []
-    saved = set(r.preserve) | ({"rbp"} if r.rbp in ("frame", "stack", "struct") else set())
-    found += _clobber_findings([reg for reg in CALLEE_SAVED if reg in leaf.all_writes and reg not in saved],
-                               leaf, conv)
-    scrubbed = [reg for reg in CALLEE_SAVED if reg in conv.scrub and reg not in saved and reg not in leaf.all_writes]
+    unsaved = r.unsaved_callee_saved
+    found += _clobber_findings([reg for reg in unsaved if reg in leaf.all_writes], leaf, conv)
+    loaded = tuple(reg for reg in unsaved if reg not in leaf.all_writes)
+    if loaded:
+        found.append(Finding("callee_saved", f"{', '.join(loaded)} loaded from the struct by {conv.name}, "
+                             "not saved", loaded))
+    scrubbed = [reg for reg in CALLEE_SAVED if reg in conv.scrub and reg not in r.saved
+                and reg not in leaf.all_writes and reg not in loaded]
     if scrubbed:
         found.append(Finding("callee_saved", f"{', '.join(scrubbed)} zeroed by the scrub of {conv.name}, not saved",
                              tuple(scrubbed)))
-    pointer_lost = ("rsi" in leaf.writes or "rsi" in r.load) and not r.keeps_pointer_on_stack
-    if r.store and pointer_lost:
+    if r.pointer_lost:
         found.append(Finding("pointer", _pointer_text(leaf, conv), ("rsi",)))
     if r.store:
         missing = [reg for reg in leaf.outputs if reg not in r.store]

@@ -137,3 +137,21 @@ def test_verdict_json_shape():
     assert d["safe"] is False and d["source"] == "static"
     assert d["reasons"][0]["kind"] == "callee_saved"
     assert d["reasons"][0]["regs"] == ["rbx", "r12", "r13", "r14", "r15"]
+
+
+def test_the_kernel_filter_never_passes_what_the_prediction_calls_unsafe(catalog, tmp_path):
+    """codegen.kernel_unsafe (what the module refuses to build) and static_verdict read the same
+    Resolved facts, so anything that would crash the kernel is predicted UNSAFE too."""
+    from bench.codegen import kernel_unsafe
+    path = tmp_path / "odd.yaml"
+    path.write_text("conventions:\n"
+                    "  loads_r12:\n    extends: tdcall\n    load: [rcx, r12]\n"
+                    "  rbp_in_struct:\n    extends: tdcall\n    rbp: struct\n")
+    cat = catalog.with_user_file(path)
+    for conv in cat.conventions.values():
+        for leaf in cat.leaves.values():
+            r = conv.resolve(leaf)
+            if kernel_unsafe(r):
+                assert not static_verdict(r).safe, (conv.name, leaf.name, kernel_unsafe(r))
+    v = static_verdict(cat.conventions["loads_r12"].resolve(cat.leaves["vp_info"]))
+    assert not v.safe and "r12 loaded from the struct by loads_r12, not saved" in v.text
