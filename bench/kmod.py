@@ -23,7 +23,8 @@ KMOD_DIR = ROOT / "_native" / "kmod"
 
 API_VERSION = 1
 KX = {"emulated": 0, "seamcall": 1, "tdcall": 2, "vmcall": 3, "vmmcall": 4}
-KX_NAMES = {v: k for k, v in KX.items()}
+# The only leaf each real crossing is issued with (sb_rules[] in sb_main.c).
+KMOD_LEAF = {"seamcall": "sys_rd", "tdcall": "vp_info"}
 KX_NONE = 0xFFFFFFFF
 STATES = {0: "available", 1: "unavailable", 2: "refused"}
 REASONS = {0: "ok", 1: "fault", 2: "vmfailinvalid", 3: "status", 4: "td_guest", 5: "not_td_guest",
@@ -251,22 +252,23 @@ def probe_backend(name: str):
 
 def _calibrate(d: KmodDevice, e: KEntry, emul: dict, target: float) -> int:
     """Calls per sample so that one sample lasts about `target` TSC ticks."""
-    calls = 4
+    calls, measured = 4, None  # measured: (median batch ticks, the calls that batch made)
     for _ in range(6):
         try:
             r = d.run(e, calls, 5, emul)
-        except KmodError:
-            if calls == 1:
+        except KmodError as exc:
+            if exc.errno != errno.E2BIG or calls == 1:
                 raise
-            calls = 1
+            calls = 1  # even a few calls do not fit the interrupts-off budget: measure one
             continue
-        batch = sorted(r.ticks)[2]
+        measured = (sorted(r.ticks)[2], calls)
         # A sample must stay well inside the module's interrupts-off batch.
         target = min(target, r.budget_ticks / 4)
-        if batch >= target / 2 or calls >= MAX_CALLS:
+        if measured[0] >= target / 2 or calls >= MAX_CALLS:
             break
-        calls = min(MAX_CALLS, max(calls * 2, int(calls * target / max(batch, 1))))
-    per_call = max(batch / calls, 1e-3)
+        calls = min(MAX_CALLS, max(calls * 2, int(calls * target / max(measured[0], 1))))
+    batch, used = measured
+    per_call = max(batch / used, 1e-3)
     return max(1, min(MAX_CALLS, int(target / per_call)))
 
 
@@ -280,16 +282,15 @@ def measure(spec, ctx, verdict):
     leaf = ctx.catalog.leaf(spec.leaf)
     b = backends.BACKENDS[spec.backend]
     s = ctx.settings
+    from .codegen import kernel_unsafe
+    crash = kernel_unsafe(conv.resolve(leaf))
+    if crash:
+        raise UnavailableError(f"{spec.name}: not in the kernel module, it would crash the kernel "
+                               f"({'; '.join(crash)})")
     try:
         d = KmodDevice()
     except KmodError as exc:
         raise UnavailableError(f"{spec.name}: {exc}") from None
-    from .codegen import kernel_unsafe
-    crash = kernel_unsafe(conv.resolve(leaf))
-    if crash:
-        d.close()
-        raise UnavailableError(f"{spec.name}: not in the kernel module, it would crash the kernel "
-                               f"({'; '.join(crash)})")
     with d:
         try:
             e = d.find(conv.name, b.crossing, leaf.name)
@@ -299,7 +300,7 @@ def measure(spec, ctx, verdict):
             cap = d.caps()["crossings"][b.crossing]
             why = cap.why if not cap.available else (
                 f"the module issues {b.crossing} only with its read-only leaf "
-                f"({ {'seamcall': 'sys_rd', 'tdcall': 'vp_info'}.get(b.crossing, '?') })")
+                f"({KMOD_LEAF.get(b.crossing, '?')})")
             raise UnavailableError(f"{spec.name}: {why}")
         emul, ser_name = {}, None
         if b.crossing == "emulated":
@@ -311,7 +312,7 @@ def measure(spec, ctx, verdict):
             calls = _calibrate(d, e, emul, s.batch_us * 1e-6 * ctx.clocks["tsc_hz"])
             runs = []
             n = s.values + s.warmups
-            for _ in range(s.runs):
+            while len(runs) < s.runs:
                 for shrink in range(4):
                     try:
                         r = d.run(e, calls, n, emul)

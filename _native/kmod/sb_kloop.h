@@ -19,17 +19,20 @@ __asm__(".pushsection .text\n"
 	".size sb_gen_empty, .-sb_gen_empty\n"
 	".popsection\n");
 
+/* Two loops rather than a test per call: -O2 does not hoist it.  The reset
+ * is needed where the leaf reads RDX and writes it back (TDH.SYS.RD). */
 #define SB_KLOOP(fn)                                    \
 	do {                                            \
-		for (i = 0; i < calls; i++) {           \
-			if (rdx)                        \
+		if (rdx) {                              \
+			for (i = 0; i < calls; i++) {   \
 				a->regs[1] = *rdx;      \
-			st = fn(leaf, a);               \
+				st = fn(leaf, a);       \
+			}                               \
+		} else {                                \
+			for (i = 0; i < calls; i++)     \
+				st = fn(leaf, a);       \
 		}                                       \
 	} while (0)
-
-#ifdef SB_GEN_FOREACH
-const bool sb_gen_direct = true;
 
 noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx)
 {
@@ -60,21 +63,3 @@ sb_u64 sb_gen_fpu_mask(u32 idx)
 	}
 #undef SB_KMASK
 }
-#else
-const bool sb_gen_direct;
-
-noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx)
-{
-	sb_conv_fn fn = idx == SB_GEN_BASELINE ? sb_gen_empty : sb_gen_unit.entries[idx].fn;
-	sb_u64 st = 0;
-	u32 i;
-
-	SB_KLOOP(fn);
-	return st;
-}
-
-sb_u64 sb_gen_fpu_mask(u32 idx)
-{
-	return ~0ULL;
-}
-#endif

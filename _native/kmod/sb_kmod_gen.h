@@ -21,10 +21,8 @@ sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb
 /* The convention's declared fpu_mask (all ones: every XCR0 component). */
 sb_u64 sb_gen_fpu_mask(u32 idx);
 
-extern const bool sb_gen_direct;	/* false: no SB_GEN_FOREACH, indirect calls */
 extern int sb_gen_faults;		/* faults caught in the generated code's FPU instructions */
 
-#define SB_GEN_DIRECT sb_gen_direct
 #define SB_GEN_FAULTS() READ_ONCE(sb_gen_faults)
 
 #endif

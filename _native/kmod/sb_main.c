@@ -58,7 +58,6 @@
 
 static DEFINE_MUTEX(sb_lock);		/* one probe or run at a time: the stub config is global */
 static struct sb_kx_cap sb_cap[SB_KX_COUNT];
-static bool sb_probed;
 
 struct sb_env {
 	char vendor[13];
@@ -395,7 +394,6 @@ static void sb_probe_all(struct sb_env *e)
 	sb_detect(e);
 	for (kx = 0; kx < SB_KX_COUNT; kx++)
 		sb_probe_one(kx, e, &sb_cap[kx]);
-	sb_probed = true;
 }
 
 /* ---- the generated table ----------------------------------------------- */
@@ -486,7 +484,10 @@ static long sb_ioctl_caps(void __user *uarg)
 	k->abi_version = sb_gen_unit.abi_version;
 	k->n_entries = sb_gen_unit.count;
 
-	mutex_lock(&sb_lock);
+	if (mutex_lock_interruptible(&sb_lock)) {	/* a RUN may hold it for seconds */
+		kfree(k);
+		return -EINTR;
+	}
 	sb_probe_all(&e);
 	memcpy(k->x, sb_cap, sizeof(k->x));
 	mutex_unlock(&sb_lock);
@@ -496,7 +497,7 @@ static long sb_ioctl_caps(void __user *uarg)
 	strscpy(k->kernel, utsname()->release, sizeof(k->kernel));
 	k->flags = (e.hypervisor ? SB_KF_HYPERVISOR : 0) | (e.kvm ? SB_KF_KVM : 0) |
 		   (e.tcg ? SB_KF_TCG : 0) | (e.td_guest ? SB_KF_TD_GUEST : 0) |
-		   (e.vmx ? SB_KF_VMX : 0) | (SB_GEN_DIRECT ? SB_KF_DIRECT_CALLS : 0) |
+		   (e.vmx ? SB_KF_VMX : 0) | SB_KF_DIRECT_CALLS |
 		   (IS_ENABLED(CONFIG_INTEL_TDX_HOST) ? SB_KF_TDX_HOST_BUILT : 0) |
 		   (IS_ENABLED(CONFIG_INTEL_TDX_GUEST) ? SB_KF_TDX_GUEST_BUILT : 0) |
 		   (boot_cpu_has(X86_FEATURE_SERIALIZE) ? SB_KF_SERIALIZE : 0) |
@@ -541,12 +542,9 @@ static long sb_ioctl_entry(void __user *uarg)
 	strscpy(k.leaf, g->leaf ? g->leaf : "", sizeof(k.leaf));
 	k.crossing = sb_kx_of(g->crossing);
 	if (k.crossing != SB_KX_NONE && sb_rule(k.crossing, g->leaf)) {
-		mutex_lock(&sb_lock);
-		if (!sb_probed) {
-			struct sb_env e;
-
-			sb_probe_all(&e);
-		}
+		/* sb_init probed before the device existed; a RUN may hold the lock for seconds. */
+		if (mutex_lock_interruptible(&sb_lock))
+			return -EINTR;
 		k.runnable = sb_cap[k.crossing].state == SB_KS_AVAILABLE;
 		mutex_unlock(&sb_lock);
 	}
@@ -583,6 +581,7 @@ struct sb_ctx {
 	u32 calls;
 	u64 leaf;
 	const struct sb_leafrule *rule;
+	const sb_u64 *rdx;	/* the leaf's RDX input, reset before each call; NULL: none */
 	struct sb_args *args;
 	u64 status;
 };
@@ -604,8 +603,7 @@ static noinline u64 sb_sample(struct sb_ctx *x)
 	u64 t0, t1, st;
 
 	t0 = rdtsc_ordered();
-	st = sb_gen_kloop(x->idx, x->leaf, x->args, x->calls,
-			  x->rule->set_rdx ? &x->rule->rdx : NULL);
+	st = sb_gen_kloop(x->idx, x->leaf, x->args, x->calls, x->rdx);
 	t1 = rdtsc_ordered();
 	x->status = st;
 	return t1 - t0;
@@ -615,22 +613,39 @@ static long sb_run_batches(struct sb_ctx *x, struct sb_krun *r, u64 *kbuf)
 {
 	u64 budget = sb_budget_ticks(), deadline, start, last, w;
 	unsigned long flags;
-	u32 s = 0;
+	u32 s = 0, calls;
 	int faults0 = SB_GEN_FAULTS();
 
-	/* Warm-up, interrupts on: the second sample (caches, and TCG's translations,
-	 * warm) tells whether one sample fits comfortably in a batch. */
+	/* Warm-up, interrupts on.  A single call first: a full-size sample of a slow
+	 * crossing (or a large latency_iters) could otherwise keep preemption off for
+	 * far longer than a batch may last before anything is checked. */
+	r->budget_ticks = budget;
+	calls = x->calls;
+	x->calls = 1;
+	preempt_disable();
+	sb_claim_fpu();
+	sb_sample(x);
+	w = sb_sample(x);
+	preempt_enable();
+	x->calls = calls;
+	if (SB_GEN_FAULTS() != faults0)
+		return -EOPNOTSUPP;	/* e.g. an XSAVE variant this CPU lacks */
+	if (w * calls > budget / 2) {
+		r->warmup_ticks = w * calls;
+		return -E2BIG;		/* lower calls_per_sample or latency_iters */
+	}
+	/* Then full size, the second sample with caches (and TCG's translations) warm:
+	 * it decides whether one sample fits comfortably in a batch. */
 	preempt_disable();
 	sb_claim_fpu();
 	sb_sample(x);
 	w = sb_sample(x);
 	preempt_enable();
 	r->warmup_ticks = w;
-	r->budget_ticks = budget;
 	if (SB_GEN_FAULTS() != faults0)
-		return -EOPNOTSUPP;	/* e.g. an XSAVE variant this CPU lacks */
+		return -EOPNOTSUPP;
 	if (w > budget / 2)
-		return -E2BIG;		/* lower calls_per_sample or latency_iters */
+		return -E2BIG;
 
 	deadline = ktime_get_ns() + SB_RUN_LIMIT_NS;
 	while (s < r->samples) {
@@ -715,6 +730,7 @@ static long sb_ioctl_run(void __user *uarg)
 	x.idx = (r.flags & SB_KRUN_BASELINE) ? SB_GEN_BASELINE : r.entry;
 	x.calls = r.calls_per_sample;
 	x.leaf = x.rule->rax;
+	x.rdx = x.rule->set_rdx ? &x.rule->rdx : NULL;
 	x.args = kzalloc(sizeof(*x.args), GFP_KERNEL);
 	kbuf = kvcalloc(r.samples, sizeof(u64), GFP_KERNEL);
 	if (!x.args || !kbuf) {
@@ -739,11 +755,6 @@ static long sb_ioctl_run(void __user *uarg)
 	ret = mutex_lock_interruptible(&sb_lock);
 	if (ret)
 		goto out_free;
-	if (!sb_probed) {
-		struct sb_env e;
-
-		sb_probe_all(&e);
-	}
 	if (sb_cap[kx].state != SB_KS_AVAILABLE && !(r.flags & SB_KRUN_BASELINE)) {
 		ret = -ENODEV;	/* CAPS says why */
 	} else {
@@ -822,8 +833,7 @@ static int __init sb_init(void)
 	ret = misc_register(&sb_misc);
 	if (ret)
 		return ret;
-	pr_info("/dev/seambench ready: %llu generated wrappers, %s calls\n", sb_gen_unit.count,
-		SB_GEN_DIRECT ? "direct" : "indirect");
+	pr_info("/dev/seambench ready: %llu generated wrappers, called directly\n", sb_gen_unit.count);
 	return 0;
 }
 

@@ -259,7 +259,7 @@ def run_checks(c: Checks, a, out: Path):
         for x in REAL:
             ents = [e for e in d.entries() if e.crossing == x]
             # the leaf the module would issue there, so that availability is what refuses it
-            e = next(e for e in ents if e.leaf == {"seamcall": "sys_rd", "tdcall": "vp_info"}.get(x, e.leaf))
+            e = next(e for e in ents if e.leaf == kmod.KMOD_LEAF.get(x, e.leaf))
             try:
                 d.run(e, 1, 1)
                 ok, why = False, "ran"
