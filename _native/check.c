@@ -123,7 +123,14 @@ int sb_check_run(struct sb_check *c)
 	c->done = 0;
 	c->fault_sig = 0;
 	sb_install_fault_handlers();
-	alarm(10);	/* a wrapper that never returns must not hang the checker */
+	/* A wrapper that never returns must not hang the checker: SIGALRM's default action
+	 * kills the child whatever handler or mask the parent (pytest, say) gave it. */
+	sigset_t alrm;
+	sigemptyset(&alrm);
+	sigaddset(&alrm, SIGALRM);
+	signal(SIGALRM, SIG_DFL);
+	sigprocmask(SIG_UNBLOCK, &alrm, NULL);
+	alarm(10);
 	sb_check_tramp(c);
 	alarm(0);
 	sb_check_cur = NULL;

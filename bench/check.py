@@ -71,6 +71,8 @@ def nmi_rows(catalog, conv_names, leaf_names, registry, all_leaves=False) -> lis
                 out.append(nmi_walk(registry, conv, leaf))
             except RuntimeUnavailable as exc:
                 out.append({"convention": cname, "leaf": lname, "skipped": str(exc)})
+            except RuntimeError as exc:  # an unsafe pair may kill its child: a row, not a traceback
+                out.append({"convention": cname, "leaf": lname, "skipped": f"crashed: {exc}"})
     return out
 
 

@@ -61,3 +61,10 @@ def test_bad_parameters_are_named(registry):
         safety.nmi_walk(registry, CATALOG.conventions["lean"], CATALOG.leaves["vp_enter"], interval_us=0)
     with pytest.raises(safety.RuntimeUnavailable, match="kernel module"):
         safety.nmi_walk(registry, CATALOG.conventions["kernel_fpu"], CATALOG.leaves["vp_enter"])
+
+
+def test_a_pair_that_crashes_its_child_is_a_row_not_a_traceback(catalog, registry):
+    from bench.check import nmi_rows
+    # seamcall_ret stores through RSI, which vp_enter overwrites: the demo's child dies.
+    rows = nmi_rows(catalog, ["seamcall_ret"], ["vp_enter"], registry)
+    assert len(rows) == 1 and rows[0]["skipped"].startswith("crashed:")
