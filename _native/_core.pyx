@@ -31,7 +31,6 @@ cdef extern from "sb_abi.h" nogil:
         sb_u64 avx_reset_mask
         sb_u64 poison
         sb_u64 poison_area
-        sb_u64 hold_iters
     struct sb_gen_unit:
         sb_u64 abi_version
         sb_u64 count
@@ -107,21 +106,18 @@ cdef class Unit:
             out.append((e.convention.decode(), e.crossing.decode(), e.leaf.decode(), <size_t>e.fn))
         return out
 
-    def set_emulation(self, serialize_mode, latency_iters=0, avx_reset_mask=0, poison=0, poison_area=0,
-                      hold_iters=0):
-        # poison_area and hold_iters (safety checker only) reset to off on every timed setup
+    def set_emulation(self, serialize_mode, latency_iters=0, avx_reset_mask=0, poison=0, poison_area=0):
+        # poison_area (safety checker only) resets to off on every timed setup
         self.u.emul.serialize_mode = serialize_mode
         self.u.emul.latency_iters = latency_iters
         self.u.emul.avx_reset_mask = avx_reset_mask
         self.u.emul.poison = poison
         self.u.emul.poison_area = poison_area
-        self.u.emul.hold_iters = hold_iters
 
     def emulation(self):
         e = self.u.emul[0]
         return dict(serialize_mode=e.serialize_mode, latency_iters=e.latency_iters,
-                    avx_reset_mask=e.avx_reset_mask, poison=e.poison, poison_area=e.poison_area,
-                    hold_iters=e.hold_iters)
+                    avx_reset_mask=e.avx_reset_mask, poison=e.poison, poison_area=e.poison_area)
 
 
 cdef class Args:

@@ -56,10 +56,8 @@ struct sb_emul_cfg {
 	sb_u64 avx_reset_mask;	/* XCR0 & AVX/opmask/ZMM bits, reset to INIT by leaves that may */
 	sb_u64 poison;		/* non-zero: also write markers into vector registers */
 	/* Appended for the safety checker (bench/safety.py); zero = off. */
-	sb_u64 poison_area;	/* 64-byte aligned XSAVE image of vector markers: with poison set, a
-				 * leaf that may reset AVX state XRSTORs this instead of INIT */
-	sb_u64 hold_iters;	/* stubs of RBP-clobbering leaves spin this long after writing their
-				 * markers, so a sampling signal can land while RBP is garbage */
+	sb_u64 poison_area;	/* 64-byte aligned XSAVE image of vector markers: when set, a leaf
+				 * that may reset AVX state XRSTORs this instead of INIT */
 };
 
 /* What a generated unit exports (the only non-hidden symbol: sb_gen_unit). */

@@ -15,13 +15,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ARG_REGS, CALLEE_SAVED, Catalog, ConfigError, Convention, Resolved, load_builtin
+from .config import ARG_REGS, Catalog, ConfigError, Convention, Resolved, load_builtin
 from .crossings import Crossing, crossings_for
 
 OFF = {reg: 8 * i for i, reg in enumerate(ARG_REGS)}
 OFF_RBP_SLOT = 8 * len(ARG_REGS)
 CFG_SERIALIZE, CFG_LATENCY, CFG_AVX_RESET, CFG_POISON = 0, 8, 16, 24
-CFG_POISON_AREA, CFG_HOLD = 32, 40  # appended for the safety checker
+CFG_POISON_AREA = 32  # appended for the safety checker
 
 TDX_SW_ERROR = (1 << 63) | (0xFF << 40)
 TDX_SEAMCALL_VMFAILINVALID = TDX_SW_ERROR | 0xFFFF0000
@@ -102,6 +102,10 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
     if flavor == "user":
         a.append(f".hidden {sym}")
     a.append(f"{sym}:")
+    if flavor == "kernel":
+        # The table takes its address: with IBT (CONFIG_X86_KERNEL_IBT) that needs an ENDBR,
+        # first, where an indirect call lands.
+        a.append(RAW + "ASM_ENDBR")
     if conv.inject_chain:
         # Known work for `bench validate`: K dependent one-cycle ALU ops on the struct pointer
         # before anything else, so every load, and through them the crossing, waits for them.
@@ -109,9 +113,6 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
         # OR with itself keeps the pointer.  (After the crossing instead, the line fitted worse:
         # intercept 2 cycles low against 1.2 here.)
         a += [f".rept {conv.inject_chain}", "orq %rsi, %rsi", ".endr"]
-    if flavor == "kernel":
-        # The table takes its address: with IBT (CONFIG_X86_KERNEL_IBT) that needs an ENDBR.
-        a.append(RAW + "ASM_ENDBR")
     if r.rbp == "frame":
         a += ["pushq %rbp", "movq %rsp, %rbp"]
     elif r.rbp == "stack":
@@ -192,21 +193,24 @@ def _stub_asm(sym: str, leaf, flavor: str, cfg: str, init_area: str) -> list:
          f".type {sym}, @function"]
     if flavor == "user":
         a.append(f".hidden {sym}")
-    a += [f"{sym}:",
-          # Calibrated latency: a dependent countdown (one iteration per core cycle or so).
-          f"movq {cfg}+{CFG_LATENCY}(%rip), %rax", "testq %rax, %rax", f"jz {L}_lat_done",
-          f"{L}_lat:", "decq %rax", f"jnz {L}_lat", f"{L}_lat_done:"]
+    a.append(f"{sym}:")
+    # Calibrated latency: a dependent countdown (one iteration per core cycle or so).  For a
+    # leaf that clobbers RBP it runs after the markers are written, so the same spin holds the
+    # garbage RBP for the NMI-style demo (bench check --nmi); elsewhere it comes first.
+    latency = [f"movq {cfg}+{CFG_LATENCY}(%rip), %rax", "testq %rax, %rax", f"jz {L}_lat_done",
+               f"{L}_lat:", "decq %rax", f"jnz {L}_lat", f"{L}_lat_done:"]
+    if not leaf.clobbers_rbp:
+        a += latency
     if leaf.avx_reset:
         # XRSTOR from an all-INIT image: the reset the TDX 1.5 ABI allows for these leaves.
         scratch = [reg for reg in ("rcx", "rdx") if reg not in leaf.writes]
         a += [f"movq {cfg}+{CFG_AVX_RESET}(%rip), %rax", "testq %rax, %rax", f"jz {L}_avx_done"]
         a += [f"pushq %{reg}" for reg in scratch]
-        # Poisoning (safety check): XRSTOR a marker image instead, so a caller that relies on
-        # its vector registers sees markers, not INIT values that may happen to match.
-        a += ["xorl %edx, %edx", f"leaq {init_area}(%rip), %rcx",
-              f"cmpq $0, {cfg}+{CFG_POISON}(%rip)", f"je {L}_avx_go",
-              f"cmpq $0, {cfg}+{CFG_POISON_AREA}(%rip)", f"je {L}_avx_go",
-              f"movq {cfg}+{CFG_POISON_AREA}(%rip), %rcx",
+        # Poisoning (safety check): XRSTOR the marker image poison_area points at instead, so
+        # a caller that relies on its vector registers sees markers, not INIT values that may
+        # happen to match.  One load and one test on the timed path.
+        a += ["xorl %edx, %edx", f"movq {cfg}+{CFG_POISON_AREA}(%rip), %rcx", "testq %rcx, %rcx",
+              f"jnz {L}_avx_go", f"leaq {init_area}(%rip), %rcx",
               f"{L}_avx_go:", "xrstor64 (%rcx)"]
         a += [f"popq %{reg}" for reg in reversed(scratch)]
         a.append(f"{L}_avx_done:")
@@ -223,10 +227,7 @@ def _stub_asm(sym: str, leaf, flavor: str, cfg: str, init_area: str) -> list:
     a.append(f"{L}_ser_done:")
     a += [f"movabsq ${marker(reg):#x}, %{reg}" for reg in leaf.all_writes]
     if leaf.clobbers_rbp:
-        # NMI-style demo (safety check): hold the clobbered RBP long enough for a sampling
-        # signal to land.  Only in these stubs, so no other leaf's timed path changes.
-        a += [f"movq {cfg}+{CFG_HOLD}(%rip), %rax", "testq %rax, %rax", f"jz {L}_hold_done",
-              f"{L}_hold:", "decq %rax", f"jnz {L}_hold", f"{L}_hold_done:"]
+        a += latency
     a += ["xorl %eax, %eax", _ret(flavor), f".size {sym}, .-{sym}"]  # TDX_SUCCESS; XOR also clears CF
     return a
 
@@ -348,7 +349,6 @@ def generate(entries: list, flavor: str = "user") -> str:
            f"_Static_assert(offsetof(struct sb_emul_cfg, avx_reset_mask) == {CFG_AVX_RESET}, \"cfg layout\");",
            f"_Static_assert(offsetof(struct sb_emul_cfg, poison) == {CFG_POISON}, \"cfg layout\");",
            f"_Static_assert(offsetof(struct sb_emul_cfg, poison_area) == {CFG_POISON_AREA}, \"cfg layout\");",
-           f"_Static_assert(offsetof(struct sb_emul_cfg, hold_iters) == {CFG_HOLD}, \"cfg layout\");",
            "",
            f"SB_HIDDEN struct sb_emul_cfg {cfg};",
            "/* XRSTOR image with every component INIT: header zero, MXCSR at its default. */",

@@ -45,7 +45,7 @@ u32, s32, u64, char = ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64, ctypes.c
 
 class EmulCfg(ctypes.Structure):
     _fields_ = [("serialize_mode", u64), ("latency_iters", u64), ("avx_reset_mask", u64), ("poison", u64),
-                ("poison_area", u64), ("hold_iters", u64)]
+                ("poison_area", u64)]
 
 
 class KxCap(ctypes.Structure):

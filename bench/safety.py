@@ -345,7 +345,7 @@ def _run_once(fn_unit, conv: Convention, r: Resolved, x) -> list:
     block.prepare_check(fn, leaf.rax, args, vec_mask, [caller_value(reg) for reg in CHECK_SAVED])
 
     def child():
-        unit.set_emulation(0, 0, avx_mask, 1, block.area_address(2) if avx_mask else 0, 0)
+        unit.set_emulation(0, 0, avx_mask, 1, block.area_address(2) if avx_mask else 0)
         return block.run_check()
 
     kind, value = _fork(child)
@@ -491,9 +491,9 @@ def nmi_walk(registry, conv: Convention, leaf: Leaf, duration_ms=60, interval_us
     block.prepare_nmi(fn, leaf.rax, args, post_iters, duration_ms * 1000, interval_us)
 
     def child():
-        # A leaf that keeps RBP has no hold spin (it clobbers nothing to hold); its latency spin
-        # gives the signal the same window inside the call.
-        unit.set_emulation(0, 0 if leaf.clobbers_rbp else hold_iters, 0, 0, 0, hold_iters)
+        # The stub's latency spin is the window: after the markers where the leaf clobbers RBP
+        # (the garbage is live), before them elsewhere (same length, nothing to see).
+        unit.set_emulation(0, hold_iters, 0, 0, 0)
         return block.run_nmi()
 
     kind, value = _fork(child)

@@ -571,8 +571,6 @@ static int sb_check_emul(const struct sb_emul_cfg *c, u64 xcr0)
 	 * pointer the stub would XRSTOR from, which ring 0 never takes from user space. */
 	if (c->poison || c->poison_area)
 		return -EINVAL;
-	if (c->hold_iters > SB_KMAX_LATENCY)
-		return -E2BIG;
 	return 0;
 }
 

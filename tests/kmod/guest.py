@@ -121,7 +121,6 @@ def fuzz(c: Checks, n: int, seed: int):
                     r.emul.avx_reset_mask = rnd.choice([0, 0x4, 0xE4, 0x3, rnd.getrandbits(64)])
                     r.emul.poison = rnd.choice([0, 0, 0, 1, 2])
                     r.emul.poison_area = rnd.choice([0] * 5 + [ctypes.addressof(page), kernel_addr])
-                    r.emul.hold_iters = rnd.choice([0, 0, 5, kmod.MAX_LATENCY + 1, rnd.getrandbits(64)])
                     if rnd.random() < 0.1:
                         r.reserved[rnd.randrange(4)] = rnd.getrandbits(64) | 1
                     if kind == 5 and r.calls_per_sample * r.samples > 4096:

@@ -21,7 +21,7 @@ KMOD = ROOT / "_native" / "kmod"
 
 FIELDS = {
     "sb_emul_cfg": (kmod.EmulCfg, ["serialize_mode", "latency_iters", "avx_reset_mask", "poison",
-                                   "poison_area", "hold_iters"]),
+                                   "poison_area"]),
     "sb_kcaps": (kmod.Caps, ["size", "api_version", "abi_version", "n_entries", "flags", "xsave_size_xcr0",
                              "xsave_size_max", "xsaves_size", "xcr0", "xinuse", "tsc_khz", "budget_ticks",
                              "vendor", "hv_sig", "kernel", "x"]),
