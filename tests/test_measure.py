@@ -85,3 +85,18 @@ def test_output_values_reach_the_struct(registry):
     args = _core.Args(64)
     assert _core.call_once(fn, 0, args) == 0
     assert args.regs == [codegen.marker(r) for r in ARG_REGS]
+
+
+def test_user_conventions_compile_where_the_cache_cannot_be_written(catalog, tmp_path, monkeypatch):
+    """A read-only cache (the kernel test's guest has a read-only home) falls back to a
+    private temporary folder instead of failing."""
+    from bench import native
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # a cache below a file cannot be created, not even by root
+    monkeypatch.setenv("SEAMBENCH_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(native, "_PRIVATE_CACHE", None)
+    src = native.codegen.generate(native.codegen.plan(catalog, "user", conventions=["tdcall"],
+                                                      crossings=["emulated"], leaves=["vp_info"]))
+    unit = native.compile_unit(src + "\n/* unwritable cache test */\n")
+    assert unit.entries()[0][:3] == ("tdcall", "emulated", "vp_info")
+    assert native._PRIVATE_CACHE is not None
