@@ -17,6 +17,8 @@ import yaml
 # The thirteen argument registers, in struct tdx_module_args order.
 ARG_REGS = ("rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rbx", "rdi", "rsi")
 CALLEE_SAVED = ("rbx", "rbp", "r12", "r13", "r14", "r15")
+# XCR0 components the TDX 1.5 ABI lets a leaf reset to INIT: AVX, opmask, ZMM_Hi256, Hi16_ZMM.
+AVX_STATE_BITS = (1 << 2) | (1 << 5) | (1 << 6) | (1 << 7)
 FAMILIES = ("seamcall", "tdcall")
 RBP_POLICIES = ("none", "frame", "stack", "struct", "leaf")
 FPU_POLICIES = ("none", "xsave", "xsaveopt", "xsavec", "xinuse", "kernel_fpu")

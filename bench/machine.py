@@ -12,11 +12,11 @@ import re
 import statistics
 from pathlib import Path
 
-from . import _core
+from . import _core, config
 
+AVX_STATE_BITS = config.AVX_STATE_BITS  # the components a leaf may reset, as machine reports them
 XCR0_NAMES = {0: "x87", 1: "SSE", 2: "AVX", 3: "MPX_BNDREGS", 4: "MPX_BNDCSR", 5: "opmask",
               6: "ZMM_Hi256", 7: "Hi16_ZMM", 9: "PKRU", 17: "AMX_TILECFG", 18: "AMX_TILEDATA"}
-AVX_STATE_BITS = (1 << 2) | (1 << 5) | (1 << 6) | (1 << 7)  # what the TDX ABI may reset to INIT
 
 
 def _read(path, default=None):

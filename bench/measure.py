@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core, backends, machine, stats
-from .config import Catalog, Settings
+from .config import AVX_STATE_BITS, Catalog, Settings
 from .safety import static_verdict
 
 # Event slots the native side may fill; a sample with any of these non-zero was disturbed.
 DISTURBING_EVENTS = ("context_switches", "cpu_migrations")
 # Per pyperf value (bench.worker) page faults count too: warm-ups have touched every page by then.
 DISTURBING_EVENTS_STRICT = DISTURBING_EVENTS + ("page_faults",)
-AVX_RESET_MASK = machine.AVX_STATE_BITS
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def prepare(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> P
         raise UnavailableError(f"{spec.name}: {why_not}")
     fn, unit = fn_override or ctx.registry.lookup(conv.name, backend.crossing, leaf.name)
     ser_mode = backends.serialize_mode_for(spec.backend, ctx.registry)
-    avx_mask = ctx.xsave["xcr0"] & AVX_RESET_MASK if ctx.xsave["enabled"] else 0
+    avx_mask = ctx.xsave["xcr0"] & AVX_STATE_BITS if ctx.xsave["enabled"] else 0
     # emul_latency: a convention that makes the emulated module slower by a known amount (for
     # proving `bench ab` and `bench compare` find it).  The knob is per unit, so such a
     # convention is compiled into a unit of its own (Registry compiles user files one by one).

@@ -25,16 +25,12 @@ import signal
 import struct
 from dataclasses import dataclass, replace
 
-from .config import ARG_REGS, CALLEE_SAVED, Convention, Leaf, Resolved
+from .codegen import MARKER_INDEX, marker  # noqa: F401  (what the stub writes, for the checks)
+from .config import ARG_REGS, AVX_STATE_BITS, CALLEE_SAVED, Convention, Leaf, Resolved
 
-# Kinds of finding, shared by the static prediction and the runtime check.
-KINDS = ("callee_saved", "rbp", "pointer", "output", "avx", "rsp", "df", "status", "crash")
-# What the TDX ABI may reset to INIT (= machine.AVX_STATE_BITS; kept here so the static
-# prediction imports nothing native).
-AVX_STATE_BITS = (1 << 2) | (1 << 5) | (1 << 6) | (1 << 7)
 SSE_BIT = 1 << 1
-# Callee-saved registers in the order of struct sb_check's set[] and after[].
-CHECK_SAVED = ("rbx", "rbp", "r12", "r13", "r14", "r15")
+# struct sb_check's set[] and after[] hold the callee-saved registers in CALLEE_SAVED's order.
+CHECK_SAVED = CALLEE_SAVED
 
 
 @dataclass(frozen=True)
@@ -140,13 +136,6 @@ def static_verdict(r: Resolved, xcr0: int | None = None) -> Verdict:
 
 
 # --- markers and XSAVE images ------------------------------------------------------
-
-MARKER_INDEX = {**{reg: i for i, reg in enumerate(ARG_REGS)}, "rbp": 13}
-
-
-def marker(reg: str) -> int:
-    """SB_MARKER(idx) of sb_abi.h: what the stub writes into `reg`."""
-    return 0x5EB0000000000000 | (MARKER_INDEX[reg] << 8) | 0xA5
 
 
 def caller_value(reg: str) -> int:
