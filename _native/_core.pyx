@@ -56,7 +56,6 @@ cdef extern from "measure.h" nogil:
     int sb_measure_set(const sb_set_req *req)
     sb_u64 sb_empty(sb_u64 leaf, sb_args *args)
     sb_u64 sb_call_once(sb_conv_fn fn, sb_u64 leaf, sb_args *args)
-    uint64_t sb_rdtsc()
     void sb_cpuid(uint32_t leaf, uint32_t sub, uint32_t out[4])
     uint64_t sb_xgetbv(uint32_t index)
     double sb_tsc_hz(double seconds)
@@ -114,11 +113,6 @@ cdef class Unit:
         self.u.emul.poison = poison
         self.u.emul.poison_area = poison_area
 
-    def emulation(self):
-        e = self.u.emul[0]
-        return dict(serialize_mode=e.serialize_mode, latency_iters=e.latency_iters,
-                    avx_reset_mask=e.avx_reset_mask, poison=e.poison, poison_area=e.poison_area)
-
 
 cdef class Args:
     """A struct sb_args with its XSAVE area, 64-byte aligned and zeroed."""
@@ -152,9 +146,6 @@ cdef class Args:
         for i in range(SB_NREGS):
             self.p.regs[i] = values[i]
 
-    @property
-    def rbp_slot(self):
-        return self.p.rbp_slot
 
     @property
     def fpu_mask(self):
@@ -237,9 +228,6 @@ def cpuid(uint32_t leaf, uint32_t sub=0):
 def xgetbv(uint32_t index):
     return sb_xgetbv(index)
 
-
-def rdtsc():
-    return sb_rdtsc()
 
 
 def tsc_hz(double seconds=0.05):

@@ -26,11 +26,6 @@ static inline uint64_t tsc_end(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
-uint64_t sb_rdtsc(void)
-{
-	return tsc_begin();
-}
-
 __attribute__((noinline)) sb_u64 sb_empty(sb_u64 leaf, struct sb_args *args)
 {
 	(void)leaf;

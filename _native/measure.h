@@ -27,7 +27,6 @@ int sb_measure_set(const struct sb_set_req *req);
 sb_u64 sb_empty(sb_u64 leaf, struct sb_args *args);
 sb_u64 sb_call_once(sb_conv_fn fn, sb_u64 leaf, struct sb_args *args);
 
-uint64_t sb_rdtsc(void);
 void sb_cpuid(uint32_t leaf, uint32_t sub, uint32_t out[4]);
 uint64_t sb_xgetbv(uint32_t index);
 double sb_tsc_hz(double seconds);

@@ -96,7 +96,6 @@ def plan(catalog: Catalog, flavor: str, conventions=None, crossings=None, leaves
 
 def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
     r, conv, leaf, x = e.resolved, e.resolved.conv, e.resolved.leaf, e.crossing
-    fail = f".Lsb_fail_{idx}"
     done = f".Lsb_done_{idx}"
     a = [f"# {conv.name} x {x.name} x {leaf.name}", ".p2align 6", f".type {sym}, @function"]
     if flavor == "user":
@@ -151,7 +150,7 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
     a.append(_ret(flavor))
     if conv.family == "seamcall":
         # VMfailInvalid: RAX unchanged by the instruction; report it, store nothing.
-        a += [f".Lsb_vmfail_{idx}:", f"movabsq ${TDX_SEAMCALL_VMFAILINVALID:#x}, %rax", f"{fail}:"]
+        a += [f".Lsb_vmfail_{idx}:", f"movabsq ${TDX_SEAMCALL_VMFAILINVALID:#x}, %rax"]
         if r.keeps_pointer_on_stack:
             a.append("popq %rsi")
         if r.rbp == "struct":

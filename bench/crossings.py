@@ -22,7 +22,6 @@ class Crossing:
     description: str
     asm: dict                 # flavor ("user" | "kernel") -> instruction lines
     clobbers: tuple | None    # GPRs written besides RAX; None: exactly what the leaf profile writes
-    defines_cf: bool = False  # leaves CF meaningful (SEAMCALL's VMfailInvalid); else text clears it
 
     def text(self, flavor: str, stub: str, **labels) -> list:
         """The instruction lines; {stub} is the emulated stub, {at} a label unique to the wrapper
@@ -79,7 +78,6 @@ CROSSINGS = {
         "SEAMCALL to the TDX module (host, VMX root)",
         {"kernel": ["{at}:", ".byte 0x66, 0x0f, 0x01, 0xcf", _KFIXUP]},
         clobbers=None,
-        defines_cf=True,
     ),
     "tdcall": Crossing(
         "tdcall",
