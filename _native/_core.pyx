@@ -313,13 +313,13 @@ cdef class SharedBlock:
         if self.base != NULL:
             munmap(self.base, self.size)
 
-    cdef char *_area(self, int i):
+    cdef char *_area(self, int i) except NULL:
+        """0: caller vectors in, 1: vectors out, 2: the stub's poison image."""
+        if not 0 <= i < 3:
+            raise IndexError(f"XSAVE area {i}: there are 3 (0..2)")
         return self.base + 4096 + i * self.area_size
 
     def area_address(self, int i):
-        """0: caller vectors in, 1: vectors out, 2: the stub's poison image."""
-        if not 0 <= i < 3:
-            raise IndexError(i)
         return <size_t>self._area(i)
 
     def write_area(self, int i, bytes data):
