@@ -109,8 +109,7 @@ def resolve(what: str, machine_name: str, root: Path | None = None) -> Side:
 
 def _rev_parse(ref):
     try:
-        p = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-                           capture_output=True, text=True, timeout=20)
+        p = store.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     except (OSError, subprocess.TimeoutExpired):
         return None
     return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from . import resultsdir as rd
+from . import resultsdir as rd, store
 from .changepoints import find_changes
 from .verdict import median_ci
 
@@ -108,10 +108,7 @@ def _write_cache(cache: Path | None, entries: dict, warn) -> None:
     if cache is None:
         return
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp")
-        tmp.write_bytes(rd.json_dumps({"version": CACHE_VERSION, "entries": entries}))
-        os.replace(tmp, cache)
+        store.atomic_write(cache, rd.json_dumps({"version": CACHE_VERSION, "entries": entries}))
     except OSError as e:
         warn(f"cannot write the summary cache {cache}: {e}")
 
@@ -304,10 +301,10 @@ def write_site(model: dict, out, results=None) -> Path:
         leaves=sorted({b["leaf"] for b in model["benchmarks"]}),
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    _atomic_write(out / "index.html", page)
+    store.atomic_write(out / "index.html", page)
     data = json.dumps({k: v for k, v in model.items() if k != "warnings"}, separators=(",", ":"),
                       allow_nan=False)
-    _atomic_write(out / "data.js", "window.SEAMBENCH_DATA=" + data + ";\n")
+    store.atomic_write(out / "data.js", "window.SEAMBENCH_DATA=" + data + ";\n")
     for f in ("app.js", "style.css"):
         shutil.copyfile(STATIC / f, out / f)
     dst = out / "plotly.min.js"
@@ -315,12 +312,6 @@ def write_site(model: dict, out, results=None) -> Path:
     if not dst.exists() or dst.stat().st_size != src.stat().st_size:
         shutil.copyfile(src, dst)
     return out / "index.html"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, verbose=True,

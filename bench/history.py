@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import resultsdir as rd
+from . import resultsdir as rd, store
 from .verdict import SLOWER, verdict as shared_verdict
 
 
@@ -41,7 +41,11 @@ class HistoryError(RuntimeError):
 # -- git ------------------------------------------------------------------------
 
 def git(repo, *args, input=None) -> str:
-    p = subprocess.run(["git", "-C", str(repo), *args], input=input, capture_output=True, text=True)
+    """store.git in `repo`; any failure (exit status, no git, a timeout) is a HistoryError."""
+    try:
+        p = store.git(*args, cwd=repo, input=input)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise HistoryError(f"git {' '.join(args)}: {e}") from None
     if p.returncode != 0:
         raise HistoryError(f"git {' '.join(args)}: {p.stderr.strip() or p.stdout.strip()}")
     return p.stdout
@@ -135,8 +139,10 @@ class Walker:
     def _checkout(self, sha: str, log: list) -> None:
         """Raises HistoryError: a checkout that fails is the harness's problem, not the commit's,
         so it stops the walk instead of being recorded as the commit's failure."""
-        usable = (self.wt / ".git").exists() and subprocess.run(
-            ["git", "-C", str(self.wt), "rev-parse", "--git-dir"], capture_output=True).returncode == 0
+        try:
+            usable = (self.wt / ".git").exists() and store.git("rev-parse", "--git-dir", cwd=self.wt).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            usable = False
         if not usable:
             if self.wt.exists():
                 shutil.rmtree(self.wt)  # a stale cache (e.g. its repository moved): start again
@@ -255,11 +261,8 @@ class Walker:
 
     def _fail(self, sha: str, phase: str, log: list, t0: float) -> Outcome:
         p = rd.failed_path(self.results, self.machine, sha)
-        p.parent.mkdir(parents=True, exist_ok=True)
         header = f"status: failed\nphase: {phase}\n"
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(self._scrub(header + "".join(log)))
-        os.replace(tmp, p)
+        store.atomic_write(p, self._scrub(header + "".join(log)))
         self._failures.append(sha)
         return Outcome(sha, "failed", p, phase, time.monotonic() - t0)
 

@@ -21,7 +21,6 @@ readers agree on the values.
 from __future__ import annotations
 
 import json
-import os
 
 try:  # 3-5x faster parsing of large result files; the stdlib is the fallback
     import orjson as _orjson
@@ -221,15 +220,12 @@ def load_commits(results: Path, warn=None) -> dict:
 
 def save_commits(results: Path, commits: dict) -> None:
     """Atomically write results/commits.json (merged with what is there)."""
+    from .store import atomic_write  # here: store imports pyperf, which fast readers never need
+
     merged = load_commits(results)
     merged.update(commits)
-    p = commits_path(results)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".json.tmp")
-    with open(tmp, "w") as f:
-        json.dump({"version": 1, "commits": merged}, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, p)
+    atomic_write(commits_path(results),
+                 json.dumps({"version": 1, "commits": merged}, indent=1, sort_keys=True) + "\n")
 
 
 def topo_order(commits: dict) -> list[str]:

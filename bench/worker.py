@@ -151,10 +151,8 @@ def main(argv=None):
         side = {"token": token, "pid": os.getpid(), "benchmarks": {x.spec.name: {
             "samples": x.samples, "n_calls": x.samples[-1]["n"],
             "serialize_mode": x.prepared.ser_mode, "tsc_hz": ctx.clocks["tsc_hz"]} for x in done}}
-        path = os.path.join(opts.sb_side, f"{SIDE_PREFIX}{token}.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(side, f)
-        os.replace(path + ".tmp", path)
+        from .store import atomic_write
+        atomic_write(os.path.join(opts.sb_side, f"{SIDE_PREFIX}{token}.json"), json.dumps(side))
     if ctx.perf_fd >= 0:
         os.close(ctx.perf_fd)
     return 0
