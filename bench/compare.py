@@ -9,7 +9,6 @@ units), and a verdict.
 from __future__ import annotations
 
 import math
-import re
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyperf
 
-from . import stats, store
+from . import resultsdir as rd, stats, store
 from .store import META, StoreError
 
 DEFAULT_THRESHOLD = 0.01  # changes smaller than 1% count as "same"
@@ -88,9 +87,9 @@ def resolve(what: str, machine_name: str, root: Path | None = None) -> Side:
     commit = _rev_parse(what)
     if commit is None:
         raise CompareError(f"{what!r} is neither a results file nor a git commit or ref")
-    files = _commit_files(folder, commit)
+    files = sorted(rd.group_by_commit(root, machine_name).get(commit, []), key=rd.session_order)
     if not files:
-        dirty = sorted(folder.glob(f"{commit}-dirty-*.json"))
+        dirty = [p for p in rd.result_paths(root, machine_name, commit) if rd.classify(p)[1]]
         hint = (f"; only runs of an uncommitted tree exist ({', '.join(p.name for p in dirty)}): "
                 "name one as a file") if dirty else ""
         raise CompareError(f"no stored results for {what} ({commit[:12]}) on {machine_name} in {folder}{hint}")
@@ -113,13 +112,6 @@ def _rev_parse(ref):
     except (OSError, subprocess.TimeoutExpired):
         return None
     return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
-
-
-def _commit_files(folder, commit):
-    """<commit>.json and <commit>.<n>.json: every clean run of that commit."""
-    pat = re.compile(re.escape(commit) + r"(\.\d+)?\.json$")
-    return sorted((p for p in folder.glob(f"{commit}*.json") if pat.fullmatch(p.name)),
-                  key=lambda p: (len(p.name), p.name))
 
 
 # --- comparing --------------------------------------------------------------------------

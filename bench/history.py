@@ -230,12 +230,14 @@ class Walker:
             if scrubbed != text:
                 tmp.write_text(scrubbed)
                 rd.read_result_file(tmp)  # still a valid suite
-            dst = rd.next_result_path(self.results, self.machine, sha)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(tmp, dst)
+            # The name bench run would give a further run of this commit (store's layout), written
+            # the way it writes results: atomically, never over an existing file.
+            dst = store.default_path({"commit": sha, "dirty": False}, self.machine, root=self.results)
+            store.atomic_write(dst, tmp.read_bytes(), replace=False)
+            tmp.unlink()
             rd.failed_path(self.results, self.machine, sha).unlink(missing_ok=True)
             return Outcome(sha, "measured", dst, "", time.monotonic() - t0)
-        except (HistoryError, rd.ResultsFileError, OSError) as e:
+        except (HistoryError, rd.ResultsFileError, store.StoreError, OSError) as e:
             log.append(f"{e}\n")
             return self._fail(sha, phase, log, t0)
 

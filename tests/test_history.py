@@ -118,7 +118,7 @@ def test_walk_records_measured_and_failed_then_skips(repo, tmp_path):
     # --rerun stores beside, never replaces.
     w.rerun = True
     history.run_history(w, shas[-1:], progress=False)
-    assert (results / "testbox" / f"{shas[-1]}.1.json").exists()
+    assert (results / "testbox" / f"{shas[-1]}.2.json").exists()  # store.default_path's contract
     assert (results / "testbox" / f"{shas[-1]}.json").exists()
     pooled = rd.read_commit(results, "testbox", shas[-1])
     assert len(pooled["a/emulated/vp_info"].values) == 60
