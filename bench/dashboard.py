@@ -21,9 +21,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from . import resultsdir as rd, store
+import numpy as np
+
+from . import resultsdir as rd, stats, store
 from .changepoints import find_changes
-from .verdict import median_ci
 
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -55,7 +56,9 @@ def summarise_commit(paths: list, machine: str):
     date = None
     for name, br in pooled.items():
         try:
-            med, lo, hi = median_ci(br.values)
+            x = np.asarray(br.values, dtype=float)
+            med = float(np.median(x)) if x.size else math.nan
+            lo, hi = stats.median_ci(x)
         except (TypeError, ValueError):
             med = math.nan
         if not br.values or med != med:
@@ -324,15 +327,15 @@ def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, ve
     t2 = time.perf_counter()
     index = write_site(model, out, results=results)
     t3 = time.perf_counter()
-    stats = {"read_s": t1 - t0, "model_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0,
-             "commits": len(model["commits"]), "benchmarks": len(model["benchmarks"]),
-             "changes": len(model["changes"]), "warnings": len(model["warnings"]),
-             "index": str(index)}
+    figures = {"read_s": t1 - t0, "model_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0,
+               "commits": len(model["commits"]), "benchmarks": len(model["benchmarks"]),
+               "changes": len(model["changes"]), "warnings": len(model["warnings"]),
+               "index": str(index)}
     if verbose:
-        print(f"bench dashboard: {stats['commits']} commits, {stats['benchmarks']} benchmarks, "
-              f"{stats['changes']} changes -> {index} ({stats['total_s']:.1f} s: read {stats['read_s']:.1f}, "
-              f"change points {stats['model_s']:.1f}, write {stats['write_s']:.1f})")
-    return stats
+        print(f"bench dashboard: {figures['commits']} commits, {figures['benchmarks']} benchmarks, "
+              f"{figures['changes']} changes -> {index} ({figures['total_s']:.1f} s: "
+              f"read {figures['read_s']:.1f}, change points {figures['model_s']:.1f}, write {figures['write_s']:.1f})")
+    return figures
 
 
 # -- CLI ----------------------------------------------------------------------
