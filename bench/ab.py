@@ -67,15 +67,10 @@ def default_leaf(catalog, x, y):
 
 
 def decide(ci, threshold):
-    """slower / faster (Y against X), or no significant difference."""
-    lo, hi = ci
-    if lo >= 1 - threshold and hi <= 1 + threshold:
-        return "no significant difference"
-    if lo > 1:
-        return "slower"
-    if hi < 1:
-        return "faster"
-    return "no significant difference"
+    """slower / faster (Y against X), or no significant difference: stats.verdict, with its
+    "same" and "unknown" both worded as A/B reports them."""
+    v = stats.verdict(ci, threshold)
+    return v if v in ("slower", "faster") else "no significant difference"
 
 
 def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
