@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core, backends, stats
-from .measure import DISTURBING_EVENTS_STRICT, Context, Spec, calibrate, prepare
+from .measure import Context, Spec, calibrate, disturbed, prepare, sample_events
 
 DEFAULT_THRESHOLD = 0.005  # below 0.5% two conventions count as no different
 
@@ -105,11 +105,10 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
             break
         ta, tb, t0, ev = _core.measure_pair(px.fn, py.fn, px.leaf.rax, py.leaf.rax, px.args, py.args, n,
                                             want, ctx.perf_fd, n_ev)
-        evs = np.asarray(ev, dtype=np.int64).reshape(-1, 2, n_ev) if n_ev else None
         for i in range(want):
-            counts = {name: int(evs[i, 0, s] + evs[i, 1, s]) for name, s in slots.items()} if n_ev else {}
+            counts = sample_events(ev, slots, i)
             a, b = ta[i] / n - base, tb[i] / n - base
-            bad = any(counts.get(e, 0) for e in DISTURBING_EVENTS_STRICT) or a <= 0 or b <= 0
+            bad = bool(disturbed(counts)) or a <= 0 or b <= 0
             samples.append({"t": int(t0[i]), "x": a, "y": b, "ev": counts, "disturbed": bool(bad)})
             if bad:
                 excluded += 1
