@@ -159,9 +159,11 @@ PROCESS_FLOOR = 0.004  # a process's median ratio this far (or 5 robust SDs) fro
 
 def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=6,
                      threshold=DEFAULT_THRESHOLD, conventions_files=(), allow_unsafe=False, cpu=None,
-                     tsc_hz=None, rounds=2) -> ABResult:
+                     clocks=None, rounds=2) -> ABResult:
     """run_ab in `processes` fresh worker processes (pairs split between them), outlier
-    processes replaced; the CI comes from a bootstrap over processes, then pairs."""
+    processes replaced; the CI comes from a bootstrap over processes, then pairs.  `clocks`
+    (machine.clocks(), measured once by the caller) go to every worker, as bench run's do:
+    all convert with the same TSC frequency and none spends time measuring it again."""
     per = max(20, -(-pairs // processes))
     base_cmd = [sys.executable, "-m", "bench.ab", x, y, "--backend", backend, "--pairs", str(per)]
     if leaf:
@@ -172,6 +174,8 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
         base_cmd.append("--allow-unsafe")
     if cpu is not None:
         base_cmd += ["--cpu", str(cpu)]
+    if clocks:
+        base_cmd += ["--tsc-hz", repr(clocks["tsc_hz"]), "--tsc-per-core", repr(clocks["tsc_per_core_cycle"])]
 
     def spawn():
         proc = subprocess.run(base_cmd, capture_output=True, text=True)
@@ -199,7 +203,8 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     return ABResult(x, y, backend, first["leaf"], first["n_calls"], [r for g in groups for r in g],
                     [v for d in docs for v in d["x_cycles"]], [v for d in docs for v in d["y_cycles"]],
                     float(np.median([d["baseline"] for d in docs])), sum(d["excluded"] for d in docs),
-                    ratio, ci, decide(ci, threshold), threshold, tsc_hz or first["tsc_hz"], samples,
+                    ratio, ci, decide(ci, threshold), threshold,
+                    clocks["tsc_hz"] if clocks else first["tsc_hz"], samples,
                     sorted(procs, key=lambda p: p["first_t"]))
 
 
@@ -219,12 +224,18 @@ def _worker_main(argv=None):
     p.add_argument("-C", dest="files", action="append", default=[])
     p.add_argument("--allow-unsafe", action="store_true")
     p.add_argument("--cpu", type=int)
+    p.add_argument("--tsc-hz", type=float, help="the parent's clocks (else measured here)")
+    p.add_argument("--tsc-per-core", type=float)
     a = p.parse_args(argv)
     machine.pin(a.cpu)
     catalog = load_builtin()
     for f in a.files:
         catalog = catalog.with_user_file(f)
-    ctx = Context(catalog, Registry(catalog), Settings())
+    clocks = None
+    if a.tsc_hz and a.tsc_per_core:
+        clocks = {"tsc_hz": a.tsc_hz, "tsc_per_core_cycle": a.tsc_per_core,
+                  "core_hz_estimate": a.tsc_hz / a.tsc_per_core}
+    ctx = Context(catalog, Registry(catalog), Settings(), clocks=clocks)
     r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False)
     json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,
                "ratio": r.ratio, "x_cycles": r.x_cycles, "y_cycles": r.y_cycles, "baseline": r.baseline,

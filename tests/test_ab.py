@@ -106,3 +106,15 @@ def test_unknown_convention_lists_the_valid_ones(capsys):
     assert cli.main(["ab", "seamcall", "seamcal"]) == 2
     err = capsys.readouterr().err
     assert "unknown convention 'seamcal'" in err and "seamcall_ret" in err
+
+
+def test_workers_take_the_parents_clocks():
+    """Each A/B worker converts with the clocks it is given instead of measuring them again."""
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "bench.ab", "seamcall_ret", "lean", "--pairs", "20",
+                        "--tsc-hz", "1234567890.5", "--tsc-per-core", "1.25"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["tsc_hz"] == 1234567890.5 and len(doc["ratios"]) >= 10
