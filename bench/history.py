@@ -136,6 +136,14 @@ class Walker:
             return True
         return not self.retry_failed and rd.failed_path(self.results, self.machine, sha).exists()
 
+    def recorded(self) -> set:
+        """Every sha is_done would say yes to, from one listing of the machine's folder."""
+        done = set(rd.group_by_commit(self.results, self.machine))
+        d = self.results / self.machine
+        if not self.retry_failed and d.is_dir():
+            done |= {p.name[:-len(rd.FAILED_SUFFIX)] for p in d.iterdir() if p.name.endswith(rd.FAILED_SUFFIX)}
+        return done
+
     def _checkout(self, sha: str, log: list) -> None:
         """Raises HistoryError: a checkout that fails is the harness's problem, not the commit's,
         so it stops the walk instead of being recorded as the commit's failure."""
@@ -277,8 +285,9 @@ def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[
                                TimeRemainingColumn)
 
     rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
-    todo = [s for s in shas if walker.rerun or not walker.is_done(s)]
-    outcomes = [Outcome(s, "skipped") for s in shas if s not in set(todo)]
+    recorded = set() if walker.rerun else walker.recorded()  # one listing, not one per commit
+    todo = [s for s in shas if s not in recorded]
+    outcomes = [Outcome(s, "skipped") for s in shas if s in recorded]
     if outcomes:
         walker.log(f"bench history: {len(outcomes)} of {len(shas)} commits already recorded; skipped "
                    f"(--rerun to measure again, --retry-failed for failed ones)")
