@@ -41,7 +41,7 @@ class ABResult:
     x_cycles: list            # per kept pair, TSC ticks per call net of the empty loop
     y_cycles: list
     baseline: float           # empty loop, TSC ticks per call
-    excluded: int             # disturbed pairs dropped and re-measured
+    excluded: int             # pairs dropped and re-measured (disturbed or non-positive)
     ratio: float
     ci95: tuple
     verdict: str
@@ -49,6 +49,7 @@ class ABResult:
     tsc_hz: float
     samples: list = field(default_factory=list)  # every pair, for --trace
     processes: list = field(default_factory=list)  # per process: pid, pairs, median ratio, dropped
+    nonpositive: int = 0      # of `excluded`: undisturbed, but a side <= 0 net of the empty loop
 
     def as_dict(self):
         return {"x": self.x, "y": self.y, "backend": self.backend, "leaf": self.leaf,
@@ -56,7 +57,7 @@ class ABResult:
                 "change": self.ratio - 1, "threshold": self.threshold,
                 "x_cycles": float(np.median(self.x_cycles)), "y_cycles": float(np.median(self.y_cycles)),
                 "cycles_unit": "tsc", "baseline_cycles": self.baseline, "pairs": len(self.ratios),
-                "excluded": self.excluded, "n_calls": self.n_calls,
+                "excluded": self.excluded, "nonpositive": self.nonpositive, "n_calls": self.n_calls,
                 "processes": [{k: v for k, v in p.items() if k != "ratios"} for p in self.processes]}
 
 
@@ -98,7 +99,7 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     n_ev = len(slots)
     # warm-up: a few pairs, not kept
     _core.measure_pair(px.fn, py.fn, px.leaf.rax, py.leaf.rax, px.args, py.args, n, 4)
-    xs, ys, samples, excluded = [], [], [], 0
+    xs, ys, samples, excluded, nonpositive = [], [], [], 0, 0
     for _ in range(max_attempts):
         want = pairs - len(xs)
         if want <= 0:
@@ -108,10 +109,12 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
         for i in range(want):
             counts = sample_events(ev, slots, i)
             a, b = ta[i] / n - base, tb[i] / n - base
-            bad = bool(disturbed(counts)) or a <= 0 or b <= 0
-            samples.append({"t": int(t0[i]), "x": a, "y": b, "ev": counts, "disturbed": bool(bad)})
+            hit = bool(disturbed(counts))
+            bad = hit or a <= 0 or b <= 0
+            samples.append({"t": int(t0[i]), "x": a, "y": b, "ev": counts, "disturbed": bad})
             if bad:
                 excluded += 1
+                nonpositive += not hit
                 continue
             xs.append(a)
             ys.append(b)
@@ -123,7 +126,7 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     # with_ci=False in worker processes: the CI comes from all of them, and scipy costs ~1 s to import
     ratio, ci = stats.paired_ratio_summary(ratios) if with_ci else (float(np.median(ratios)), (np.nan, np.nan))
     return ABResult(x, y, backend, leaf, n, ratios, xs, ys, base, excluded, ratio, ci,
-                    decide(ci, threshold), threshold, ctx.clocks["tsc_hz"], samples)
+                    decide(ci, threshold), threshold, ctx.clocks["tsc_hz"], samples, nonpositive=nonpositive)
 
 
 def print_result(console, r: ABResult):
@@ -148,8 +151,9 @@ def print_result(console, r: ABResult):
                                          "or containing 1)"}[r.verdict]
     console.print(f"verdict: {word}")
     console.print(f"[dim]empty loop {r.baseline:.2f} TSC cycles/call subtracted from both; "
-                  f"{r.excluded} disturbed pairs (context switch, migration or page fault) dropped and "
-                  f"re-measured[/]")
+                  f"{r.excluded - r.nonpositive} disturbed pairs (context switch, migration or page fault)"
+                  + (f" and {r.nonpositive} with a side at or below the empty loop" if r.nonpositive else "")
+                  + " dropped and re-measured[/]")
 
 
 # --- several processes -------------------------------------------------------------------
@@ -205,7 +209,8 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
                     float(np.median([d["baseline"] for d in docs])), sum(d["excluded"] for d in docs),
                     ratio, ci, decide(ci, threshold), threshold,
                     clocks["tsc_hz"] if clocks else first["tsc_hz"], samples,
-                    sorted(procs, key=lambda p: p["first_t"]))
+                    sorted(procs, key=lambda p: p["first_t"]),
+                    sum(d.get("nonpositive", 0) for d in docs))
 
 
 def _worker_main(argv=None):
@@ -239,7 +244,8 @@ def _worker_main(argv=None):
     r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False)
     json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,
                "ratio": r.ratio, "x_cycles": r.x_cycles, "y_cycles": r.y_cycles, "baseline": r.baseline,
-               "excluded": r.excluded, "tsc_hz": r.tsc_hz, "samples": r.samples}, sys.stdout)
+               "excluded": r.excluded, "nonpositive": r.nonpositive, "tsc_hz": r.tsc_hz,
+               "samples": r.samples}, sys.stdout)
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import resultsdir as rd, stats, store
-from .store import META, StoreError
+from .store import META
 
 DEFAULT_THRESHOLD = 0.01  # changes smaller than 1% count as "same"
 ALPHA = 0.05
@@ -336,5 +336,5 @@ def print_table(console, report: Report):
         console.print(f"only in B: {', '.join(report.only_b)}")
 
 
-__all__ = ["CompareError", "StoreError", "resolve", "compare", "compare_benchmarks", "markdown",
+__all__ = ["CompareError", "resolve", "compare", "compare_benchmarks", "markdown",
            "print_table", "regressions"]

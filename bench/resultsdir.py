@@ -180,7 +180,8 @@ def pool_files(paths, machine: str, warn=None) -> dict:
     pooled: dict[str, BenchResult] = {}
     for p in paths:
         p = Path(p)
-        if classify(p) is None or classify(p)[1]:
+        c = classify(p)
+        if c is None or c[1]:
             continue  # dirty tree: not this commit's code
         try:
             rf = read_result_file(p, machine)
