@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core, backends, stats
-from .measure import DISTURBING_EVENTS_STRICT, Context, Spec, calibrate, prepare
+from .measure import Context, Spec, calibrate, disturbed, prepare, sample_events
 
 DEFAULT_THRESHOLD = 0.005  # below 0.5% two conventions count as no different
 
@@ -41,7 +41,7 @@ class ABResult:
     x_cycles: list            # per kept pair, TSC ticks per call net of the empty loop
     y_cycles: list
     baseline: float           # empty loop, TSC ticks per call
-    excluded: int             # disturbed pairs dropped and re-measured
+    excluded: int             # pairs dropped and re-measured (disturbed or non-positive)
     ratio: float
     ci95: tuple
     verdict: str
@@ -49,6 +49,7 @@ class ABResult:
     tsc_hz: float
     samples: list = field(default_factory=list)  # every pair, for --trace
     processes: list = field(default_factory=list)  # per process: pid, pairs, median ratio, dropped
+    nonpositive: int = 0      # of `excluded`: undisturbed, but a side <= 0 net of the empty loop
 
     def as_dict(self):
         return {"x": self.x, "y": self.y, "backend": self.backend, "leaf": self.leaf,
@@ -56,7 +57,7 @@ class ABResult:
                 "change": self.ratio - 1, "threshold": self.threshold,
                 "x_cycles": float(np.median(self.x_cycles)), "y_cycles": float(np.median(self.y_cycles)),
                 "cycles_unit": "tsc", "baseline_cycles": self.baseline, "pairs": len(self.ratios),
-                "excluded": self.excluded, "n_calls": self.n_calls,
+                "excluded": self.excluded, "nonpositive": self.nonpositive, "n_calls": self.n_calls,
                 "processes": [{k: v for k, v in p.items() if k != "ratios"} for p in self.processes]}
 
 
@@ -67,15 +68,10 @@ def default_leaf(catalog, x, y):
 
 
 def decide(ci, threshold):
-    """slower / faster (Y against X), or no significant difference."""
-    lo, hi = ci
-    if lo >= 1 - threshold and hi <= 1 + threshold:
-        return "no significant difference"
-    if lo > 1:
-        return "slower"
-    if hi < 1:
-        return "faster"
-    return "no significant difference"
+    """slower / faster (Y against X), or no significant difference: stats.verdict, with its
+    "same" and "unknown" both worded as A/B reports them."""
+    v = stats.verdict(ci, threshold)
+    return v if v in ("slower", "faster") else "no significant difference"
 
 
 def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
@@ -103,21 +99,22 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     n_ev = len(slots)
     # warm-up: a few pairs, not kept
     _core.measure_pair(px.fn, py.fn, px.leaf.rax, py.leaf.rax, px.args, py.args, n, 4)
-    xs, ys, samples, excluded = [], [], [], 0
+    xs, ys, samples, excluded, nonpositive = [], [], [], 0, 0
     for _ in range(max_attempts):
         want = pairs - len(xs)
         if want <= 0:
             break
         ta, tb, t0, ev = _core.measure_pair(px.fn, py.fn, px.leaf.rax, py.leaf.rax, px.args, py.args, n,
                                             want, ctx.perf_fd, n_ev)
-        evs = np.asarray(ev, dtype=np.int64).reshape(-1, 2, n_ev) if n_ev else None
         for i in range(want):
-            counts = {name: int(evs[i, 0, s] + evs[i, 1, s]) for name, s in slots.items()} if n_ev else {}
+            counts = sample_events(ev, slots, i)
             a, b = ta[i] / n - base, tb[i] / n - base
-            bad = any(counts.get(e, 0) for e in DISTURBING_EVENTS_STRICT) or a <= 0 or b <= 0
-            samples.append({"t": int(t0[i]), "x": a, "y": b, "ev": counts, "disturbed": bool(bad)})
+            hit = bool(disturbed(counts))
+            bad = hit or a <= 0 or b <= 0
+            samples.append({"t": int(t0[i]), "x": a, "y": b, "ev": counts, "disturbed": bad})
             if bad:
                 excluded += 1
+                nonpositive += not hit
                 continue
             xs.append(a)
             ys.append(b)
@@ -129,7 +126,7 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     # with_ci=False in worker processes: the CI comes from all of them, and scipy costs ~1 s to import
     ratio, ci = stats.paired_ratio_summary(ratios) if with_ci else (float(np.median(ratios)), (np.nan, np.nan))
     return ABResult(x, y, backend, leaf, n, ratios, xs, ys, base, excluded, ratio, ci,
-                    decide(ci, threshold), threshold, ctx.clocks["tsc_hz"], samples)
+                    decide(ci, threshold), threshold, ctx.clocks["tsc_hz"], samples, nonpositive=nonpositive)
 
 
 def print_result(console, r: ABResult):
@@ -154,8 +151,9 @@ def print_result(console, r: ABResult):
                                          "or containing 1)"}[r.verdict]
     console.print(f"verdict: {word}")
     console.print(f"[dim]empty loop {r.baseline:.2f} TSC cycles/call subtracted from both; "
-                  f"{r.excluded} disturbed pairs (context switch, migration or page fault) dropped and "
-                  f"re-measured[/]")
+                  f"{r.excluded - r.nonpositive} disturbed pairs (context switch, migration or page fault)"
+                  + (f" and {r.nonpositive} with a side at or below the empty loop" if r.nonpositive else "")
+                  + " dropped and re-measured[/]")
 
 
 # --- several processes -------------------------------------------------------------------
@@ -165,9 +163,11 @@ PROCESS_FLOOR = 0.004  # a process's median ratio this far (or 5 robust SDs) fro
 
 def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=6,
                      threshold=DEFAULT_THRESHOLD, conventions_files=(), allow_unsafe=False, cpu=None,
-                     tsc_hz=None, rounds=2) -> ABResult:
+                     clocks=None, rounds=2) -> ABResult:
     """run_ab in `processes` fresh worker processes (pairs split between them), outlier
-    processes replaced; the CI comes from a bootstrap over processes, then pairs."""
+    processes replaced; the CI comes from a bootstrap over processes, then pairs.  `clocks`
+    (machine.clocks(), measured once by the caller) go to every worker, as bench run's do:
+    all convert with the same TSC frequency and none spends time measuring it again."""
     per = max(20, -(-pairs // processes))
     base_cmd = [sys.executable, "-m", "bench.ab", x, y, "--backend", backend, "--pairs", str(per)]
     if leaf:
@@ -178,6 +178,8 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
         base_cmd.append("--allow-unsafe")
     if cpu is not None:
         base_cmd += ["--cpu", str(cpu)]
+    if clocks:
+        base_cmd += ["--tsc-hz", repr(clocks["tsc_hz"]), "--tsc-per-core", repr(clocks["tsc_per_core_cycle"])]
 
     def spawn():
         proc = subprocess.run(base_cmd, capture_output=True, text=True)
@@ -205,8 +207,10 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     return ABResult(x, y, backend, first["leaf"], first["n_calls"], [r for g in groups for r in g],
                     [v for d in docs for v in d["x_cycles"]], [v for d in docs for v in d["y_cycles"]],
                     float(np.median([d["baseline"] for d in docs])), sum(d["excluded"] for d in docs),
-                    ratio, ci, decide(ci, threshold), threshold, tsc_hz or first["tsc_hz"], samples,
-                    sorted(procs, key=lambda p: p["first_t"]))
+                    ratio, ci, decide(ci, threshold), threshold,
+                    clocks["tsc_hz"] if clocks else first["tsc_hz"], samples,
+                    sorted(procs, key=lambda p: p["first_t"]),
+                    sum(d.get("nonpositive", 0) for d in docs))
 
 
 def _worker_main(argv=None):
@@ -225,16 +229,23 @@ def _worker_main(argv=None):
     p.add_argument("-C", dest="files", action="append", default=[])
     p.add_argument("--allow-unsafe", action="store_true")
     p.add_argument("--cpu", type=int)
+    p.add_argument("--tsc-hz", type=float, help="the parent's clocks (else measured here)")
+    p.add_argument("--tsc-per-core", type=float)
     a = p.parse_args(argv)
     machine.pin(a.cpu)
     catalog = load_builtin()
     for f in a.files:
         catalog = catalog.with_user_file(f)
-    ctx = Context(catalog, Registry(catalog), Settings())
+    clocks = None
+    if a.tsc_hz and a.tsc_per_core:
+        clocks = {"tsc_hz": a.tsc_hz, "tsc_per_core_cycle": a.tsc_per_core,
+                  "core_hz_estimate": a.tsc_hz / a.tsc_per_core}
+    ctx = Context(catalog, Registry(catalog), Settings(), clocks=clocks)
     r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False)
     json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,
                "ratio": r.ratio, "x_cycles": r.x_cycles, "y_cycles": r.y_cycles, "baseline": r.baseline,
-               "excluded": r.excluded, "tsc_hz": r.tsc_hz, "samples": r.samples}, sys.stdout)
+               "excluded": r.excluded, "nonpositive": r.nonpositive, "tsc_hz": r.tsc_hz,
+               "samples": r.samples}, sys.stdout)
     return 0
 
 

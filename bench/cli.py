@@ -216,7 +216,7 @@ def cmd_ab(args) -> int:
     r = ab.run_ab_processes(args.x, args.y, backend=args.backend, leaf=args.leaf, pairs=args.pairs,
                             processes=args.processes, threshold=args.threshold / 100,
                             conventions_files=getattr(args, "conventions_file", None) or [],
-                            allow_unsafe=args.allow_unsafe, cpu=cpu, tsc_hz=clocks["tsc_hz"])
+                            allow_unsafe=args.allow_unsafe, cpu=cpu, clocks=clocks)
     if args.trace:
         from . import trace
         trace.write_ab_trace(args.trace, r)

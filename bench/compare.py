@@ -1,7 +1,7 @@
 """`bench compare A B`: two result sets, benchmark by benchmark.
 
 A and B are results files, or commits/refs resolved to this machine's stored
-results (every clean run of that commit, merged).  Per benchmark: both medians,
+results (every clean run of that commit, each a session).  Per benchmark: both medians,
 the change, a CI for the ratio B/A from a bootstrap over worker processes then
 values, a Mann-Whitney U test on per-worker medians (workers are the independent
 units), and a verdict.
@@ -9,16 +9,14 @@ units), and a verdict.
 from __future__ import annotations
 
 import math
-import re
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pyperf
 
-from . import stats, store
-from .store import META, StoreError
+from . import resultsdir as rd, stats, store
+from .store import META
 
 DEFAULT_THRESHOLD = 0.01  # changes smaller than 1% count as "same"
 ALPHA = 0.05
@@ -31,19 +29,31 @@ class CompareError(RuntimeError):
 
 @dataclass
 class Side:
+    """One side of a comparison: its results files, each loaded once as a session (a separate
+    `bench run`).  Sessions are never merged into one pyperf suite: pyperf refuses to add runs
+    whose checked metadata (platform, python_version) differ, as two runs days apart may."""
     label: str
     files: list
-    suite: pyperf.BenchmarkSuite      # every session merged
-    sessions: list = None             # one suite per results file (a separate `bench run`)
+    sessions: list                    # one pyperf.BenchmarkSuite per results file
 
-    def __post_init__(self):
-        if self.sessions is None:
-            self.sessions = [self.suite]
+    def names(self) -> list:
+        """Benchmark names of every session, first seen first."""
+        return list(dict.fromkeys(n for s in self.sessions for n in s.get_benchmark_names()))
+
+    def benchmarks(self, name) -> list:
+        """`name` in each session that has it."""
+        out = []
+        for s in self.sessions:
+            try:
+                out.append(s.get_benchmark(name))
+            except KeyError:
+                pass
+        return out
 
     def meta(self, key, default=None):
-        for b in self.suite.get_benchmarks():
-            for r in b.get_runs():
-                v = r.get_metadata().get(META + key)
+        for s in self.sessions:
+            for b in s.get_benchmarks():
+                v = _meta_of(b, key)
                 if v is not None:
                     return v
         return default
@@ -82,51 +92,35 @@ def resolve(what: str, machine_name: str, root: Path | None = None) -> Side:
     """A results file, or a commit/ref with stored results for this machine."""
     path = Path(what)
     if path.is_file():
-        return Side(path.name, [path], store.load_suite(path))
+        return Side(path.name, [path], [store.load_suite(path)])
     root = root or store.results_root()
     folder = root / machine_name
     commit = _rev_parse(what)
     if commit is None:
         raise CompareError(f"{what!r} is neither a results file nor a git commit or ref")
-    files = _commit_files(folder, commit)
+    files = sorted(rd.group_by_commit(root, machine_name).get(commit, []), key=rd.session_order)
     if not files:
-        dirty = sorted(folder.glob(f"{commit}-dirty-*.json"))
+        dirty = [p for p in rd.result_paths(root, machine_name, commit) if rd.classify(p)[1]]
         hint = (f"; only runs of an uncommitted tree exist ({', '.join(p.name for p in dirty)}): "
                 "name one as a file") if dirty else ""
         raise CompareError(f"no stored results for {what} ({commit[:12]}) on {machine_name} in {folder}{hint}")
-    suites = [store.load_suite(f) for f in files]
-    sessions = [store.load_suite(f) for f in files]  # kept apart for the session-level bootstrap
-    merged = suites[0]
-    for extra in suites[1:]:
-        for b in extra.get_benchmarks():
-            try:
-                merged.get_benchmark(b.get_name()).add_runs(b)
-            except KeyError:
-                merged.add_benchmark(b)
-    return Side(f"{what} ({commit[:12]})" if not commit.startswith(what) else commit[:12], files, merged,
-                sessions)
+    return Side(f"{what} ({commit[:12]})" if not commit.startswith(what) else commit[:12], files,
+                [store.load_suite(f) for f in files])
 
 
 def _rev_parse(ref):
     try:
-        p = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-                           capture_output=True, text=True, timeout=20)
+        p = store.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     except (OSError, subprocess.TimeoutExpired):
         return None
     return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
 
 
-def _commit_files(folder, commit):
-    """<commit>.json and <commit>.<n>.json: every clean run of that commit."""
-    pat = re.compile(re.escape(commit) + r"(\.\d+)?\.json$")
-    return sorted((p for p in folder.glob(f"{commit}*.json") if pat.fullmatch(p.name)),
-                  key=lambda p: (len(p.name), p.name))
-
-
 # --- comparing --------------------------------------------------------------------------
 
-def _runs(bench, scale):
-    return [np.asarray(r.values, dtype=float) * scale for r in bench.get_runs() if r.values]
+def _runs(benches, scale):
+    """Per-worker value arrays of a benchmark over the given sessions' copies of it."""
+    return [np.asarray(r.values, dtype=float) * scale for b in benches for r in b.get_runs() if r.values]
 
 
 def _scale(side: Side):
@@ -140,14 +134,12 @@ def check_comparable(a: Side, b: Side, force=False) -> list:
     ma, mb = a.meta("machine"), b.meta("machine")
     if ma != mb:
         problems.append(f"different machines: {ma or 'unknown'} vs {mb or 'unknown'}")
-    for bench_a in a.suite.get_benchmarks():
-        name = bench_a.get_name()
-        try:
-            bench_b = b.suite.get_benchmark(name)
-        except KeyError:
+    names_b = set(b.names())
+    for name in a.names():
+        if name not in names_b:
             continue
-        ha = _meta_of(bench_a, "conv_hash")
-        hb = _meta_of(bench_b, "conv_hash")
+        ha = next((h for x in a.benchmarks(name) if (h := _meta_of(x, "conv_hash")) is not None), None)
+        hb = next((h for x in b.benchmarks(name) if (h := _meta_of(x, "conv_hash")) is not None), None)
         if ha != hb:
             problems.append(f"{name}: different convention declarations (hash {ha} vs {hb})")
     if problems and not force:
@@ -157,11 +149,8 @@ def check_comparable(a: Side, b: Side, force=False) -> list:
 
 def _sessions(side, name, scale):
     out = []
-    for suite in side.sessions:
-        try:
-            runs = _runs(suite.get_benchmark(name), scale)
-        except KeyError:
-            continue
+    for bench in side.benchmarks(name):
+        runs = _runs([bench], scale)
         if runs:
             out.append(runs)
     return out
@@ -241,7 +230,7 @@ class Report:
 def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=None) -> Report:
     """Every benchmark both sides have, or only the names in `only`."""
     if only:
-        known = set(a.suite.get_benchmark_names()) | set(b.suite.get_benchmark_names())
+        known = set(a.names()) | set(b.names())
         unknown = [n for n in only if n not in known]
         if unknown:
             raise CompareError(f"no benchmark {unknown[0]!r} in either result set; known: "
@@ -251,22 +240,21 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
     scale_b, unit_b = _scale(b)
     if unit != unit_b:
         scale_a, scale_b, unit = 1e9, 1e9, "ns"
-    names_b = set(b.suite.get_benchmark_names())
+    names_b = set(b.names())
     rows, only_a = [], []
-    for bench_a in a.suite.get_benchmarks():
-        name = bench_a.get_name()
+    for name in a.names():
         if only and name not in only:
             continue
         if name not in names_b:
             only_a.append(name)
             continue
-        runs_a, runs_b = _runs(bench_a, scale_a), _runs(b.suite.get_benchmark(name), scale_b)
+        runs_a, runs_b = _runs(a.benchmarks(name), scale_a), _runs(b.benchmarks(name), scale_b)
         if not runs_a or not runs_b:
             continue
         rows.append(compare_benchmarks(runs_a, runs_b, name, unit, threshold,
                                        sessions_a=_sessions(a, name, scale_a),
                                        sessions_b=_sessions(b, name, scale_b)))
-    only_b = sorted(n for n in names_b - set(a.suite.get_benchmark_names()) if not only or n in only)
+    only_b = sorted(n for n in names_b - set(a.names()) if not only or n in only)
     geo = float(np.exp(np.mean(np.log([r.ratio for r in rows])))) if rows else None
     if rows and (len(a.sessions) < 2 or len(b.sessions) < 2):
         notes.append("one session on at least one side: the CI covers workers and values, not what changes "
@@ -348,5 +336,5 @@ def print_table(console, report: Report):
         console.print(f"only in B: {', '.join(report.only_b)}")
 
 
-__all__ = ["CompareError", "StoreError", "resolve", "compare", "compare_benchmarks", "markdown",
+__all__ = ["CompareError", "resolve", "compare", "compare_benchmarks", "markdown",
            "print_table", "regressions"]

@@ -21,9 +21,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from . import resultsdir as rd
+import numpy as np
+
+from . import resultsdir as rd, stats, store
 from .changepoints import find_changes
-from .verdict import median_ci
 
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -55,7 +56,9 @@ def summarise_commit(paths: list, machine: str):
     date = None
     for name, br in pooled.items():
         try:
-            med, lo, hi = median_ci(br.values)
+            x = np.asarray(br.values, dtype=float)
+            med = float(np.median(x)) if x.size else math.nan
+            lo, hi = stats.median_ci(x)
         except (TypeError, ValueError):
             med = math.nan
         if not br.values or med != med:
@@ -108,10 +111,7 @@ def _write_cache(cache: Path | None, entries: dict, warn) -> None:
     if cache is None:
         return
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp")
-        tmp.write_bytes(rd.json_dumps({"version": CACHE_VERSION, "entries": entries}))
-        os.replace(tmp, cache)
+        store.atomic_write(cache, rd.json_dumps({"version": CACHE_VERSION, "entries": entries}))
     except OSError as e:
         warn(f"cannot write the summary cache {cache}: {e}")
 
@@ -304,10 +304,10 @@ def write_site(model: dict, out, results=None) -> Path:
         leaves=sorted({b["leaf"] for b in model["benchmarks"]}),
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    _atomic_write(out / "index.html", page)
+    store.atomic_write(out / "index.html", page)
     data = json.dumps({k: v for k, v in model.items() if k != "warnings"}, separators=(",", ":"),
                       allow_nan=False)
-    _atomic_write(out / "data.js", "window.SEAMBENCH_DATA=" + data + ";\n")
+    store.atomic_write(out / "data.js", "window.SEAMBENCH_DATA=" + data + ";\n")
     for f in ("app.js", "style.css"):
         shutil.copyfile(STATIC / f, out / f)
     dst = out / "plotly.min.js"
@@ -315,12 +315,6 @@ def write_site(model: dict, out, results=None) -> Path:
     if not dst.exists() or dst.stat().st_size != src.stat().st_size:
         shutil.copyfile(src, dst)
     return out / "index.html"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, verbose=True,
@@ -333,15 +327,15 @@ def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, ve
     t2 = time.perf_counter()
     index = write_site(model, out, results=results)
     t3 = time.perf_counter()
-    stats = {"read_s": t1 - t0, "model_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0,
-             "commits": len(model["commits"]), "benchmarks": len(model["benchmarks"]),
-             "changes": len(model["changes"]), "warnings": len(model["warnings"]),
-             "index": str(index)}
+    figures = {"read_s": t1 - t0, "model_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0,
+               "commits": len(model["commits"]), "benchmarks": len(model["benchmarks"]),
+               "changes": len(model["changes"]), "warnings": len(model["warnings"]),
+               "index": str(index)}
     if verbose:
-        print(f"bench dashboard: {stats['commits']} commits, {stats['benchmarks']} benchmarks, "
-              f"{stats['changes']} changes -> {index} ({stats['total_s']:.1f} s: read {stats['read_s']:.1f}, "
-              f"change points {stats['model_s']:.1f}, write {stats['write_s']:.1f})")
-    return stats
+        print(f"bench dashboard: {figures['commits']} commits, {figures['benchmarks']} benchmarks, "
+              f"{figures['changes']} changes -> {index} ({figures['total_s']:.1f} s: "
+              f"read {figures['read_s']:.1f}, change points {figures['model_s']:.1f}, write {figures['write_s']:.1f})")
+    return figures
 
 
 # -- CLI ----------------------------------------------------------------------

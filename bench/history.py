@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import resultsdir as rd
-from .verdict import SLOWER, verdict as shared_verdict
+from . import resultsdir as rd, store
+from .verdict import SLOWER, UNKNOWN, verdict as shared_verdict
 
 
 class HistoryError(RuntimeError):
@@ -41,7 +41,11 @@ class HistoryError(RuntimeError):
 # -- git ------------------------------------------------------------------------
 
 def git(repo, *args, input=None) -> str:
-    p = subprocess.run(["git", "-C", str(repo), *args], input=input, capture_output=True, text=True)
+    """store.git in `repo`; any failure (exit status, no git, a timeout) is a HistoryError."""
+    try:
+        p = store.git(*args, cwd=repo, input=input)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise HistoryError(f"git {' '.join(args)}: {e}") from None
     if p.returncode != 0:
         raise HistoryError(f"git {' '.join(args)}: {p.stderr.strip() or p.stdout.strip()}")
     return p.stdout
@@ -132,11 +136,21 @@ class Walker:
             return True
         return not self.retry_failed and rd.failed_path(self.results, self.machine, sha).exists()
 
+    def recorded(self) -> set:
+        """Every sha is_done would say yes to, from one listing of the machine's folder."""
+        done = set(rd.group_by_commit(self.results, self.machine))
+        d = self.results / self.machine
+        if not self.retry_failed and d.is_dir():
+            done |= {p.name[:-len(rd.FAILED_SUFFIX)] for p in d.iterdir() if p.name.endswith(rd.FAILED_SUFFIX)}
+        return done
+
     def _checkout(self, sha: str, log: list) -> None:
         """Raises HistoryError: a checkout that fails is the harness's problem, not the commit's,
         so it stops the walk instead of being recorded as the commit's failure."""
-        usable = (self.wt / ".git").exists() and subprocess.run(
-            ["git", "-C", str(self.wt), "rev-parse", "--git-dir"], capture_output=True).returncode == 0
+        try:
+            usable = (self.wt / ".git").exists() and store.git("rev-parse", "--git-dir", cwd=self.wt).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            usable = False
         if not usable:
             if self.wt.exists():
                 shutil.rmtree(self.wt)  # a stale cache (e.g. its repository moved): start again
@@ -224,12 +238,14 @@ class Walker:
             if scrubbed != text:
                 tmp.write_text(scrubbed)
                 rd.read_result_file(tmp)  # still a valid suite
-            dst = rd.next_result_path(self.results, self.machine, sha)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(tmp, dst)
+            # The name bench run would give a further run of this commit (store's layout), written
+            # the way it writes results: atomically, never over an existing file.
+            dst = store.default_path({"commit": sha, "dirty": False}, self.machine, root=self.results)
+            store.atomic_write(dst, tmp.read_bytes(), replace=False)
+            tmp.unlink()
             rd.failed_path(self.results, self.machine, sha).unlink(missing_ok=True)
             return Outcome(sha, "measured", dst, "", time.monotonic() - t0)
-        except (HistoryError, rd.ResultsFileError, OSError) as e:
+        except (HistoryError, rd.ResultsFileError, store.StoreError, OSError) as e:
             log.append(f"{e}\n")
             return self._fail(sha, phase, log, t0)
 
@@ -255,11 +271,8 @@ class Walker:
 
     def _fail(self, sha: str, phase: str, log: list, t0: float) -> Outcome:
         p = rd.failed_path(self.results, self.machine, sha)
-        p.parent.mkdir(parents=True, exist_ok=True)
         header = f"status: failed\nphase: {phase}\n"
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(self._scrub(header + "".join(log)))
-        os.replace(tmp, p)
+        store.atomic_write(p, self._scrub(header + "".join(log)))
         self._failures.append(sha)
         return Outcome(sha, "failed", p, phase, time.monotonic() - t0)
 
@@ -272,8 +285,9 @@ def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[
                                TimeRemainingColumn)
 
     rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
-    todo = [s for s in shas if walker.rerun or not walker.is_done(s)]
-    outcomes = [Outcome(s, "skipped") for s in shas if s not in set(todo)]
+    recorded = set() if walker.rerun else walker.recorded()  # one listing, not one per commit
+    todo = [s for s in shas if s not in recorded]
+    outcomes = [Outcome(s, "skipped") for s in shas if s in recorded]
     if outcomes:
         walker.log(f"bench history: {len(outcomes)} of {len(shas)} commits already recorded; skipped "
                    f"(--rerun to measure again, --retry-failed for failed ones)")
@@ -305,6 +319,21 @@ class BisectResult:
     measured: int            # commits measured by this bisect (stored ones are reused)
     message: str
     compare_cmd: str = ""
+    undecided: bool = False  # a verdict was "unknown": the data could not tell slower from not
+
+
+def undecided_hint(v) -> str:
+    """What would turn an "unknown" verdict into an answer, in this command's terms."""
+    if v.more_sessions:
+        need = f"about {v.more_sessions} more session{'s' * (v.more_sessions != 1)} per commit"
+    else:
+        n = v.more_workers or 1
+        need = (f"about {n} more worker process{'es' * (n != 1)} per commit "
+                f"({v.workers[0]} vs {v.workers[1]} now; Mann-Whitney on the workers' medians cannot "
+                f"reach p < 0.05 with fewer than 4 a side)")
+    return (f"to decide, measure more: {need}. --rerun adds a session to every commit the bisect "
+            f"looks at (with several sessions on both sides, sessions are the units), or --suite with "
+            f"more runs per commit (settings.runs)")
 
 
 def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=shared_verdict) -> BisectResult:
@@ -312,12 +341,15 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=shared_verdi
 
     Assumes the cost moves once (like ``git bisect``). Commits that fail or
     lack the benchmark are stepped around; if all commits between the bounds
-    fail, the smallest range found is reported.
+    fail, the smallest range found is reported.  A verdict of "unknown" (the
+    data cannot tell) stops the bisect as undecided, with what to measure.
+    Each results file of a commit is a session, as for ``bench compare``.
     """
     measured = 0
     cache: dict[str, list | None] = {}
 
-    def values(i: int):
+    def sessions(i: int):
+        """The benchmark's runs per results file of commit i (None: no result)."""
         nonlocal measured
         sha = shas[i]
         if sha not in cache:
@@ -325,30 +357,48 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=shared_verdi
                 walker.log(f"bench history --bisect: measuring {sha[:10]} ({i + 1}/{len(shas)})")
                 walker.measure(sha)
                 measured += 1
-            br = rd.read_commit(walker.results, walker.machine, sha, warn=walker.log).get(benchmark)
-            cache[sha] = [list(r) for r in br.runs] if br and br.runs else None
+            files = sorted(rd.group_by_commit(walker.results, walker.machine).get(sha, []), key=rd.session_order)
+            found = []
+            for f in files:
+                br = rd.pool_files([f], walker.machine, warn=walker.log).get(benchmark)
+                if br and br.runs:
+                    found.append([list(r) for r in br.runs])
+            cache[sha] = found or None
         return cache[sha]
 
-    def done(good, bad, msg):
+    def judge(i: int):
+        a, b = sessions(0), sessions(i)
+        return verdict([r for s in a for r in s], [r for s in b for r in s], sessions_a=a, sessions_b=b)
+
+    def done(good, bad, msg, undecided=False):
         from .dashboard import compare_command
 
         cmd = compare_command(shas[good], shas[bad], benchmark) if bad is not None else ""
         return BisectResult(benchmark, shas[good], shas[bad] if bad is not None else None,
-                            bad is not None and bad - good == 1, measured, msg, cmd)
+                            bad is not None and bad - good == 1 and not undecided, measured, msg, cmd,
+                            undecided)
+
+    def figures(v):
+        p = "" if v.p_value is None else f", p = {v.p_value:.3g}"
+        return f"{v.change:+.1%}, 95% CI {v.lo:+.1%} .. {v.hi:+.1%}{p}"
 
     rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
     if len(shas) < 2:
         raise HistoryError("--bisect needs a range of at least two commits")
-    ref = values(0)
+    ref = sessions(0)
     if ref is None:
         raise HistoryError(f"--bisect: the base commit {shas[0][:10]} has no result for {benchmark} "
                            f"(see {rd.failed_path(walker.results, walker.machine, shas[0])})")
     last = len(shas) - 1
-    while last > 0 and values(last) is None:
+    while last > 0 and sessions(last) is None:
         last -= 1
     if last == 0:
         raise HistoryError(f"--bisect: no commit after the base has a result for {benchmark}")
-    v = verdict(ref, values(last))
+    v = judge(last)
+    if v.kind == UNKNOWN:
+        return done(0, None, f"undecided: the data cannot tell whether {benchmark} is slower at "
+                             f"{shas[last][:10]} than at {shas[0][:10]} ({figures(v)}, verdict unknown); "
+                             f"{undecided_hint(v)}", undecided=True)
     if v.kind != SLOWER:
         return done(last, None, f"{benchmark} is not slower at {shas[last][:10]} than at {shas[0][:10]} "
                                 f"({v.change:+.1%}, verdict {v.kind}); nothing to bisect")
@@ -357,10 +407,15 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=shared_verdi
         mid = (good + bad) // 2
         # Step around commits without a result, nearest to the middle first.
         order = sorted(range(good + 1, bad), key=lambda i: (abs(i - mid), i))
-        probe = next((i for i in order if values(i) is not None), None)
+        probe = next((i for i in order if sessions(i) is not None), None)
         if probe is None:
             break
-        if verdict(ref, values(probe)).kind == SLOWER:
+        v = judge(probe)
+        if v.kind == UNKNOWN:
+            return done(good, bad, f"undecided: {benchmark} turned slower between {shas[good][:10]} and "
+                                   f"{shas[bad][:10]}, but the data cannot tell whether {shas[probe][:10]} "
+                                   f"is ({figures(v)}, verdict unknown); {undecided_hint(v)}", undecided=True)
+        if v.kind == SLOWER:
             bad = probe
         else:
             good = probe

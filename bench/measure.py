@@ -22,6 +22,27 @@ DISTURBING_EVENTS = ("context_switches", "cpu_migrations")
 DISTURBING_EVENTS_STRICT = DISTURBING_EVENTS + ("page_faults",)
 
 
+def sample_events(ev, slots, i=0) -> dict:
+    """Event name -> count over both batches of sample i, from measure_pair's flat event list
+    (laid out [sample][batch a, batch b][event])."""
+    n_ev = len(slots)
+    at = 2 * n_ev * i
+    return {name: int(ev[at + slot]) + int(ev[at + n_ev + slot]) for name, slot in slots.items()}
+
+
+def disturbed(counts, strict=True, also=()):
+    """Whether a sample was disturbed, from its event counts (name -> count over both batches,
+    as sample_events gives; or name -> per-sample arrays, which gives a boolean array):
+    any of DISTURBING_EVENTS (with page faults too when strict, and the names in `also`)
+    non-zero.  Each caller adds its own test of the value itself (net <= 0)."""
+    hit = False
+    for name in (DISTURBING_EVENTS_STRICT if strict else DISTURBING_EVENTS) + tuple(also):
+        c = counts.get(name)
+        if c is not None:
+            hit = hit | (np.asarray(c) > 0)
+    return hit
+
+
 @dataclass(frozen=True)
 class Spec:
     convention: str
@@ -173,20 +194,18 @@ def measure(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> M
         base = np.asarray(tb, dtype=float) / n_calls
         # events: [sample][batch a, batch b][event]
         ev = np.asarray(ev, dtype=np.int64).reshape(-1, 2, n_events) if n_events else None
-        disturbed = np.zeros(len(net), dtype=bool)
+        hit = np.zeros(len(net), dtype=bool)
         totals = {}
         if ev is not None:
-            for name, slot in ctx.perf_slots.items():
-                per_sample = ev[:, 0, slot] + ev[:, 1, slot]
-                totals[name] = int(per_sample[s.warmups:].sum())
-                if name in DISTURBING_EVENTS:
-                    disturbed |= per_sample > 0
+            per_sample = {name: ev[:, 0, slot] + ev[:, 1, slot] for name, slot in ctx.perf_slots.items()}
+            totals = {name: int(c[s.warmups:].sum()) for name, c in per_sample.items()}
+            hit |= disturbed(per_sample, strict=False)
             if ctx.hw:
                 for name in ("cycles", "instructions"):
                     slot = ctx.perf_slots[name]
                     net_ev = (ev[s.warmups:, 0, slot] - ev[s.warmups:, 1, slot]) / n_calls
                     hw.setdefault(name, []).extend(float(v) for v in net_ev)
-        keep = ~disturbed[s.warmups:]
+        keep = ~hit[s.warmups:]
         runs.append(Run(values=[float(v) for v in net[s.warmups:][keep]],
                         warmups=[float(v) for v in net[:s.warmups]],
                         baseline=[float(v) for v in base[s.warmups:][keep]],

@@ -5,8 +5,10 @@
         assert result["cycles"] > 0
 
 Each pytest-benchmark round is one native sample: a batch of calls of the
-convention and a batch of the empty function, interleaved by the C loop.  The
-round's duration is the convention's net time per call (seconds), so
+convention and a batch of the empty function, interleaved by the C loop, taken
+by bench run's own sampler (bench.worker.Sampler: a sample disturbed by the
+kernel or the host is measured again and counted; a value is never below
+0.001 cycles).  The round's duration is the convention's net time per call (seconds), so
 pytest-benchmark's statistics, `--benchmark-save`, `--benchmark-compare` and
 `--benchmark-compare-fail` work on per-call cost, not on Python overhead (one call
 per Python call would report ~20x the true cost here).  Median TSC cycles per call,
@@ -42,48 +44,46 @@ class SeamBench:
                  warmup_rounds=5, cpu=None, allow_unsafe=False):
         import numpy as np
 
-        from . import _core, machine
-        from .measure import DISTURBING_EVENTS_STRICT, Spec, calibrate, prepare
+        from . import machine
+        from .measure import Spec, calibrate, prepare
+        from .worker import Sampler
         files = [conventions_file] if isinstance(conventions_file, (str, os.PathLike)) else (conventions_file or [])
         ctx = _context(files)
         conv = ctx.catalog.convention(convention)
         leaf = leaf or (conv.meant_for[0] if conv.meant_for else "vp_info")
         before = os.sched_getaffinity(0)
         machine.pin(cpu)
+        p = None
         try:
-            p = prepare(Spec(convention, backend, leaf), ctx, allow_unsafe=allow_unsafe)
+            spec = Spec(convention, backend, leaf)
+            p = prepare(spec, ctx, allow_unsafe=allow_unsafe)
             tsc_hz = ctx.clocks["tsc_hz"]
             n = calibrate(p.fn, p.leaf.rax, p.args, p.base_args, ctx.settings.batch_us * 1e-6 * tsc_hz)
-            slots, n_ev = ctx.perf_slots, len(ctx.perf_slots)
+            sampler = Sampler(spec, ctx, prepared=p)
             clock = {"t": 0.0}
-            cycles, excluded = [], [0]
+            cycles = []
 
             def native_net_clock():
                 return clock["t"]
 
             def one_sample():
-                for _ in range(20):  # a disturbed sample is measured again, and counted
-                    ta, tb, _, ev = _core.measure_pair(p.fn, _core.EMPTY_FN, p.leaf.rax, 0, p.args, p.base_args,
-                                                       n, 1, ctx.perf_fd, n_ev)
-                    net = (int(ta[0]) - int(tb[0])) / n
-                    if net > 0 and not any(int(ev[s]) + int(ev[n_ev + s]) for name, s in slots.items()
-                                           if name in DISTURBING_EVENTS_STRICT):
-                        break
-                    excluded[0] += 1
-                cycles.append(net)
-                clock["t"] += net / tsc_hz
+                per_call = sampler(n) / n  # seconds per call, kept positive as for bench run
+                cycles.append(per_call * tsc_hz)
+                clock["t"] += per_call
 
             # pytest-benchmark times each round with the fixture's timer; a clock that advances by
             # the native loop's net time per call makes a round's duration exactly that.
             self.benchmark._timer = native_net_clock
             self.benchmark.pedantic(one_sample, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
-            p.unit.set_emulation(0)
         finally:
+            if p is not None:
+                p.unit.set_emulation(0)  # also when a round raised: the unit is shared by later tests
             os.sched_setaffinity(0, before)
+        excluded = sum(s["disturbed"] for s in sampler.samples)
         kept = cycles[warmup_rounds:] if len(cycles) > warmup_rounds else cycles
         med = float(np.median(kept))
         info = {"convention": convention, "backend": backend, "leaf": leaf, "cycles": med,
-                "cycles_unit": "tsc", "ns": med / tsc_hz * 1e9, "n_calls": n, "excluded": excluded[0],
+                "cycles_unit": "tsc", "ns": med / tsc_hz * 1e9, "n_calls": n, "excluded": excluded,
                 "tsc_hz": tsc_hz, "conv_hash": conv.decl_hash}
         self.benchmark.extra_info.update(info)
         return info

@@ -21,7 +21,6 @@ readers agree on the values.
 from __future__ import annotations
 
 import json
-import os
 
 try:  # 3-5x faster parsing of large result files; the stdlib is the fallback
     import orjson as _orjson
@@ -31,7 +30,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SHA_RE = re.compile(r"^(?P<sha>[0-9a-f]{40})(?P<rest>.*)\.json$")
+# The one pattern of a result file name (the layout above; store.default_path writes it).
+SHA_RE = re.compile(r"^(?P<sha>[0-9a-f]{40})(?P<rest>(?:\.[0-9]+)?|-dirty-[0-9]+)\.json$")
 FAILED_SUFFIX = ".failed.log"
 
 
@@ -67,7 +67,10 @@ class ResultFile:
 
 
 def classify(path: Path):
-    """Return (sha, dirty) for a result file name, or None if it is not one."""
+    """Return (sha, dirty) for a result file name, or None if it is not one.
+
+    ``<sha>.json`` and ``<sha>.<n>.json`` are clean runs, ``<sha>-dirty-<n>.json`` a dirty
+    tree; any other name is not a result file."""
     m = SHA_RE.match(path.name)
     if not m:
         return None
@@ -96,17 +99,6 @@ def result_paths(results: Path, machine: str, sha: str | None = None) -> list[Pa
 
 def failed_path(results: Path, machine: str, sha: str) -> Path:
     return results / machine / f"{sha}{FAILED_SUFFIX}"
-
-
-def next_result_path(results: Path, machine: str, sha: str) -> Path:
-    """Where a new run of ``sha`` goes: ``<sha>.json``, else ``<sha>.<n>.json``."""
-    d = results / machine
-    p = d / f"{sha}.json"
-    n = 1
-    while p.exists():
-        p = d / f"{sha}.{n}.json"
-        n += 1
-    return p
 
 
 def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
@@ -159,15 +151,21 @@ def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
 def read_commit(results: Path, machine: str, sha: str, warn=None) -> dict:
     """Pool every clean result file of ``sha`` on ``machine``: name -> BenchResult.
 
-    Runs stored beside each other (``<sha>.json``, ``<sha>.1.json``) are
+    Runs stored beside each other (``<sha>.json``, ``<sha>.2.json``) are
     measurements of the same tree, so their values are pooled. Corrupt files
     are reported through ``warn`` and skipped.
     """
     return pool_files(result_paths(results, machine, sha), machine, warn)
 
 
+def session_order(path: Path):
+    """Sort key: ``<sha>.json``, ``<sha>.2.json`` ... ``<sha>.10.json``, in the order they were run."""
+    return len(path.name), path.name
+
+
 def group_by_commit(results: Path, machine: str) -> dict:
-    """sha -> clean result files of that commit (one directory listing)."""
+    """sha -> clean result files of that commit (one directory listing; sorted by name, which
+    the dashboard's cache signatures follow: sort by session_order for the order of runs)."""
     groups: dict[str, list[Path]] = {}
     d = results / machine
     for p in sorted(d.iterdir()) if d.is_dir() else ():
@@ -182,7 +180,8 @@ def pool_files(paths, machine: str, warn=None) -> dict:
     pooled: dict[str, BenchResult] = {}
     for p in paths:
         p = Path(p)
-        if classify(p) is None or classify(p)[1]:
+        c = classify(p)
+        if c is None or c[1]:
             continue  # dirty tree: not this commit's code
         try:
             rf = read_result_file(p, machine)
@@ -221,15 +220,12 @@ def load_commits(results: Path, warn=None) -> dict:
 
 def save_commits(results: Path, commits: dict) -> None:
     """Atomically write results/commits.json (merged with what is there)."""
+    from .store import atomic_write  # here: store imports pyperf, which fast readers never need
+
     merged = load_commits(results)
     merged.update(commits)
-    p = commits_path(results)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".json.tmp")
-    with open(tmp, "w") as f:
-        json.dump({"version": 1, "commits": merged}, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, p)
+    atomic_write(commits_path(results),
+                 json.dumps({"version": 1, "commits": merged}, indent=1, sort_keys=True) + "\n")
 
 
 def topo_order(commits: dict) -> list[str]:

@@ -1,6 +1,7 @@
 """Statistics on raw per-sample figures: pure functions, no I/O, no native code."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -16,18 +17,27 @@ def per_call(ticks_a, ticks_b, n_calls):
 
 def median_ci(values, confidence=0.95):
     """Distribution-free confidence interval for the median from order statistics
-    (the binomial rank method): no normality assumed, exact coverage >= confidence."""
+    (the binomial rank method, e.g. Conover, *Practical Nonparametric Statistics*, 3rd ed.,
+    3.2): no normality assumed, exact coverage >= confidence.  With fewer than 6 values it
+    is the full range."""
     x = np.sort(np.asarray(values, dtype=float))
     n = len(x)
     if n == 0:
         return math.nan, math.nan
     if n < 6:
         return float(x[0]), float(x[-1])
+    lo, hi = _median_ci_ranks(n, confidence)
+    return float(x[lo]), float(x[hi])
+
+
+@functools.lru_cache(maxsize=4096)
+def _median_ci_ranks(n, confidence):
+    """0-based indexes of the interval's order statistics; cached, since the dashboard asks
+    for thousands of points with a handful of distinct n."""
     from scipy import stats as _st  # imported here: scipy costs ~1 s, and workers never need it
     # 1-based rank k: P(Binomial(n, 1/2) < k) <= alpha/2; the interval is [x(k), x(n-k+1)].
     k = int(_st.binom.ppf((1 - confidence) / 2, n, 0.5))
-    lo, hi = max(k - 1, 0), min(n - k, n - 1)
-    return float(x[lo]), float(x[hi])
+    return max(k - 1, 0), min(n - k, n - 1)
 
 
 def mad(values):

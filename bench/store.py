@@ -26,17 +26,25 @@ class StoreError(RuntimeError):
     pass
 
 
+GIT_TIMEOUT = 60  # seconds; a git that hangs (a lock, a network filesystem) must not hang us
+
+
+def git(*args, cwd=None, input=None, timeout=GIT_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run git and return the finished process (text output); the caller reads returncode.
+    Raises OSError when git cannot be started and subprocess.TimeoutExpired after `timeout`."""
+    return subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def git_state(cwd=None) -> dict:
     """Commit of the measured tree and whether it had uncommitted changes."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20)
     try:
-        head = git("rev-parse", "HEAD")
+        head = git("rev-parse", "HEAD", cwd=cwd)
+        if head.returncode != 0:
+            return {"commit": "unknown", "dirty": False}
+        status = git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": "unknown", "dirty": False}
-    if head.returncode != 0:
-        return {"commit": "unknown", "dirty": False}
-    status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
@@ -127,25 +135,17 @@ def scrub_paths(text: str, extra: dict | None = None) -> str:
     return text
 
 
-def write_suite(suite: pyperf.BenchmarkSuite, path: Path, replace=False) -> Path:
-    """Atomic: a temporary file in the same folder, then rename.  A crash mid-write leaves
-    whatever was there before intact; an existing file is never replaced unless asked.
-    Paths of this machine are scrubbed from the text (scrub_paths)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not replace:
-        raise StoreError(f"{path} exists; results are never overwritten (choose another -o)")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def _umask_mode() -> int:
+    """The mode open() would give a new file (mkstemp's is 0600: too narrow for a published site)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _publish(tmp, path: Path, replace: bool) -> None:
+    """The last step of every atomic write: the finished temporary file takes the name."""
     try:
-        suite.dump(tmp, compact=False, replace=True)
-        with open(tmp, "r+") as f:
-            text = scrub_paths(f.read())
-            f.seek(0)
-            f.write(text)
-            f.truncate()
-            f.flush()
-            os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         if replace:
             os.replace(tmp, path)
         else:
@@ -158,6 +158,59 @@ def write_suite(suite: pyperf.BenchmarkSuite, path: Path, replace=False) -> Path
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _tempfile_beside(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return tmp
+
+
+def atomic_write(path, data, replace=True) -> Path:
+    """Write `data` (bytes, or str as UTF-8) to `path` atomically: a temporary file in the same
+    folder, flushed to disk, then renamed.  A crash mid-write leaves whatever was there before
+    intact.  With replace=False an existing file is never replaced (StoreError instead)."""
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if path.exists() and not replace:
+        raise StoreError(f"{path} exists; results are never overwritten")
+    tmp = _tempfile_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    _publish(tmp, path, replace)
+    return path
+
+
+def write_suite(suite: pyperf.BenchmarkSuite, path: Path, replace=False) -> Path:
+    """Atomic (as atomic_write): a crash mid-write leaves whatever was there before intact; an
+    existing file is never replaced unless asked.  Paths of this machine are scrubbed from the
+    text (scrub_paths)."""
+    path = Path(path)
+    if path.exists() and not replace:
+        raise StoreError(f"{path} exists; results are never overwritten (choose another -o)")
+    tmp = _tempfile_beside(path)
+    try:
+        suite.dump(tmp, compact=False, replace=True)  # pyperf writes to a path: fill the temporary
+        with open(tmp, "r+") as f:
+            text = scrub_paths(f.read())
+            f.seek(0)
+            f.write(text)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _publish(tmp, path, replace)
     return path
 
 

@@ -10,11 +10,12 @@ the first sample.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import CounterDescriptor, TrackEvent
 from perfetto.trace_builder.proto_builder import TraceProtoBuilder
+
+from . import store
 
 SEQ = 0x5EA3  # trusted_packet_sequence_id of every packet: one writer
 EVENT_TRACKS = {"context_switches": "context switches", "cpu_migrations": "CPU migrations",
@@ -69,21 +70,7 @@ class _Writer:
         self._event(tick, track, TrackEvent.TYPE_INSTANT).name = name
 
     def save(self, path):
-        _atomic_write(path, self.b.serialize())
-
-
-def _atomic_write(path, data: bytes):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        store.atomic_write(path, self.b.serialize())
 
 
 def _events_tracks(w, parent, name, events_present):

@@ -50,9 +50,9 @@ class Sampler:
     """pyperf's time function for one benchmark: set up lazily, on the first call, so the
     manager and the workers measuring other benchmarks never pay for it."""
 
-    def __init__(self, spec, ctx, allow_unsafe):
-        self.spec, self.ctx, self.allow_unsafe = spec, ctx, allow_unsafe
-        self.prepared = None
+    def __init__(self, spec, ctx, prepared=None):
+        self.spec, self.ctx = spec, ctx
+        self.prepared = prepared  # a measure.Prepared, when the caller has one (the pytest plugin)
         self.samples = []   # one entry per native sample, kept or not
         self.calls = 0      # pyperf calls of this function (= values + warm-ups)
 
@@ -72,7 +72,7 @@ class Sampler:
 
     def __call__(self, loops):
         from . import _core
-        from .measure import DISTURBING_EVENTS_STRICT
+        from .measure import disturbed, sample_events
         if self.prepared is None:
             self.setup()
         p, ctx = self.prepared, self.ctx
@@ -85,17 +85,17 @@ class Sampler:
         for attempt in range(MAX_RETRIES + 1):
             ta, tb, t0, ev = _core.measure_pair(p.fn, _core.EMPTY_FN, p.leaf.rax, 0, p.args, p.base_args,
                                                 n, 1, ctx.perf_fd, n_ev)
-            counts = {name: int(ev[slot]) + int(ev[n_ev + slot]) for name, slot in slots.items()}
+            counts = sample_events(ev, slots)
             net = (int(ta[0]) - int(tb[0])) / n
             counts["tsc_gap"] = int(self._gap(int(ta[0]) / n, int(tb[0]) / n))
-            disturbed = any(counts.get(e, 0) for e in DISTURBING_EVENTS_STRICT + ("tsc_gap",)) or net <= 0
+            bad = bool(disturbed(counts, also=("tsc_gap",)) or net <= 0)
             sample = {"i": index, "t": int(t0[0]), "a": int(ta[0]), "b": int(tb[0]), "n": n,
-                      "ev": counts, "disturbed": bool(disturbed), "kept": False}
+                      "ev": counts, "disturbed": bad, "kept": False}
             if ctx.hw:  # core cycles and instructions per call, net of the empty batch
                 sample["hw"] = {name: (int(ev[slots[name]]) - int(ev[n_ev + slots[name]])) / n
                                 for name in ("cycles", "instructions")}
             self.samples.append(sample)
-            if not disturbed:
+            if not bad:
                 break
         self.samples[-1]["kept"] = True
         # pyperf divides by loops: return the time `loops` calls take at the measured rate.
@@ -139,7 +139,7 @@ def main(argv=None):
     progress = None if args.worker else open(os.path.join(opts.sb_side, "progress"), "a", buffering=1)
     quiet = sys.stderr if args.worker else open(os.devnull, "w")
     for spec in specs:
-        sampler = Sampler(spec, ctx, opts.sb_allow_unsafe)
+        sampler = Sampler(spec, ctx)
         samplers.append(sampler)
         # pyperf prints a summary line per benchmark even with --quiet; the driver prints its own.
         with contextlib.redirect_stdout(quiet):
@@ -151,10 +151,8 @@ def main(argv=None):
         side = {"token": token, "pid": os.getpid(), "benchmarks": {x.spec.name: {
             "samples": x.samples, "n_calls": x.samples[-1]["n"],
             "serialize_mode": x.prepared.ser_mode, "tsc_hz": ctx.clocks["tsc_hz"]} for x in done}}
-        path = os.path.join(opts.sb_side, f"{SIDE_PREFIX}{token}.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(side, f)
-        os.replace(path + ".tmp", path)
+        from .store import atomic_write
+        atomic_write(os.path.join(opts.sb_side, f"{SIDE_PREFIX}{token}.json"), json.dumps(side))
     if ctx.perf_fd >= 0:
         os.close(ctx.perf_fd)
     return 0

@@ -106,3 +106,45 @@ def test_unknown_convention_lists_the_valid_ones(capsys):
     assert cli.main(["ab", "seamcall", "seamcal"]) == 2
     err = capsys.readouterr().err
     assert "unknown convention 'seamcal'" in err and "seamcall_ret" in err
+
+
+def test_workers_take_the_parents_clocks():
+    """Each A/B worker converts with the clocks it is given instead of measuring them again."""
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "bench.ab", "seamcall_ret", "lean", "--pairs", "20",
+                        "--tsc-hz", "1234567890.5", "--tsc-per-core", "1.25"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["tsc_hz"] == 1234567890.5 and len(doc["ratios"]) >= 10
+
+
+def test_non_positive_pairs_are_counted_apart_from_disturbed_ones(monkeypatch, catalog, registry):
+    """A pair with a side at or below the empty loop is dropped too, but it is not a context
+    switch, migration or page fault: it is counted (and worded) on its own."""
+    from bench import _core, backends
+
+    backends.serialize_choice(registry)  # measured (and cached) with the real loop, before the fake
+
+    def fake(fn_a, fn_b, rax_a, rax_b, args_a, args_b, n, count, perf_fd=-1, n_ev=0):
+        if fn_b == _core.EMPTY_FN:  # calibration and the empty loop: 1000 ticks a batch
+            return [2000] * count, [1000] * count, list(range(count)), [0] * (count * 2 * n_ev)
+        tb = [500 if i % 4 == 0 else 3000 for i in range(count)]  # every 4th: Y below the empty loop
+        return [3000] * count, tb, list(range(count)), [0] * (count * 2 * n_ev)
+    monkeypatch.setattr(_core, "measure_pair", fake)
+    ctx = Context(catalog, registry, Settings())
+    try:
+        r = ab.run_ab(ctx, "seamcall_ret", "lean", pairs=30, with_ci=False)
+    finally:
+        if ctx.perf_fd >= 0:
+            os.close(ctx.perf_fd)
+    assert r.excluded == r.nonpositive > 0 and len(r.samples) == len(r.ratios) + r.excluded
+    assert r.as_dict()["nonpositive"] == r.nonpositive
+    from rich.console import Console
+    console = Console(record=True, width=200)
+    r.processes = []
+    ab.print_result(console, r)
+    text = console.export_text()
+    assert f"0 disturbed pairs (context switch, migration or page fault) and {r.nonpositive} with a side at " \
+           "or below the empty loop dropped" in text

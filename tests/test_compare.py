@@ -19,12 +19,12 @@ def synthetic_runs(median, seed, workers=10, values=40, between=0.002, within=0.
     return [median * (1 + rng.normal(0, between)) * (1 + rng.normal(0, within, values)) for _ in range(workers)]
 
 
-def write_suite(path, runs_by_name, machine="intel-test-2cpu", conv_hash="abc", tsc=TSC):
+def write_suite(path, runs_by_name, machine="intel-test-2cpu", conv_hash="abc", tsc=TSC, extra_md=None):
     benches = []
     for name, runs in runs_by_name.items():
         md = {"name": name, "unit": "second", "loops": 4096, "seambench_machine": machine,
               "seambench_tsc_hz": tsc, "seambench_conv_hash": conv_hash,
-              "seambench_convention": name.split("/")[0]}
+              "seambench_convention": name.split("/")[0], **(extra_md or {})}
         benches.append(pyperf.Benchmark([pyperf.Run([float(v) / tsc for v in r], metadata=md,
                                                     collect_metadata=False) for r in runs]))
     pyperf.BenchmarkSuite(benches).dump(str(path), replace=True)
@@ -158,11 +158,32 @@ def test_refs_resolve_to_stored_results(tmp_path, monkeypatch):
     monkeypatch.setenv("SEAMBENCH_RESULTS", str(tmp_path / "results"))
     a = compare.resolve("HEAD~1", "m1")
     b = compare.resolve("HEAD", "m1")
-    assert len(a.files) == 2 and len(a.suite.get_benchmark(NAMES[0]).get_runs()) == 20
+    assert len(a.files) == 2 and sum(len(x.get_runs()) for x in a.benchmarks(NAMES[0])) == 20
     r = compare.compare(a, b)
     assert r.rows[0].verdict == "slower"
     with pytest.raises(compare.CompareError, match="no stored results"):
         compare.resolve("HEAD", "other-machine")
+
+
+def test_sessions_of_one_commit_may_differ_in_checked_metadata(tmp_path, monkeypatch):
+    """Two runs of one commit days apart: another kernel (platform), another Python.  pyperf
+    refuses to merge such runs into one benchmark (ValueError); resolve keeps them apart."""
+    sha_a, sha_b = "a" * 40, "b" * 40
+    folder = tmp_path / "results" / "m1"
+    folder.mkdir(parents=True)
+    write_suite(folder / f"{sha_a}.json", {NAMES[0]: synthetic_runs(95.3, 1)},
+                extra_md={"platform": "Linux-6.8", "python_version": "3.12.3 (64-bit)"})
+    write_suite(folder / f"{sha_a}.2.json", {NAMES[0]: synthetic_runs(95.3, 2), NAMES[1]: synthetic_runs(93.5, 4)},
+                extra_md={"platform": "Linux-6.11", "python_version": "3.13.1 (64-bit)"})
+    write_suite(folder / f"{sha_b}.json", {NAMES[0]: synthetic_runs(95.3, 3)})
+    monkeypatch.setattr(compare, "_rev_parse", lambda ref: ref)
+    monkeypatch.setenv("SEAMBENCH_RESULTS", str(tmp_path / "results"))
+    a = compare.resolve(sha_a, "m1")
+    assert [f.name for f in a.files] == [f"{sha_a}.json", f"{sha_a}.2.json"] and len(a.sessions) == 2
+    assert a.names() == [NAMES[0], NAMES[1]]  # a benchmark only the second session has counts too
+    r = compare.compare(a, compare.resolve(sha_b, "m1"))
+    assert [(row.name, row.workers_a, row.sessions_a) for row in r.rows] == [(NAMES[0], 20, 2)]
+    assert r.only_a == [NAMES[1]]
 
 
 def test_sessions_are_resampled_first(tmp_path):

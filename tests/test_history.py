@@ -16,7 +16,7 @@ import pytest
 from bench import history, resultsdir as rd
 
 FAKE_MAIN = textwrap.dedent('''
-    import json, random, subprocess, sys
+    import json, os, random, subprocess, sys
     args = sys.argv[1:]
     assert args[0] == "run", args
     suite, out = args[args.index("--suite") + 1], args[args.index("-o") + 1]
@@ -24,11 +24,12 @@ FAKE_MAIN = textwrap.dedent('''
     sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     cost = float(open("cost.txt").read())
     rnd = random.Random(sha)
+    runs = int(open("runs.txt").read()) if os.path.exists("runs.txt") else 10  # workers per commit
     benches = []
     for name, scale in (("a/emulated/vp_info", 1.0), ("b/emulated/vp_info", 2.0)):
         c = cost if name.startswith("a/") else 1e-7
         benches.append({"metadata": {"name": name}, "runs": [
-            {"values": [c * scale * (1 + 0.002 * rnd.gauss(0, 1)) for _ in range(3)]} for _ in range(10)]})
+            {"values": [c * scale * (1 + 0.002 * rnd.gauss(0, 1)) for _ in range(3)]} for _ in range(runs)]})
     json.dump({"version": "1.0", "benchmarks": benches, "metadata": {
         "seambench_machine": "testbox", "seambench_commit": sha, "seambench_dirty": 0,
         "seambench_tsc_hz": 2e9, "unit": "second", "python_executable": sys.executable}}, open(out, "w"))
@@ -43,9 +44,7 @@ def _git(repo, *args):
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    r = tmp_path_factory.mktemp("proj")
+def make_repo(r, n=N, step_at=STEP_AT, broken=BROKEN, runs=None):
     _git(r, "init", "-q", "-b", "main")
     _git(r, "config", "user.email", "t@example.com")
     _git(r, "config", "user.name", "t")
@@ -58,14 +57,27 @@ def repo(tmp_path_factory):
     (r / "bench" / "__main__.py").write_text(FAKE_MAIN)
     (r / "configs").mkdir()
     (r / "configs" / "quick.yaml").write_text("suite: quick\n")
-    for i in range(1, N):
-        (r / "cost.txt").write_text(str(1.1e-7 if i >= STEP_AT else 1e-7))
-        (r / "setup.py").write_text("raise SystemExit('broken build')\n" if i == BROKEN else
+    if runs is not None:
+        (r / "runs.txt").write_text(str(runs))
+    for i in range(1, n):
+        (r / "cost.txt").write_text(str(1.1e-7 if i >= step_at else 1e-7))
+        (r / "setup.py").write_text("raise SystemExit('broken build')\n" if i == broken else
                                     "import sys\nassert sys.argv[1:] == ['build_ext', '--inplace']\n")
         (r / f"f{i}.txt").write_text(str(i))
         _git(r, "add", "-A")
         _git(r, "commit", "-qm", f"commit {i}")
     return r
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("proj"))
+
+
+@pytest.fixture(scope="module")
+def repo3(tmp_path_factory):
+    """As configs/quick.yaml measures: 3 worker processes per commit."""
+    return make_repo(tmp_path_factory.mktemp("proj3"), n=6, step_at=4, broken=None, runs=3)
 
 
 def shas_of(repo):
@@ -118,7 +130,7 @@ def test_walk_records_measured_and_failed_then_skips(repo, tmp_path):
     # --rerun stores beside, never replaces.
     w.rerun = True
     history.run_history(w, shas[-1:], progress=False)
-    assert (results / "testbox" / f"{shas[-1]}.1.json").exists()
+    assert (results / "testbox" / f"{shas[-1]}.2.json").exists()  # store.default_path's contract
     assert (results / "testbox" / f"{shas[-1]}.json").exists()
     pooled = rd.read_commit(results, "testbox", shas[-1])
     assert len(pooled["a/emulated/vp_info"].values) == 60
@@ -174,3 +186,22 @@ def test_stale_worktree_cache_is_rebuilt_and_bad_checkout_stops_the_walk(repo, t
     with pytest.raises(history.HistoryError):
         w.measure("0" * 40)  # unknown commit: not recorded as the commit's failure
     assert not rd.failed_path(tmp_path / "results", "testbox", "0" * 40).exists()
+
+
+def test_bisect_with_three_runs_per_commit_is_undecided_not_not_slower(repo3, tmp_path):
+    """3 workers against 3: Mann-Whitney cannot reach p < 0.05, so a real +10% is "unknown".
+    That is not "not slower": the bisect says it cannot tell, and what would decide."""
+    w = history.Walker(repo3, tmp_path / "results", machine="testbox", worktree=tmp_path / "wt")
+    shas = history.resolve_range(repo3, "HEAD~4..HEAD", include_base=True)
+    r = history.bisect(w, shas, "a/emulated/vp_info")
+    assert r.undecided and r.bad is None and not r.exact
+    assert "not slower" not in r.message and "nothing to bisect" not in r.message
+    assert r.message.startswith("undecided") and "+10" in r.message and "--rerun" in r.message
+    assert "3 vs 3" in r.message
+    v = history.shared_verdict(*(rd.read_commit(w.results, "testbox", s)["a/emulated/vp_info"].runs
+                                 for s in (shas[0], shas[-1])))
+    assert v.kind == "unknown" and v.change == pytest.approx(0.1, abs=0.01)
+    # "same" needs no test of workers (the CI within +-1%): an unchanged benchmark is decided.
+    r2 = history.bisect(w, shas, "b/emulated/vp_info")
+    assert not r2.undecided and "not slower" in r2.message and "verdict same" in r2.message
+

@@ -45,3 +45,33 @@ def test_fixture_reports_per_call_cost_and_gates(tmp_path):
     p = pytest_run(tmp_path, "--benchmark-compare", "--benchmark-compare-fail=median:50%",
                    conv="xsave/migration")
     assert p.returncode != 0 and "Performance has regressed" in p.stdout + p.stderr
+
+
+def test_a_round_disturbed_to_the_end_is_clamped_positive_and_counted(monkeypatch):
+    """Every retry disturbed and the last net value negative (the empty batch took longer):
+    the round still hands pytest-benchmark a positive duration (the 0.001-cycle floor
+    bench run's sampler uses), never a negative one, and every retry is counted."""
+    from bench import _core, backends, pytest_plugin, worker
+
+    # The emulated backend's serialization choice is measured once and cached: with the real loop.
+    backends.serialize_choice(pytest_plugin._context().registry)
+
+    def negative_net(fn, fn_b, rax_a, rax_b, args_a, args_b, n, count, perf_fd=-1, n_ev=0):
+        return [1000] * count, [2000] * count, list(range(count)), [0] * (count * 2 * n_ev)
+    monkeypatch.setattr(_core, "measure_pair", negative_net)
+
+    class FakeBenchmark:  # what SeamBench uses of pytest-benchmark's fixture
+        extra_info = {}
+
+        def pedantic(self, fn, rounds, warmup_rounds, iterations):
+            self.durations = []
+            for _ in range(warmup_rounds + rounds):
+                t0 = self._timer()
+                fn()
+                self.durations.append(self._timer() - t0)
+
+    bench = FakeBenchmark()
+    info = pytest_plugin.SeamBench(bench)("seamcall_ret", leaf="vp_info", rounds=3, warmup_rounds=1)
+    assert len(bench.durations) == 4 and all(d > 0 for d in bench.durations)
+    assert info["cycles"] == __import__("pytest").approx(1e-3)
+    assert info["excluded"] == 4 * (worker.MAX_RETRIES + 1)

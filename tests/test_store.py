@@ -101,6 +101,23 @@ def test_default_path_never_reuses_a_name(tmp_path):
     assert store.default_path({"commit": "abc", "dirty": True}, "m", tmp_path).name == "abc-dirty-1.json"
 
 
+def test_the_names_store_writes_are_the_ones_resultsdir_reads(tmp_path):
+    from bench import resultsdir as rd
+    sha = "ab" * 20
+    clean = {"commit": sha, "dirty": False}
+    for _ in range(11):  # <sha>.json, then .2 .. .11: session order is numeric, not lexical
+        store.default_path(clean, "m", tmp_path).parent.mkdir(parents=True, exist_ok=True)
+        store.default_path(clean, "m", tmp_path).write_text("{}")
+    dirty = store.default_path({"commit": sha, "dirty": True}, "m", tmp_path)
+    dirty.write_text("{}")
+    (tmp_path / "m" / f"{sha}.failed.log").write_text("")
+    (tmp_path / "m" / f"{sha}.notes.json").write_text("{}")  # not a result file name
+    assert rd.classify(dirty) == (sha, True)
+    assert rd.classify(tmp_path / "m" / f"{sha}.notes.json") is None
+    names = [p.name for p in sorted(rd.group_by_commit(tmp_path, "m")[sha], key=rd.session_order)]
+    assert names == [f"{sha}.json"] + [f"{sha}.{n}.json" for n in range(2, 12)]
+
+
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import pyperf
