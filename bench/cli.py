@@ -84,7 +84,7 @@ def _run(args) -> int:
     kplan = Plan([sp for sp in plan.specs if backends.BACKENDS[sp.backend].where == "kmod"])
     with _progress(console, len(plan.specs), disable=args.json) as advance:
         results = driver.run_suite(suite_path, getattr(args, "conventions_file", None) or [], user_specs,
-                                   ctx.clocks, driver.pyperf_options(args), args.allow_unsafe,
+                                   ctx.clocks, driver.pyperf_options(args),
                                    on_done=advance, cpu=cpu)
         kmod_ms = run_plan(kplan, ctx, allow_unsafe=args.allow_unsafe,
                            progress=lambda spec: advance(spec.name)) if kplan.specs else []

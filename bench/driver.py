@@ -64,14 +64,12 @@ def pyperf_options(args) -> list:
     return out
 
 
-def worker_command(suite_path, conv_files, specs, clocks, side, allow_unsafe, pyperf_args, output):
+def worker_command(suite_path, conv_files, specs, clocks, side, pyperf_args, output):
     cmd = [sys.executable, "-m", "bench.worker", "--sb-suite", str(suite_path)]
     for f in conv_files:
         cmd += ["--sb-conv-file", str(Path(f).resolve())]
     cmd += ["--sb-specs", ",".join(s.name for s in specs), "--sb-tsc-hz", repr(clocks["tsc_hz"]),
             "--sb-tsc-per-core", repr(clocks["tsc_per_core_cycle"]), "--sb-side", str(side)]
-    if allow_unsafe:
-        cmd.append("--sb-allow-unsafe")
     # Workers get a filtered environment from pyperf: pass on what changes our behaviour.
     cmd += [*pyperf_args, "--quiet", "--inherit-environ",
             "SEAMBENCH_CACHE,SEAMBENCH_SERIALIZE,SEAMBENCH_MACHINE,XDG_CACHE_HOME,CC", "-o", str(output)]
@@ -148,14 +146,14 @@ def value_runs(bench):
     return [r for r in bench.get_runs() if r.values]
 
 
-def run_suite(suite_path, conv_files, specs, clocks, pyperf_args=(), allow_unsafe=False,
+def run_suite(suite_path, conv_files, specs, clocks, pyperf_args=(),
               on_done=None, cpu=None) -> list:
     """Measure every spec through pyperf; returns [Result] in spec order."""
     if not specs:
         return []
     with tempfile.TemporaryDirectory(prefix="seambench-run-") as side:
         out = Path(side) / "pyperf.json"
-        _run_manager(worker_command(suite_path, conv_files, specs, clocks, side, allow_unsafe,
+        _run_manager(worker_command(suite_path, conv_files, specs, clocks, side,
                                     list(pyperf_args), out), side, on_done, cpu)
         suite = pyperf.BenchmarkSuite.load(str(out))
         results = {}
@@ -189,7 +187,7 @@ def run_suite(suite_path, conv_files, specs, clocks, pyperf_args=(), allow_unsaf
                                 "--warmups", str(len(value_runs(res.bench)[0].warmups)),
                                 "--values", str(len(value_runs(res.bench)[0].values))]
                 args += [a for a in pyperf_args if a.startswith("--affinity")]
-                _run_manager(worker_command(suite_path, conv_files, [res.spec], clocks, side, allow_unsafe,
+                _run_manager(worker_command(suite_path, conv_files, [res.spec], clocks, side,
                                             args, again), side, cpu=cpu)
                 extra = pyperf.BenchmarkSuite.load(str(again)).get_benchmark(name)
                 res.bench.add_runs(extra)

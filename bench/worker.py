@@ -42,7 +42,6 @@ def own_parser() -> argparse.ArgumentParser:
     p.add_argument("--sb-tsc-hz", type=float, required=True)
     p.add_argument("--sb-tsc-per-core", type=float, required=True)
     p.add_argument("--sb-side", required=True, help="folder for side files and progress")
-    p.add_argument("--sb-allow-unsafe", action="store_true")
     return p
 
 
