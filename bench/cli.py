@@ -58,7 +58,7 @@ def _run(args) -> int:
     from . import backends, driver, machine, store
     from .measure import Context
     from .native import Registry
-    from .runner import Plan, expand, record, references, run_plan
+    from .runner import Plan, expand, pair_verdict, record, references, run_plan
 
     console = _console(args)
     catalog = _catalog(args)
@@ -82,15 +82,28 @@ def _run(args) -> int:
     # (bench/driver.py).  Backends in the kernel module are timed through its device, here.
     user_specs = [sp for sp in plan.specs if backends.BACKENDS[sp.backend].where != "kmod"]
     kplan = Plan([sp for sp in plan.specs if backends.BACKENDS[sp.backend].where == "kmod"])
+    conv_files = getattr(args, "conventions_file", None) or []
+    # Pairs the safety check calls unsafe (timed only with --allow-unsafe) may crash their
+    # worker: each gets its own pyperf run, so a crash costs that pair, not the suite.
+    risky = [sp for sp in user_specs if not pair_verdict(registry, catalog.convention(sp.convention),
+                                                         catalog.leaf(sp.leaf)).safe]
     with _progress(console, len(plan.specs), disable=args.json) as advance:
-        results = driver.run_suite(suite_path, getattr(args, "conventions_file", None) or [], user_specs,
-                                   ctx.clocks, driver.pyperf_options(args),
-                                   on_done=advance, cpu=cpu)
+        results = driver.run_suite(suite_path, conv_files, [sp for sp in user_specs if sp not in risky],
+                                   ctx.clocks, driver.pyperf_options(args), on_done=advance, cpu=cpu)
+        for sp in risky:
+            try:
+                results += driver.run_suite(suite_path, conv_files, [sp], ctx.clocks, driver.pyperf_options(args),
+                                            on_done=advance, cpu=cpu)
+            except driver.DriverError as exc:
+                plan.skipped.append((sp.name, f"unsafe, and it crashed while timed: {exc}"))
+                advance(sp.name)
+        order = {sp.name: i for i, sp in enumerate(user_specs)}
+        results.sort(key=lambda r: order[r.spec.name])
         kmod_ms = run_plan(kplan, ctx, allow_unsafe=args.allow_unsafe,
                            progress=lambda spec: advance(spec.name)) if kplan.specs else []
     plan.skipped += kplan.skipped
     elapsed = time.monotonic() - t0
-    measured = {r.spec.name for r in results}
+    measured = {r.spec.name for r in results} | {name for name, _ in plan.skipped}
     for spec in user_specs:
         if spec.name not in measured:
             plan.skipped.append((spec.name, "pyperf produced no result"))

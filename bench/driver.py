@@ -14,6 +14,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,7 +100,11 @@ def _run_manager(cmd, side, on_done=None, cpu=None):
         raise
     _progress(progress, seen, on_done)
     if proc.returncode != 0:
-        tail = "".join(err_chunks).strip().splitlines()[-15:]
+        text = "".join(err_chunks).strip()
+        killed = re.search(r"failed with exit code -(\d+)", text)
+        if killed:  # pyperf's manager reports a worker killed by a signal as exit code -N
+            raise DriverError(f"a worker process was killed by {signal.Signals(int(killed.group(1))).name}")
+        tail = text.splitlines()[-15:]
         raise DriverError("pyperf worker failed (exit %d):\n%s" % (proc.returncode, "\n".join(tail)))
 
 

@@ -70,3 +70,14 @@ def test_broken_user_yaml_is_one_clear_error(tmp_path):
     bad.write_text("conventions:\n  x:\n    load: [rsp]\n")
     p = bench("run", "-C", str(bad), "--no-store")
     assert p.returncode == 2 and f"{bad}:3:" in p.stderr and "RSP" in p.stderr
+
+
+def test_allow_unsafe_times_what_survives_and_reports_a_crash():
+    """seamcall_ret under the hypercall leaf leaves RBX, R12-R15 changed: its worker dies.  That
+    pair is reported; the rest of the suite is still measured."""
+    p = bench("run", "--suite", "configs/quick.yaml", "--conventions", "seamcall_ret,lean", "--leaves",
+              "hypercall", "--allow-unsafe", "-p", "2", "-n", "5", "--no-store")
+    assert p.returncode == 0, p.stderr
+    assert "lean" in p.stdout and "Traceback" not in p.stdout + p.stderr
+    assert "skipped seamcall_ret/emulated/hypercall: unsafe, and it crashed while timed: a worker process " \
+           "was killed by SIGSEGV" in " ".join(p.stdout.split())
