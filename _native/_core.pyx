@@ -20,11 +20,15 @@ cdef extern from "sb_abi.h" nogil:
         sb_u64 fpu_mask
         sb_u64 xsave_area
     ctypedef sb_u64 (*sb_conv_fn)(sb_u64 leaf, sb_args *args)
+    struct sb_code_range:
+        const void *lo
+        const void *hi
     struct sb_gen_entry:
         const char *convention
         const char *crossing
         const char *leaf
         sb_conv_fn fn
+        sb_code_range code[3]
     struct sb_emul_cfg:
         sb_u64 serialize_mode
         sb_u64 latency_iters
@@ -41,6 +45,7 @@ cdef extern from "sb_abi.h" nogil:
 
 cdef extern from "measure.h" nogil:
     int SB_SET_MAX
+    int SB_REF_MAX_HUNDREDS
     struct sb_set_req:
         uint32_t n_fns
         const sb_conv_fn *fns
@@ -48,6 +53,7 @@ cdef extern from "measure.h" nogil:
         sb_args *const *args
         uint32_t n_calls
         uint32_t n_samples
+        uint32_t ref_hundreds
         uint64_t *ticks
         uint64_t *t_start
         int perf_fd
@@ -60,6 +66,7 @@ cdef extern from "measure.h" nogil:
     uint64_t sb_xgetbv(uint32_t index)
     double sb_tsc_hz(double seconds)
     uint64_t sb_chain_ticks(uint64_t hundreds)
+    void sb_timed_code(const void **lo, const void **hi)
     int SB_PERF_NEVENTS
     const char *sb_perf_event_names[5]
     int sb_perf_open(int *errnos, int *slot)
@@ -103,6 +110,16 @@ cdef class Unit:
         for i in range(self.u.count):
             e = self.u.entries[i]
             out.append((e.convention.decode(), e.crossing.decode(), e.leaf.decode(), <size_t>e.fn))
+        return out
+
+    def code_ranges(self):
+        """{function address: [(lo, hi)]}: the machine code one call of each entry executes
+        (C wrapper, assembly wrapper, emulated stub; empty ranges left out)."""
+        out = {}
+        for i in range(self.u.count):
+            e = self.u.entries[i]
+            out[<size_t>e.fn] = [(<size_t>e.code[j].lo, <size_t>e.code[j].hi) for j in range(3)
+                                 if e.code[j].hi != NULL]
         return out
 
     def set_emulation(self, serialize_mode, latency_iters=0, avx_reset_mask=0, poison=0, poison_area=0):
@@ -164,11 +181,12 @@ def call_once(size_t fn, uint64_t leaf, Args args):
 
 
 def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int perf_fd=-1,
-                uint32_t n_events=0):
+                uint32_t n_events=0, uint32_t ref_hundreds=0):
     """Interleaved batches of up to SB_SET_MAX functions (addresses), each with its leaf
-    number and Args.  Returns (ticks, t_start, events): TSC ticks per batch
-    ([sample][function], row-major), the TSC at each sample's start, and event deltas over
-    each batch ([sample][function][event])."""
+    number and Args, plus, with ref_hundreds, a reference batch of 100 * ref_hundreds
+    dependent ADDs.  Returns (ticks, t_start, events): TSC ticks per batch
+    ([sample][slot], row-major; slots are the functions, then the reference), the TSC at
+    each sample's start, and event deltas over each batch ([sample][slot][event])."""
     cdef uint32_t n = len(fns)
     if n == 0 or n > SB_SET_MAX or len(leaves) != n or len(args) != n:
         raise ValueError(f"need 1..{SB_SET_MAX} functions with one leaf and one Args each")
@@ -178,6 +196,9 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
         raise ValueError("n_calls must be a positive multiple of 4")
     if n_samples == 0:
         raise ValueError("n_samples must be positive")
+    if ref_hundreds > <uint32_t>SB_REF_MAX_HUNDREDS:
+        raise ValueError(f"ref_hundreds must be at most {SB_REF_MAX_HUNDREDS}")
+    cdef uint32_t slots = n + (1 if ref_hundreds else 0)
     cdef sb_conv_fn c_fns[16]
     cdef sb_u64 c_leaves[16]
     cdef sb_args *c_args[16]
@@ -188,13 +209,13 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
         c_leaves[i] = leaves[i]
         c_args[i] = a.p
     cdef array tmpl = array('Q')
-    cdef array ticks = clone(tmpl, n_samples * n, True)
+    cdef array ticks = clone(tmpl, n_samples * slots, True)
     cdef array t0 = clone(tmpl, n_samples, True)
-    cdef array ev = clone(tmpl, n_samples * n * n_events if perf_fd >= 0 else 0, True)
+    cdef array ev = clone(tmpl, n_samples * slots * n_events if perf_fd >= 0 else 0, True)
     cdef sb_set_req r
     r.n_fns = n
     r.fns, r.leaves, r.args = c_fns, c_leaves, c_args
-    r.n_calls, r.n_samples = n_calls, n_samples
+    r.n_calls, r.n_samples, r.ref_hundreds = n_calls, n_samples, ref_hundreds
     r.ticks = ticks.data.as_ulonglongs
     r.t_start = t0.data.as_ulonglongs
     r.perf_fd = perf_fd
@@ -206,6 +227,14 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     if rc != 0:
         raise OSError(-rc, f"sb_measure_set failed ({rc})")
     return ticks, t0, ev
+
+
+def timed_code():
+    """(lo, hi): the address range of the timed loop's own code (section sb_timed)."""
+    cdef const void *lo
+    cdef const void *hi
+    sb_timed_code(&lo, &hi)
+    return <size_t>lo, <size_t>hi
 
 
 def measure_pair(size_t fn_a, size_t fn_b, uint64_t leaf_a, uint64_t leaf_b, Args args_a, Args args_b,

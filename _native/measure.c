@@ -9,6 +9,19 @@
 
 #include "measure.h"
 
+/* Everything a timed sample runs, apart from the functions measured, is placed
+ * in one section (its bounds come from the linker) so that its machine code can
+ * be identified by hash: a result is tied to the exact loop that produced it. */
+#define SB_TIMED __attribute__((section("sb_timed")))
+extern const char __start_sb_timed[] __attribute__((visibility("hidden")));
+extern const char __stop_sb_timed[] __attribute__((visibility("hidden")));
+
+void sb_timed_code(const void **lo, const void **hi)
+{
+	*lo = __start_sb_timed;
+	*hi = __stop_sb_timed;
+}
+
 /* Start: LFENCE keeps RDTSC from running ahead of earlier work, the second
  * LFENCE keeps later work from starting before it.  End: RDTSCP waits for
  * everything before it; LFENCE keeps what follows out of the window. */
@@ -26,7 +39,7 @@ static inline uint64_t tsc_end(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
-__attribute__((noinline)) sb_u64 sb_empty(sb_u64 leaf, struct sb_args *args)
+SB_TIMED __attribute__((noinline)) sb_u64 sb_empty(sb_u64 leaf, struct sb_args *args)
 {
 	(void)leaf;
 	(void)args;
@@ -40,7 +53,7 @@ sb_u64 sb_call_once(sb_conv_fn fn, sb_u64 leaf, struct sb_args *args)
 }
 
 /* One batch: n calls, unrolled by four so the loop's own branch is rare. */
-static uint64_t batch(sb_conv_fn fn, sb_u64 leaf, struct sb_args *args, uint32_t n)
+SB_TIMED static inline uint64_t batch(sb_conv_fn fn, sb_u64 leaf, struct sb_args *args, uint32_t n)
 {
 	uint64_t t0 = tsc_begin();
 	for (uint32_t i = 0; i < n; i += 4) {
@@ -52,7 +65,7 @@ static uint64_t batch(sb_conv_fn fn, sb_u64 leaf, struct sb_args *args, uint32_t
 	return tsc_end() - t0;
 }
 
-int sb_perf_read(int fd, uint32_t n, uint64_t *values)
+SB_TIMED int sb_perf_read(int fd, uint32_t n, uint64_t *values)
 {
 	uint64_t buf[1 + SB_PERF_NEVENTS];
 	if (fd < 0 || n > SB_PERF_NEVENTS)
@@ -64,7 +77,7 @@ int sb_perf_read(int fd, uint32_t n, uint64_t *values)
 	return 0;
 }
 
-static int read_delta(const struct sb_set_req *r, uint64_t *prev, uint64_t *out)
+SB_TIMED static int read_delta(const struct sb_set_req *r, uint64_t *prev, uint64_t *out)
 {
 	uint64_t now[SB_PERF_NEVENTS];
 	if (sb_perf_read(r->perf_fd, r->n_events, now))
@@ -76,16 +89,31 @@ static int read_delta(const struct sb_set_req *r, uint64_t *prev, uint64_t *out)
 	return 0;
 }
 
-int sb_measure_set(const struct sb_set_req *r)
+/* TSC ticks for 100 * hundreds dependent ADDs: one core cycle each on every
+ * x86 core of the last decades, so ticks / adds = TSC ticks per core cycle.
+ * Register-register on purpose: Golden Cove and later fold chains of
+ * ADD-immediate at rename (measured 0.12 TSC ticks per "add $1"). */
+SB_TIMED __attribute__((noinline)) uint64_t sb_chain_ticks(uint64_t hundreds)
+{
+	uint64_t x = 0, y = 1, t0 = tsc_begin();
+	for (uint64_t i = 0; i < hundreds; i++)
+		__asm__ __volatile__(".rept 100\n\taddq %1, %0\n\t.endr" : "+r"(x) : "r"(y));
+	return tsc_end() - t0;
+}
+
+SB_TIMED int sb_measure_set(const struct sb_set_req *r)
 {
 	uint64_t prev[SB_PERF_NEVENTS];
 	int perf = r->perf_fd >= 0 && r->n_events;
+	uint32_t slots = r->n_fns + (r->ref_hundreds != 0);
 	if (!r->n_fns || r->n_fns > SB_SET_MAX || !r->fns || !r->leaves || !r->args)
 		return -EINVAL;
 	for (uint32_t f = 0; f < r->n_fns; f++)
 		if (!r->fns[f])
 			return -EINVAL;
-	if (!r->n_calls || (r->n_calls & 3) || !r->n_samples)
+	if (!r->n_calls || (r->n_calls & 3) || !r->n_samples || !r->ticks || !r->t_start)
+		return -EINVAL;
+	if (r->ref_hundreds > SB_REF_MAX_HUNDREDS)
 		return -EINVAL;
 	if (perf && (r->n_events > SB_PERF_NEVENTS || !r->events))
 		return -EINVAL;
@@ -93,10 +121,13 @@ int sb_measure_set(const struct sb_set_req *r)
 		return -EIO;
 	for (uint32_t s = 0; s < r->n_samples; s++) {
 		r->t_start[s] = tsc_begin();
-		for (uint32_t j = 0; j < r->n_fns; j++) {
-			uint32_t f = (s + j) % r->n_fns;
-			uint64_t slot = (uint64_t)s * r->n_fns + f;
-			r->ticks[slot] = batch(r->fns[f], r->leaves[f], r->args[f], r->n_calls);
+		for (uint32_t j = 0; j < slots; j++) {
+			uint32_t f = (s + j) % slots;
+			uint64_t slot = (uint64_t)s * slots + f;
+			if (f == r->n_fns)
+				r->ticks[slot] = sb_chain_ticks(r->ref_hundreds);
+			else
+				r->ticks[slot] = batch(r->fns[f], r->leaves[f], r->args[f], r->n_calls);
 			/* Counters are read between batches, outside the timed windows. */
 			if (perf && read_delta(r, prev, r->events + slot * r->n_events))
 				return -EIO;
@@ -137,18 +168,6 @@ double sb_tsc_hz(double seconds)
 	} while (w1 - w0 < seconds);
 	uint64_t t1 = tsc_end();
 	return (double)(t1 - t0) / (w1 - w0);
-}
-
-/* TSC ticks for 100 * hundreds dependent ADDs: one core cycle each on every
- * x86 core of the last decades, so ticks / adds = TSC ticks per core cycle.
- * Register-register on purpose: Golden Cove and later fold chains of
- * ADD-immediate at rename (measured 0.12 TSC ticks per "add $1"). */
-uint64_t sb_chain_ticks(uint64_t hundreds)
-{
-	uint64_t x = 0, y = 1, t0 = tsc_begin();
-	for (uint64_t i = 0; i < hundreds; i++)
-		__asm__ __volatile__(".rept 100\n\taddq %1, %0\n\t.endr" : "+r"(x) : "r"(y));
-	return tsc_end() - t0;
 }
 
 const char *const sb_perf_event_names[SB_PERF_NEVENTS] = {

@@ -6,9 +6,13 @@
 #include "sb_abi.h"
 
 /* Interleaved measurement of a set of functions: per sample, one batch of
- * n_calls calls of each, the starting function rotating from sample to sample
- * (AB, BA for two), so that drift of the clock or the host hits all alike. */
+ * n_calls calls of each and, when ref_hundreds is set, one reference batch: a
+ * dependent chain of 100 * ref_hundreds register-register ADDs (one core cycle
+ * each), which gives every sample its own TSC ticks per core cycle.  The
+ * starting slot rotates from sample to sample (AB, BA for two), so that drift
+ * of the clock or the host hits all alike. */
 #define SB_SET_MAX 16
+#define SB_REF_MAX_HUNDREDS (1u << 24)
 struct sb_set_req {
 	uint32_t n_fns;		/* 1..SB_SET_MAX */
 	const sb_conv_fn *fns;
@@ -16,11 +20,13 @@ struct sb_set_req {
 	struct sb_args *const *args;
 	uint32_t n_calls;	/* calls per batch, a multiple of 4 */
 	uint32_t n_samples;
-	uint64_t *ticks;	/* [n_samples][n_fns]: TSC ticks of one batch */
+	uint32_t ref_hundreds;	/* 0: no reference slot; else 1..SB_REF_MAX_HUNDREDS */
+	uint64_t *ticks;	/* [n_samples][n_slots]: TSC ticks of one batch; n_slots =
+				 * n_fns + (ref_hundreds != 0), the reference last */
 	uint64_t *t_start;	/* [n_samples]: TSC when the sample began (to find gaps) */
 	int perf_fd;		/* group leader from sb_perf_open, or -1 */
 	uint32_t n_events;
-	uint64_t *events;	/* [n_samples][n_fns][n_events]: deltas over each batch */
+	uint64_t *events;	/* [n_samples][n_slots][n_events]: deltas over each batch */
 };
 
 int sb_measure_set(const struct sb_set_req *req);
@@ -31,6 +37,11 @@ void sb_cpuid(uint32_t leaf, uint32_t sub, uint32_t out[4]);
 uint64_t sb_xgetbv(uint32_t index);
 double sb_tsc_hz(double seconds);
 uint64_t sb_chain_ticks(uint64_t hundreds);
+
+/* The code every timed sample executes besides the measured functions (the
+ * loop, the empty function, the reference chain) lies in one section, so its
+ * bytes can be hashed: [lo, hi). */
+void sb_timed_code(const void **lo, const void **hi);
 
 /* perf_event_open: events by index, see sb_perf_event_names.  Opens what it can
  * as one group; errnos[i] is 0 for each event that opened. */

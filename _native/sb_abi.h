@@ -33,12 +33,25 @@ struct sb_args {
 /* Every generated function: status (RAX) = fn(leaf (RDI), args (RSI)). */
 typedef sb_u64 (*sb_conv_fn)(sb_u64 leaf, struct sb_args *args);
 
+/* A stretch of generated machine code, [lo, hi). */
+struct sb_code_range {
+	const void *lo;
+	const void *hi;
+};
+
+/* What one call of an entry executes, for the code hash: the C wrapper (FPU
+ * save, retry) if there is one, the assembly wrapper, and the emulated stub if
+ * the crossing calls it.  Unused ranges are {0, 0}; the kernel flavor leaves
+ * all of them zero. */
+#define SB_CODE_RANGES 3
+
 /* One row per (convention, crossing, leaf profile) the generator emitted. */
 struct sb_gen_entry {
 	const char *convention;
 	const char *crossing;
 	const char *leaf;
 	sb_conv_fn fn;
+	struct sb_code_range code[SB_CODE_RANGES];
 };
 
 /* Knobs of the emulated TDX-module stub, read by the stub at every call
@@ -68,7 +81,7 @@ struct sb_gen_unit {
 	struct sb_emul_cfg *emul;
 };
 
-#define SB_ABI_VERSION 1
+#define SB_ABI_VERSION 2
 
 /* The marker the emulated stub writes into register `idx` (SB_MARK_* index
  * space: 0..12 as in sb_args, 13 = RBP, 14 = RAX is the status, not marked).

@@ -28,6 +28,11 @@ class Crossing:
         and {fault} where the kernel's exception table sends a fault on the instruction."""
         return [line.format(stub=stub, **labels) for line in self.asm[flavor]]
 
+    @property
+    def calls_stub(self) -> bool:
+        """Whether the crossing calls the emulated stub (its code is then part of every call)."""
+        return any("{stub}" in line for lines in self.asm.values() for line in lines)
+
     def extra_clobbers(self, leaf) -> tuple:
         """Registers the crossing writes that the leaf profile says stay intact."""
         if self.clobbers is None:

@@ -28,7 +28,8 @@ def wrapper_asm(catalog, conv, crossing="emulated", leaf="hypercall"):
     entries = codegen.plan(catalog, "user", conventions=[conv], crossings=[crossing], leaves=[leaf])
     assert len(entries) == 1
     lines = codegen._wrapper_asm("f", 0, entries[0], "stub", "user")
-    return [line for line in lines if not line.startswith(("#", "."))]
+    # instructions and the wrapper's own labels; not directives, comments or the end label
+    return [line for line in lines if not line.startswith(("#", ".")) and line != "f_end:"]
 
 
 def analyse(lines):
