@@ -1,0 +1,131 @@
+"""A/A experiment: do figures repeat across runs?  (`make bench-repro`)
+
+Runs the same build's suites several times back to back, each a separate `bench run`
+(fresh processes, as the dashboard and `bench compare` see them), and prints, per
+benchmark, every run's median in core cycles and in TSC cycles, the spread of the medians
+((max - min) / median), and how often one run's 95% CI covers another run's median.
+
+Not a test: nothing here passes or fails on a time.  It prints the table and stores it
+(markdown and JSON) under benchmarks/out/, which the README quotes.
+
+    python benchmarks/repro.py [--runs 6] [--suite configs/quick.yaml --suite configs/repro-trap.yaml]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_SUITES = ("configs/quick.yaml", "configs/repro-trap.yaml")
+# The brief's targets for the spread of medians (max-min over median), by backend kind.
+LIMITS = {"trap": 0.01, "emulated": 0.003}
+TRAP_BACKENDS = ("vmcall", "vmmcall", "cpuid")
+
+
+def run_once(suite: str, out: Path) -> list:
+    cmd = [sys.executable, "-m", "bench", "run", "--suite", suite, "--json", "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"repro: {' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
+
+
+def figures(rec: dict) -> tuple:
+    """(core cycles, TSC cycles, 95% CI in core cycles) of one `bench run --json` record."""
+    if rec.get("cycles_unit") == "core":
+        return rec["cycles"], rec["tsc_cycles"], tuple(rec["ci95"])
+    return rec["core_cycles"], rec["cycles"], None  # an older build: cycles were TSC
+
+
+def summarize(runs: list) -> list:
+    """Per benchmark: medians per run, spreads and the CI coverage of other runs' medians."""
+    names = [r["name"] for r in runs[0]]
+    rows = []
+    for name in names:
+        recs = [next((r for r in run if r["name"] == name), None) for run in runs]
+        if any(r is None for r in recs):
+            continue
+        core, tsc, cis = zip(*(figures(r) for r in recs))
+        covered = total = 0
+        for i, ci in enumerate(cis):
+            if ci is None:
+                continue
+            for j, med in enumerate(core):
+                if i != j:
+                    total += 1
+                    covered += ci[0] <= med <= ci[1]
+        backend = recs[0]["backend"]
+        spread_core = (max(core) - min(core)) / float(np.median(core))
+        rows.append({"name": name, "backend": backend, "core": list(core), "tsc": list(tsc),
+                     "spread_core": spread_core,
+                     "spread_tsc": (max(tsc) - min(tsc)) / float(np.median(tsc)),
+                     "covered": covered, "pairs": total,
+                     "limit": LIMITS["trap" if backend in TRAP_BACKENDS else "emulated"]})
+    return rows
+
+
+def markdown(rows: list, meta: dict) -> str:
+    n = len(rows[0]["core"]) if rows else 0
+    out = [f"A/A: {n} back-to-back `bench run`s of one build on {meta['machine']}, {meta['date']} "
+           f"(commit {meta['commit'][:12]}, {meta['seconds']:.0f} s)", "",
+           "| benchmark | " + " | ".join(f"run {i + 1}" for i in range(n))
+           + " | spread (core) | spread (TSC) | limit | CI covers others |",
+           "|---|" + "---:|" * n + "---:|---:|---:|---:|"]
+    for r in rows:
+        ok = "" if r["spread_core"] <= r["limit"] else " **over**"
+        out.append(f"| {r['name']} | " + " | ".join(f"{c:.2f}" for c in r["core"])
+                   + f" | {r['spread_core']:.2%}{ok} | {r['spread_tsc']:.2%} | {r['limit']:.1%} | "
+                   + (f"{r['covered']}/{r['pairs']}" if r["pairs"] else "-") + " |")
+    cov = sum(r["covered"] for r in rows), sum(r["pairs"] for r in rows)
+    within = sum(r["spread_core"] <= r["limit"] for r in rows)
+    out += ["", f"medians in core cycles per call; {within}/{len(rows)} benchmarks within their limit; "
+            f"a run's 95% CI covers another run's median in {cov[0]}/{cov[1]} pairs"
+            + (f" ({cov[0] / cov[1]:.0%})" if cov[1] else "")]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks/repro.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=6)
+    p.add_argument("--suite", action="append", help=f"suite file (repeatable; default {', '.join(DEFAULT_SUITES)})")
+    p.add_argument("--out", default=str(HERE / "out"), help="folder for the stored table")
+    a = p.parse_args(argv)
+    if a.runs < 2:
+        p.error("--runs must be at least 2")
+    suites = a.suite or list(DEFAULT_SUITES)
+    t0 = time.time()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="seambench-repro-") as tmp:
+        for i in range(a.runs):
+            merged = []
+            for k, suite in enumerate(suites):
+                merged += run_once(suite, Path(tmp) / f"run{i}-{k}.json")
+            runs.append(merged)
+            print(f"repro: run {i + 1}/{a.runs} done ({time.time() - t0:.0f} s)", file=sys.stderr)
+    rows = summarize(runs)
+    first = runs[0][0] if runs and runs[0] else {}
+    meta = {"machine": first.get("machine", "?"), "commit": first.get("commit", "?"),
+            "date": datetime.datetime.now().isoformat(" ", "minutes"), "seconds": time.time() - t0,
+            "suites": suites, "runs": a.runs}
+    text = markdown(rows, meta)
+    print(text)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"repro-{meta['machine']}"
+    (stem.with_suffix(".md")).write_text(text)
+    (stem.with_suffix(".json")).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"repro: stored {os.path.relpath(stem.with_suffix('.md'))} and .json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
