@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import reprlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,9 @@ FAMILIES = ("seamcall", "tdcall")
 RBP_POLICIES = ("none", "frame", "stack", "struct", "leaf")
 FPU_POLICIES = ("none", "xsave", "xsaveopt", "xsavec", "xinuse", "kernel_fpu")
 LEAF_WORD = "leaf"  # `load: leaf` etc.: resolved against the leaf profile
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# Names become C identifiers and file names: matched whole (fullmatch; `$` would let "x\n" through).
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+NAME_RULE = "use lower-case letters, digits and _, starting with a letter, at most 64 characters"
 # XCR0 bits a user may name: x87, SSE, AVX, MPX (2), opmask, ZMM_Hi256, Hi16_ZMM, PKRU, AMX (2)
 XCR0_USER_BITS = 0x602FF
 
@@ -37,7 +40,39 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+def _show(value) -> str:
+    """A value as it may appear in a one-line message: repr, cut short."""
+    return _SHORT.repr(value)
+
+
+class _ShortRepr(reprlib.Repr):
+    def __init__(self):
+        super().__init__()
+        self.maxstring, self.maxother = 60, 60
+
+    def repr__LineList(self, x, level):
+        return self.repr_list(x, level)
+
+    def repr__LineDict(self, x, level):
+        return self.repr_dict(x, level)
+
+
+_SHORT = _ShortRepr()
+
+
+def _check_name(path, line, name, what):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise ConfigError(path, line, f"bad {what} name {_show(name)}: {NAME_RULE}")
+
+
 # --- YAML with line numbers -------------------------------------------------
+
+# Limits for hostile files (ours are a few kB, a few levels deep, a few hundred values).  A YAML
+# alias names a node again without copying it, so a few hundred bytes of nested aliases ("billion
+# laughs") stand for 10**9 values; the limit on values counts every alias as the values it stands for.
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
 
 class _LineDict(dict):
     lines: dict
@@ -50,7 +85,28 @@ class _LineList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and list item."""
+    """SafeLoader that remembers the line of every mapping key and list item, and refuses
+    nesting deeper than MAX_DEPTH and more than MAX_VALUES nodes while composing (the composer
+    recurses once per level, and every node costs memory)."""
+
+    def __init__(self, stream, name):
+        super().__init__(stream)
+        self.name = name
+        self._depth = self._nodes = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        self._nodes += 1
+        if self._depth > MAX_DEPTH:
+            raise ConfigError(self.name, self.peek_event().start_mark.line + 1,
+                              f"nested more than {MAX_DEPTH} levels deep")
+        if self._nodes > MAX_VALUES:
+            raise ConfigError(self.name, self.peek_event().start_mark.line + 1,
+                              f"more than {MAX_VALUES} values")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader, node):
@@ -79,16 +135,74 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
+def _children(node):
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else ()
+
+
+def _check_expanded(path, root):
+    """Refuse a document whose aliases, expanded, are deeper than MAX_DEPTH or hold more than
+    MAX_VALUES values, or refer to the node that holds them.  Iterative and linear in the
+    number of distinct nodes: each is measured once."""
+    size, depth, open_ = {}, {}, set()
+    todo = [(root, False)]
+    while todo:
+        node, kids_done = todo.pop()
+        key = id(node)
+        if kids_done:
+            open_.discard(key)
+            kids = _children(node)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            line = node.start_mark.line + 1
+            if size[key] > MAX_VALUES:
+                raise ConfigError(path, line, f"expands to more than {MAX_VALUES} values "
+                                  "(through YAML aliases)")
+            if depth[key] > MAX_DEPTH:
+                raise ConfigError(path, line, f"nested more than {MAX_DEPTH} levels deep "
+                                  "(through YAML aliases)")
+        elif key in open_:
+            raise ConfigError(path, node.start_mark.line + 1, "a YAML alias refers to a node that holds it")
+        elif key not in size:
+            open_.add(key)
+            todo.append((node, True))
+            todo.extend((k, False) for k in _children(node))
+
+
+def _read_text(path: Path) -> str:
+    """The file as text, read no further than MAX_BYTES (a symlink to /dev/zero ends too)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(path, 0, f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(path, 0, f"larger than {MAX_BYTES >> 20} MiB; not a configuration file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, raw.count(b"\n", 0, exc.start) + 1,
+                          f"not UTF-8 text (byte {raw[exc.start]:#04x}); is it a binary file?") from None
+    bad = _NOT_YAML_CHAR.search(text)
+    if bad:
+        raise ConfigError(path, text.count("\n", 0, bad.start()) + 1,
+                          f"character U+{ord(bad.group()):04X} is not allowed in YAML; is it a binary file?")
+    return text
+
+
+# What PyYAML's reader refuses, checked here to name the line.
+_NOT_YAML_CHAR = yaml.reader.Reader.NON_PRINTABLE
+
+
 def load_yaml(path) -> _LineDict:
     path = Path(path)
+    loader = _Loader(_read_text(path), str(path))
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(path, 0, f"cannot read: {exc.strerror}") from None
-    loader = _Loader(text)
-    loader.name = str(path)
-    try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expanded(path, node)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
