@@ -117,9 +117,9 @@ def _construct_mapping(loader, node):
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, (str, int, float, bool)) or key is None:
-            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"unusable key {key!r}")
+            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"unusable key {_show(key)}")
         if key in d:
-            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"duplicate key {key!r}")
+            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"duplicate key {_show(key)}")
         d[key] = loader.construct_object(value_node, deep=True)
         d.lines[key] = key_node.start_mark.line + 1
     return d
@@ -227,7 +227,7 @@ def _check_keys(path, mapping, allowed, what):
     for key in mapping:
         if key not in allowed:
             raise ConfigError(path, _line(mapping, key),
-                              f"unknown key {key!r} in {what}; valid keys: {', '.join(sorted(allowed))}")
+                              f"unknown key {_show(key)} in {what}; valid keys: {', '.join(sorted(allowed))}")
 
 
 def _need(path, mapping, key, types, what):
@@ -296,7 +296,9 @@ def _name_list(path, mapping, key, default, choices, noun, rule, *, what="", all
 
 
 def _text(path, mapping, key, what):
-    value = mapping.get(key, "")
+    value = mapping.get(key)
+    if value is None:  # absent, or `description:` left empty
+        return ""
     if not isinstance(value, str):
         raise ConfigError(path, _line(mapping, key), f"{what}: {key} must be text, got {_show(value)}")
     return value
