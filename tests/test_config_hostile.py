@@ -206,3 +206,21 @@ def _write(tmp_path, text, name="mine.yaml"):
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.parametrize("content", [
+    b"conventions:\n  mine:\n    extends: [lean]\n",
+    b"conventions:\n  mine:\n    load: [rcx]\0\n",
+    b"conventions:\n  mine:\n    description: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+    b'conventions:\n  "mine\\n":\n    load: [rcx]\n',
+])
+def test_cli_prints_one_line_and_exits_2(tmp_path, monkeypatch, capsys, command, content):
+    from bench import cli
+    monkeypatch.setenv("SEAMBENCH_RESULTS", str(tmp_path / "results"))
+    path = tmp_path / "mine.yaml"
+    path.write_bytes(content)
+    assert cli.main([command, "-C", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"bench: error: {path}:") and err.count("\n") == 1, err
+    assert not (tmp_path / "results").exists()
