@@ -68,9 +68,10 @@ def _check_name(path, line, name, what):
 
 # --- YAML with line numbers -------------------------------------------------
 
-# Limits for hostile files (ours are a few kB, a few levels deep, a few hundred values).  A YAML
-# alias names a node again without copying it, so a few hundred bytes of nested aliases ("billion
-# laughs") stand for 10**9 values; the limit on values counts every alias as the values it stands for.
+# Limits for hostile files (ours are a few kB, a few levels deep, a few hundred values); MAX_DEPTH
+# also bounds an `extends` chain.  A YAML alias names a node again without copying it, so a few
+# hundred bytes of nested aliases ("billion laughs") stand for 10**9 values: the limit on values
+# counts each alias as the values it stands for.
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_VALUES = 100_000
@@ -463,7 +464,8 @@ def _parse_fpu_mask(path, body, what):
     if value == "xcr0":
         return "xcr0"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(path, line, f"{what}: fpu_mask must be `xcr0` or an integer bit mask, got {_show(value)}")
+        raise ConfigError(path, line, f"{what}: fpu_mask must be `xcr0` or an integer bit mask, "
+                          f"got {_show(value)}")
     if value <= 0 or value & ~XCR0_USER_BITS:
         raise ConfigError(path, line, f"{what}: fpu_mask {value:#x} is malformed: it must be non-zero and "
                           f"name only XCR0 user components (bits within {XCR0_USER_BITS:#x})")
