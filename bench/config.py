@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import reprlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,7 +25,9 @@ FAMILIES = ("seamcall", "tdcall")
 RBP_POLICIES = ("none", "frame", "stack", "struct", "leaf")
 FPU_POLICIES = ("none", "xsave", "xsaveopt", "xsavec", "xinuse", "kernel_fpu")
 LEAF_WORD = "leaf"  # `load: leaf` etc.: resolved against the leaf profile
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# Names become C identifiers and file names: matched whole (fullmatch; `$` would let "x\n" through).
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+NAME_RULE = "use lower-case letters, digits and _, starting with a letter, at most 64 characters"
 # XCR0 bits a user may name: x87, SSE, AVX, MPX (2), opmask, ZMM_Hi256, Hi16_ZMM, PKRU, AMX (2)
 XCR0_USER_BITS = 0x602FF
 
@@ -37,7 +41,40 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+def _show(value) -> str:
+    """A value as it may appear in a one-line message: repr, cut short."""
+    return _SHORT.repr(value)
+
+
+class _ShortRepr(reprlib.Repr):
+    def __init__(self):
+        super().__init__()
+        self.maxstring, self.maxother = 60, 60
+
+    def repr__LineList(self, x, level):
+        return self.repr_list(x, level)
+
+    def repr__LineDict(self, x, level):
+        return self.repr_dict(x, level)
+
+
+_SHORT = _ShortRepr()
+
+
+def _check_name(path, line, name, what):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise ConfigError(path, line, f"bad {what} name {_show(name)}: {NAME_RULE}")
+
+
 # --- YAML with line numbers -------------------------------------------------
+
+# Limits for hostile files (ours are a few kB, a few levels deep, a few hundred values); MAX_DEPTH
+# also bounds an `extends` chain.  A YAML alias names a node again without copying it, so a few
+# hundred bytes of nested aliases ("billion laughs") stand for 10**9 values: the limit on values
+# counts each alias as the values it stands for.
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
 
 class _LineDict(dict):
     lines: dict
@@ -50,7 +87,28 @@ class _LineList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and list item."""
+    """SafeLoader that remembers the line of every mapping key and list item, and refuses
+    nesting deeper than MAX_DEPTH and more than MAX_VALUES nodes while composing (the composer
+    recurses once per level, and every node costs memory)."""
+
+    def __init__(self, stream, name):
+        super().__init__(stream)
+        self.name = name
+        self._depth = self._nodes = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        self._nodes += 1
+        if self._depth > MAX_DEPTH:
+            raise ConfigError(self.name, self.peek_event().start_mark.line + 1,
+                              f"nested more than {MAX_DEPTH} levels deep")
+        if self._nodes > MAX_VALUES:
+            raise ConfigError(self.name, self.peek_event().start_mark.line + 1,
+                              f"more than {MAX_VALUES} values")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader, node):
@@ -60,9 +118,9 @@ def _construct_mapping(loader, node):
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, (str, int, float, bool)) or key is None:
-            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"unusable key {key!r}")
+            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"unusable key {_show(key)}")
         if key in d:
-            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"duplicate key {key!r}")
+            raise ConfigError(loader.name, key_node.start_mark.line + 1, f"duplicate key {_show(key)}")
         d[key] = loader.construct_object(value_node, deep=True)
         d.lines[key] = key_node.start_mark.line + 1
     return d
@@ -79,16 +137,74 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
+def _children(node):
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else ()
+
+
+def _check_expanded(path, root):
+    """Refuse a document whose aliases, expanded, are deeper than MAX_DEPTH or hold more than
+    MAX_VALUES values, or refer to the node that holds them.  Iterative and linear in the
+    number of distinct nodes: each is measured once."""
+    size, depth, open_ = {}, {}, set()
+    todo = [(root, False)]
+    while todo:
+        node, kids_done = todo.pop()
+        key = id(node)
+        if kids_done:
+            open_.discard(key)
+            kids = _children(node)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            line = node.start_mark.line + 1
+            if size[key] > MAX_VALUES:
+                raise ConfigError(path, line, f"expands to more than {MAX_VALUES} values "
+                                  "(through YAML aliases)")
+            if depth[key] > MAX_DEPTH:
+                raise ConfigError(path, line, f"nested more than {MAX_DEPTH} levels deep "
+                                  "(through YAML aliases)")
+        elif key in open_:
+            raise ConfigError(path, node.start_mark.line + 1, "a YAML alias refers to a node that holds it")
+        elif key not in size:
+            open_.add(key)
+            todo.append((node, True))
+            todo.extend((k, False) for k in _children(node))
+
+
+def _read_text(path: Path) -> str:
+    """The file as text, read no further than MAX_BYTES (a symlink to /dev/zero ends too)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise ConfigError(path, 0, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(path, 0, f"larger than {MAX_BYTES >> 20} MiB; not a configuration file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, raw.count(b"\n", 0, exc.start) + 1,
+                          f"not UTF-8 text (byte {raw[exc.start]:#04x}); is it a binary file?") from None
+    bad = _NOT_YAML_CHAR.search(text)
+    if bad:
+        raise ConfigError(path, text.count("\n", 0, bad.start()) + 1,
+                          f"character U+{ord(bad.group()):04X} is not allowed in YAML; is it a binary file?")
+    return text
+
+
+# What PyYAML's reader refuses, checked here to name the line.
+_NOT_YAML_CHAR = yaml.reader.Reader.NON_PRINTABLE
+
+
 def load_yaml(path) -> _LineDict:
     path = Path(path)
+    loader = _Loader(_read_text(path), str(path))
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(path, 0, f"cannot read: {exc.strerror}") from None
-    loader = _Loader(text)
-    loader.name = str(path)
-    try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expanded(path, node)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -112,14 +228,14 @@ def _check_keys(path, mapping, allowed, what):
     for key in mapping:
         if key not in allowed:
             raise ConfigError(path, _line(mapping, key),
-                              f"unknown key {key!r} in {what}; valid keys: {', '.join(sorted(allowed))}")
+                              f"unknown key {_show(key)} in {what}; valid keys: {', '.join(sorted(allowed))}")
 
 
 def _need(path, mapping, key, types, what):
     value = mapping[key]
     if not isinstance(value, types) or isinstance(value, bool) and bool not in _as_tuple(types):
         names = "/".join(t.__name__ for t in _as_tuple(types))
-        raise ConfigError(path, _line(mapping, key), f"{what}: {key} must be {names}, got {value!r}")
+        raise ConfigError(path, _line(mapping, key), f"{what}: {key} must be {names}, got {_show(value)}")
     return value
 
 
@@ -135,7 +251,7 @@ def _reg_list(path, mapping, key, what, *, allow_leaf=False, allow_rbp=False):
         return LEAF_WORD
     if not isinstance(value, list):
         hint = " or the word 'leaf'" if allow_leaf else ""
-        raise ConfigError(path, line, f"{what}: {key} must be a list of registers{hint}, got {value!r}")
+        raise ConfigError(path, line, f"{what}: {key} must be a list of registers{hint}, got {_show(value)}")
     valid = ARG_REGS + (("rbp",) if allow_rbp else ())
     seen = []
     for i, reg in enumerate(value):
@@ -151,12 +267,42 @@ def _reg_list(path, mapping, key, what, *, allow_leaf=False, allow_rbp=False):
             raise ConfigError(path, item_line, f"{what}: {key} lists rax; RAX carries the leaf in and the "
                               "status out")
         if reg_name not in valid:
-            raise ConfigError(path, item_line, f"{what}: unknown register {reg!r} in {key}; valid: "
+            raise ConfigError(path, item_line, f"{what}: unknown register {_show(reg)} in {key}; valid: "
                               f"{', '.join(valid)}")
         if reg_name in seen:
             raise ConfigError(path, item_line, f"{what}: register {reg_name} listed twice in {key}")
         seen.append(reg_name)
     return tuple(seen)
+
+
+def _name_list(path, mapping, key, default, choices, noun, rule, *, what="", allow_empty=False):
+    """A list of distinct names, each one of `choices`; `rule` says what the key must be."""
+    prefix = f"{what}: " if what else ""
+    value = mapping.get(key, default)
+    line = _line(mapping, key)
+    if not isinstance(value, list) or not (value or allow_empty):
+        raise ConfigError(path, line, f"{prefix}{key} {rule}, got {_show(value)}")
+    seen = []
+    for i, name in enumerate(value):
+        item_line = value.lines[i] if isinstance(value, _LineList) else line
+        if not isinstance(name, str):
+            raise ConfigError(path, item_line, f"{prefix}{key}: expected a {noun} name, got {_show(name)}")
+        if name not in choices:
+            raise ConfigError(path, item_line, f"{prefix}unknown {noun} {_show(name)}; valid: "
+                              f"{', '.join(choices)}")
+        if name in seen:
+            raise ConfigError(path, item_line, f"{prefix}{noun} {name!r} listed twice in {key}")
+        seen.append(name)
+    return tuple(seen)
+
+
+def _text(path, mapping, key, what):
+    value = mapping.get(key)
+    if value is None:  # absent, or `description:` left empty
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(path, _line(mapping, key), f"{what}: {key} must be text, got {_show(value)}")
+    return value
 
 
 # --- leaf profiles ----------------------------------------------------------
@@ -192,8 +338,7 @@ def parse_leaves(path) -> dict:
     for name, body in leaves.items():
         line = _line(leaves, name)
         what = f"leaf {name!r}"
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise ConfigError(path, line, f"bad leaf name {name!r}: use lower-case letters, digits, _")
+        _check_name(path, line, name, "leaf")
         if not isinstance(body, dict):
             raise ConfigError(path, line, f"{what}: expected a mapping")
         _check_keys(path, body, _LEAF_KEYS, what)
@@ -202,10 +347,13 @@ def parse_leaves(path) -> dict:
         for reg in outputs:
             if reg not in writes:
                 raise ConfigError(path, _line(body, "outputs"), f"{what}: output {reg} is not in writes")
+        rax = _need(path, body, "rax", int, what) if "rax" in body else 0
+        if not 0 <= rax < 2**64:
+            raise ConfigError(path, _line(body, "rax"), f"{what}: rax must be a 64-bit leaf number, got {rax}")
         out[name] = Leaf(
             name=name,
-            description=str(body.get("description", "")),
-            rax=_need(path, body, "rax", int, what) if "rax" in body else 0,
+            description=_text(path, body, "description", what),
+            rax=rax,
             reads=_reg_list(path, body, "reads", what),
             writes=writes,
             outputs=outputs,
@@ -316,7 +464,8 @@ def _parse_fpu_mask(path, body, what):
     if value == "xcr0":
         return "xcr0"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(path, line, f"{what}: fpu_mask must be `xcr0` or an integer bit mask, got {value!r}")
+        raise ConfigError(path, line, f"{what}: fpu_mask must be `xcr0` or an integer bit mask, "
+                          f"got {_show(value)}")
     if value <= 0 or value & ~XCR0_USER_BITS:
         raise ConfigError(path, line, f"{what}: fpu_mask {value:#x} is malformed: it must be non-zero and "
                           f"name only XCR0 user components (bits within {XCR0_USER_BITS:#x})")
@@ -342,23 +491,32 @@ def _parse_retry(path, body, what):
     return status, max_tries
 
 
-def _merge(path, raw, name, stack=()):
-    """Apply `extends` chains; the child's keys win."""
-    body = raw[name]
-    parent = body.get("extends")
-    if parent is None:
-        return dict(body), dict(body.lines) if isinstance(body, _LineDict) else {}
-    line = _line(body, "extends")
-    if parent not in raw:
-        raise ConfigError(path, line, f"convention {name!r} extends unknown convention {parent!r}")
-    if parent in stack or parent == name:
-        raise ConfigError(path, line, f"convention {name!r}: `extends` loops through {parent!r}")
-    merged, lines = _merge(path, raw, parent, stack + (name,))
-    merged.pop("description", None)
-    for key, value in body.items():
-        if key != "extends":
+def _merge(path, pool, name):
+    """Apply `extends` chains; the child's keys win.  A loop, not recursion, over a chain of at
+    most MAX_DEPTH conventions."""
+    chain = [name]
+    while (parent := pool[chain[-1]].get("extends")) is not None:
+        child = chain[-1]
+        line = _line(pool[child], "extends")
+        if not isinstance(parent, str):
+            raise ConfigError(path, line, f"convention {child!r}: extends must name one convention, "
+                              f"got {_show(parent)}")
+        if parent not in pool:
+            raise ConfigError(path, line, f"convention {child!r} extends unknown convention {_show(parent)}")
+        if parent in chain:
+            raise ConfigError(path, line, f"convention {child!r}: `extends` loops through {parent!r}")
+        if len(chain) == MAX_DEPTH:
+            raise ConfigError(path, _line(pool[name], "extends"), f"convention {name!r}: its `extends` "
+                              f"chain is longer than {MAX_DEPTH} conventions")
+        chain.append(parent)
+    root = pool[chain[-1]]
+    merged, lines = dict(root), dict(root.lines) if isinstance(root, _LineDict) else {}
+    for body in (pool[child] for child in reversed(chain[:-1])):
+        merged.pop("description", None)
+        for key, value in body.items():
             merged[key] = value
             lines[key] = _line(body, key)
+    merged.pop("extends", None)
     return merged, lines
 
 
@@ -372,8 +530,7 @@ def parse_conventions(path, leaves: dict, known: dict | None = None) -> dict:
         raise ConfigError(path, _line(data, "conventions", 1), "expected `conventions:` with at least one entry")
     for name, body in raw.items():
         line = _line(raw, name)
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise ConfigError(path, line, f"bad convention name {name!r}: use lower-case letters, digits, _")
+        _check_name(path, line, name, "convention")
         if name in known:
             raise ConfigError(path, line, f"duplicate convention name {name!r}: already declared at "
                               f"{known[name].source}")
@@ -427,16 +584,11 @@ def _build_convention(path, name, body, leaves) -> Convention:
     latency = body.get("emul_latency", 0)
     if isinstance(latency, bool) or not isinstance(latency, int) or not 0 <= latency <= 100000:
         raise ConfigError(path, _line(body, "emul_latency"), f"{what}: emul_latency must be 0..100000")
-    meant_for = body.get("meant_for", [])
-    if not isinstance(meant_for, list):
-        raise ConfigError(path, _line(body, "meant_for"), f"{what}: meant_for must be a list of leaf profiles")
-    for leaf in meant_for:
-        if leaf not in leaves:
-            raise ConfigError(path, _line(body, "meant_for"), f"{what}: unknown leaf profile {leaf!r} in "
-                              f"meant_for; known: {', '.join(leaves)}")
+    meant_for = _name_list(path, body, "meant_for", [], leaves, "leaf profile",
+                           "must be a list of leaf profiles", what=what, allow_empty=True)
     return Convention(
         name=name,
-        description=" ".join(str(body.get("description", "")).split()),
+        description=" ".join(_text(path, body, "description", what).split()),
         family=family,
         load=_reg_list(path, body, "load", what, allow_leaf=True),
         store=_reg_list(path, body, "store", what, allow_leaf=True),
@@ -449,7 +601,7 @@ def _build_convention(path, name, body, leaves) -> Convention:
         retry_max=retry_max,
         inject_chain=chain,
         emul_latency=latency,
-        meant_for=tuple(meant_for),
+        meant_for=meant_for,
         source=f"{path}:{_line(body, None, body.line)}",
     )
 
@@ -540,39 +692,38 @@ def parse_suite(path, catalog: Catalog, known_backends) -> tuple:
     path = Path(path)
     data = load_yaml(path)
     _check_keys(path, data, _SUITE_KEYS, "a suite")
-    for inc_i, inc in enumerate(data.get("include", []) or []):
-        inc_path = (path.parent / str(inc))
+    name = data.get("suite", path.stem)
+    if "suite" in data:
+        _check_name(path, _line(data, "suite"), name, "suite")
+    includes = data.get("include") or []
+    if not isinstance(includes, list) or not all(isinstance(inc, str) and inc for inc in includes):
+        raise ConfigError(path, _line(data, "include"), "include must be a list of convention file names, "
+                          f"got {_show(includes)}")
+    seen = set()
+    for i, inc in enumerate(includes):
+        inc_path = path.parent / inc
+        if os.path.normpath(inc_path) in seen:
+            raise ConfigError(path, includes.lines[i], f"{_show(inc)} is included twice")
+        seen.add(os.path.normpath(inc_path))
         catalog = catalog.with_user_file(inc_path)
-    conventions = data.get("conventions", "all")
-    if conventions == "all":
+    if data.get("conventions", "all") == "all":
         conventions = tuple(catalog.conventions)
-    elif isinstance(conventions, list):
-        for i, name in enumerate(conventions):
-            if name not in catalog.conventions:
-                raise ConfigError(path, conventions.lines[i], f"unknown convention {name!r}; valid: "
-                                  f"{', '.join(catalog.conventions)}")
-        conventions = tuple(conventions)
     else:
-        raise ConfigError(path, _line(data, "conventions"), "conventions must be `all` or a list of names")
-    backends = data.get("backends", ["emulated"])
-    if not isinstance(backends, list) or not backends:
-        raise ConfigError(path, _line(data, "backends"), "backends must be a non-empty list")
-    for i, name in enumerate(backends):
-        if name not in known_backends:
-            raise ConfigError(path, backends.lines[i], f"unknown backend {name!r}; valid: "
-                              f"{', '.join(known_backends)}")
-    leaves = data.get("leaves", "meant_for")
-    if leaves != "meant_for":
-        if not isinstance(leaves, list):
-            raise ConfigError(path, _line(data, "leaves"), "leaves must be `meant_for` or a list of profiles")
-        for i, name in enumerate(leaves):
-            if name not in catalog.leaves:
-                raise ConfigError(path, leaves.lines[i], f"unknown leaf profile {name!r}; valid: "
-                                  f"{', '.join(catalog.leaves)}")
-        leaves = tuple(leaves)
+        conventions = _name_list(path, data, "conventions", None, catalog.conventions, "convention",
+                                 "must be `all` or a non-empty list of names")
+    backends = _name_list(path, data, "backends", ["emulated"], known_backends, "backend",
+                          "must be a non-empty list")
+    if data.get("leaves", "meant_for") == "meant_for":
+        leaves = "meant_for"
+    else:
+        leaves = _name_list(path, data, "leaves", None, catalog.leaves, "leaf profile",
+                            "must be `meant_for` or a non-empty list of profiles")
     reference = data.get("reference", conventions[0] if conventions else "seamcall")
+    if not isinstance(reference, str):
+        raise ConfigError(path, _line(data, "reference"), f"reference must name one convention, "
+                          f"got {_show(reference)}")
     if reference not in catalog.conventions:
-        raise ConfigError(path, _line(data, "reference"), f"unknown reference convention {reference!r}")
+        raise ConfigError(path, _line(data, "reference"), f"unknown reference convention {_show(reference)}")
     raw_settings = data.get("settings", {}) or {}
     if not isinstance(raw_settings, dict):
         raise ConfigError(path, _line(data, "settings"), "settings must be a mapping")
@@ -582,9 +733,9 @@ def parse_suite(path, catalog: Catalog, known_backends) -> tuple:
         types, lo, hi = _SETTINGS[key]
         if isinstance(value, bool) or not isinstance(value, types) or not lo <= value <= hi:
             raise ConfigError(path, _line(raw_settings, key), f"settings.{key} must be a number in "
-                              f"{lo}..{hi}, got {value!r}")
+                              f"{lo}..{hi}, got {_show(value)}")
         values[key] = value
-    suite = Suite(name=str(data.get("suite", path.stem)), path=str(path), reference=reference,
+    suite = Suite(name=name, path=str(path), reference=reference,
                   conventions=conventions, backends=tuple(backends), leaves=leaves,
                   settings=Settings(**values))
     return suite, catalog
