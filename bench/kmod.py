@@ -21,7 +21,7 @@ MODULE = "seambench"
 ROOT = Path(__file__).resolve().parent.parent
 KMOD_DIR = ROOT / "_native" / "kmod"
 
-API_VERSION = 1
+API_VERSION = 2
 KX = {"emulated": 0, "seamcall": 1, "tdcall": 2, "vmcall": 3, "vmmcall": 4}
 # The only leaf each real crossing is issued with (sb_rules[] in sb_main.c).
 KMOD_LEAF = {"seamcall": "sys_rd", "tdcall": "vp_info"}
@@ -32,13 +32,16 @@ REASONS = {0: "ok", 1: "fault", 2: "vmfailinvalid", 3: "status", 4: "td_guest", 
 FLAGS = {"hypervisor": 1 << 0, "kvm": 1 << 1, "tcg": 1 << 2, "td_guest": 1 << 3, "osxsave": 1 << 4,
          "xgetbv1": 1 << 5, "serialize": 1 << 6, "vmx": 1 << 7, "tdx_host_built": 1 << 8,
          "tdx_guest_built": 1 << 9, "direct_calls": 1 << 10, "fpu_usable": 1 << 11}
-RUN_BASELINE = 1
 MAX_SAMPLES = 1 << 20
 MAX_CALLS = 1 << 16
 MAX_LATENCY = 1 << 20
+MAX_REF_HUNDREDS = 1 << 16
+SLOTS = 3  # per sample in RUN's output: entry, empty, reference (SB_KSLOT_*)
 VECTORS = {6: "#UD", 13: "#GP", 14: "#PF"}
-# What a working call returns in RAX: TDX_SUCCESS, or -KVM_ENOSYS for the unused hypercall.
-EXPECTED_STATUS = {"seamcall": 0, "tdcall": 0, "vmcall": (1 << 64) - 1000, "vmmcall": (1 << 64) - 1000}
+# What a working call returns in RAX: TDX_SUCCESS, or -KVM_ENOSYS for the unused hypercall
+# (the module compares every call against it: sb_expect in sb_main.c).
+EXPECTED_STATUS = {"emulated": 0, "seamcall": 0, "tdcall": 0, "vmcall": (1 << 64) - 1000,
+                   "vmmcall": (1 << 64) - 1000}
 
 u32, s32, u64, char = ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64, ctypes.c_char
 
@@ -68,9 +71,9 @@ class Entry(ctypes.Structure):
 
 class Run(ctypes.Structure):
     _fields_ = [("size", u32), ("entry", u32), ("calls_per_sample", u32), ("samples", u32),
-                ("flags", u32), ("pad", u32), ("out", u64), ("out_len", u64), ("emul", EmulCfg),
-                ("status", u64), ("warmup_ticks", u64), ("budget_ticks", u64), ("batches", u32),
-                ("cpu", u32), ("reserved", u64 * 4)]
+                ("flags", u32), ("ref_hundreds", u32), ("out", u64), ("out_len", u64), ("emul", EmulCfg),
+                ("status", u64), ("bad_status", u64), ("first_bad_status", u64), ("warmup_ticks", u64),
+                ("budget_ticks", u64), ("batches", u32), ("cpu", u32), ("reserved", u64 * 4)]
 
 
 def _iowr(nr: int, size: int) -> int:
@@ -120,13 +123,34 @@ class KEntry:
 @dataclass
 class RunResult:
     entry: KEntry
-    ticks: list
+    samples: list  # per sample, TSC ticks (entry batch, empty batch, reference chain)
     calls_per_sample: int
-    status: int
+    ref_hundreds: int  # the reference was ref_hundreds x 100 dependent ADDs (0: none, ref ticks 0)
+    status: int  # RAX of the last timed entry call
+    bad_status: int  # timed entry calls whose RAX was not the crossing's success value
+    first_bad_status: int  # RAX of the first of them
     warmup_ticks: int
     budget_ticks: int
     batches: int
-    cpu: int
+    cpu: int  # the one CPU the whole run stayed on
+
+    @property
+    def ticks(self) -> list:
+        return [t[0] for t in self.samples]
+
+    @property
+    def empty(self) -> list:
+        return [t[1] for t in self.samples]
+
+    @property
+    def ref(self) -> list:
+        return [t[2] for t in self.samples]
+
+    def tsc_per_core(self) -> list | None:
+        """Per sample, TSC ticks per core cycle as the reference chain saw it (one ADD a cycle)."""
+        if not self.ref_hundreds:
+            return None
+        return [t[2] / (self.ref_hundreds * 100) for t in self.samples]
 
 
 def _s(b: bytes) -> str:
@@ -206,31 +230,35 @@ class KmodDevice:
                         "rebuild it (bench kmod build) after changing conventions")
 
     def run(self, entry: KEntry | int, calls_per_sample: int, samples: int, emul: dict | None = None,
-            baseline: bool = False) -> RunResult:
-        """Per-sample TSC ticks of calls_per_sample back-to-back calls; with baseline, of an empty
-        function through the same loop (what to subtract)."""
+            ref_hundreds: int = 0) -> RunResult:
+        """Per sample, in one rotation on one CPU: TSC ticks of calls_per_sample back-to-back calls,
+        of the same calls of an empty function (what to subtract), and of ref_hundreds x 100
+        dependent ADDs (what converts ticks to core cycles)."""
         idx = entry if isinstance(entry, int) else entry.index
         ent = self.entries()[idx] if isinstance(entry, int) else entry
-        buf = (u64 * samples)()
+        buf = (u64 * (samples * SLOTS))()
         r = Run(size=ctypes.sizeof(Run), entry=idx, calls_per_sample=calls_per_sample, samples=samples,
-                flags=RUN_BASELINE if baseline else 0, out=ctypes.addressof(buf), out_len=ctypes.sizeof(buf))
+                ref_hundreds=ref_hundreds, out=ctypes.addressof(buf), out_len=ctypes.sizeof(buf))
         for k, v in (emul or {}).items():
             setattr(r.emul, k, v)
         try:
             self.ioctl(IOC_RUN, r)
         except OSError as exc:
             raise KmodError(_run_error(exc, ent), exc.errno) from exc
-        return RunResult(ent, list(buf), calls_per_sample, r.status, r.warmup_ticks, r.budget_ticks, r.batches,
-                         r.cpu)
+        triples = [tuple(buf[i:i + SLOTS]) for i in range(0, samples * SLOTS, SLOTS)]
+        return RunResult(ent, triples, calls_per_sample, ref_hundreds, r.status, r.bad_status,
+                         r.first_bad_status, r.warmup_ticks, r.budget_ticks, r.batches, r.cpu)
 
 
 def _run_error(exc: OSError, e: KEntry) -> str:
     what = f"kmod run {e.convention} x {e.crossing} x {e.leaf}"
     hint = {errno.ENODEV: "the crossing is not available here (see bench kmod status)",
-            errno.E2BIG: "a sample would not fit the ~1 ms interrupts-off batch: lower calls per sample",
+            errno.E2BIG: "a sample (entry, empty and reference batches) would not fit the ~1 ms "
+                         "interrupts-off batch, or a count is above the module's limit: lower calls per sample",
             errno.EOPNOTSUPP: "the module does not issue this crossing/leaf, or the CPU lacks an instruction "
                               "the convention needs",
-            errno.EINTR: "interrupted by a signal", errno.ETIME: "the run hit the module's 30 s limit"}
+            errno.EINTR: "interrupted by a signal", errno.ETIME: "the run hit the module's 30 s limit",
+            errno.EAGAIN: "the run left its CPU although migration was disabled; its samples are discarded"}
     return f"{what}: {os.strerror(exc.errno)} ({hint.get(exc.errno, 'rejected by the module')})"
 
 
@@ -250,8 +278,9 @@ def probe_backend(name: str):
     return Probe(name, cap.available, f"ring 0: {cap.why}")
 
 
-def _calibrate(d: KmodDevice, e: KEntry, emul: dict, target: float) -> int:
-    """Calls per sample so that one sample lasts about `target` TSC ticks."""
+def _calibrate(d: KmodDevice, e: KEntry, emul: dict, target: float) -> tuple:
+    """(calls per sample, TSC ticks of that entry batch) so that the entry batch lasts about
+    `target` TSC ticks."""
     calls, measured = 4, None  # measured: (median batch ticks, the calls that batch made)
     for _ in range(6):
         try:
@@ -262,19 +291,30 @@ def _calibrate(d: KmodDevice, e: KEntry, emul: dict, target: float) -> int:
             calls = 1  # even a few calls do not fit the interrupts-off budget: measure one
             continue
         measured = (sorted(r.ticks)[2], calls)
-        # A sample must stay well inside the module's interrupts-off batch.
-        target = min(target, r.budget_ticks / 4)
+        # A whole sample (entry, empty and a reference about as long as the entry, so up to
+        # three entry batches) must stay well inside the module's half-budget per sample.
+        target = min(target, r.budget_ticks / 8)
         if measured[0] >= target / 2 or calls >= MAX_CALLS:
             break
         calls = min(MAX_CALLS, max(calls * 2, int(calls * target / max(measured[0], 1))))
     batch, used = measured
     per_call = max(batch / used, 1e-3)
-    return max(1, min(MAX_CALLS, int(target / per_call)))
+    calls = max(1, min(MAX_CALLS, int(target / per_call)))
+    return calls, per_call * calls
+
+
+def ref_hundreds_for(batch_ticks: float, tsc_per_core_cycle: float) -> int:
+    """Hundreds of reference ADDs (one core cycle each) that last about as long as a batch of
+    `batch_ticks`, from an estimate of TSC ticks per core cycle (clamped: a wild estimate only
+    makes the reference shorter or longer, never absent or over the module's limit)."""
+    ratio = min(5.0, max(0.2, tsc_per_core_cycle))
+    return max(1, min(MAX_REF_HUNDREDS, round(batch_ticks / (100 * ratio))))
 
 
 def measure(spec, ctx, verdict):
-    """Time one benchmark in the kernel module: samples of the wrapper and of the empty
-    baseline, paired, net per call (the same statistic the user-space loop produces)."""
+    """Time one benchmark in the kernel module: per sample the wrapper's batch, the empty
+    baseline's and the reference chain's, rotated in one ioctl on one CPU; net per call (the
+    same statistic the user-space loop produces) and each sample's TSC ticks per core cycle."""
     from . import backends, machine
     from .measure import Measurement, Run as MRun, UnavailableError
 
@@ -309,30 +349,34 @@ def measure(spec, ctx, verdict):
             avx = ctx.xsave["xcr0"] & machine.AVX_STATE_BITS if ctx.xsave["enabled"] and leaf.avx_reset else 0
             emul = {"serialize_mode": mode, "avx_reset_mask": avx}
         try:
-            calls = _calibrate(d, e, emul, s.batch_us * 1e-6 * ctx.clocks["tsc_hz"])
+            calls, batch = _calibrate(d, e, emul, s.batch_us * 1e-6 * ctx.clocks["tsc_hz"])
+            ref = ref_hundreds_for(batch, ctx.clocks["tsc_per_core_cycle"])
             runs = []
             n = s.values + s.warmups
             while len(runs) < s.runs:
                 for shrink in range(4):
                     try:
-                        r = d.run(e, calls, n, emul)
-                        bl = d.run(e, calls, n, emul, baseline=True)
+                        r = d.run(e, calls, n, emul, ref)
                         break
                     except KmodError as exc:
                         # A slow warm-up (another load, TCG translating) made a sample too long
                         # for the interrupts-off budget: fewer calls per sample, same run.
                         if exc.errno != errno.E2BIG or calls == 1 or shrink == 3:
                             raise
-                        calls = max(1, calls // 2)
+                        calls, ref = max(1, calls // 2), max(1, ref // 2)
                         runs.clear()
-                net = [(x - y) / calls for x, y in zip(r.ticks, bl.ticks)]
-                base = [y / calls for y in bl.ticks]
-                runs.append(MRun(values=net[s.warmups:], warmups=net[:s.warmups], baseline=base[s.warmups:]))
-                want = EXPECTED_STATUS.get(b.crossing)
-                if want is not None and r.status != want:
+                if r.bad_status:
                     # e.g. a CPU the TDX module was not initialised on: that is an error path, not the call
-                    raise UnavailableError(f"{spec.name}: the {b.crossing} calls returned status {r.status:#x}, "
-                                           f"expected {want:#x}; not measuring an error path")
+                    raise UnavailableError(
+                        f"{spec.name}: {r.bad_status} of {calls * n} {b.crossing} calls returned a status other "
+                        f"than {EXPECTED_STATUS[b.crossing]:#x} (the first {r.first_bad_status:#x}); "
+                        "not measuring an error path")
+                net = [(x - y) / calls for x, y, _ in r.samples]
+                base = [y / calls for y in r.empty]
+                run = MRun(values=net[s.warmups:], warmups=net[:s.warmups], baseline=base[s.warmups:])
+                # Per kept value, this sample's TSC ticks per core cycle (its reference chain).
+                run.tsc_per_core = r.tsc_per_core()[s.warmups:]
+                runs.append(run)
         except KmodError as exc:
             raise UnavailableError(str(exc)) from None
     return Measurement(spec, calls, runs, ser_name, conv.decl_hash, verdict.safe, verdict.text, None)

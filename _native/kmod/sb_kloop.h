@@ -7,7 +7,7 @@
 int sb_gen_faults;
 
 /* The baseline: an empty function called through the same loop, so that
- * user space can subtract loop, call and timer overhead (SB_KRUN_BASELINE). */
+ * user space can subtract loop, call and timer overhead (SB_KSLOT_EMPTY). */
 sb_u64 sb_gen_empty(sb_u64 leaf, struct sb_args *a);
 __asm__(".pushsection .text\n"
 	".p2align 4\n"
@@ -19,6 +19,16 @@ __asm__(".pushsection .text\n"
 	".size sb_gen_empty, .-sb_gen_empty\n"
 	".popsection\n");
 
+/* Counts a status other than `expect`; keeps the first one's value through a
+ * mask that is all ones for exactly that call.  Arithmetic only: no branch to
+ * mispredict when a status goes bad. */
+#define SB_KCHECK(st)                                           \
+	do {                                                    \
+		sb_u64 ne_ = (st) != expect;                    \
+		first |= (st) & -(ne_ & (bad == 0));            \
+		bad += ne_;                                     \
+	} while (0)
+
 /* Two loops rather than a test per call: -O2 does not hoist it.  The reset
  * is needed where the leaf reads RDX and writes it back (TDH.SYS.RD). */
 #define SB_KLOOP(fn)                                    \
@@ -27,21 +37,25 @@ __asm__(".pushsection .text\n"
 			for (i = 0; i < calls; i++) {   \
 				a->regs[1] = *rdx;      \
 				st = fn(leaf, a);       \
+				SB_KCHECK(st);          \
 			}                               \
 		} else {                                \
-			for (i = 0; i < calls; i++)     \
+			for (i = 0; i < calls; i++) {   \
 				st = fn(leaf, a);       \
+				SB_KCHECK(st);          \
+			}                               \
 		}                                       \
 	} while (0)
 
-noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx)
+noinline void sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls, const sb_u64 *rdx, sb_u64 expect,
+			   struct sb_kstat *ks)
 {
-	sb_u64 st = 0;
+	sb_u64 st = 0, bad = 0, first = 0;
 	u32 i;
 
 	if (idx == SB_GEN_BASELINE) {
 		SB_KLOOP(sb_gen_empty);
-		return st;
+		goto out;
 	}
 #define SB_KCASE(n, fn, mask) case n: SB_KLOOP(fn); break;
 	switch (idx) {
@@ -50,7 +64,10 @@ noinline sb_u64 sb_gen_kloop(u32 idx, sb_u64 leaf, struct sb_args *a, u32 calls,
 		break;
 	}
 #undef SB_KCASE
-	return st;
+out:
+	ks->last = st;
+	ks->bad = bad;
+	ks->first_bad = first;
 }
 
 sb_u64 sb_gen_fpu_mask(u32 idx)

@@ -18,7 +18,7 @@ typedef uint64_t __u64;
 
 #include "sb_abi.h"
 
-#define SB_KMOD_API_VERSION 1
+#define SB_KMOD_API_VERSION 2
 
 /* Crossings the module knows.  Nothing else is ever issued. */
 #define SB_KX_EMULATED 0
@@ -100,28 +100,37 @@ struct sb_kentry {
 	char leaf[32];
 };
 
-/* sb_krun.flags */
-#define SB_KRUN_BASELINE 1u	/* time an empty function instead, same loop and leaf setup */
-
 #define SB_KMAX_SAMPLES (1u << 20)
 #define SB_KMAX_CALLS (1u << 16)
 #define SB_KMAX_LATENCY (1u << 20)
+#define SB_KMAX_REF_HUNDREDS (1u << 16)
 
+/* The slots of one sample, in their order in `out` (not the order they ran in:
+ * sample s runs them starting at slot s % n, n = 3, or 2 without a reference). */
+#define SB_KSLOT_ENTRY 0	/* calls_per_sample calls of the entry */
+#define SB_KSLOT_EMPTY 1	/* the same calls of an empty function, same leaf setup */
+#define SB_KSLOT_REF 2		/* ref_hundreds x 100 dependent register ADDs: one core cycle each */
+#define SB_KSLOTS 3
+
+/* RUN: per sample, TSC ticks of each slot; ticks/(ref_hundreds*100) of the
+ * reference is that sample's TSC ticks per core cycle. */
 struct sb_krun {
 	__u32 size;		/* in: sizeof(struct sb_krun) */
 	__u32 entry;		/* in: row of the generated table (SB_IOC_ENTRY) */
 	__u32 calls_per_sample;	/* in: 1..SB_KMAX_CALLS */
 	__u32 samples;		/* in: 1..SB_KMAX_SAMPLES */
-	__u32 flags;		/* in: SB_KRUN_* */
-	__u32 pad;		/* in: 0 */
-	__u64 out;		/* in: user address of samples x u64 TSC ticks */
+	__u32 flags;		/* in: 0 (none defined) */
+	__u32 ref_hundreds;	/* in: 0 (no reference slot)..SB_KMAX_REF_HUNDREDS */
+	__u64 out;		/* in: user address of samples x SB_KSLOTS u64 TSC ticks */
 	__u64 out_len;		/* in: bytes at out */
 	struct sb_emul_cfg emul;	/* in: emulated stub knobs; zero for real crossings */
-	__u64 status;		/* out: RAX of the last call */
-	__u64 warmup_ticks;	/* out: one untimed sample, interrupts on */
+	__u64 status;		/* out: RAX of the last timed call of the entry */
+	__u64 bad_status;	/* out: timed entry calls whose RAX was not the crossing's success value */
+	__u64 first_bad_status;	/* out: RAX of the first of them (0 if none) */
+	__u64 warmup_ticks;	/* out: one untimed sample (all slots), interrupts on */
 	__u64 budget_ticks;	/* out: interrupt-off limit per batch */
 	__u32 batches;		/* out: interrupt-off batches it took */
-	__u32 cpu;		/* out: CPU of the last batch */
+	__u32 cpu;		/* out: the CPU the whole run stayed on */
 	__u64 reserved[4];	/* in: 0 */
 };
 

@@ -574,14 +574,20 @@ static int sb_check_emul(const struct sb_emul_cfg *c, u64 xcr0)
 	return 0;
 }
 
+/* RAX of a call that did what it should: TDX_SUCCESS, or KVM's answer to the unused hypercall. */
+static u64 sb_expect(u32 kx)
+{
+	return kx == SB_KX_VMCALL || kx == SB_KX_VMMCALL ? (u64)-SB_KVM_ENOSYS : 0;
+}
+
 struct sb_ctx {
 	u32 idx;
-	u32 calls;
 	u64 leaf;
+	u64 expect;		/* the crossing's success status */
 	const struct sb_leafrule *rule;
 	const sb_u64 *rdx;	/* the leaf's RDX input, reset before each call; NULL: none */
 	struct sb_args *args;
-	u64 status;
+	struct sb_kstat st;	/* the entry's timed calls so far */
 };
 
 /* Registers the kernel owns while a batch runs: kernel_fpu_begin saves the
@@ -595,69 +601,127 @@ static void sb_claim_fpu(void)
 	kernel_fpu_end();
 }
 
-/* One sample: `calls` back-to-back calls between two ordered TSC reads. */
-static noinline u64 sb_sample(struct sb_ctx *x)
+/* `calls` back-to-back calls between two ordered TSC reads. */
+static noinline u64 sb_time_calls(struct sb_ctx *x, u32 idx, u32 calls, struct sb_kstat *ks)
 {
-	u64 t0, t1, st;
+	u64 t0, t1;
 
 	t0 = rdtsc_ordered();
-	st = sb_gen_kloop(x->idx, x->leaf, x->args, x->calls, x->rdx);
+	sb_gen_kloop(idx, x->leaf, x->args, calls, x->rdx, x->expect, ks);
 	t1 = rdtsc_ordered();
-	x->status = st;
 	return t1 - t0;
 }
 
+/* hundreds x 100 dependent register-register ADDs (not ADD-immediate, which
+ * newer Intel cores fold at rename): one core cycle each, whatever the clock.
+ * The same chain as user space's sb_chain_ticks. */
+static noinline u64 sb_time_ref(u32 hundreds)
+{
+	u64 t0, t1, acc = 0, one = 1;
+	u32 i;
+
+	t0 = rdtsc_ordered();
+	for (i = 0; i < hundreds; i++)
+		asm volatile(".rept 100\n\taddq %1, %0\n\t.endr" : "+r"(acc) : "r"(one));
+	t1 = rdtsc_ordered();
+	return t1 - t0;
+}
+
+/* One sample: every slot once, starting at slot s % n so that no slot always
+ * runs first (or right after the previous sample's last); out[] in slot order.
+ * With `count`, the entry's statuses go into x->st.  Returns the sample's ticks. */
+static u64 sb_sample(struct sb_ctx *x, u32 s, u32 calls, u32 ref_hundreds, u64 out[SB_KSLOTS], bool count)
+{
+	u32 n = ref_hundreds ? SB_KSLOTS : SB_KSLOT_REF, j, slot;
+	struct sb_kstat ks;
+	u64 total = 0;
+
+	out[SB_KSLOT_REF] = 0;
+	for (j = 0; j < n; j++) {
+		slot = (s + j) % n;
+		switch (slot) {
+		case SB_KSLOT_ENTRY:
+			out[slot] = sb_time_calls(x, x->idx, calls, &ks);
+			if (count) {
+				if (ks.bad && !x->st.bad)
+					x->st.first_bad = ks.first_bad;
+				x->st.bad += ks.bad;
+				x->st.last = ks.last;
+			}
+			break;
+		case SB_KSLOT_EMPTY:
+			/* The baseline issues nothing: the entry only selects the same leaf setup. */
+			out[slot] = sb_time_calls(x, SB_GEN_BASELINE, calls, &ks);
+			break;
+		default:
+			out[slot] = sb_time_ref(ref_hundreds);
+			break;
+		}
+		total += out[slot];
+	}
+	return total;
+}
+
+/* Caller holds sb_lock and has disabled migration: every sample runs on r->cpu. */
 static long sb_run_batches(struct sb_ctx *x, struct sb_krun *r, u64 *kbuf)
 {
-	u64 budget = sb_budget_ticks(), deadline, start, last, w;
+	u64 budget = sb_budget_ticks(), deadline, start, last, w[SB_KSLOTS], est;
 	unsigned long flags;
-	u32 s = 0, calls;
+	u32 s = 0, calls = r->calls_per_sample, ref = r->ref_hundreds;
 	int faults0 = SB_GEN_FAULTS();
+	bool moved;
 
-	/* Warm-up, interrupts on.  A single call first: a full-size sample of a slow
-	 * crossing (or a large latency_iters) could otherwise keep preemption off for
-	 * far longer than a batch may last before anything is checked. */
+	/* Warm-up, interrupts on.  One call (and one hundred ADDs) per slot first: a
+	 * full-size sample of a slow crossing (or a large latency_iters or reference)
+	 * could otherwise keep preemption off for far longer than a batch may last
+	 * before anything is checked.  The estimate is for the whole 3-slot sample. */
 	r->budget_ticks = budget;
-	calls = x->calls;
-	x->calls = 1;
 	preempt_disable();
+	r->cpu = smp_processor_id();
 	sb_claim_fpu();
-	sb_sample(x);
-	w = sb_sample(x);
+	sb_sample(x, 0, 1, ref ? 1 : 0, w, false);
+	sb_sample(x, 1, 1, ref ? 1 : 0, w, false);
 	preempt_enable();
-	x->calls = calls;
 	if (SB_GEN_FAULTS() != faults0)
 		return -EOPNOTSUPP;	/* e.g. an XSAVE variant this CPU lacks */
-	if (w * calls > budget / 2) {
-		r->warmup_ticks = w * calls;
-		return -E2BIG;		/* lower calls_per_sample or latency_iters */
+	est = (w[SB_KSLOT_ENTRY] + w[SB_KSLOT_EMPTY]) * calls + w[SB_KSLOT_REF] * ref;
+	if (est > budget / 2) {
+		r->warmup_ticks = est;
+		return -E2BIG;		/* lower calls_per_sample, ref_hundreds or latency_iters */
 	}
 	/* Then full size, the second sample with caches (and TCG's translations) warm:
-	 * it decides whether one sample fits comfortably in a batch. */
+	 * it decides whether one whole sample fits comfortably in a batch. */
 	preempt_disable();
+	moved = smp_processor_id() != r->cpu;
 	sb_claim_fpu();
-	sb_sample(x);
-	w = sb_sample(x);
+	sb_sample(x, 0, calls, ref, w, false);
+	r->warmup_ticks = sb_sample(x, 1, calls, ref, w, false);
 	preempt_enable();
-	r->warmup_ticks = w;
+	if (moved)
+		return -EAGAIN;
 	if (SB_GEN_FAULTS() != faults0)
 		return -EOPNOTSUPP;
-	if (w > budget / 2)
+	if (r->warmup_ticks > budget / 2)
 		return -E2BIG;
 
 	deadline = ktime_get_ns() + SB_RUN_LIMIT_NS;
 	while (s < r->samples) {
 		preempt_disable();
 		local_irq_save(flags);
-		sb_claim_fpu();
-		start = rdtsc_ordered();
-		do {
-			last = sb_sample(x);
-			kbuf[s++] = last;
-		} while (s < r->samples && rdtsc_ordered() - start + 2 * last <= budget);
-		r->cpu = smp_processor_id();
+		/* migrate_disable() pins the task; this says so rather than trusting it. */
+		moved = smp_processor_id() != r->cpu;
+		if (!moved) {
+			sb_claim_fpu();
+			start = rdtsc_ordered();
+			do {
+				last = sb_sample(x, s, calls, ref, &kbuf[(u64)s * SB_KSLOTS], true);
+				s++;
+			} while (s < r->samples && rdtsc_ordered() - start + 2 * last <= budget);
+		}
 		local_irq_restore(flags);
 		preempt_enable();
+		if (moved)
+			return -EAGAIN;
 		r->batches++;
 		if (s < r->samples) {
 			if (signal_pending(current))
@@ -669,7 +733,9 @@ static long sb_run_batches(struct sb_ctx *x, struct sb_krun *r, u64 *kbuf)
 	}
 	if (SB_GEN_FAULTS() != faults0)
 		return -EOPNOTSUPP;
-	r->status = x->status;
+	r->status = x->st.last;
+	r->bad_status = x->st.bad;
+	r->first_bad_status = x->st.first_bad;
 	return 0;
 }
 
@@ -687,22 +753,22 @@ static long sb_ioctl_run(void __user *uarg)
 
 	if (copy_from_user(&r, uarg, sizeof(r)))
 		return -EFAULT;
-	if (r.size != sizeof(r) || (r.flags & ~SB_KRUN_BASELINE) || r.pad || !sb_zero(r.reserved, sizeof(r.reserved)))
+	if (r.size != sizeof(r) || r.flags || !sb_zero(r.reserved, sizeof(r.reserved)))
 		return -EINVAL;
 	if (!sb_entry_ok(r.entry))
 		return -EINVAL;
 	if (!r.calls_per_sample || !r.samples)
 		return -EINVAL;
-	if (r.calls_per_sample > SB_KMAX_CALLS || r.samples > SB_KMAX_SAMPLES)
+	if (r.calls_per_sample > SB_KMAX_CALLS || r.samples > SB_KMAX_SAMPLES || r.ref_hundreds > SB_KMAX_REF_HUNDREDS)
 		return -E2BIG;
-	bytes = (u64)r.samples * sizeof(u64);
+	bytes = (u64)r.samples * SB_KSLOTS * sizeof(u64);
 	if (r.out_len < bytes)
 		return -EINVAL;
 	out = u64_to_user_ptr(r.out);
 	if (!r.out || !access_ok(out, bytes) || clear_user(out, bytes))
 		return -EFAULT;
 	/* Outputs start from zero whatever happens next. */
-	r.status = r.warmup_ticks = r.budget_ticks = 0;
+	r.status = r.bad_status = r.first_bad_status = r.warmup_ticks = r.budget_ticks = 0;
 	r.batches = r.cpu = 0;
 
 	g = &sb_gen_unit.entries[r.entry];
@@ -724,13 +790,12 @@ static long sb_ioctl_run(void __user *uarg)
 	if (!may_use_simd())
 		return -EBUSY;
 
-	/* The baseline issues nothing: the entry only selects the same leaf setup. */
-	x.idx = (r.flags & SB_KRUN_BASELINE) ? SB_GEN_BASELINE : r.entry;
-	x.calls = r.calls_per_sample;
+	x.idx = r.entry;
 	x.leaf = x.rule->rax;
+	x.expect = sb_expect(kx);
 	x.rdx = x.rule->set_rdx ? &x.rule->rdx : NULL;
 	x.args = kzalloc(sizeof(*x.args), GFP_KERNEL);
-	kbuf = kvcalloc(r.samples, sizeof(u64), GFP_KERNEL);
+	kbuf = kvcalloc((size_t)r.samples * SB_KSLOTS, sizeof(u64), GFP_KERNEL);
 	if (!x.args || !kbuf) {
 		ret = -ENOMEM;
 		goto out_free;
@@ -753,11 +818,14 @@ static long sb_ioctl_run(void __user *uarg)
 	ret = mutex_lock_interruptible(&sb_lock);
 	if (ret)
 		goto out_free;
-	if (sb_cap[kx].state != SB_KS_AVAILABLE && !(r.flags & SB_KRUN_BASELINE)) {
+	if (sb_cap[kx].state != SB_KS_AVAILABLE) {
 		ret = -ENODEV;	/* CAPS says why */
 	} else {
 		*sb_gen_unit.emul = r.emul;
+		/* One CPU for the whole run: its clock is the one the reference measures. */
+		migrate_disable();
 		ret = sb_run_batches(&x, &r, kbuf);
+		migrate_enable();
 		memset(sb_gen_unit.emul, 0, sizeof(*sb_gen_unit.emul));
 	}
 	mutex_unlock(&sb_lock);

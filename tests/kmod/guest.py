@@ -15,6 +15,7 @@ import argparse
 import ctypes
 import errno
 import json
+import math
 import os
 import random
 import re
@@ -89,7 +90,9 @@ def fuzz(c: Checks, n: int, seed: int):
     unmapped = 0x10000  # below mmap_min_addr: never mapped
     with kmod.KmodDevice() as d:
         nent = d.caps()["n_entries"]
-        page = ctypes.create_string_buffer(8 * 64)  # a real, small output buffer
+        # A real, small output buffer, as long as the largest out_len a nearly valid run may
+        # ask for (65 samples): the fuzzer must not have the module write past its own buffer.
+        page = ctypes.create_string_buffer(8 * kmod.SLOTS * 65)
         for i in range(n):
             kind = rnd.randrange(6)
             try:
@@ -113,9 +116,13 @@ def fuzz(c: Checks, n: int, seed: int):
                     r.calls_per_sample = rnd.choice([0, 1, 2, 8, kmod.MAX_CALLS, kmod.MAX_CALLS + 1, 2**32 - 1])
                     r.samples = rnd.choice([0, 1, 4, 64, 65, kmod.MAX_SAMPLES + 1, 2**32 - 1])
                     r.flags = rnd.choice([0, 0, 0, 1, 2, rnd.getrandbits(32)])
-                    r.pad = rnd.choice([0] * 7 + [rnd.getrandbits(32)])
+                    r.ref_hundreds = rnd.choice([0, 0, 1, 10, kmod.MAX_REF_HUNDREDS, kmod.MAX_REF_HUNDREDS + 1,
+                                                 2**32 - 1, rnd.getrandbits(32)])
                     r.out = rnd.choice([ctypes.addressof(page)] * 3 + [0, unmapped, kernel_addr, rnd.getrandbits(64)])
-                    r.out_len = rnd.choice([ctypes.sizeof(page), 0, 7, rnd.getrandbits(64)])
+                    # v1's size (one u64 a sample) and one byte short of three must both be refused
+                    need = r.samples * kmod.SLOTS * 8
+                    r.out_len = rnd.choice([ctypes.sizeof(page), 0, 7, r.samples * 8, need - 1, need,
+                                            rnd.getrandbits(64)])
                     r.emul.serialize_mode = rnd.choice([0, 1, 2, 3, 4, 5, 6, rnd.getrandbits(64)])
                     r.emul.latency_iters = rnd.choice([0, 10, kmod.MAX_LATENCY + 1, rnd.getrandbits(64)])
                     r.emul.avx_reset_mask = rnd.choice([0, 0x4, 0xE4, 0x3, rnd.getrandbits(64)])
@@ -125,6 +132,8 @@ def fuzz(c: Checks, n: int, seed: int):
                         r.reserved[rnd.randrange(4)] = rnd.getrandbits(64) | 1
                     if kind == 5 and r.calls_per_sample * r.samples > 4096:
                         r.calls_per_sample, r.samples = 2, 16  # keep valid runs short under TCG
+                    if r.out == ctypes.addressof(page) and r.out_len > ctypes.sizeof(page):
+                        r.out_len = ctypes.sizeof(page)  # a lie about our own buffer is not the module's bug
                     d.ioctl(kmod.IOC_RUN, r)
                 res = 0
             except OSError as exc:
@@ -137,6 +146,52 @@ def fuzz(c: Checks, n: int, seed: int):
     c.check(f"{n} malformed ioctls answered with 0 or a clean error", not bad,
             summary + (f"; unexpected: {bad[:5]}" if bad else ""))
     return counts
+
+
+def run_rotation_checks(c: Checks):
+    """RUN's one-ioctl rotation: entry, empty and reference per sample, statuses, one CPU,
+    and the new fields' refusals.  Sanity only: under TCG no figure means anything."""
+    with kmod.KmodDevice() as d:
+        e = d.find("lean", "emulated", "sys_rd")
+        r = d.run(e, 4, 40, ref_hundreds=20)
+        ratios = r.tsc_per_core()
+        c.check("RUN: 40 samples of (entry, empty, reference), every slot timed",
+                len(r.samples) == 40 and all(len(t) == 3 and min(t) > 0 for t in r.samples),
+                f"first {r.samples[0]}")
+        c.check("RUN: each sample's TSC ticks per core cycle is positive and finite",
+                len(ratios) == 40 and all(x > 0 and math.isfinite(x) for x in ratios),
+                f"{min(ratios):.3g}..{max(ratios):.3g} (TCG: meaningless)")
+        c.check("RUN on kmod:emulated: every call returned TDX_SUCCESS (bad_status 0)",
+                r.bad_status == 0 and r.first_bad_status == 0 and r.status == 0,
+                f"bad {r.bad_status}, first {r.first_bad_status:#x}, last {r.status:#x}")
+        c.check("RUN stayed on one CPU and reports it", 0 <= r.cpu < (os.cpu_count() or 1) and r.batches >= 1,
+                f"cpu {r.cpu}, {r.batches} batch(es)")
+        r0 = d.run(e, 4, 9)
+        c.check("RUN without a reference: its slot is 0, the other two timed",
+                all(t[2] == 0 and t[0] > 0 and t[1] > 0 for t in r0.samples) and r0.tsc_per_core() is None)
+
+        def answer(**fields):
+            n = fields.get("samples", 4)
+            buf = (ctypes.c_uint64 * (n * kmod.SLOTS))()
+            run = kmod.Run(size=ctypes.sizeof(kmod.Run), entry=e.index, calls_per_sample=2, samples=n,
+                           out=ctypes.addressof(buf), out_len=ctypes.sizeof(buf))
+            for k, v in fields.items():
+                setattr(run, k, v)
+            try:
+                d.ioctl(kmod.IOC_RUN, run)
+                return 0
+            except OSError as exc:
+                return exc.errno
+        cases = {"ref_hundreds over the limit": (dict(ref_hundreds=kmod.MAX_REF_HUNDREDS + 1), errno.E2BIG),
+                 "ref_hundreds 2^32-1": (dict(ref_hundreds=2**32 - 1), errno.E2BIG),
+                 "out_len of one u64 a sample (v1)": (dict(out_len=4 * 8), errno.EINVAL),
+                 "out_len one byte short": (dict(out_len=4 * kmod.SLOTS * 8 - 1), errno.EINVAL),
+                 "the old BASELINE flag": (dict(flags=1), errno.EINVAL),
+                 "a reference too long for a batch": (dict(ref_hundreds=kmod.MAX_REF_HUNDREDS, samples=1),
+                                                      errno.E2BIG)}
+        for what, (fields, want) in cases.items():
+            got = answer(**fields)
+            c.check(f"RUN refuses {what} ({errno.errorcode[want]})", got == want, errno.errorcode.get(got, str(got)))
 
 
 def fcntl_ioctl(fd, req, arg: int):
@@ -267,14 +322,16 @@ def run_checks(c: Checks, a, out: Path):
             c.check(f"RUN on {x} refused here ({len(ents)} wrappers, none runnable)",
                     ok and not any(e.runnable for e in ents), why)
 
+    run_rotation_checks(c)
     fuzz(c, a.fuzz, a.seed)
 
     # still healthy after the fuzzing
     with kmod.KmodDevice() as d:
         e = d.find("lean", "emulated", "sys_rd")
-        r = d.run(e, 8, 32)
-        c.check("a valid run after the fuzzing still works", len(r.ticks) == 32 and r.status == 0
-                and all(t > 0 for t in r.ticks) and r.batches >= 1, f"{r.batches} batch(es)")
+        r = d.run(e, 8, 32, ref_hundreds=10)
+        c.check("a valid run after the fuzzing still works", len(r.samples) == 32 and r.status == 0
+                and r.bad_status == 0 and all(min(t) > 0 for t in r.samples) and r.batches >= 1,
+                f"{r.batches} batch(es)")
     kmod.unload()
     c.check("module unloads, device gone", not kmod.loaded() and not os.path.exists(kmod.DEVICE))
 

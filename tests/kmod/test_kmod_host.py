@@ -5,11 +5,13 @@ warning-free kbuild of the module."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import glob
 import os
 import re
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,8 +29,9 @@ FIELDS = {
                              "vendor", "hv_sig", "kernel", "x"]),
     "sb_kx_cap": (kmod.KxCap, ["state", "reason", "fault", "probed", "status", "why"]),
     "sb_kentry": (kmod.Entry, ["index", "crossing", "runnable", "count", "convention", "crossing_name", "leaf"]),
-    "sb_krun": (kmod.Run, ["size", "entry", "calls_per_sample", "samples", "flags", "pad", "out", "out_len",
-                           "emul", "status", "warmup_ticks", "budget_ticks", "batches", "cpu", "reserved"]),
+    "sb_krun": (kmod.Run, ["size", "entry", "calls_per_sample", "samples", "flags", "ref_hundreds", "out",
+                           "out_len", "emul", "status", "bad_status", "first_bad_status", "warmup_ticks",
+                           "budget_ticks", "batches", "cpu", "reserved"]),
 }
 
 
@@ -42,8 +45,9 @@ def c_layout(tmp_path_factory):
     for s, (_, fields) in FIELDS.items():
         lines.append(f'printf("{s} SIZEOF %zu\\n", sizeof(struct {s}));')
         lines += [f'printf("{s} {f} %zu\\n", offsetof(struct {s}, {f}));' for f in fields]
-    for name in ("SB_IOC_CAPS", "SB_IOC_ENTRY", "SB_IOC_RUN", "SB_KMOD_API_VERSION", "SB_KRUN_BASELINE",
-                 "SB_KMAX_SAMPLES", "SB_KMAX_CALLS", "SB_KMAX_LATENCY", "SB_KX_NONE"):
+    for name in ("SB_IOC_CAPS", "SB_IOC_ENTRY", "SB_IOC_RUN", "SB_KMOD_API_VERSION", "SB_KMAX_SAMPLES",
+                 "SB_KMAX_CALLS", "SB_KMAX_LATENCY", "SB_KMAX_REF_HUNDREDS", "SB_KX_NONE", "SB_KSLOTS",
+                 "SB_KSLOT_ENTRY", "SB_KSLOT_EMPTY", "SB_KSLOT_REF"):
         lines.append(f'printf("const {name} %llu\\n", (unsigned long long)({name}));')
     lines.append("return 0; }")
     (d / "t.c").write_text("\n".join(lines))
@@ -65,11 +69,100 @@ def test_ioctl_numbers_and_limits_match_the_header(c_layout):
     assert kmod.IOC_ENTRY == c_layout[("const", "SB_IOC_ENTRY")]
     assert kmod.IOC_RUN == c_layout[("const", "SB_IOC_RUN")]
     assert kmod.API_VERSION == c_layout[("const", "SB_KMOD_API_VERSION")]
-    assert kmod.RUN_BASELINE == c_layout[("const", "SB_KRUN_BASELINE")]
-    assert (kmod.MAX_SAMPLES, kmod.MAX_CALLS, kmod.MAX_LATENCY) == (
+    assert (kmod.MAX_SAMPLES, kmod.MAX_CALLS, kmod.MAX_LATENCY, kmod.MAX_REF_HUNDREDS) == (
         c_layout[("const", "SB_KMAX_SAMPLES")], c_layout[("const", "SB_KMAX_CALLS")],
-        c_layout[("const", "SB_KMAX_LATENCY")])
+        c_layout[("const", "SB_KMAX_LATENCY")], c_layout[("const", "SB_KMAX_REF_HUNDREDS")])
     assert kmod.KX_NONE == c_layout[("const", "SB_KX_NONE")]
+    # RunResult reads each sample as (entry, empty, reference): the header's slot order
+    assert kmod.SLOTS == c_layout[("const", "SB_KSLOTS")]
+    assert [c_layout[("const", f"SB_KSLOT_{n}")] for n in ("ENTRY", "EMPTY", "REF")] == [0, 1, 2]
+
+
+# --- the client against a stand-in for the module's RUN ------------------------------
+
+class FakeModule:
+    """Answers RUN as sb_ioctl_run does (the checks that need no kernel) with made-up ticks:
+    entry 300, empty 100 ticks per call, reference `tsc_per_core` ticks per ADD."""
+
+    def __init__(self, bad=0, tsc_per_core=2.5):
+        self.bad, self.tsc_per_core, self.calls = bad, tsc_per_core, []
+
+    def ioctl(self, req, r):
+        assert req == kmod.IOC_RUN
+        self.calls.append((r.calls_per_sample, r.samples, r.ref_hundreds))
+        if r.size != ctypes.sizeof(kmod.Run) or r.flags or any(r.reserved):
+            raise OSError(errno.EINVAL, "")
+        if not r.calls_per_sample or not r.samples:
+            raise OSError(errno.EINVAL, "")
+        if r.calls_per_sample > kmod.MAX_CALLS or r.samples > kmod.MAX_SAMPLES or r.ref_hundreds > kmod.MAX_REF_HUNDREDS:
+            raise OSError(errno.E2BIG, "")
+        if r.out_len < r.samples * kmod.SLOTS * 8:
+            raise OSError(errno.EINVAL, "")
+        out = (ctypes.c_uint64 * (r.samples * kmod.SLOTS)).from_address(r.out)
+        for s in range(r.samples):
+            out[3 * s:3 * s + 3] = [300 * r.calls_per_sample, 100 * r.calls_per_sample,
+                                    int(r.ref_hundreds * 100 * self.tsc_per_core)]
+        r.bad_status, r.first_bad_status = self.bad, 0x8000FF0000000006 if self.bad else 0
+        r.budget_ticks, r.batches, r.cpu = 10**6, 1, 1
+
+
+_DEVICE = kmod.KmodDevice
+
+
+def fake_device(module):
+    d = _DEVICE.__new__(_DEVICE)
+    d.fd = -1
+    d._entries = [kmod.KEntry(0, "lean", "vmcall", "vp_info", True, True)]
+    d.ioctl = module.ioctl
+    return d
+
+
+def test_run_sends_the_v2_fields_and_reads_triples():
+    m = FakeModule()
+    r = fake_device(m).run(0, 8, 5, ref_hundreds=12)
+    assert r.samples == [(2400, 800, 3000)] * 5 and r.ticks == [2400] * 5 and r.empty == [800] * 5
+    assert r.tsc_per_core() == [2.5] * 5 and r.ref_hundreds == 12 and r.bad_status == 0
+    assert fake_device(m).run(0, 8, 5).tsc_per_core() is None  # no reference slot
+    with pytest.raises(kmod.KmodError, match="above the module's limit") as exc:
+        fake_device(m).run(0, 8, 5, ref_hundreds=kmod.MAX_REF_HUNDREDS + 1)
+    assert exc.value.errno == errno.E2BIG
+
+
+def test_ref_hundreds_lasts_about_one_batch_and_stays_in_bounds():
+    assert kmod.ref_hundreds_for(100_000, 1.0) == 1000
+    assert kmod.ref_hundreds_for(100_000, 2.5) == 400
+    assert kmod.ref_hundreds_for(100_000, 0.0) == kmod.ref_hundreds_for(100_000, 0.2)  # clamped estimate
+    assert kmod.ref_hundreds_for(100_000, 1e9) == kmod.ref_hundreds_for(100_000, 5)
+    assert kmod.ref_hundreds_for(1, 1.0) == 1
+    assert kmod.ref_hundreds_for(1e12, 1.0) == kmod.MAX_REF_HUNDREDS
+
+
+def _measure(monkeypatch, catalog, module):
+    from bench.config import Settings
+    from bench.measure import Spec
+    monkeypatch.setattr(kmod, "KmodDevice", lambda: fake_device(module))
+    ctx = SimpleNamespace(catalog=catalog, registry=None, settings=Settings(runs=2, values=5, warmups=1, batch_us=50),
+                          clocks={"tsc_hz": 2.5e9, "tsc_per_core_cycle": 2.5}, xsave={"enabled": False, "xcr0": 0})
+    return kmod.measure(Spec("lean", "kmod:vmcall", "vp_info"), ctx, SimpleNamespace(safe=True, text="SAFE"))
+
+
+def test_measure_nets_the_empty_batch_and_keeps_each_samples_ratio(monkeypatch, catalog):
+    m = FakeModule()
+    meas = _measure(monkeypatch, catalog, m)
+    assert len(meas.runs) == 2
+    for run in meas.runs:
+        assert run.values == [200.0] * 5 and run.warmups == [200.0] and run.baseline == [100.0] * 5
+        assert run.tsc_per_core == [2.5] * 5  # one per kept value
+    calls, _, ref = m.calls[-1]
+    # the reference lasts about as long as the entry batch: 300 ticks a call at 2.5 ticks an ADD
+    assert ref == kmod.ref_hundreds_for(300 * calls, 2.5) and abs(ref * 100 * 2.5 - 300 * calls) <= 250
+
+
+def test_measure_refuses_an_error_path(monkeypatch, catalog):
+    from bench.measure import UnavailableError
+    with pytest.raises(UnavailableError, match=r"5 of \d+ vmcall calls returned a status other than "
+                                               r"0xfffffffffffffc18 \(the first 0x8000ff0000000006\)"):
+        _measure(monkeypatch, catalog, FakeModule(bad=5))
 
 
 @pytest.fixture(scope="module")
