@@ -79,6 +79,8 @@ cdef extern from *:
     const sb_gen_unit *sb_builtin_unit()
 
 ABI_VERSION = SB_ABI_VERSION
+SET_MAX = SB_SET_MAX
+REF_MAX_HUNDREDS = SB_REF_MAX_HUNDREDS
 EMPTY_FN = <size_t>&sb_empty
 
 
