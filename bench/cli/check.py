@@ -10,6 +10,8 @@ shown as MISMATCH and the command exits 1.
 """
 from __future__ import annotations
 
+from bench.cli import common
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("check", help="safety matrix: conventions x leaf profiles, SAFE or why not",
@@ -22,9 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--nmi", action="store_true",
                    help="also sample calls with a frame-pointer-walking signal handler (RBP hazard demo) "
                         "on the leaves that clobber RBP, or on every --leaf given")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout, nothing else")
-    p.add_argument("-C", "--conventions-file", action="append", metavar="FILE",
-                   help="your own conventions YAML (may repeat); compiled on demand")
+    common.add_common(p)
     p.set_defaults(func=cmd_check)
 
 
@@ -37,11 +37,11 @@ def _names(values):
 
 def evaluate(catalog, conv_names, leaf_names, runtime=True, registry=None) -> list:
     """One dict per (convention, leaf), in matrix order."""
-    from . import machine
-    from .safety import check_pair
+    from bench.native import machine
+    from bench.native.registry import Registry
+    from bench.safety import check_pair
     x = machine.xsave()
     if runtime and registry is None:
-        from .native import Registry
         registry = Registry(catalog)
     rows = []
     for cname in conv_names:
@@ -59,7 +59,7 @@ def evaluate(catalog, conv_names, leaf_names, runtime=True, registry=None) -> li
 
 def nmi_rows(catalog, conv_names, leaf_names, registry, all_leaves=False) -> list:
     """The walk demo on the leaves that clobber RBP (on every listed leaf with all_leaves)."""
-    from .safety import RuntimeUnavailable, nmi_walk
+    from bench.safety import CheckFailed, RuntimeUnavailable, nmi_walk
     out = []
     for cname in conv_names:
         conv = catalog.convention(cname)
@@ -71,7 +71,7 @@ def nmi_rows(catalog, conv_names, leaf_names, registry, all_leaves=False) -> lis
                 out.append(nmi_walk(registry, conv, leaf))
             except RuntimeUnavailable as exc:
                 out.append({"convention": cname, "leaf": lname, "skipped": str(exc)})
-            except RuntimeError as exc:  # an unsafe pair may kill its child: a row, not a traceback
+            except CheckFailed as exc:  # an unsafe pair may kill its child: a row, not a traceback
                 out.append({"convention": cname, "leaf": lname, "skipped": f"crashed: {exc}"})
     return out
 
@@ -85,8 +85,7 @@ def _row_json(r):
 
 
 def cmd_check(args) -> int:
-    from .cli import _catalog, _console, _emit_json
-    catalog = _catalog(args)
+    catalog = common.catalog(args)
     conv_names = _names(args.conventions) or list(catalog.conventions)
     leaf_names = _names(args.leaves) or list(catalog.leaves)
     for n in conv_names:
@@ -95,19 +94,19 @@ def cmd_check(args) -> int:
         catalog.leaf(n)
     registry = None
     if not args.static or args.nmi:
-        from .native import Registry
+        from bench.native.registry import Registry
         registry = Registry(catalog)
     rows = evaluate(catalog, conv_names, leaf_names, runtime=not args.static, registry=registry)
     nmi = nmi_rows(catalog, conv_names, leaf_names, registry, all_leaves=bool(args.leaves)) if args.nmi else None
     mismatches = [r for r in rows if r["agree"] is False]
     if args.json:
-        from . import machine
+        from bench.native import machine
         doc = {"machine": machine.machine_id(), "pairs": [_row_json(r) for r in rows]}
         if nmi is not None:
             doc["nmi"] = nmi
-        _emit_json(doc)
+        common.emit_json(doc)
         return 1 if mismatches else 0
-    console = _console(args)
+    console = common.console(args)
     print_matrix(console, rows, conv_names, leaf_names)
     if nmi is not None:
         print_nmi(console, nmi)

@@ -18,7 +18,6 @@ O(log n) commits.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import os
 import platform
@@ -30,8 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import resultsdir as rd, store
-from .verdict import SLOWER, UNKNOWN, verdict as shared_verdict
+from bench.report.compare import compare_command
+from bench.results import layout as rd, store, vcs
+from bench.stats.verdict import SLOWER, UNKNOWN, compare_runs
 
 
 class HistoryError(RuntimeError):
@@ -41,14 +41,11 @@ class HistoryError(RuntimeError):
 # -- git ------------------------------------------------------------------------
 
 def git(repo, *args, input=None) -> str:
-    """store.git in `repo`; any failure (exit status, no git, a timeout) is a HistoryError."""
+    """vcs.git_output in `repo`, its GitError (exit status, no git, a timeout) a HistoryError."""
     try:
-        p = store.git(*args, cwd=repo, input=input)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise HistoryError(f"git {' '.join(args)}: {e}") from None
-    if p.returncode != 0:
-        raise HistoryError(f"git {' '.join(args)}: {p.stderr.strip() or p.stdout.strip()}")
-    return p.stdout
+        return vcs.git_output(repo, *args, input=input)
+    except vcs.GitError as e:
+        raise HistoryError(str(e)) from None
 
 
 def resolve_range(repo, spec: str, first_parent: bool = True, include_base: bool = False) -> list[str]:
@@ -75,29 +72,11 @@ def resolve_range(repo, spec: str, first_parent: bool = True, include_base: bool
 
 
 def git_commit_info(repo, shas) -> dict:
-    """sha -> {"subject", "date" (committer, unix), "parents"} for known shas."""
-    shas = list(shas)
-    if not shas:
-        return {}
-    out = git(repo, "log", "--no-walk=unsorted", "--stdin", "--format=%H%x1f%ct%x1f%P%x1f%s",
-              input="\n".join(shas) + "\n")
-    info = {}
-    for line in out.splitlines():
-        parts = line.split("\x1f")
-        if len(parts) == 4:
-            sha, ct, parents, subject = parts
-            info[sha] = {"subject": subject, "date": int(ct), "parents": parents.split()}
-    return info
-
-
-def default_machine() -> str:
-    """The machine name ``bench run`` uses when it is importable, else the host name."""
-    try:  # bench run owns the naming (bench/machine.py); follow it
-        from .machine import machine_id
-
-        return machine_id()
-    except Exception:
-        return platform.node() or "unknown"
+    """vcs.git_commit_info, its GitError a HistoryError."""
+    try:
+        return vcs.git_commit_info(repo, shas)
+    except vcs.GitError as e:
+        raise HistoryError(str(e)) from None
 
 
 # -- one commit -------------------------------------------------------------------
@@ -119,7 +98,9 @@ class Walker:
                  retry_failed=False, log=None):
         self.repo = Path(git(repo, "rev-parse", "--show-toplevel").strip())
         self.results = Path(results)
-        self.machine = machine or default_machine()
+        # The CLI passes the name `bench run` gives this machine (bench.native.machine, which
+        # this stage does not import); the host name is only a stand-in until results name it.
+        self.machine = machine or platform.node() or "unknown"
         self.suite = suite
         self.wt = Path(worktree) if worktree else self.repo / ".cache" / "history" / "worktree"
         self.build_cmd = build_cmd
@@ -148,7 +129,7 @@ class Walker:
         """Raises HistoryError: a checkout that fails is the harness's problem, not the commit's,
         so it stops the walk instead of being recorded as the commit's failure."""
         try:
-            usable = (self.wt / ".git").exists() and store.git("rev-parse", "--git-dir", cwd=self.wt).returncode == 0
+            usable = (self.wt / ".git").exists() and vcs.git("rev-parse", "--git-dir", cwd=self.wt).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             usable = False
         if not usable:
@@ -251,8 +232,7 @@ class Walker:
 
     def _scrub(self, text: str) -> str:
         """Logs are kept (and published with the site): no paths of this machine in them."""
-        from .store import scrub_paths
-        return scrub_paths(text, {str(self.wt.resolve()): "<worktree>", str(self.wt): "<worktree>",
+        return store.scrub_paths(text, {str(self.wt.resolve()): "<worktree>", str(self.wt): "<worktree>",
                                   str(self.repo): "<repo>"})
 
     def _rename_machine(self, m: str) -> None:
@@ -336,7 +316,7 @@ def undecided_hint(v) -> str:
             f"more runs per commit (settings.runs)")
 
 
-def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=shared_verdict) -> BisectResult:
+def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs) -> BisectResult:
     """First commit of ``shas`` whose ``benchmark`` is "slower" than on ``shas[0]``.
 
     Assumes the cost moves once (like ``git bisect``). Commits that fail or
@@ -371,8 +351,6 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=shared_verdi
         return verdict([r for s in a for r in s], [r for s in b for r in s], sessions_a=a, sessions_b=b)
 
     def done(good, bad, msg, undecided=False):
-        from .dashboard import compare_command
-
         cmd = compare_command(shas[good], shas[bad], benchmark) if bad is not None else ""
         return BisectResult(benchmark, shas[good], shas[bad] if bad is not None else None,
                             bad is not None and bad - good == 1 and not undecided, measured, msg, cmd,
@@ -425,69 +403,3 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=shared_verdi
         msg = (f"{benchmark} turned slower between {shas[good][:10]} and {shas[bad][:10]}; "
                f"the {bad - good - 1} commits between have no result")
     return done(good, bad, msg)
-
-
-# -- CLI -------------------------------------------------------------------------------
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "history", help="measure each commit of a git range into results/",
-        description="Measure each commit of RANGE (v1..v2, HEAD~20.., a rev, or a file of revs) with "
-                    "that commit's own code, storing results/<machine>/<sha>.json.")
-    p.add_argument("range", metavar="RANGE")
-    p.add_argument("--results", default="results", help="results folder (default: results)")
-    p.add_argument("--repo", default=".", help="git repository (default: .)")
-    p.add_argument("--suite", default="configs/quick.yaml",
-                   help="suite file, relative to each commit's tree (default: configs/quick.yaml)")
-    p.add_argument("--machine", default=None, help="machine name (default: as bench run names it)")
-    p.add_argument("--rerun", action="store_true", help="measure commits already recorded again")
-    p.add_argument("--retry-failed", action="store_true", help="measure commits recorded as failed again")
-    p.add_argument("--all-parents", action="store_true",
-                   help="walk merged branches too (default: first-parent history only)")
-    p.add_argument("--worktree", default=None, help="cached worktree (default: .cache/history/worktree)")
-    p.add_argument("--build-cmd", default=None,
-                   help="shell command building a commit in place (default: setup.py build_ext --inplace)")
-    p.add_argument("--run-cmd", default=None,
-                   help="shell command measuring a commit; {python}, {suite}, {out} are filled in "
-                        "(default: {python} -m bench run --suite {suite} -o {out})")
-    p.add_argument("--timeout", type=float, default=900, help="seconds per build or run (default 900)")
-    p.add_argument("--bisect", metavar="BENCHMARK", default=None,
-                   help="find the first commit where BENCHMARK turns slower than on the range's base")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd)
-
-
-def _cmd(args) -> int:
-    try:
-        w = Walker(args.repo, args.results, machine=args.machine, suite=args.suite,
-                   worktree=args.worktree, build_cmd=args.build_cmd, run_cmd=args.run_cmd,
-                   timeout=args.timeout, rerun=args.rerun, retry_failed=args.retry_failed)
-        shas = resolve_range(w.repo, args.range, first_parent=not args.all_parents,
-                             include_base=bool(args.bisect))
-        if not shas:
-            print(f"bench history: {args.range} names no commits", file=sys.stderr)
-            return 2
-        if args.bisect:
-            r = bisect(w, shas, args.bisect)
-            print(r.message)
-            if r.compare_cmd:
-                print(f"  {r.compare_cmd}")
-            print(f"  ({r.measured} commits measured for this bisect, {len(shas)} in the range)")
-            return 0 if r.bad else 1
-        outcomes = run_history(w, shas, progress=not args.no_progress)
-        return 1 if outcomes and all(o.status == "failed" for o in outcomes) else 0
-    except HistoryError as e:
-        print(f"bench history: error: {e}", file=sys.stderr)
-        return 2
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="bench")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    register(sub)
-    args = ap.parse_args(["history", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,10 +24,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _core, backends, stats
-from .measure import Context, Spec, calibrate, disturbed, prepare, sample_events
+from bench.config import Settings, load_builtin
+from bench.measure.model import ABError, Spec
+from bench.measure.prepare import Context, calibrate, disturbed, prepare, sample_events
+from bench.native import _core, backends, machine
+from bench.native.registry import Registry
+from bench.stats import summary as stats
+from bench.stats.verdict import decide
 
 DEFAULT_THRESHOLD = 0.005  # below 0.5% two conventions count as no different
+NO_DIFFERENCE = "no significant difference"
+# bench.stats.verdict.decide's answer as A/B words it: "same" and "unknown" both mean that
+# neither convention was shown faster.
+AB_WORDING = {"slower": "slower", "faster": "faster", "same": NO_DIFFERENCE, "unknown": NO_DIFFERENCE}
 
 
 @dataclass
@@ -65,13 +74,6 @@ def default_leaf(catalog, x, y):
     cx, cy = catalog.convention(x), catalog.convention(y)
     common = [lf for lf in cx.meant_for if lf in cy.meant_for]
     return (common or list(cx.meant_for) or list(cy.meant_for) or ["vp_info"])[0]
-
-
-def decide(ci, threshold):
-    """slower / faster (Y against X), or no significant difference: stats.verdict, with its
-    "same" and "unknown" both worded as A/B reports them."""
-    v = stats.verdict(ci, threshold)
-    return v if v in ("slower", "faster") else "no significant difference"
 
 
 def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
@@ -121,12 +123,13 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     for p in (px, py):
         p.unit.set_emulation(0)
     if len(xs) < 10:
-        raise RuntimeError(f"only {len(xs)} undisturbed pairs out of {len(samples)}: the machine is too busy")
+        raise ABError(f"only {len(xs)} undisturbed pairs out of {len(samples)}: the machine is too busy")
     ratios = [b / a for a, b in zip(xs, ys)]
     # with_ci=False in worker processes: the CI comes from all of them, and scipy costs ~1 s to import
     ratio, ci = stats.paired_ratio_summary(ratios) if with_ci else (float(np.median(ratios)), (np.nan, np.nan))
     return ABResult(x, y, backend, leaf, n, ratios, xs, ys, base, excluded, ratio, ci,
-                    decide(ci, threshold), threshold, ctx.clocks["tsc_hz"], samples, nonpositive=nonpositive)
+                    AB_WORDING[decide(ci, threshold)], threshold, ctx.clocks["tsc_hz"], samples,
+                    nonpositive=nonpositive)
 
 
 def print_result(console, r: ABResult):
@@ -147,7 +150,7 @@ def print_result(console, r: ABResult):
             f"{p['ratio']:.4f}" + (" (dropped: far from its peers)" if p["dropped"] else "")
             for p in r.processes))
     word = {"slower": f"[red]{r.y} is slower than {r.x}[/]", "faster": f"[green]{r.y} is faster than {r.x}[/]",
-            "no significant difference": f"no significant difference (95% CI within +-{r.threshold:.1%} "
+            NO_DIFFERENCE: f"no significant difference (95% CI within +-{r.threshold:.1%} "
                                          "or containing 1)"}[r.verdict]
     console.print(f"verdict: {word}")
     console.print(f"[dim]empty loop {r.baseline:.2f} TSC cycles/call subtracted from both; "
@@ -169,7 +172,7 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     (machine.clocks(), measured once by the caller) go to every worker, as bench run's do:
     all convert with the same TSC frequency and none spends time measuring it again."""
     per = max(20, -(-pairs // processes))
-    base_cmd = [sys.executable, "-m", "bench.ab", x, y, "--backend", backend, "--pairs", str(per)]
+    base_cmd = [sys.executable, "-m", "bench.measure.ab", x, y, "--backend", backend, "--pairs", str(per)]
     if leaf:
         base_cmd += ["--leaf", leaf]
     for f in conventions_files:
@@ -184,7 +187,7 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     def spawn():
         proc = subprocess.run(base_cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"A/B worker failed: {proc.stderr.strip()[-2000:]}")
+            raise ABError(f"A/B worker failed: {proc.stderr.strip()[-2000:]}")
         return json.loads(proc.stdout)
 
     docs = [spawn() for _ in range(processes)]
@@ -207,20 +210,17 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     return ABResult(x, y, backend, first["leaf"], first["n_calls"], [r for g in groups for r in g],
                     [v for d in docs for v in d["x_cycles"]], [v for d in docs for v in d["y_cycles"]],
                     float(np.median([d["baseline"] for d in docs])), sum(d["excluded"] for d in docs),
-                    ratio, ci, decide(ci, threshold), threshold,
+                    ratio, ci, AB_WORDING[decide(ci, threshold)], threshold,
                     clocks["tsc_hz"] if clocks else first["tsc_hz"], samples,
                     sorted(procs, key=lambda p: p["first_t"]),
                     sum(d.get("nonpositive", 0) for d in docs))
 
 
 def _worker_main(argv=None):
-    """`python -m bench.ab X Y ...`: one process's pairs, as JSON on stdout."""
+    """`python -m bench.measure.ab X Y ...`: one process's pairs, as JSON on stdout."""
     import argparse
 
-    from . import machine
-    from .config import Settings, load_builtin
-    from .native import Registry
-    p = argparse.ArgumentParser(prog="python -m bench.ab")
+    p = argparse.ArgumentParser(prog="python -m bench.measure.ab")
     p.add_argument("x")
     p.add_argument("y")
     p.add_argument("--backend", default="emulated")

@@ -1,9 +1,9 @@
-"""Drive a suite through pyperf: start `python -m bench.worker` as pyperf's manager,
+"""Drive a suite through pyperf: start `python -m bench.measure.worker` as pyperf's manager,
 follow its progress, then judge the workers it produced.
 
 Disturbance is handled at two levels:
 - a sample during which the kernel reports a context switch, migration or page
-  fault is re-measured inside the worker (bench/worker.py) and counted;
+  fault is re-measured inside the worker (bench/measure/worker.py) and counted;
 - a worker process whose spread (MAD/median of its values) is far above its
   peers' was disturbed in a way the guest kernel cannot see (the host took the
   vCPU away).  Its run is dropped from the benchmark, counted, and replaced by a
@@ -25,17 +25,15 @@ from pathlib import Path
 import numpy as np
 import pyperf
 
-from . import measure as _measure
-from .measure import DISTURBING_EVENTS_STRICT, Measurement, Spec
-from .worker import SIDE_PREFIX
+from bench.measure.model import DriverError, Measurement, SampleBlock, Spec
+from bench.measure.prepare import DISTURBING_EVENTS_STRICT, serialize_name
+from bench.measure.worker import SIDE_PREFIX
+from bench.results.store import META, run_metadata
+from bench.safety import static_verdict
 
 SPREAD_FACTOR = 5.0    # a worker this many times noisier than the median of its peers ...
 SPREAD_FLOOR = 1e-3    # ... and noisier than 0.1% MAD/median (quiet workers here: 0.001-0.01%)
 REMEASURE_ROUNDS = 2
-
-
-class DriverError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -67,7 +65,7 @@ def pyperf_options(args) -> list:
 
 
 def worker_command(suite_path, conv_files, specs, clocks, side, pyperf_args, output):
-    cmd = [sys.executable, "-m", "bench.worker", "--sb-suite", str(suite_path)]
+    cmd = [sys.executable, "-m", "bench.measure.worker", "--sb-suite", str(suite_path)]
     for f in conv_files:
         cmd += ["--sb-conv-file", str(Path(f).resolve())]
     cmd += ["--sb-specs", ",".join(s.name for s in specs), "--sb-tsc-hz", repr(clocks["tsc_hz"]),
@@ -222,7 +220,6 @@ def _strip(args, options):
 
 def to_measurement(res: Result, catalog, tsc_hz) -> Measurement:
     """The pyperf benchmark as the rest of seambench sees a measurement (TSC ticks per call)."""
-    from .safety import static_verdict
     conv = catalog.convention(res.spec.convention)
     verdict = static_verdict(conv.resolve(catalog.leaf(res.spec.leaf)))
     runs, n_calls, hw = [], 0, {}
@@ -239,20 +236,19 @@ def to_measurement(res: Result, catalog, tsc_hz) -> Measurement:
                 events[k] = events.get(k, 0) + v
             for k, v in s.get("hw", {}).items():
                 hw.setdefault(k, []).append(v)
-        runs.append(_measure.Run(values=[v * tsc_hz for v in run.values],
-                                 warmups=[v * tsc_hz for _, v in run.warmups],
-                                 baseline=baseline,
-                                 excluded=sum(1 for s in samples if not s["kept"]),
-                                 events=events))
+        runs.append(SampleBlock(values=[v * tsc_hz for v in run.values],
+                                warmups=[v * tsc_hz for _, v in run.warmups],
+                                baseline=baseline,
+                                excluded=sum(1 for s in samples if not s["kept"]),
+                                events=events))
     hw_counters = {k: float(np.median(v)) for k, v in hw.items()} if hw else None
-    return Measurement(res.spec, int(n_calls), runs, _measure.serialize_name(res.spec, res.serialize_mode),
+    return Measurement(res.spec, int(n_calls), runs, serialize_name(res.spec, res.serialize_mode),
                        conv.decl_hash, verdict.safe, verdict.text, hw_counters,
                        from_workers=True, excluded_workers=len(res.excluded_runs))
 
 
 def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
     """pyperf's runs with seambench's metadata added (nothing of pyperf's removed)."""
-    from .store import META, run_metadata
     common = run_metadata(m, info)
     for k in ("loops", "date", "name", "unit", "cpu_model_name", "platform"):
         common.pop(k)  # pyperf's own, per run

@@ -6,7 +6,7 @@
 
 Each pytest-benchmark round is one native sample: a batch of calls of the
 convention and a batch of the empty function, interleaved by the C loop, taken
-by bench run's own sampler (bench.worker.Sampler: a sample disturbed by the
+by bench run's own sampler (bench.measure.worker.Sampler: a sample disturbed by the
 kernel or the host is measured again and counted; a value is never below
 0.001 cycles).  The round's duration is the convention's net time per call (seconds), so
 pytest-benchmark's statistics, `--benchmark-save`, `--benchmark-compare` and
@@ -24,9 +24,9 @@ _CTX = {}
 
 
 def _context(conventions_files=()):
-    from .config import Settings, load_builtin
-    from .measure import Context
-    from .native import Registry
+    from bench.config import Settings, load_builtin
+    from bench.measure.prepare import Context
+    from bench.native.registry import Registry
     key = tuple(str(f) for f in conventions_files)
     if key not in _CTX:
         catalog = load_builtin()
@@ -44,9 +44,10 @@ class SeamBench:
                  warmup_rounds=5, cpu=None, allow_unsafe=False):
         import numpy as np
 
-        from . import machine
-        from .measure import Spec, calibrate, prepare
-        from .worker import Sampler
+        from bench.measure.model import Spec
+        from bench.measure.prepare import calibrate, prepare
+        from bench.measure.worker import Sampler
+        from bench.native import machine
         files = [conventions_file] if isinstance(conventions_file, (str, os.PathLike)) else (conventions_file or [])
         ctx = _context(files)
         conv = ctx.catalog.convention(convention)

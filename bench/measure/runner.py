@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import backends, machine, safety, stats
-from .config import Catalog, Suite
-from .measure import Context, Measurement, Spec, UnavailableError, UnsafeError, measure
-from .native import Registry
+import sys
+
+from bench import safety
+from bench.config import Catalog, Suite
+from bench.measure.model import Measurement, Spec, UnavailableError, UnsafeError
+from bench.measure.prepare import Context, measure_one
+from bench.native import backends, machine
+from bench.native.registry import Registry
+from bench.stats import summary as stats
 
 
 @dataclass
@@ -60,11 +65,17 @@ def expand(suite: Suite, catalog: Catalog, registry: Registry, conventions=None,
 
 def pair_verdict(registry, conv, leaf) -> "safety.Verdict":
     """The runtime verdict (one untimed poisoned call in a child) where the pair runs here,
-    else the static prediction.  Remembered, so record() can report it."""
-    try:
-        return safety.combined(safety.check_pair(registry, conv, leaf))
-    except RuntimeError:  # the check itself could not run here: keep the prediction
-        return safety.static_verdict(conv.resolve(leaf))
+    else the static prediction.  Remembered, so record() can report it.  A check that failed
+    to run (not: found the pair unsafe) is said on stderr, once per pair."""
+    pair = safety.check_pair(registry, conv, leaf)
+    if pair["runtime_failed"] and (conv.name, leaf.name) not in _REPORTED:
+        _REPORTED.add((conv.name, leaf.name))
+        print(f"bench: warning: {conv.name}/{leaf.name}: {pair['runtime_note']}; using the static "
+              "prediction", file=sys.stderr)
+    return safety.combined(pair)
+
+
+_REPORTED = set()  # pairs whose failed runtime check was already reported
 
 
 def record(m: Measurement, ctx: Context, reference: dict) -> dict:
@@ -118,7 +129,7 @@ def run_plan(plan: Plan, ctx: Context, allow_unsafe=False, progress=None) -> lis
     out = []
     for spec in plan.specs:
         try:
-            out.append(measure(spec, ctx, allow_unsafe=allow_unsafe))
+            out.append(measure_one(spec, ctx, allow_unsafe=allow_unsafe))
         except (UnsafeError, UnavailableError) as exc:
             plan.skipped.append((spec.name, str(exc)))
         if progress:

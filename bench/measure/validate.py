@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core, backends, stats
-from .config import derive
-from .measure import Context, Spec, calibrate, measure
+from bench.config import derive
+from bench.measure.model import Spec
+from bench.measure.prepare import Context, calibrate, measure_one
+from bench.native import _core, backends
+from bench.stats import summary as stats
 
 CHAIN_KS = (0, 50, 200, 1000)
 RESOLUTION_KS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -76,7 +78,7 @@ def validate(ctx: Context, convention="seamcall_ret", backend="emulated", leaf="
 
     # The built-in copy sits at other addresses; code placement alone moves this machine's
     # figure by up to ~2 cycles, which is not what is being validated: it is reported only.
-    builtin = stats.Summary.of(measure(Spec(convention, backend, leaf), ctx).values).median
+    builtin = stats.Summary.of(measure_one(Spec(convention, backend, leaf), ctx).values).median
     net, hw = _interleaved(ctx, [f"{base.name}__chain{k}" for k in CHAIN_KS], backend, leaf)
     points = []
     for i, k in enumerate(CHAIN_KS):

@@ -1,8 +1,8 @@
-"""The pyperf side of `bench run`: `python -m bench.worker` is both pyperf's manager
+"""The pyperf side of `bench run`: `python -m bench.measure.worker` is both pyperf's manager
 and its worker processes.
 
-`bench run` (bench/driver.py) starts the manager once per suite; pyperf's Runner
-re-executes `python -m bench.worker <our options> --worker ...` for every worker
+`bench run` (bench/measure/driver.py) starts the manager once per suite; pyperf's Runner
+re-executes `python -m bench.measure.worker <our options> --worker ...` for every worker
 process, so this module, not the `bench` console script, is what sys.argv names.
 Our options all start with --sb- so they never collide with pyperf's.
 
@@ -24,6 +24,15 @@ import json
 import os
 import sys
 import time
+
+import pyperf
+
+from bench.config import load_builtin, parse_suite
+from bench.measure.model import Spec
+from bench.measure.prepare import Context, disturbed, prepare, sample_events
+from bench.native import _core, backends
+from bench.native.registry import Registry
+from bench.results.store import atomic_write
 
 MAX_RETRIES = 20
 # A batch taking this many times the worker's usual time per call had time taken from it that
@@ -51,13 +60,12 @@ class Sampler:
 
     def __init__(self, spec, ctx, prepared=None):
         self.spec, self.ctx = spec, ctx
-        self.prepared = prepared  # a measure.Prepared, when the caller has one (the pytest plugin)
+        self.prepared = prepared  # a bench.measure.model.Prepared, when the caller has one (the pytest plugin)
         self.samples = []   # one entry per native sample, kept or not
         self.calls = 0      # pyperf calls of this function (= values + warm-ups)
 
     def setup(self):
-        from .measure import prepare
-        # The parent decided what runs (bench.runner.expand: the runtime safety verdict where the
+        # The parent decided what runs (bench.measure.runner.expand: the runtime safety verdict where the
         # check ran, else the prediction); a pair it let through is not judged again here.
         self.prepared = prepare(self.spec, self.ctx, allow_unsafe=True)
 
@@ -70,8 +78,6 @@ class Sampler:
         return a_per_call > GAP_FACTOR * ref_a or b_per_call > GAP_FACTOR * ref_b
 
     def __call__(self, loops):
-        from . import _core
-        from .measure import disturbed, sample_events
         if self.prepared is None:
             self.setup()
         p, ctx = self.prepared, self.ctx
@@ -103,10 +109,6 @@ class Sampler:
 
 
 def _build(opts):
-    from . import backends
-    from .config import load_builtin, parse_suite
-    from .measure import Context, Spec
-    from .native import Registry
     catalog = load_builtin()
     for path in opts.sb_conv_file:
         catalog = catalog.with_user_file(path)
@@ -120,18 +122,16 @@ def _build(opts):
 
 
 def main(argv=None):
-    import pyperf
-
     argv = list(sys.argv[1:] if argv is None else argv)
     opts, rest = own_parser().parse_known_args(argv)
     own = argv[:len(argv) - len(rest)]
     if rest and argv[len(own):] != rest:
-        raise SystemExit("bench.worker: put the --sb-* options before pyperf's")
+        raise SystemExit("bench.measure.worker: put the --sb-* options before pyperf's")
     suite, ctx, specs = _build(opts)
     s = suite.settings
     token = f"{os.getpid()}-{time.time_ns()}"
     runner = pyperf.Runner(values=s.values, processes=s.runs, warmups=s.warmups,
-                           min_time=s.batch_us * 1e-6, program_args=("-m", "bench.worker", *own),
+                           min_time=s.batch_us * 1e-6, program_args=("-m", "bench.measure.worker", *own),
                            metadata={"seambench_worker": token})
     args = runner.parse_args(rest)
     samplers = []
@@ -150,7 +150,6 @@ def main(argv=None):
         side = {"token": token, "pid": os.getpid(), "benchmarks": {x.spec.name: {
             "samples": x.samples, "n_calls": x.samples[-1]["n"],
             "serialize_mode": x.prepared.ser_mode, "tsc_hz": ctx.clocks["tsc_hz"]} for x in done}}
-        from .store import atomic_write
         atomic_write(os.path.join(opts.sb_side, f"{SIDE_PREFIX}{token}.json"), json.dumps(side))
     if ctx.perf_fd >= 0:
         os.close(ctx.perf_fd)

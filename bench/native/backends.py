@@ -1,6 +1,6 @@
 """Backends: how a measured call crosses, and whether it can here.
 
-A backend names a crossing (bench/crossings.py) plus how the emulated stub
+A backend names a crossing (bench/gen/crossings.py) plus how the emulated stub
 serializes.  Every backend is probed in a forked child, so an instruction this
 CPU or hypervisor does not offer (SIGILL, SIGSEGV) never takes the harness down.
 """
@@ -13,7 +13,7 @@ import signal
 import struct
 from dataclasses import dataclass
 
-from . import _core, machine
+from bench.native import _core, kmod, machine
 
 SER_MODES = {"none": 0, "lfence": 1, "mfence_lfence": 2, "serialize": 3, "iret": 4, "cpuid": 5}
 # Architecturally serializing in user space, strongest class first; "auto" picks the
@@ -50,7 +50,7 @@ BACKENDS = {
 
 # The same crossings issued from ring 0 by seambench's kernel module (/dev/seambench): the real
 # SEAMCALL on a TDX host, TDCALL in a TD guest, VMCALL/VMMCALL in a KVM guest, the stub elsewhere.
-# Listed by `doctor` when the device exists (bench/kmod.py probes them through it).
+# Listed by `doctor` when the device exists (bench/native/kmod.py probes them through it).
 KMOD_BACKENDS = {
     f"kmod:{crossing}": Backend(f"kmod:{crossing}", crossing, f"kernel module, ring 0: {what}",
                                 serialize="auto" if crossing == "emulated" else None, where="kmod")
@@ -67,7 +67,6 @@ BACKENDS.update(KMOD_BACKENDS)
 
 def default_names() -> list:
     """The backends `doctor` shows: the kernel module's only when its device exists."""
-    from . import kmod
     return [n for n, b in BACKENDS.items() if b.where != "kmod" or kmod.device_present()]
 
 
@@ -81,7 +80,7 @@ class Probe:
         return {"backend": self.backend, "available": self.available, "reason": self.reason}
 
 
-def _run_in_child(fn):
+def run_in_child(fn):
     """Run fn() in a forked child; return ("ok", 8-byte result) or ("signal", signo) or ("exit", code)."""
     r, w = os.pipe()
     pid = os.fork()
@@ -121,8 +120,7 @@ def probe(name: str, registry) -> Probe:
     """Is backend `name` usable here, and if not, why."""
     b = BACKENDS[name]
     if b.where == "kmod":
-        from . import kmod
-        return kmod.probe_backend(name)
+        return Probe(name, *kmod.probe_crossing(b.crossing))
     cpu = machine.cpu()
     instr = b.crossing.upper()
     if b.vendors and cpu["vendor"] not in b.vendors:
@@ -133,7 +131,7 @@ def probe(name: str, registry) -> Probe:
         return Probe(name, False, f"not running under a hypervisor: {instr} would raise #UD")
     fn, _ = registry.lookup("seamcall", b.crossing, "vp_info")
     args = _core.Args(machine.xsave()["size_max"] or 4096)
-    kind, value = _run_in_child(lambda: _core.call_once(fn, 1, args))
+    kind, value = run_in_child(lambda: _core.call_once(fn, 1, args))
     if kind == "signal":
         return Probe(name, False, _signal_reason(instr, value))
     if kind == "exit":

@@ -2,7 +2,8 @@
 
 The ioctl structures mirror _native/kmod/sb_kmod_uapi.h (tests/kmod checks the
 layouts against the C header).  `bench kmod build|load|unload|status` are the
-functions at the bottom; the `kmod:*` backends use KmodDevice.
+functions at the bottom; the `kmod:*` backends use KmodDevice (probed here, timed by
+bench.measure.kmod_timer).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 DEVICE = "/dev/seambench"
 MODULE = "seambench"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the source checkout: bench/native/kmod.py
 KMOD_DIR = ROOT / "_native" / "kmod"
 
 API_VERSION = 1
@@ -66,7 +67,8 @@ class Entry(ctypes.Structure):
                 ("convention", char * 64), ("crossing_name", char * 32), ("leaf", char * 32)]
 
 
-class Run(ctypes.Structure):
+class KRunReq(ctypes.Structure):
+    """struct sb_krun: one timed run asked of the module (ioctl SB_IOC_RUN)."""
     _fields_ = [("size", u32), ("entry", u32), ("calls_per_sample", u32), ("samples", u32),
                 ("flags", u32), ("pad", u32), ("out", u64), ("out_len", u64), ("emul", EmulCfg),
                 ("status", u64), ("warmup_ticks", u64), ("budget_ticks", u64), ("batches", u32),
@@ -79,7 +81,7 @@ def _iowr(nr: int, size: int) -> int:
 
 IOC_CAPS = _iowr(1, ctypes.sizeof(Caps))
 IOC_ENTRY = _iowr(2, ctypes.sizeof(Entry))
-IOC_RUN = _iowr(3, ctypes.sizeof(Run))
+IOC_RUN = _iowr(3, ctypes.sizeof(KRunReq))
 
 
 class KmodError(RuntimeError):
@@ -212,7 +214,7 @@ class KmodDevice:
         idx = entry if isinstance(entry, int) else entry.index
         ent = self.entries()[idx] if isinstance(entry, int) else entry
         buf = (u64 * samples)()
-        r = Run(size=ctypes.sizeof(Run), entry=idx, calls_per_sample=calls_per_sample, samples=samples,
+        r = KRunReq(size=ctypes.sizeof(KRunReq), entry=idx, calls_per_sample=calls_per_sample, samples=samples,
                 flags=RUN_BASELINE if baseline else 0, out=ctypes.addressof(buf), out_len=ctypes.sizeof(buf))
         for k, v in (emul or {}).items():
             setattr(r.emul, k, v)
@@ -236,106 +238,17 @@ def _run_error(exc: OSError, e: KEntry) -> str:
 
 # --- the kmod:* backends ----------------------------------------------------------
 
-def probe_backend(name: str):
-    """backends.probe for kmod:<crossing>: what the module's own probe found."""
-    from .backends import BACKENDS, Probe
-    crossing = BACKENDS[name].crossing
+def probe_crossing(crossing: str) -> tuple:
+    """(available, why) for kmod:<crossing>: what the module's own probe found
+    (bench.native.backends.probe wraps it in a Probe)."""
     if not device_present():
-        return Probe(name, False, f"{DEVICE} absent: build and load the module (bench kmod build && bench kmod load)")
+        return False, f"{DEVICE} absent: build and load the module (bench kmod build && bench kmod load)"
     try:
         with KmodDevice() as d:
             cap = d.caps()["crossings"][crossing]
     except (KmodError, OSError) as exc:
-        return Probe(name, False, f"kernel module: {exc}")
-    return Probe(name, cap.available, f"ring 0: {cap.why}")
-
-
-def _calibrate(d: KmodDevice, e: KEntry, emul: dict, target: float) -> int:
-    """Calls per sample so that one sample lasts about `target` TSC ticks."""
-    calls, measured = 4, None  # measured: (median batch ticks, the calls that batch made)
-    for _ in range(6):
-        try:
-            r = d.run(e, calls, 5, emul)
-        except KmodError as exc:
-            if exc.errno != errno.E2BIG or calls == 1:
-                raise
-            calls = 1  # even a few calls do not fit the interrupts-off budget: measure one
-            continue
-        measured = (sorted(r.ticks)[2], calls)
-        # A sample must stay well inside the module's interrupts-off batch.
-        target = min(target, r.budget_ticks / 4)
-        if measured[0] >= target / 2 or calls >= MAX_CALLS:
-            break
-        calls = min(MAX_CALLS, max(calls * 2, int(calls * target / max(measured[0], 1))))
-    batch, used = measured
-    per_call = max(batch / used, 1e-3)
-    return max(1, min(MAX_CALLS, int(target / per_call)))
-
-
-def measure(spec, ctx, verdict):
-    """Time one benchmark in the kernel module: samples of the wrapper and of the empty
-    baseline, paired, net per call (the same statistic the user-space loop produces)."""
-    from . import backends, machine
-    from .measure import Measurement, Run as MRun, UnavailableError
-
-    conv = ctx.catalog.convention(spec.convention)
-    leaf = ctx.catalog.leaf(spec.leaf)
-    b = backends.BACKENDS[spec.backend]
-    s = ctx.settings
-    from .codegen import kernel_unsafe
-    crash = kernel_unsafe(conv.resolve(leaf))
-    if crash:
-        raise UnavailableError(f"{spec.name}: not in the kernel module, it would crash the kernel "
-                               f"({'; '.join(crash)})")
-    try:
-        d = KmodDevice()
-    except KmodError as exc:
-        raise UnavailableError(f"{spec.name}: {exc}") from None
-    with d:
-        try:
-            e = d.find(conv.name, b.crossing, leaf.name)
-        except KmodError as exc:
-            raise UnavailableError(f"{spec.name}: {exc}") from None
-        if not e.runnable:
-            cap = d.caps()["crossings"][b.crossing]
-            why = cap.why if not cap.available else (
-                f"the module issues {b.crossing} only with its read-only leaf "
-                f"({KMOD_LEAF.get(b.crossing, '?')})")
-            raise UnavailableError(f"{spec.name}: {why}")
-        emul, ser_name = {}, None
-        if b.crossing == "emulated":
-            mode = backends.serialize_mode_for(spec.backend, ctx.registry)
-            ser_name = next(k for k, v in backends.SER_MODES.items() if v == mode)
-            avx = ctx.xsave["xcr0"] & machine.AVX_STATE_BITS if ctx.xsave["enabled"] and leaf.avx_reset else 0
-            emul = {"serialize_mode": mode, "avx_reset_mask": avx}
-        try:
-            calls = _calibrate(d, e, emul, s.batch_us * 1e-6 * ctx.clocks["tsc_hz"])
-            runs = []
-            n = s.values + s.warmups
-            while len(runs) < s.runs:
-                for shrink in range(4):
-                    try:
-                        r = d.run(e, calls, n, emul)
-                        bl = d.run(e, calls, n, emul, baseline=True)
-                        break
-                    except KmodError as exc:
-                        # A slow warm-up (another load, TCG translating) made a sample too long
-                        # for the interrupts-off budget: fewer calls per sample, same run.
-                        if exc.errno != errno.E2BIG or calls == 1 or shrink == 3:
-                            raise
-                        calls = max(1, calls // 2)
-                        runs.clear()
-                net = [(x - y) / calls for x, y in zip(r.ticks, bl.ticks)]
-                base = [y / calls for y in bl.ticks]
-                runs.append(MRun(values=net[s.warmups:], warmups=net[:s.warmups], baseline=base[s.warmups:]))
-                want = EXPECTED_STATUS.get(b.crossing)
-                if want is not None and r.status != want:
-                    # e.g. a CPU the TDX module was not initialised on: that is an error path, not the call
-                    raise UnavailableError(f"{spec.name}: the {b.crossing} calls returned status {r.status:#x}, "
-                                           f"expected {want:#x}; not measuring an error path")
-        except KmodError as exc:
-            raise UnavailableError(str(exc)) from None
-    return Measurement(spec, calls, runs, ser_name, conv.decl_hash, verdict.safe, verdict.text, None)
+        return False, f"kernel module: {exc}"
+    return cap.available, f"ring 0: {cap.why}"
 
 
 # --- bench kmod build | load | unload | status --------------------------------

@@ -12,7 +12,8 @@ import re
 import statistics
 from pathlib import Path
 
-from . import _core, config
+from bench import config
+from bench.native import _core
 
 AVX_STATE_BITS = config.AVX_STATE_BITS  # the components a leaf may reset, as machine reports them
 XCR0_NAMES = {0: "x87", 1: "SSE", 2: "AVX", 3: "MPX_BNDREGS", 4: "MPX_BNDCSR", 5: "opmask",

@@ -8,19 +8,15 @@ units), and a verdict.
 """
 from __future__ import annotations
 
-import math
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import resultsdir as rd, stats, store
-from .store import META
-
-DEFAULT_THRESHOLD = 0.01  # changes smaller than 1% count as "same"
-ALPHA = 0.05
-MIN_WORKERS = 4  # two-sided Mann-Whitney with 3 vs 3 cannot go below p = 0.1
+from bench.results import layout as rd, store, vcs
+from bench.results.store import META
+from bench.stats.verdict import ALPHA, DEFAULT_THRESHOLD, Row, compare_benchmarks
 
 
 class CompareError(RuntimeError):
@@ -59,40 +55,17 @@ class Side:
         return default
 
 
-@dataclass
-class Row:
-    name: str
-    median_a: float
-    median_b: float
-    unit: str
-    change: float          # relative: B/A - 1
-    ratio: float
-    ci95: tuple            # of the ratio B/A
-    p_value: float | None
-    verdict: str
-    workers_a: int
-    workers_b: int
-    mde: float | None = None            # relative minimum detectable effect ("unknown" only)
-    mde_cycles: float | None = None
-    more_workers: int | None = None     # about this many more workers per side would decide
-    more_values: int | None = None
-    more_sessions: int | None = None    # instead of workers, when both sides have several sessions
-    sessions_a: int = 1
-    sessions_b: int = 1
-
-    def as_dict(self):
-        d = asdict(self)
-        d["ci95"] = list(self.ci95)
-        return d
-
-
 # --- finding the results ------------------------------------------------------------
 
-def resolve(what: str, machine_name: str, root: Path | None = None) -> Side:
-    """A results file, or a commit/ref with stored results for this machine."""
+def resolve(what: str, machine_name, root: Path | None = None) -> Side:
+    """A results file, or a commit/ref with stored results for this machine.  `machine_name`
+    is the name, or a function returning it: asked only for a commit, so that comparing two
+    files needs nothing of this machine (nor the native extension that names it)."""
     path = Path(what)
     if path.is_file():
         return Side(path.name, [path], [store.load_suite(path)])
+    if callable(machine_name):
+        machine_name = machine_name()
     root = root or store.results_root()
     folder = root / machine_name
     commit = _rev_parse(what)
@@ -110,7 +83,7 @@ def resolve(what: str, machine_name: str, root: Path | None = None) -> Side:
 
 def _rev_parse(ref):
     try:
-        p = store.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        p = vcs.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     except (OSError, subprocess.TimeoutExpired):
         return None
     return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
@@ -162,49 +135,6 @@ def _meta_of(bench, key):
         if v is not None:
             return v
     return None
-
-
-def compare_benchmarks(runs_a, runs_b, name="", unit="cycles", threshold=DEFAULT_THRESHOLD,
-                       n_boot=2000, sessions_a=None, sessions_b=None) -> Row:
-    """The statistics of one benchmark, from per-worker value arrays (already in `unit`).
-    With several sessions on both sides (lists of per-worker arrays), the bootstrap resamples
-    sessions first."""
-    med_a = float(np.median(np.concatenate(runs_a)))
-    med_b = float(np.median(np.concatenate(runs_b)))
-    nested = bool(sessions_a and sessions_b and len(sessions_a) > 1 and len(sessions_b) > 1)
-    if nested:
-        # Sessions are the independent units: the bootstrap starts there, and so does the test.
-        ratio, ci = stats.nested_ratio_ci(sessions_a, sessions_b, n_boot=n_boot)
-        units_a = [float(np.median(np.concatenate(s))) for s in sessions_a]
-        units_b = [float(np.median(np.concatenate(s))) for s in sessions_b]
-    else:
-        ratio, ci = stats.hierarchical_ratio_ci(runs_a, runs_b, n_boot=n_boot)
-        units_a = [float(np.median(r)) for r in runs_a]
-        units_b = [float(np.median(r)) for r in runs_b]
-    p = stats.mann_whitney(units_a, units_b)
-    v = stats.verdict(ci, threshold)
-    if v in ("faster", "slower") and (p is None or p >= ALPHA):
-        # The bootstrap over a handful of workers can be narrower than the truth; a change is
-        # only claimed when the workers themselves (Mann-Whitney on their medians) agree.
-        v = "unknown"
-    row = Row(name, med_a, med_b, unit, ratio - 1, ratio, ci, p, v, len(runs_a), len(runs_b),
-              sessions_a=len(sessions_a or [1]), sessions_b=len(sessions_b or [1]))
-    if v == "unknown":
-        mde = stats.minimum_detectable(ci)
-        row.mde, row.mde_cycles = mde, mde * med_a
-        # The CI narrows as 1/sqrt(units): units needed to detect a change of `threshold`; and
-        # Mann-Whitney needs at least MIN_WORKERS units per side to reach p < 0.05 at all.
-        n = min(len(units_a), len(units_b))
-        need = max(math.ceil(n * (mde / threshold) ** 2), MIN_WORKERS)
-        more = max(need - n, 1)
-        per = int(np.median([len(r) for r in runs_a + runs_b]))
-        if nested:
-            row.more_sessions = more
-            row.more_values = more * per * max(1, len(runs_a) // len(sessions_a))
-        else:
-            row.more_workers = more
-            row.more_values = more * per
-    return row
 
 
 @dataclass
@@ -336,5 +266,11 @@ def print_table(console, report: Report):
         console.print(f"only in B: {', '.join(report.only_b)}")
 
 
-__all__ = ["CompareError", "resolve", "compare", "compare_benchmarks", "markdown",
-           "print_table", "regressions"]
+def compare_command(a: str, b: str, name: str) -> str:
+    """The ``bench compare`` line for one benchmark between two commits (the dashboard's
+    links and ``bench history --bisect``'s answer)."""
+    return f"bench compare {a} {b} --benchmark {name}"
+
+
+__all__ = ["CompareError", "resolve", "compare", "markdown", "print_table", "regressions",
+           "compare_command"]

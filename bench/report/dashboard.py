@@ -6,11 +6,10 @@ comes from ``results/commits.json`` (written by ``bench history``); commits it
 does not know are looked up in git when a repository is at hand, else ordered
 by run date. It opens from disk with no network: plotly.js is copied from the
 ``plotly`` Python package, the page's own script and style from
-``bench/static``.
+``bench/report/static``.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import math
@@ -23,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import resultsdir as rd, stats, store
-from .changepoints import find_changes
+from bench.report.compare import compare_command
+from bench.results import layout as rd, store
+from bench.results.vcs import GitError, git_commit_info
+from bench.stats import summary as stats
+from bench.stats.changepoints import find_changes
 
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -77,11 +79,9 @@ def summarise_commit(paths: list, machine: str):
 def _git_info(repo, shas):
     if repo is None or not shas:
         return {}
-    from .history import git_commit_info
-
     try:
         return git_commit_info(repo, shas)
-    except Exception as e:  # no git, not a repo, unknown shas: order by date instead
+    except GitError as e:  # no git, not a repo, unknown shas: order by date instead
         _warn(f"cannot read commit info from git in {repo}: {e}")
         return {}
 
@@ -187,11 +187,6 @@ def _r(x, digits=5):
     if x == 0:
         return 0.0
     return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
-
-
-def compare_command(a: str, b: str, name: str) -> str:
-    """The ``bench compare`` line for one benchmark between two commits."""
-    return f"bench compare {a} {b} --benchmark {name}"
 
 
 def _changes_of(args):
@@ -336,42 +331,3 @@ def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, ve
               f"{figures['changes']} changes -> {index} ({figures['total_s']:.1f} s: "
               f"read {figures['read_s']:.1f}, change points {figures['model_s']:.1f}, write {figures['write_s']:.1f})")
     return figures
-
-
-# -- CLI ----------------------------------------------------------------------
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("dashboard", help="write a static HTML dashboard from results/",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--results", default="results", help="results folder (default: results)")
-    p.add_argument("-o", "--out", default="site", help="output folder (default: site)")
-    p.add_argument("--repo", default=".", help="git repository for commits missing from "
-                   "results/commits.json (default: .; 'none' to not use git)")
-    p.add_argument("--threshold", type=float, default=0.01,
-                   help="smallest relative step reported as a change (default 0.01 = 1%%)")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="reader processes (default: CPUs)")
-    p.add_argument("--cache", default=".cache/dashboard/summaries.json",
-                   help="per-commit summary cache, so rebuilds read only new files "
-                        "(default: .cache/dashboard/summaries.json; 'none' to disable)")
-    p.set_defaults(func=_cmd)
-
-
-def _cmd(args) -> int:
-    if not Path(args.results).is_dir():
-        print(f"bench dashboard: error: no results folder at {args.results}", file=sys.stderr)
-        return 2
-    build(args.results, args.out, repo=None if args.repo == "none" else args.repo,
-          threshold=args.threshold, jobs=args.jobs, cache=None if args.cache == "none" else args.cache)
-    return 0
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="bench")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    register(sub)
-    args = ap.parse_args(["dashboard", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import CounterDescriptor, TrackEvent
 from perfetto.trace_builder.proto_builder import TraceProtoBuilder
 
-from . import store
+from bench.results import store
 
 SEQ = 0x5EA3  # trusted_packet_sequence_id of every packet: one writer
 EVENT_TRACKS = {"context_switches": "context switches", "cpu_migrations": "CPU migrations",
@@ -79,7 +79,7 @@ def _events_tracks(w, parent, name, events_present):
 
 
 def write_run_trace(path, results, tsc_hz, info=None):
-    """`bench run --trace`: results are bench.driver.Result objects (side-file samples)."""
+    """`bench run --trace`: results are bench.measure.driver.Result objects (side-file samples)."""
     ticks = [s["t"] for r in results for ss in r.samples.values() for s in ss]
     w = _Writer(tsc_hz, min(ticks) if ticks else 0)
     for res in results:
@@ -110,7 +110,7 @@ def write_run_trace(path, results, tsc_hz, info=None):
 
 
 def write_ab_trace(path, r):
-    """`bench ab --trace`: r is a bench.ab.ABResult."""
+    """`bench ab --trace`: r is a bench.measure.ab.ABResult."""
     w = _Writer(r.tsc_hz, r.samples[0]["t"] if r.samples else 0)
     group = w.track(f"ab {r.x} vs {r.y} ({r.backend}, {r.leaf})")
     tx = w.track(f"{r.x}: TSC cycles per call", group, counter=True, unit="TSC cycles")

@@ -220,7 +220,7 @@ def load_commits(results: Path, warn=None) -> dict:
 
 def save_commits(results: Path, commits: dict) -> None:
     """Atomically write results/commits.json (merged with what is there)."""
-    from .store import atomic_write  # here: store imports pyperf, which fast readers never need
+    from bench.results.store import atomic_write  # here: store imports pyperf, which fast readers never need
 
     merged = load_commits(results)
     merged.update(commits)

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import datetime
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pyperf
-
-from . import machine
 
 META = "seambench_"
 MIN_VALUE = 1e-12  # seconds: the floor for stored values (see to_suite)
@@ -24,28 +21,6 @@ MIN_VALUE = 1e-12  # seconds: the floor for stored values (see to_suite)
 
 class StoreError(RuntimeError):
     pass
-
-
-GIT_TIMEOUT = 60  # seconds; a git that hangs (a lock, a network filesystem) must not hang us
-
-
-def git(*args, cwd=None, input=None, timeout=GIT_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run git and return the finished process (text output); the caller reads returncode.
-    Raises OSError when git cannot be started and subprocess.TimeoutExpired after `timeout`."""
-    return subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def git_state(cwd=None) -> dict:
-    """Commit of the measured tree and whether it had uncommitted changes."""
-    try:
-        head = git("rev-parse", "HEAD", cwd=cwd)
-        if head.returncode != 0:
-            return {"commit": "unknown", "dirty": False}
-        status = git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
-    except (OSError, subprocess.TimeoutExpired):
-        return {"commit": "unknown", "dirty": False}
-    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def results_root() -> Path:
@@ -67,7 +42,9 @@ def default_path(state: dict, machine_name: str, root: Path | None = None) -> Pa
 
 
 def run_metadata(m, ctx_info: dict) -> dict:
-    """pyperf run metadata: everything needed to trace a figure back to how it was made."""
+    """pyperf run metadata: everything needed to trace a figure back to how it was made.
+    `m` is a bench.measure.model.Measurement and `ctx_info` bench.measure.prepare.context_info's
+    dict; both are read by attribute and key only, so this stage need not import measure."""
     spec = m.spec
     md = {
         "name": spec.name,
@@ -223,22 +200,3 @@ def load_suite(path) -> pyperf.BenchmarkSuite:
         return pyperf.BenchmarkSuite.load(str(path))
     except Exception as exc:  # pyperf raises ValueError/KeyError/JSONDecodeError on bad files
         raise StoreError(f"{path}: not a readable pyperf results file ({type(exc).__name__}: {exc})") from None
-
-
-def context_info(ctx, suite_name=None) -> dict:
-    c = machine.cpu()
-    state = git_state()
-    return {
-        "machine": machine.machine_id(),
-        "commit": state["commit"],
-        "dirty": int(state["dirty"]),
-        "tsc_hz": ctx.clocks["tsc_hz"],
-        "tsc_per_core_cycle": ctx.clocks["tsc_per_core_cycle"],
-        "cpu_model_name": c["model_name"],
-        "cpu": f"{c['vendor']} family {c['family']} model {c['model']} stepping {c['stepping']}",
-        "microcode": c["microcode"],
-        "kernel": machine.kernel()["release"],
-        "platform": f"Linux-{machine.kernel()['release']}",
-        "suite": suite_name,
-        "_state": state,
-    }

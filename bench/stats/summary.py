@@ -68,7 +68,8 @@ def fit_line(xs, ys):
     return float(a), float(b), [float(r) for r in y - (a + b * x)]
 
 
-# --- comparing two result sets (bench compare) and two conventions (bench ab) -------------
+# --- comparing two result sets (bench compare) and two conventions (bench ab); the decision
+# itself is bench.stats.verdict.decide ---------------------------------------------------
 
 Z95 = 1.959963984540054
 Z80 = 0.8416212335729143  # one-sided, for 80% power
@@ -116,20 +117,6 @@ def mann_whitney(a, b):
     if len(set(a) | set(b)) == 1:
         return 1.0
     return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-
-def verdict(ci, threshold):
-    """faster / slower / same / unknown from a CI of ratio new/old and the smallest relative
-    change that matters.  "same" means the whole interval lies within +-threshold."""
-    lo, hi = ci
-    within = lo >= 1 - threshold and hi <= 1 + threshold
-    if within:
-        return "same"
-    if lo > 1:
-        return "slower"
-    if hi < 1:
-        return "faster"
-    return "unknown"
 
 
 def minimum_detectable(ci):

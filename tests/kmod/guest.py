@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import kmod  # noqa: E402
+from bench.native import kmod  # noqa: E402
 
 # What the kernel log must not show once the module is in.
 BAD_LOG = re.compile(r"Oops|BUG:|WARNING:|general protection|soft lockup|hard LOCKUP|rcu.*stall|"
@@ -108,7 +108,7 @@ def fuzz(c: Checks, n: int, seed: int):
                     d.ioctl(kmod.IOC_ENTRY, kmod.Entry(index=rnd.choice([nent, nent + 1, 2**32 - 1,
                                                                           rnd.getrandbits(32), rnd.randrange(nent)])))
                 else:  # RUN with random fields; some nearly valid (small, so they finish fast)
-                    r = kmod.Run(size=rnd.choice([ctypes.sizeof(kmod.Run)] * 4 + [0, 8, rnd.getrandbits(32)]))
+                    r = kmod.KRunReq(size=rnd.choice([ctypes.sizeof(kmod.KRunReq)] * 4 + [0, 8, rnd.getrandbits(32)]))
                     r.entry = rnd.choice([rnd.randrange(nent), nent, 2**32 - 1, rnd.getrandbits(32)])
                     r.calls_per_sample = rnd.choice([0, 1, 2, 8, kmod.MAX_CALLS, kmod.MAX_CALLS + 1, 2**32 - 1])
                     r.samples = rnd.choice([0, 1, 4, 64, 65, kmod.MAX_SAMPLES + 1, 2**32 - 1])
@@ -229,7 +229,7 @@ def run_checks(c: Checks, a, out: Path):
         return
     records = json.loads(res.stdout)
     from bench.config import load_builtin
-    from bench.store import load_suite
+    from bench.results.store import load_suite
     catalog = load_builtin()
     measured = {r["convention"] for r in records}
     names = set(load_suite(results).get_benchmark_names())

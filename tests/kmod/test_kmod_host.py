@@ -13,7 +13,9 @@ import subprocess
 
 import pytest
 
-from bench import backends, codegen, kmod
+from bench.native import backends
+from bench.gen import codegen
+from bench.native import kmod
 from bench.config import load_builtin
 
 ROOT = kmod.ROOT
@@ -27,7 +29,7 @@ FIELDS = {
                              "vendor", "hv_sig", "kernel", "x"]),
     "sb_kx_cap": (kmod.KxCap, ["state", "reason", "fault", "probed", "status", "why"]),
     "sb_kentry": (kmod.Entry, ["index", "crossing", "runnable", "count", "convention", "crossing_name", "leaf"]),
-    "sb_krun": (kmod.Run, ["size", "entry", "calls_per_sample", "samples", "flags", "pad", "out", "out_len",
+    "sb_krun": (kmod.KRunReq, ["size", "entry", "calls_per_sample", "samples", "flags", "pad", "out", "out_len",
                            "emul", "status", "warmup_ticks", "budget_ticks", "batches", "cpu", "reserved"]),
 }
 
