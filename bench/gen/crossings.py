@@ -4,7 +4,7 @@ A crossing is the instruction sequence that stands where SEAMCALL/TDCALL
 would be.  The generator pastes its text between the wrapper's loads and
 stores and saves, around it, any register the crossing writes that the leaf
 profile does not allow to change (CPUID writes RBX, for instance).  A new
-crossing is one entry here plus a probe in bench/backends.py.
+crossing is one entry here plus a probe in bench/native/backends.py.
 """
 from __future__ import annotations
 

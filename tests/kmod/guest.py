@@ -2,7 +2,7 @@
 
 Loads the module, checks the device, runs the harness itself (bench doctor, bench
 run on kmod:emulated for every built-in convention, results read back through
-bench.store), fires malformed ioctls, checks the kernel log, unloads.  Timings under
+bench.results.store), fires malformed ioctls, checks the kernel log, unloads.  Timings under
 TCG mean nothing: nothing here prints or asserts a figure.
 
     python tests/kmod/guest.py --ko _native/kmod/seambench.ko --out DIR
@@ -219,7 +219,7 @@ def run_checks(c: Checks, a, out: Path):
     c.check("CAPS reports XCR0 and XSAVE sizes", caps["xcr0"] & 3 == 3 and caps["xsave_size_xcr0"] >= 576,
             f"XCR0 {caps['xcr0']:#x}, {caps['xsave_size_xcr0']} B")
 
-    # a run of every built-in convention on kmod:emulated, read back through bench.store
+    # a run of every built-in convention on kmod:emulated, read back through bench.results.store
     results = out / "kmod-emulated.json"
     if results.exists():
         results.unlink()
