@@ -9,7 +9,7 @@ BIN := .venv/bin
 endif
 STAMP := build/.installed
 SOURCES := pyproject.toml setup.py $(wildcard _native/*.c _native/*.h _native/*.pyx) \
-	configs/conventions.yaml configs/leaves.yaml bench/codegen.py bench/crossings.py bench/config.py
+	configs/conventions.yaml configs/leaves.yaml bench/gen/codegen.py bench/gen/crossings.py bench/config.py
 
 .PHONY: install run quick test bench-overhead clean
 install: $(STAMP)
@@ -35,6 +35,6 @@ bench-overhead: install
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only
 
 clean:
-	rm -rf build _native/gen _native/_core.c bench/_core*.so *.egg-info
+	rm -rf build _native/gen _native/_core.c bench/native/_core*.so *.egg-info
 
 -include mk/*.mk

@@ -1,5 +1,5 @@
-"""Builds bench._core: the Cython wrapper, the timed loop in C, and the convention
-wrappers that bench.codegen generates from configs/ at build time (never committed)."""
+"""Builds bench.native._core: the Cython wrapper, the timed loop in C, and the convention
+wrappers that bench.gen.codegen generates from configs/ at build time (never committed)."""
 import os
 import shutil
 import sys
@@ -14,7 +14,7 @@ GENERATED = os.path.join("_native", "gen", "sb_generated.c")
 
 def generate():
     sys.path.insert(0, HERE)
-    from bench import codegen  # noqa: E402  (needs the source tree, not an installed copy)
+    from bench.gen import codegen  # noqa: E402  (needs the source tree, not an installed copy)
     rc = codegen.main(["--flavor", "user", "-o", os.path.join(HERE, GENERATED)])
     if rc:
         raise SystemExit(f"code generation failed ({rc})")
@@ -45,7 +45,7 @@ if not os.path.exists(os.path.join(HERE, GENERATED)):
 from Cython.Build import cythonize  # noqa: E402
 
 core = Extension(
-    "bench._core",
+    "bench.native._core",
     sources=["_native/_core.pyx", "_native/measure.c", "_native/check.c", GENERATED],
     include_dirs=["_native"],
     extra_compile_args=["-O2", "-fvisibility=hidden", "-Wno-unused-function"],

@@ -25,8 +25,15 @@ import signal
 import struct
 from dataclasses import dataclass, replace
 
-from .codegen import MARKER_INDEX, marker  # noqa: F401  (what the stub writes, for the checks)
-from .config import ARG_REGS, AVX_STATE_BITS, CALLEE_SAVED, Convention, Leaf, Resolved
+from bench.config import ARG_REGS, AVX_STATE_BITS, CALLEE_SAVED, Convention, Leaf, Resolved
+from bench.gen import codegen
+from bench.gen.codegen import MARKER_INDEX, marker  # noqa: F401  (what the stub writes, for the checks)
+from bench.gen.crossings import CROSSINGS
+from bench.native.errors import NativeError
+
+# The runtime checks call into bench.native (the extension, the registry, the machine); they
+# import it inside the functions so that static_verdict (bench list, the measure stage's
+# prediction) works where the extension is not built.
 
 SSE_BIT = 1 << 1
 # struct sb_check's set[] and after[] hold the callee-saved registers in CALLEE_SAVED's order.
@@ -160,7 +167,7 @@ LEGACY_XMM_OFFSET, XSAVE_HEADER = 160, 512
 
 def component_layout(mask: int) -> dict:
     """{component bit: (offset, size)} in the standard XSAVE format (CPUID 0xD)."""
-    from . import _core
+    from bench.native import _core
     out = {}
     for bit in range(64):
         if not mask >> bit & 1:
@@ -239,16 +246,21 @@ def compare_vectors(mask: int, before: bytes, after: bytes):
 def _fork(fn):
     """fn() in a forked child: ("ok", int) | ("signal", signo) | ("exit", code).  The child's
     results travel in MAP_SHARED memory, so a crash still leaves them readable."""
-    from .backends import _run_in_child
-    return _run_in_child(fn)
+    from bench.native.backends import run_in_child
+    return run_in_child(fn)
 
 
 class RuntimeUnavailable(RuntimeError):
     """This pair cannot be run in user space here (kernel-only, FPU policy missing)."""
 
 
+class CheckFailed(RuntimeError):
+    """The runtime check itself failed to run (its child exited without a result): says
+    nothing about the pair, so the prediction stands, and the message says what failed."""
+
+
 def _xsave_info():
-    from . import machine
+    from bench.native import machine
     return machine.xsave()
 
 
@@ -271,12 +283,11 @@ def _bare_fn(conv: Convention, leaf: Leaf):
     The C wrapper pushes and pops the callee-saved registers it uses itself, so through it a
     clobber of those can go unseen; in the kernel the retry loop is inlined into whatever C
     caller there is, so the assembly is what must be judged."""
-    from . import codegen, native
-    from .crossings import CROSSINGS
+    from bench.native.registry import compile_unit
     key = (conv.name, conv.decl_hash, leaf)
     if key not in _BARE_UNITS:
         entry = codegen.Entry(_bare(conv).resolve(leaf), CROSSINGS["emulated"])
-        unit = native.compile_unit(codegen.generate([entry], "user"))
+        unit = compile_unit(codegen.generate([entry], "user"))
         (_, _, _, fn), = unit.entries()
         _BARE_UNITS[key] = (fn, unit)
     return _BARE_UNITS[key]
@@ -286,7 +297,7 @@ def runtime_verdict(registry, conv: Convention, leaf: Leaf, xsave=None, fn_unit=
     """Call conv's wrapper for leaf once against the poisoning stub and judge what came back.
     Where the table's function is C around the assembly, the assembly alone is checked too
     (vector state excepted: saving it is the C part's job) and the findings are merged."""
-    from . import machine
+    from bench.native import machine
     if conv.kernel_only:
         raise RuntimeUnavailable(f"{conv.name} runs only in the kernel module (fpu: {conv.fpu})")
     why = machine.fpu_support(conv.fpu)
@@ -295,7 +306,6 @@ def runtime_verdict(registry, conv: Convention, leaf: Leaf, xsave=None, fn_unit=
     x = xsave or _xsave_info()
     found = {}
     if fn_unit is None and _has_c_wrapper(conv):
-        from .native import NativeError
         try:
             bare_fn = _bare_fn(conv, leaf)
         except NativeError as exc:  # no C compiler: say so rather than judge half the code
@@ -315,7 +325,7 @@ def runtime_verdict(registry, conv: Convention, leaf: Leaf, xsave=None, fn_unit=
 
 def _run_once(fn_unit, conv: Convention, r: Resolved, x) -> list:
     """One call in a forked child; the findings."""
-    from . import _core
+    from bench.native import _core
     leaf = r.leaf
     xcr0 = x["xcr0"] if x["enabled"] else 0
     fn, unit = fn_unit
@@ -346,7 +356,7 @@ def _run_once(fn_unit, conv: Convention, r: Resolved, x) -> list:
             f"was killed by {signal.Signals(value).name}"
         return [Finding("crash", f"{conv.name} under leaf {leaf.name} {what}")]
     if kind != "ok" or not res["done"]:
-        raise RuntimeError(f"the safety check of {conv.name}/{leaf.name} failed to run ({kind} {value})")
+        raise CheckFailed(f"the safety check of {conv.name}/{leaf.name} failed to run ({kind} {value})")
     return _judge(res, r, vec_mask, vec_in, block.read_area(1))
 
 
@@ -427,10 +437,12 @@ _RUNTIME_CACHE = {}
 
 
 def check_pair(registry, conv: Convention, leaf: Leaf, runtime=True, xsave=None) -> dict:
-    """{"static": Verdict, "runtime": Verdict | None, "runtime_note": str, "agree": bool | None}."""
+    """{"static": Verdict, "runtime": Verdict | None, "runtime_note": str, "runtime_failed": bool,
+    "agree": bool | None}.  runtime_failed: the check was attempted and failed to run (the note
+    says what failed); a pair the check cannot run here at all is only noted."""
     x = xsave or _xsave_info()
     st = static_verdict(conv.resolve(leaf), x["xcr0"] if x["enabled"] else 0)
-    rt, note = None, ""
+    rt, note, failed = None, "", False
     if runtime:
         key = (conv.name, conv.decl_hash, leaf)
         try:
@@ -438,9 +450,9 @@ def check_pair(registry, conv: Convention, leaf: Leaf, runtime=True, xsave=None)
             _RUNTIME_CACHE[key] = rt
         except RuntimeUnavailable as exc:
             note = str(exc)
-        except RuntimeError as exc:  # the check could not run (not: the pair is unsafe); keep the prediction
-            note = f"runtime check failed: {exc}"
-    return {"static": st, "runtime": rt, "runtime_note": note,
+        except (CheckFailed, NativeError) as exc:  # failed to run (not: the pair is unsafe): keep the prediction
+            note, failed = f"runtime check failed: {exc}", True
+    return {"static": st, "runtime": rt, "runtime_note": note, "runtime_failed": failed,
             "agree": None if rt is None else rt.safe == st.safe}
 
 
@@ -466,7 +478,7 @@ def nmi_walk(registry, conv: Convention, leaf: Leaf, duration_ms=60, interval_us
     The wrapper's assembly is called directly from a frame-pointer-keeping caller: in the
     kernel, sc_retry is inlined into its (frame-pointer) caller, so the C retry/FPU wrapper of
     the table (compiled without frame pointers here) is left out."""
-    from . import _core
+    from bench.native import _core
     if conv.kernel_only:
         raise RuntimeUnavailable(f"{conv.name} runs only in the kernel module")
     for what, value, lo, hi in (("duration_ms", duration_ms, 1, 10_000), ("interval_us", interval_us, 1, 999_999),
@@ -488,7 +500,7 @@ def nmi_walk(registry, conv: Convention, leaf: Leaf, duration_ms=60, interval_us
     kind, value = _fork(child)
     res = block.nmi_result()
     if kind != "ok" or not res["done"]:
-        raise RuntimeError(f"the frame-pointer walk demo of {conv.name}/{leaf.name} failed ({kind} {value})")
+        raise CheckFailed(f"the frame-pointer walk demo of {conv.name}/{leaf.name} failed ({kind} {value})")
     r = conv.resolve(leaf)
     phases = {}
     for i, phase in enumerate(("in_call", "after_return")):

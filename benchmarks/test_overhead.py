@@ -10,9 +10,11 @@ import timeit
 import numpy as np
 import pytest
 
-from bench import _core, backends, machine
+from bench.native import _core
+from bench.native import backends
+from bench.native import machine
 from bench.config import load_builtin
-from bench.native import Registry
+from bench.native.registry import Registry
 
 
 @pytest.fixture(scope="module")

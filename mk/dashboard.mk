@@ -10,11 +10,11 @@ SITE ?= site
 # Each commit is built in place with this environment, so it needs the build requirements.
 history: install
 	$(BIN)/python -m pip install -q -U setuptools "Cython>=3.0" "PyYAML>=6" wheel
-	$(BIN)/python -m bench.history $(RANGE) --results $(RESULTS)
+	$(BIN)/bench history $(RANGE) --results $(RESULTS)
 
 # Static site from $(RESULTS) (opens from disk, no network).
 dashboard: install
-	$(BIN)/python -m bench.dashboard --results $(RESULTS) -o $(SITE)
+	$(BIN)/bench dashboard --results $(RESULTS) -o $(SITE)
 
 test-dashboard: install
 	$(BIN)/python -m pytest -q tests/test_history.py tests/test_dashboard.py tests/browser
@@ -26,4 +26,4 @@ browser-deps:
 # Build time for a synthetic 1,000 commits x 100 benchmarks history (figures in docs/dashboard.md).
 dashboard-perf: install
 	rm -rf build/perf && $(BIN)/python tests/synth_history.py build/perf/results --commits 1000 --benchmarks 100
-	$(BIN)/python -m bench.dashboard --results build/perf/results -o build/perf/site --repo none --cache none
+	$(BIN)/bench dashboard --results build/perf/results -o build/perf/site --repo none --cache none

@@ -18,13 +18,13 @@ def catalog():
 
 @pytest.fixture(scope="session")
 def registry(catalog):
-    from bench.native import Registry
+    from bench.native.registry import Registry
     return Registry(catalog)
 
 
 @pytest.fixture(scope="session")
 def pinned():
-    from bench import machine
+    from bench.native import machine
     before = os.sched_getaffinity(0)
     cpu = machine.pin()
     yield cpu

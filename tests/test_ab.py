@@ -11,10 +11,13 @@ import os
 import numpy as np
 import pytest
 
-from bench import ab, cli, machine
+from bench import cli
 from bench.config import Settings, load_builtin
-from bench.measure import Context
-from bench.native import Registry
+from bench.measure import ab
+from bench.measure.prepare import Context
+from bench.native import machine
+from bench.native.registry import Registry
+from bench.stats.verdict import decide
 
 PAIR_YAML = """\
 conventions:
@@ -82,16 +85,16 @@ def test_one_process_pairs_in_process(pair_file):
 
 
 def test_outlier_process_rule():
-    from bench import stats
+    from bench.stats import summary as stats
     assert stats.outlier_groups([1.000, 0.999, 1.001, 0.925, 1.000, 0.998], 0.004) == [3]
     assert stats.outlier_groups([1.024, 1.023, 1.025, 1.024], 0.004) == []
 
 
 def test_the_verdict_rule():
-    assert ab.decide((1.01, 1.03), 0.005) == "slower"
-    assert ab.decide((0.97, 0.99), 0.005) == "faster"
-    assert ab.decide((0.99, 1.01), 0.005) == "no significant difference"
-    assert ab.decide((0.998, 1.004), 0.005) == "no significant difference"
+    assert ab.AB_WORDING[decide((1.01, 1.03), 0.005)] == "slower"
+    assert ab.AB_WORDING[decide((0.97, 0.99), 0.005)] == "faster"
+    assert ab.AB_WORDING[decide((0.99, 1.01), 0.005)] == "no significant difference"
+    assert ab.AB_WORDING[decide((0.998, 1.004), 0.005)] == "no significant difference"
 
 
 def test_cli_json(pair_file, capsys):
@@ -112,7 +115,7 @@ def test_workers_take_the_parents_clocks():
     """Each A/B worker converts with the clocks it is given instead of measuring them again."""
     import subprocess
     import sys
-    p = subprocess.run([sys.executable, "-m", "bench.ab", "seamcall_ret", "lean", "--pairs", "20",
+    p = subprocess.run([sys.executable, "-m", "bench.measure.ab", "seamcall_ret", "lean", "--pairs", "20",
                         "--tsc-hz", "1234567890.5", "--tsc-per-core", "1.25"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
@@ -123,7 +126,8 @@ def test_workers_take_the_parents_clocks():
 def test_non_positive_pairs_are_counted_apart_from_disturbed_ones(monkeypatch, catalog, registry):
     """A pair with a side at or below the empty loop is dropped too, but it is not a context
     switch, migration or page fault: it is counted (and worded) on its own."""
-    from bench import _core, backends
+    from bench.native import _core
+    from bench.native import backends
 
     backends.serialize_choice(registry)  # measured (and cached) with the real loop, before the fake
 

@@ -2,7 +2,8 @@
 import os
 import signal
 
-from bench import backends, machine
+from bench.native import backends
+from bench.native import machine
 
 
 def test_probe_every_backend_says_available_or_why(registry):
@@ -27,11 +28,11 @@ def test_vendor_picks_the_hypercall_instruction(registry):
 
 
 def test_a_faulting_probe_is_reported_not_fatal():
-    kind, value = backends._run_in_child(lambda: os.kill(os.getpid(), signal.SIGILL))
+    kind, value = backends.run_in_child(lambda: os.kill(os.getpid(), signal.SIGILL))
     assert (kind, value) == ("signal", signal.SIGILL)
     assert "#UD" in backends._signal_reason("VMMCALL", value)
-    assert backends._run_in_child(lambda: 42) == ("ok", 42)
-    assert backends._run_in_child(lambda: 1 / 0)[0] == "exit"
+    assert backends.run_in_child(lambda: 42) == ("ok", 42)
+    assert backends.run_in_child(lambda: 1 / 0)[0] == "exit"
 
 
 def test_emulated_serializes_with_a_fully_serializing_instruction(registry):

@@ -4,9 +4,11 @@ import textwrap
 
 import pytest
 
-from bench import cli, machine, safety
+from bench import cli
+from bench.native import machine
+from bench import safety
 from bench.config import load_builtin
-from bench.native import Registry
+from bench.native.registry import Registry
 
 CATALOG = load_builtin()
 XSAVE = machine.xsave()
@@ -163,7 +165,7 @@ def test_bench_check_matrix_and_bad_names(capsys):
 
 
 def test_run_refuses_what_the_runtime_check_calls_unsafe(registry):
-    from bench.runner import pair_verdict
+    from bench.measure.runner import pair_verdict
     v = pair_verdict(registry, CATALOG.conventions["full_pushpop"], CATALOG.leaves["vp_enter"])
     assert v.source == "runtime" and not v.safe
     assert pair_verdict(registry, CATALOG.conventions["full_pushpop"], CATALOG.leaves["hypercall"]).safe

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from bench import codegen
+from bench.gen import codegen
 from bench.config import ARG_REGS
 
 SIX = ("rcx", "rdx", "r8", "r9", "r10", "r11")
@@ -124,7 +124,7 @@ def test_kernel_flavor_builds_the_ring0_crossings(catalog):
 
 def test_generated_source_compiles_without_warnings(catalog, tmp_path):
     import subprocess
-    from bench.native import include_dir
+    from bench.native.registry import include_dir
     src = tmp_path / "g.c"
     src.write_text(codegen.generate(codegen.plan(catalog, "user"), "user"))
     proc = subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-c", f"-I{include_dir()}",

@@ -6,7 +6,10 @@ import numpy as np
 import pyperf
 import pytest
 
-from bench import cli, compare, stats
+from bench import cli
+from bench.report import compare
+from bench.stats import summary as stats
+from bench.stats.verdict import MIN_WORKERS, compare_benchmarks
 
 TSC = 2.6e9
 NAMES = ("seamcall/emulated/vp_info", "lean/emulated/vp_info", "xsave/emulated/migration")
@@ -67,7 +70,7 @@ def test_unknown_says_what_it_could_detect_and_how_much_more_is_needed():
     # Three noisy workers per side: the CI straddles 1 and is wider than the 1% threshold.
     a = synthetic_runs(100.0, 1, workers=3, values=10, between=0.02, within=0.01)
     b = synthetic_runs(100.0, 2, workers=3, values=10, between=0.02, within=0.01)
-    row = compare.compare_benchmarks(a, b, "x", "cycles", threshold=0.01)
+    row = compare_benchmarks(a, b, "x", "cycles", threshold=0.01)
     assert row.verdict == "unknown"
     assert row.mde > 0.01 and row.mde_cycles == pytest.approx(row.mde * row.median_a)
     assert row.more_workers >= 1 and row.more_values == row.more_workers * 10
@@ -78,9 +81,9 @@ def test_three_workers_cannot_claim_a_change():
     # reach p < 0.05, so the verdict is "unknown", with what more data would settle it.
     a = synthetic_runs(100.0, 1, workers=3)
     b = synthetic_runs(103.0, 2, workers=3)
-    row = compare.compare_benchmarks(a, b, "x", "cycles")
+    row = compare_benchmarks(a, b, "x", "cycles")
     assert row.ci95[0] > 1 and row.p_value >= 0.05
-    assert row.verdict == "unknown" and row.workers_a + row.more_workers >= compare.MIN_WORKERS
+    assert row.verdict == "unknown" and row.workers_a + row.more_workers >= MIN_WORKERS
 
 
 def test_bootstrap_resamples_workers_not_just_values():
@@ -199,7 +202,7 @@ def test_sessions_are_resampled_first(tmp_path):
 
     sa = [session(i) for i in range(3)]
     sb = [session(10 + i) for i in range(3)]
-    row = compare.compare_benchmarks([w for s in sa for w in s], [w for s in sb for w in s], "x",
+    row = compare_benchmarks([w for s in sa for w in s], [w for s in sb for w in s], "x",
                                      sessions_a=sa, sessions_b=sb)
     assert row.verdict == "unknown" and row.p_value >= 0.05 and row.more_sessions >= 1
     assert row.sessions_a == row.sessions_b == 3

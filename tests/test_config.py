@@ -157,7 +157,7 @@ def test_suite_errors(catalog, tmp_path):
 
 
 def test_shipped_suites_parse(catalog):
-    from bench import backends
+    from bench.native import backends
     from bench.config import configs_dir
     for name in ("default.yaml", "quick.yaml"):
         suite, _ = parse_suite(configs_dir() / name, catalog, list(backends.BACKENDS))

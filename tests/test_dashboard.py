@@ -10,7 +10,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from synth_history import make_history  # noqa: E402
 
-from bench import dashboard, resultsdir as rd  # noqa: E402
+from bench import cli  # noqa: E402
+from bench.report import dashboard  # noqa: E402
+from bench.report.compare import compare_command  # noqa: E402
+from bench.results import layout as rd  # noqa: E402
 
 STEP_BENCH = "seamcall/kmod/vp_rd"
 
@@ -38,7 +41,7 @@ def test_planted_step_is_named_in_regression_table(tmp_path):
     # Exactly the planted change, named by the commit that made it.
     assert rows == [("regression", shas[step_at], STEP_BENCH)]
     html = (tmp_path / "site" / "index.html").read_text()
-    cmd = dashboard.compare_command(shas[step_at - 1], shas[step_at], STEP_BENCH)
+    cmd = compare_command(shas[step_at - 1], shas[step_at], STEP_BENCH)
     assert cmd.startswith(f"bench compare {shas[step_at - 1]} {shas[step_at]}") and cmd in html
     data = load_data(tmp_path / "site")
     (ch,) = data["changes"]
@@ -147,14 +150,14 @@ def test_topo_order_merges():
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert dashboard.main(["--results", str(tmp_path / "nope"), "-o", str(tmp_path / "s")]) == 2
+    assert cli.main(["dashboard", "--results", str(tmp_path / "nope"), "-o", str(tmp_path / "s")]) == 2
     assert "no results folder" in capsys.readouterr().err
 
 
 def test_flat_series_shortcut_agrees_with_the_fit():
     import random
 
-    from bench.changepoints import find_changes
+    from bench.stats.changepoints import find_changes
 
     rnd = random.Random(3)
     flat = [100 * (1 + 0.002 * rnd.gauss(0, 1)) for _ in range(200)]
@@ -230,7 +233,7 @@ def test_step_across_failed_commits_offers_a_bisect(tmp_path):
 def test_compare_command_parses_with_this_cli():
     from bench import cli
 
-    cmd = dashboard.compare_command("a" * 40, "b" * 40, "seamcall/emulated/vp_info")
+    cmd = compare_command("a" * 40, "b" * 40, "seamcall/emulated/vp_info")
     args = cli.build_parser().parse_args(cmd.split()[1:])
     assert (args.a, args.b) == ("a" * 40, "b" * 40)
     assert args.benchmark == ["seamcall/emulated/vp_info"]
@@ -239,11 +242,11 @@ def test_compare_command_parses_with_this_cli():
 def test_verdict_uses_shared_compare():
     import numpy as np
 
-    from bench import verdict
+    from bench.stats import verdict
 
     rng = np.random.default_rng(5)
     a = [list(1e-7 * (1 + 0.002 * rng.standard_normal(5))) for _ in range(10)]
     b = [[v * 1.05 for v in r] for r in a]
-    shared = verdict.verdict(a, b)
+    shared = verdict.compare_runs(a, b)
     assert shared.kind == "slower" and shared.change == pytest.approx(0.05, abs=0.005)
-    assert verdict.verdict(a, a).kind == "same"
+    assert verdict.compare_runs(a, a).kind == "same"

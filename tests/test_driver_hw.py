@@ -2,8 +2,9 @@
 measurement and the stored metadata (this machine has none, so the samples are synthetic)."""
 import pyperf
 
-from bench import driver, store
-from bench.measure import Spec
+from bench.measure import driver
+from bench.results import store
+from bench.measure.model import Spec
 
 
 def test_hw_counters_reach_measurement_and_metadata(catalog):

@@ -13,7 +13,10 @@ import textwrap
 import pyperf
 import pytest
 
-from bench import history, resultsdir as rd
+from bench import cli
+from bench.history import walk as history
+from bench.results import layout as rd
+from bench.stats.verdict import compare_runs
 
 FAKE_MAIN = textwrap.dedent('''
     import json, os, random, subprocess, sys
@@ -158,9 +161,9 @@ def test_cli_history_and_bisect(repo, tmp_path, capsys):
     results = tmp_path / "results"
     common = ["--repo", str(repo), "--results", str(results), "--machine", "testbox",
               "--worktree", str(tmp_path / "wt"), "--no-progress"]
-    assert history.main(["HEAD~2..", *common]) == 0
+    assert cli.main(["history", "HEAD~2..", *common]) == 0
     assert len(list((results / "testbox").glob("*.json"))) == 2
-    rc = history.main([f"HEAD~{N - 2}..HEAD", "--bisect", "a/emulated/vp_info", *common])
+    rc = cli.main(["history", f"HEAD~{N - 2}..HEAD", "--bisect", "a/emulated/vp_info", *common])
     out = capsys.readouterr().out
     assert rc == 0 and "first slower commit" in out and "bench compare" in out
 
@@ -198,7 +201,7 @@ def test_bisect_with_three_runs_per_commit_is_undecided_not_not_slower(repo3, tm
     assert "not slower" not in r.message and "nothing to bisect" not in r.message
     assert r.message.startswith("undecided") and "+10" in r.message and "--rerun" in r.message
     assert "3 vs 3" in r.message
-    v = history.shared_verdict(*(rd.read_commit(w.results, "testbox", s)["a/emulated/vp_info"].runs
+    v = compare_runs(*(rd.read_commit(w.results, "testbox", s)["a/emulated/vp_info"].runs
                                  for s in (shas[0], shas[-1])))
     assert v.kind == "unknown" and v.change == pytest.approx(0.1, abs=0.01)
     # "same" needs no test of workers (the CI within +-1%): an unchanged benchmark is decided.

@@ -4,10 +4,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from bench import machine
+from bench.native import machine
 from bench.config import derive
-from bench.measure import Context, Spec, UnsafeError, measure
-from bench.native import Registry
+from bench.measure.model import Spec, UnsafeError
+from bench.measure.prepare import Context, measure_one
+from bench.native.registry import Registry
 
 
 def median(m):
@@ -20,7 +21,7 @@ def ctx(catalog, pinned, fast):
 
 
 def test_record_fields_and_baseline(ctx, fast):
-    m = measure(Spec("seamcall_ret", "emulated", "vp_info"), ctx)
+    m = measure_one(Spec("seamcall_ret", "emulated", "vp_info"), ctx)
     assert m.n_calls % 4 == 0 and len(m.values) + m.excluded == fast.runs * fast.values
     assert median(m) > 0
     base = float(np.median(m.baseline_values))
@@ -29,12 +30,12 @@ def test_record_fields_and_baseline(ctx, fast):
 
 
 def test_fpu_conventions_cost_clearly_more(ctx):
-    plain = median(measure(Spec("seamcall_saved_ret", "emulated", "hypercall"), ctx))
+    plain = median(measure_one(Spec("seamcall_saved_ret", "emulated", "hypercall"), ctx))
     for fpu in ("xsave", "xsavec"):
         if machine.fpu_support(fpu):
             pytest.skip(machine.fpu_support(fpu))
         # hypercall does not reset AVX, so the difference is the save/restore alone
-        with_fpu = median(measure(Spec(fpu, "emulated", "hypercall"), ctx, allow_unsafe=True))
+        with_fpu = median(measure_one(Spec(fpu, "emulated", "hypercall"), ctx, allow_unsafe=True))
         assert with_fpu > 1.5 * plain, (fpu, with_fpu, plain)
 
 
@@ -45,8 +46,8 @@ def test_known_cost_recovery_loosely(ctx):
     ctx.catalog = ctx.catalog.with_conventions(derived)
     ctx.registry.catalog = ctx.catalog
     ctx.registry.ensure_compiled(list(derived), crossings=["emulated"], leaves=["vp_info"])
-    m0 = median(measure(Spec("k0", "emulated", "vp_info"), ctx))
-    m400 = median(measure(Spec("k400", "emulated", "vp_info"), ctx))
+    m0 = median(measure_one(Spec("k0", "emulated", "vp_info"), ctx))
+    m400 = median(measure_one(Spec("k400", "emulated", "vp_info"), ctx))
     per_op = (m400 - m0) / 400
     ratio = ctx.clocks["tsc_per_core_cycle"]
     assert 0.8 * ratio < per_op < 1.25 * ratio, (per_op, ratio)
@@ -64,8 +65,8 @@ def test_user_yaml_convention_is_built_and_measured(catalog, pinned, fast, tmp_p
         """))
     cat = catalog.with_user_file(path)
     ctx = Context(cat, Registry(cat), fast)
-    m = measure(Spec("my_lean_ret", "emulated", "vp_info"), ctx)
-    ref = measure(Spec("seamcall_ret", "emulated", "vp_info"), ctx)
+    m = measure_one(Spec("my_lean_ret", "emulated", "vp_info"), ctx)
+    ref = measure_one(Spec("seamcall_ret", "emulated", "vp_info"), ctx)
     assert m.safe and median(m) > 0
     # Same registers as tdcall_ret's, so within a loose band of the built-in.
     assert 0.5 < median(m) / median(ref) < 2.0
@@ -73,12 +74,13 @@ def test_user_yaml_convention_is_built_and_measured(catalog, pinned, fast, tmp_p
 
 def test_unsafe_pair_is_refused(ctx):
     with pytest.raises(UnsafeError, match=r"r12, r13, r14, r15 written by leaf hypercall, not saved by seamcall_ret"):
-        measure(Spec("seamcall_ret", "emulated", "hypercall"), ctx)
+        measure_one(Spec("seamcall_ret", "emulated", "hypercall"), ctx)
 
 
 def test_output_values_reach_the_struct(registry):
     """What the emulated leaf writes arrives in the struct, register by register."""
-    from bench import _core, codegen
+    from bench.native import _core
+    from bench.gen import codegen
     from bench.config import ARG_REGS
     fn, unit = registry.lookup("seamcall_saved_ret", "emulated", "hypercall")
     unit.set_emulation(0)
@@ -90,7 +92,7 @@ def test_output_values_reach_the_struct(registry):
 def test_user_conventions_compile_where_the_cache_cannot_be_written(catalog, tmp_path, monkeypatch):
     """A read-only cache (the kernel test's guest has a read-only home) falls back to a
     private temporary folder instead of failing."""
-    from bench import native
+    from bench.native import registry as native
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")  # a cache below a file cannot be created, not even by root
     monkeypatch.setenv("SEAMBENCH_CACHE", str(blocker / "cache"))

@@ -64,7 +64,7 @@ def test_bad_parameters_are_named(registry):
 
 
 def test_a_pair_that_crashes_its_child_is_a_row_not_a_traceback(catalog, registry):
-    from bench.check import nmi_rows
+    from bench.cli.check import nmi_rows
     # seamcall_ret stores through RSI, which vp_enter overwrites: the demo's child dies.
     rows = nmi_rows(catalog, ["seamcall_ret"], ["vp_enter"], registry)
     assert len(rows) == 1 and rows[0]["skipped"].startswith("crashed:")

@@ -51,7 +51,10 @@ def test_a_round_disturbed_to_the_end_is_clamped_positive_and_counted(monkeypatc
     """Every retry disturbed and the last net value negative (the empty batch took longer):
     the round still hands pytest-benchmark a positive duration (the 0.001-cycle floor
     bench run's sampler uses), never a negative one, and every retry is counted."""
-    from bench import _core, backends, pytest_plugin, worker
+    from bench.native import _core
+    from bench.native import backends
+    from bench.measure import pytest_plugin
+    from bench.measure import worker
 
     # The emulated backend's serialization choice is measured once and cached: with the real loop.
     backends.serialize_choice(pytest_plugin._context().registry)

@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from bench import codegen
+from bench.gen import codegen
 from bench.config import load_builtin
 from bench.safety import AVX_STATE_BITS, caller_value, input_value, marker, static_verdict
 
@@ -88,7 +88,7 @@ def test_fpu_mask_that_leaves_out_avx(tmp_path):
     assert "leaves out components 0xe4" in v.text
     # on a machine whose XCR0 enables no AVX component there is nothing to lose
     assert verdict(cat, "sse_only", "migration", xcr0=0x3).safe
-    from bench import machine
+    from bench.native import machine
     assert AVX_STATE_BITS == machine.AVX_STATE_BITS == 0xE4
 
 
@@ -142,7 +142,7 @@ def test_verdict_json_shape():
 def test_the_kernel_filter_never_passes_what_the_prediction_calls_unsafe(catalog, tmp_path):
     """codegen.kernel_unsafe (what the module refuses to build) and static_verdict read the same
     Resolved facts, so anything that would crash the kernel is predicted UNSAFE too."""
-    from bench.codegen import kernel_unsafe
+    from bench.gen.codegen import kernel_unsafe
     path = tmp_path / "odd.yaml"
     path.write_text("conventions:\n"
                     "  loads_r12:\n    extends: tdcall\n    load: [rcx, r12]\n"

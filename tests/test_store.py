@@ -9,7 +9,9 @@ import textwrap
 import pyperf
 import pytest
 
-from bench import cli, driver, store
+from bench import cli
+from bench.measure import driver
+from bench.results import store
 
 TINY = """\
 suite: tiny
@@ -102,7 +104,7 @@ def test_default_path_never_reuses_a_name(tmp_path):
 
 
 def test_the_names_store_writes_are_the_ones_resultsdir_reads(tmp_path):
-    from bench import resultsdir as rd
+    from bench.results import layout as rd
     sha = "ab" * 20
     clean = {"commit": sha, "dirty": False}
     for _ in range(11):  # <sha>.json, then .2 .. .11: session order is numeric, not lexical
@@ -121,7 +123,7 @@ def test_the_names_store_writes_are_the_ones_resultsdir_reads(tmp_path):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import pyperf
-    from bench import store
+    from bench.results import store
     suite = pyperf.BenchmarkSuite.load(sys.argv[1])
     real_dump = pyperf.BenchmarkSuite.dump
     def dump_then_die(self, file, compact=True, replace=False):
@@ -180,8 +182,8 @@ def test_noisy_worker_rule():
 def test_noisy_worker_is_dropped_and_replaced(tmp_path, monkeypatch):
     """The driver's re-measure path: a worker judged noisy leaves the benchmark, is counted,
     and a fresh worker with the same loops and warm-ups takes its place."""
-    from bench import machine
-    from bench.measure import Spec
+    from bench.native import machine
+    from bench.measure.model import Spec
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY)
     calls = []

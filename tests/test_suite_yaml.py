@@ -3,7 +3,8 @@ import textwrap
 
 import pytest
 
-from bench import backends, cli
+from bench.native import backends
+from bench import cli
 from bench.config import ConfigError, load_builtin, parse_suite
 
 GOOD = """\

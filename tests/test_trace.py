@@ -7,11 +7,13 @@ import textwrap
 import pytest
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import TrackEvent
 
-from bench import ab, cli, machine
+from bench.measure import ab
+from bench import cli
+from bench.native import machine
 from bench.config import Settings, load_builtin
-from bench.measure import Context
-from bench.native import Registry
-from bench.trace import read_trace, write_ab_trace
+from bench.measure.prepare import Context
+from bench.native.registry import Registry
+from bench.report.trace import read_trace, write_ab_trace
 
 
 def tracks(trace):

@@ -1,9 +1,9 @@
 """`bench validate` end to end: the injected cost comes back out (bounds looser than the
 command's own pass criteria, so a busy CI machine does not turn noise into a failure)."""
 from bench.config import Settings
-from bench.measure import Context
-from bench.native import Registry
-from bench.validate import INTERCEPT_TOLERANCE, LINE_TOLERANCE, validate
+from bench.measure.prepare import Context
+from bench.native.registry import Registry
+from bench.measure.validate import INTERCEPT_TOLERANCE, LINE_TOLERANCE, validate
 
 
 def test_injected_chain_is_recovered(catalog, pinned):

@@ -1,4 +1,4 @@
-/* What the module uses from the generated unit (bench/codegen.py, flavor
+/* What the module uses from the generated unit (bench/gen/codegen.py, flavor
  * "kernel").  The generated source ends by including sb_kloop.h, which
  * defines the batch loop next to the wrappers so that it calls them
  * directly (an indirect call would go through a retpoline in every sample). */

@@ -1,5 +1,5 @@
 /* The ioctl interface of /dev/seambench, shared by the module and by
- * bench/kmod.py (which mirrors these layouts with ctypes; a host-side test
+ * bench/native/kmod.py (which mirrors these layouts with ctypes; a host-side test
  * compiles this header and compares offsets).  Fixed-width fields only, no
  * implicit padding, every struct a multiple of 8 bytes. */
 #ifndef SB_KMOD_UAPI_H

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * seambench kernel module: times the generated calling-convention wrappers
- * (bench/codegen.py, flavor "kernel") around a real SEAMCALL, TDCALL,
+ * (bench/gen/codegen.py, flavor "kernel") around a real SEAMCALL, TDCALL,
  * VMCALL or VMMCALL issued from ring 0, or around the emulated TDX stub.
  *
  * /dev/seambench (0600, CAP_SYS_ADMIN) has three ioctls: CAPS probes which

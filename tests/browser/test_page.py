@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from synth_history import make_history  # noqa: E402
 
-from bench import dashboard  # noqa: E402
+from bench.report import dashboard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 N_COMMITS, N_BENCH, MACHINES, FAILED = 30, 6, ("box-a", "box-b"), {4, 17}

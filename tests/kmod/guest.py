@@ -2,7 +2,7 @@
 
 Loads the module, checks the device, runs the harness itself (bench doctor, bench
 run on kmod:emulated for every built-in convention, results read back through
-bench.store), fires malformed ioctls, checks the kernel log, unloads.  Timings under
+bench.results.store), fires malformed ioctls, checks the kernel log, unloads.  Timings under
 TCG mean nothing: nothing here prints or asserts a figure.
 
     python tests/kmod/guest.py --ko _native/kmod/seambench.ko --out DIR
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import kmod  # noqa: E402
+from bench.native import kmod  # noqa: E402
 
 # What the kernel log must not show once the module is in.
 BAD_LOG = re.compile(r"Oops|BUG:|WARNING:|general protection|soft lockup|hard LOCKUP|rcu.*stall|"
@@ -111,7 +111,7 @@ def fuzz(c: Checks, n: int, seed: int):
                     d.ioctl(kmod.IOC_ENTRY, kmod.Entry(index=rnd.choice([nent, nent + 1, 2**32 - 1,
                                                                           rnd.getrandbits(32), rnd.randrange(nent)])))
                 else:  # RUN with random fields; some nearly valid (small, so they finish fast)
-                    r = kmod.Run(size=rnd.choice([ctypes.sizeof(kmod.Run)] * 4 + [0, 8, rnd.getrandbits(32)]))
+                    r = kmod.KRunReq(size=rnd.choice([ctypes.sizeof(kmod.KRunReq)] * 4 + [0, 8, rnd.getrandbits(32)]))
                     r.entry = rnd.choice([rnd.randrange(nent), nent, 2**32 - 1, rnd.getrandbits(32)])
                     r.calls_per_sample = rnd.choice([0, 1, 2, 8, kmod.MAX_CALLS, kmod.MAX_CALLS + 1, 2**32 - 1])
                     r.samples = rnd.choice([0, 1, 4, 64, 65, kmod.MAX_SAMPLES + 1, 2**32 - 1])
@@ -173,7 +173,7 @@ def run_rotation_checks(c: Checks):
         def answer(**fields):
             n = fields.get("samples", 4)
             buf = (ctypes.c_uint64 * (n * kmod.SLOTS))()
-            run = kmod.Run(size=ctypes.sizeof(kmod.Run), entry=e.index, calls_per_sample=2, samples=n,
+            run = kmod.KRunReq(size=ctypes.sizeof(kmod.KRunReq), entry=e.index, calls_per_sample=2, samples=n,
                            out=ctypes.addressof(buf), out_len=ctypes.sizeof(buf))
             for k, v in fields.items():
                 setattr(run, k, v)
@@ -274,7 +274,7 @@ def run_checks(c: Checks, a, out: Path):
     c.check("CAPS reports XCR0 and XSAVE sizes", caps["xcr0"] & 3 == 3 and caps["xsave_size_xcr0"] >= 576,
             f"XCR0 {caps['xcr0']:#x}, {caps['xsave_size_xcr0']} B")
 
-    # a run of every built-in convention on kmod:emulated, read back through bench.store
+    # a run of every built-in convention on kmod:emulated, read back through bench.results.store
     results = out / "kmod-emulated.json"
     if results.exists():
         results.unlink()
@@ -284,7 +284,7 @@ def run_checks(c: Checks, a, out: Path):
         return
     records = json.loads(res.stdout)
     from bench.config import load_builtin
-    from bench.store import load_suite
+    from bench.results.store import load_suite
     catalog = load_builtin()
     measured = {r["convention"] for r in records}
     names = set(load_suite(results).get_benchmark_names())

@@ -15,7 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import backends, codegen, kmod
+from bench.native import backends
+from bench.gen import codegen
+from bench.native import kmod
+from bench.measure import kmod_timer
 from bench.config import load_builtin
 
 ROOT = kmod.ROOT
@@ -29,7 +32,7 @@ FIELDS = {
                              "vendor", "hv_sig", "kernel", "x"]),
     "sb_kx_cap": (kmod.KxCap, ["state", "reason", "fault", "probed", "status", "why"]),
     "sb_kentry": (kmod.Entry, ["index", "crossing", "runnable", "count", "convention", "crossing_name", "leaf"]),
-    "sb_krun": (kmod.Run, ["size", "entry", "calls_per_sample", "samples", "flags", "ref_hundreds", "out",
+    "sb_krun": (kmod.KRunReq, ["size", "entry", "calls_per_sample", "samples", "flags", "ref_hundreds", "out",
                            "out_len", "emul", "status", "bad_status", "first_bad_status", "warmup_ticks",
                            "budget_ticks", "batches", "cpu", "reserved"]),
 }
@@ -90,7 +93,7 @@ class FakeModule:
     def ioctl(self, req, r):
         assert req == kmod.IOC_RUN
         self.calls.append((r.calls_per_sample, r.samples, r.ref_hundreds))
-        if r.size != ctypes.sizeof(kmod.Run) or r.flags or any(r.reserved):
+        if r.size != ctypes.sizeof(kmod.KRunReq) or r.flags or any(r.reserved):
             raise OSError(errno.EINVAL, "")
         if not r.calls_per_sample or not r.samples:
             raise OSError(errno.EINVAL, "")
@@ -129,21 +132,21 @@ def test_run_sends_the_v2_fields_and_reads_triples():
 
 
 def test_ref_hundreds_lasts_about_one_batch_and_stays_in_bounds():
-    assert kmod.ref_hundreds_for(100_000, 1.0) == 1000
-    assert kmod.ref_hundreds_for(100_000, 2.5) == 400
-    assert kmod.ref_hundreds_for(100_000, 0.0) == kmod.ref_hundreds_for(100_000, 0.2)  # clamped estimate
-    assert kmod.ref_hundreds_for(100_000, 1e9) == kmod.ref_hundreds_for(100_000, 5)
-    assert kmod.ref_hundreds_for(1, 1.0) == 1
-    assert kmod.ref_hundreds_for(1e12, 1.0) == kmod.MAX_REF_HUNDREDS
+    assert kmod_timer.ref_hundreds_for(100_000, 1.0) == 1000
+    assert kmod_timer.ref_hundreds_for(100_000, 2.5) == 400
+    assert kmod_timer.ref_hundreds_for(100_000, 0.0) == kmod_timer.ref_hundreds_for(100_000, 0.2)  # clamped estimate
+    assert kmod_timer.ref_hundreds_for(100_000, 1e9) == kmod_timer.ref_hundreds_for(100_000, 5)
+    assert kmod_timer.ref_hundreds_for(1, 1.0) == 1
+    assert kmod_timer.ref_hundreds_for(1e12, 1.0) == kmod.MAX_REF_HUNDREDS
 
 
 def _measure(monkeypatch, catalog, module):
     from bench.config import Settings
-    from bench.measure import Spec
-    monkeypatch.setattr(kmod, "KmodDevice", lambda: fake_device(module))
+    from bench.measure.model import Spec
+    monkeypatch.setattr(kmod_timer, "KmodDevice", lambda: fake_device(module))
     ctx = SimpleNamespace(catalog=catalog, registry=None, settings=Settings(runs=2, values=5, warmups=1, batch_us=50),
                           clocks={"tsc_hz": 2.5e9, "tsc_per_core_cycle": 2.5}, xsave={"enabled": False, "xcr0": 0})
-    return kmod.measure(Spec("lean", "kmod:vmcall", "vp_info"), ctx, SimpleNamespace(safe=True, text="SAFE"))
+    return kmod_timer.measure_kmod(Spec("lean", "kmod:vmcall", "vp_info"), ctx, SimpleNamespace(safe=True, text="SAFE"))
 
 
 def test_measure_nets_the_empty_batch_and_keeps_each_samples_ratio(monkeypatch, catalog):
@@ -155,11 +158,11 @@ def test_measure_nets_the_empty_batch_and_keeps_each_samples_ratio(monkeypatch, 
         assert run.tsc_per_core == [2.5] * 5  # one per kept value
     calls, _, ref = m.calls[-1]
     # the reference lasts about as long as the entry batch: 300 ticks a call at 2.5 ticks an ADD
-    assert ref == kmod.ref_hundreds_for(300 * calls, 2.5) and abs(ref * 100 * 2.5 - 300 * calls) <= 250
+    assert ref == kmod_timer.ref_hundreds_for(300 * calls, 2.5) and abs(ref * 100 * 2.5 - 300 * calls) <= 250
 
 
 def test_measure_refuses_an_error_path(monkeypatch, catalog):
-    from bench.measure import UnavailableError
+    from bench.measure.model import UnavailableError
     with pytest.raises(UnavailableError, match=r"5 of \d+ vmcall calls returned a status other than "
                                                r"0xfffffffffffffc18 \(the first 0x8000ff0000000006\)"):
         _measure(monkeypatch, catalog, FakeModule(bad=5))

@@ -1,0 +1,62 @@
+"""`bench doctor`: what this machine is and which backends work here."""
+from __future__ import annotations
+
+from bench.cli import common
+
+
+def register(sub) -> None:
+    d = sub.add_parser("doctor", help="what this machine is and which backends work here")
+    common.add_common(d)
+    d.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args) -> int:
+    from bench.native import backends, machine
+    from bench.native.registry import Registry
+
+    registry = Registry(common.catalog(args))
+    probes = backends.probe_all(registry, backends.default_names())
+    choice = backends.serialize_choice(registry)
+    doc = {
+        "machine": machine.machine_id(),
+        "cpu": machine.cpu(),
+        "kernel": machine.kernel(),
+        "clock": machine.clocks(),
+        "xsave": {**machine.xsave(), "xcr0": hex(machine.xsave()["xcr0"]),
+                  "xinuse": None if machine.xsave()["xinuse"] is None else hex(machine.xsave()["xinuse"])},
+        "tuning": machine.tuning_hints(),
+        "perf": machine.perf_counters(),
+        "serialize": choice,
+        "backends": {name: p.as_dict() for name, p in probes.items()},
+    }
+    if args.json:
+        common.emit_json(doc)
+        return 0
+    console = common.console(args)
+    c, clk, x, t, perf = doc["cpu"], doc["clock"], doc["xsave"], doc["tuning"], doc["perf"]
+    console.print(f"[bold]machine[/]   {doc['machine']}")
+    console.print(f"cpu       {c['vendor']} {c['model_name']} (family {c['family']} model {c['model']} "
+                  f"stepping {c['stepping']}), microcode {c['microcode'] or 'not exposed'}, "
+                  f"{c['logical_cpus']} logical CPUs")
+    hv = f"{machine.hypervisor_name(c['hypervisor'])} ({c['hypervisor']})" if c["hypervisor"] else "none (bare metal)"
+    console.print(f"          hypervisor: {hv}; SERIALIZE "
+                  f"{'yes' if c['serialize'] else 'no'}; AVX-512 {'yes' if c['avx512f'] else 'no'}")
+    console.print(f"kernel    {doc['kernel']['release']}")
+    console.print(f"tsc       {clk['tsc_hz'] / 1e6:,.1f} MHz, invariant: {'yes' if c['invariant_tsc'] else 'NO'}; "
+                  f"1 core cycle = {clk['tsc_per_core_cycle']:.3f} TSC cycles "
+                  f"(core ~{clk['core_hz_estimate'] / 1e9:.2f} GHz)")
+    console.print(f"xsave     XCR0 {x['xcr0']} ({', '.join(x['components'])}); XINUSE {x['xinuse']}; "
+                  f"area {x['size_xcr0']} B standard for XCR0, {x['size_compacted']} B compacted, "
+                  f"{x['size_max']} B max; " + ", ".join(k for k, v in x["features"].items() if v))
+    console.print(f"tuning    governor: {t['governor']}; turbo: {t['turbo']}; isolated CPUs: "
+                  f"{t['isolated_cpus']}; nohz_full: {t['nohz_full']}; affinity {t['affinity']}")
+    console.print("perf      hardware counters: " + ("available" if perf["hardware"] else "NOT available")
+                  + "; " + ", ".join(f"{k}: {v}" for k, v in perf["events"].items())
+                  + f"; perf_event_paranoid={perf['perf_event_paranoid']}")
+    console.print("serialize emulated stub uses " + choice["mode"].upper() + "; stub cost per mode (TSC): "
+                  + ", ".join(f"{m} {v:.0f}" for m, v in choice["costs"].items()))
+    console.print("[bold]backends[/]")
+    for name, p in probes.items():
+        mark = "[green]available[/]" if p.available else "[red]not available[/]"
+        console.print(f"  {name:<20} {mark}: {p.reason}")
+    return 0

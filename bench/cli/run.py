@@ -1,0 +1,181 @@
+"""`bench run`: measure a suite of conventions x backends (pyperf workers; kmod:* in the kernel module)."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from bench.cli import common
+from bench.config import configs_dir, parse_suite
+
+
+def register(sub) -> None:
+    r = sub.add_parser("run", help="measure a suite of conventions x backends")
+    common.add_common(r)
+    r.add_argument("--suite", help="suite YAML (default: configs/default.yaml)")
+    r.add_argument("--conventions", help="only these conventions (comma-separated)")
+    r.add_argument("--backends", help="only these backends (comma-separated)")
+    r.add_argument("--leaves", help="these leaf profiles instead of each convention's meant_for")
+    pyperf_opts(r)
+    r.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of every sample")
+    r.add_argument("-o", "--output", help="results file (default: results/<machine>/<commit>.json)")
+    r.add_argument("--no-store", action="store_true", help="do not write a results file")
+    r.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")
+    r.set_defaults(func=cmd_run)
+
+
+def pyperf_opts(sp):
+    """pyperf's own options, passed through to its Runner (bench/measure/driver.py)."""
+    g = sp.add_argument_group("pyperf")
+    g.add_argument("-p", "--processes", "--runs", dest="processes", type=int,
+                   help="worker processes per benchmark (default: the suite's runs)")
+    g.add_argument("-n", "--values", type=int, help="values per worker (default: the suite's values)")
+    g.add_argument("-w", "--warmups", type=int, help="warm-up values per worker (default: the suite's)")
+    g.add_argument("--rigorous", action="store_true", help="pyperf: twice the worker processes")
+    g.add_argument("--fast", action="store_true", help="pyperf: fewer workers and values")
+    g.add_argument("--affinity", metavar="CPU_LIST", help="pyperf: pin workers to these CPUs")
+
+
+def cmd_run(args) -> int:
+    allowed = os.sched_getaffinity(0)
+    try:
+        return _run(args)
+    finally:
+        os.sched_setaffinity(0, allowed)  # bench.cli.main may be called in-process (tests, tools)
+
+
+def _run(args) -> int:
+    from bench.measure import driver
+    from bench.measure.prepare import Context, context_info
+    from bench.measure.runner import Plan, expand, pair_verdict, record, references, run_plan
+    from bench.native import backends, machine
+    from bench.native.registry import Registry
+    from bench.results import store
+
+    console = common.console(args)
+    catalog = common.catalog(args)
+    suite_path = args.suite or (configs_dir() / "default.yaml")
+    suite, catalog = parse_suite(suite_path, catalog, list(backends.BACKENDS))
+    settings = suite.settings
+    allowed = os.sched_getaffinity(0)
+    cpu = machine.pin(settings.cpu)
+    registry = Registry(catalog)
+    plan = expand(suite, catalog, registry, common.split(args.conventions), common.split(args.backends),
+                  common.split(args.leaves), allow_unsafe=args.allow_unsafe)
+    ctx = Context(catalog, registry, settings)
+    info = context_info(ctx, suite.name)
+    # Only the workers stay on the measured CPU: this process (progress bar, polling) moves off it.
+    os.sched_setaffinity(0, (allowed - {cpu}) or allowed)
+    tsc_hz = ctx.clocks["tsc_hz"]
+    if args.output and Path(args.output).exists():
+        raise store.StoreError(f"{args.output} exists; results are never overwritten (choose another -o)")
+    t0 = time.monotonic()
+    # pyperf runs the user-space suite: worker processes, warm-ups, loop calibration
+    # (bench/measure/driver.py).  Backends in the kernel module are timed through its device, here.
+    user_specs = [sp for sp in plan.specs if backends.BACKENDS[sp.backend].where != "kmod"]
+    kplan = Plan([sp for sp in plan.specs if backends.BACKENDS[sp.backend].where == "kmod"])
+    conv_files = getattr(args, "conventions_file", None) or []
+    # Pairs the safety check calls unsafe (timed only with --allow-unsafe) may crash their
+    # worker: each gets its own pyperf run, so a crash costs that pair, not the suite.
+    risky = [sp for sp in user_specs if not pair_verdict(registry, catalog.convention(sp.convention),
+                                                         catalog.leaf(sp.leaf)).safe]
+    with _progress(console, len(plan.specs), disable=args.json) as advance:
+        results = driver.run_suite(suite_path, conv_files, [sp for sp in user_specs if sp not in risky],
+                                   ctx.clocks, driver.pyperf_options(args), on_done=advance, cpu=cpu)
+        for sp in risky:
+            try:
+                results += driver.run_suite(suite_path, conv_files, [sp], ctx.clocks, driver.pyperf_options(args),
+                                            on_done=advance, cpu=cpu)
+            except driver.DriverError as exc:
+                plan.skipped.append((sp.name, f"unsafe, and it crashed while timed: {exc}"))
+                advance(sp.name)
+        order = {sp.name: i for i, sp in enumerate(user_specs)}
+        results.sort(key=lambda r: order[r.spec.name])
+        kmod_ms = run_plan(kplan, ctx, allow_unsafe=args.allow_unsafe,
+                           progress=lambda spec: advance(spec.name)) if kplan.specs else []
+    plan.skipped += kplan.skipped
+    elapsed = time.monotonic() - t0
+    measured = {r.spec.name for r in results} | {name for name, _ in plan.skipped}
+    for spec in user_specs:
+        if spec.name not in measured:
+            plan.skipped.append((spec.name, "pyperf produced no result"))
+    measurements = [driver.to_measurement(r, catalog, tsc_hz) for r in results]
+    refs = references(measurements + kmod_ms, suite.reference)
+    records = [record(m, ctx, refs) for m in measurements + kmod_ms]
+    path = None
+    if (results or kmod_ms) and not args.no_store:
+        path = Path(args.output) if args.output else store.default_path(info["_state"], info["machine"])
+        benches = [driver.annotate(r, m, info) for r, m in zip(results, measurements)]
+        if kmod_ms:
+            benches += store.to_suite(kmod_ms, info).get_benchmarks()
+        store.write_suite(pyperf_suite(benches), path)
+    if args.trace:
+        from bench.report import trace
+        trace.write_run_trace(args.trace, results, tsc_hz, info)
+    if args.json:
+        for r in records:
+            r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
+        common.emit_json(records)
+    else:
+        _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
+        if args.trace:
+            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
+    return 0 if records or not plan.specs else 1
+
+
+def pyperf_suite(benches):
+    import pyperf
+    return pyperf.BenchmarkSuite(benches)
+
+
+class _progress:
+    def __init__(self, console, total, disable):
+        self.console, self.total, self.disable = console, total, disable
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=self.console, disable=self.disable, transient=True)
+        self.p.__enter__()
+        self.task = self.p.add_task("measuring", total=self.total)
+        return lambda name: self.p.update(self.task, advance=1, description=str(name))
+
+    def __exit__(self, *exc):
+        return self.p.__exit__(*exc)
+
+
+def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
+    from rich.table import Table
+    clocks = ctx.clocks
+    console.print(f"[bold]seambench[/] suite [bold]{suite.name}[/] on {info['machine']} "
+                  f"(CPU {cpu}), commit {info['commit'][:12]}{' (dirty)' if info['dirty'] else ''}")
+    console.print(f"TSC {clocks['tsc_hz'] / 1e6:,.1f} MHz; 1 core cycle = {clocks['tsc_per_core_cycle']:.3f} "
+                  f"TSC cycles (dependent-ADD chain); hardware counters: "
+                  f"{'used' if ctx.hw else 'not available (perf_event_open)'}")
+    table = Table(title="cost per call: median TSC cycles net of the empty-loop baseline", title_justify="left")
+    for col, just in (("convention", "left"), ("backend", "left"), ("leaf", "left"), ("cycles", "right"),
+                      ("95% CI", "right"), ("ns", "right"), ("core cyc", "right"), ("baseline", "right"),
+                      (f"x {suite.reference}", "right"), ("safe", "left")):
+        table.add_column(col, justify=just)
+    # Grouped by backend: conventions are compared within one crossing, never across.
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["backend"] for r in records))}
+    rows = sorted(records, key=lambda r: order[r["backend"]])
+    for i, r in enumerate(rows):
+        last_of_backend = i + 1 == len(rows) or rows[i + 1]["backend"] != r["backend"]
+        fmt = common.fmt
+        table.add_row(r["convention"], r["backend"], r["leaf"], fmt(r["cycles"]),
+                      f"{fmt(r['ci95'][0])}-{fmt(r['ci95'][1])}", fmt(r["ns"], 2), fmt(r["core_cycles"]),
+                      fmt(r["baseline_cycles"], 2), fmt(r["relative"], 3),
+                      "yes" if r["safe"] else ("NO" if r["safe"] is False else "?"), end_section=last_of_backend)
+    console.print(table)
+    excluded = sum(r["excluded"] for r in records)
+    if excluded:
+        console.print(f"{excluded} disturbed samples (context switch, migration, page fault or TSC gap during "
+                      "the sample) were excluded and measured again.")
+    workers = sum(r["excluded_workers"] for r in records)
+    if workers:
+        console.print(f"{workers} worker processes far noisier than their peers (MAD/median) were dropped "
+                      "and replaced.")
+    for what, why in plan.skipped:
+        console.print(f"[dim]skipped {what}: {why}[/]")
+    console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {path}" if path else ""))

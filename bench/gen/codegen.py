@@ -1,0 +1,424 @@
+"""Conventions + leaf profiles + crossings -> one generated C source.
+
+The source holds top-level assembly (one wrapper per convention x crossing x
+leaf, one emulated-TDX stub per leaf), small C wrappers where a convention
+needs C around the call (sc_retry-style retry, FPU save), and a table,
+`sb_gen_unit`, that the measurement core (or the kernel module) reads.  The
+same text builds in user space and, with flavor="kernel", in the module.
+
+    python -m bench.gen.codegen --flavor user -o _native/gen/sb_generated.c
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config import ARG_REGS, Catalog, ConfigError, Convention, Resolved, load_builtin
+from bench.gen.crossings import Crossing, crossings_for
+
+OFF = {reg: 8 * i for i, reg in enumerate(ARG_REGS)}
+OFF_RBP_SLOT = 8 * len(ARG_REGS)
+CFG_SERIALIZE, CFG_LATENCY, CFG_AVX_RESET, CFG_POISON = 0, 8, 16, 24
+CFG_POISON_AREA = 32  # appended for the safety checker
+
+TDX_SW_ERROR = (1 << 63) | (0xFF << 40)
+TDX_SEAMCALL_VMFAILINVALID = TDX_SW_ERROR | 0xFFFF0000
+
+# SB_MARKER index space (sb_abi.h): 0..12 the argument registers, 13 RBP.
+MARKER_INDEX = {**{reg: i for i, reg in enumerate(ARG_REGS)}, "rbp": 13}
+
+
+def marker(reg: str) -> int:
+    return 0x5EB0000000000000 | (MARKER_INDEX[reg] << 8) | 0xA5
+
+
+# A line starting with RAW is C text pasted between the asm strings (kernel
+# flavor: macros from <asm/asm.h>/<asm/linkage.h> whose expansion depends on
+# the kernel's configuration, such as ASM_RET and the exception table).
+RAW = "@"
+
+
+def _ret(flavor: str) -> str:
+    """`ret`, or in the kernel ASM_RET: a jump to the return thunk with RETHUNK, `ret; int3` with SLS."""
+    return RAW + "ASM_RET" if flavor == "kernel" else "ret"
+
+
+def _r32(reg: str) -> str:
+    """The 32-bit name: a 32-bit XOR zeroes the whole register and encodes shorter."""
+    if reg.startswith("r") and reg[1:].isdigit():
+        return f"%{reg}d"
+    return "%e" + reg[1:]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One generated wrapper."""
+    resolved: Resolved
+    crossing: Crossing
+
+    @property
+    def key(self):
+        return (self.resolved.conv.name, self.crossing.name, self.resolved.leaf.name)
+
+
+def kernel_unsafe(r: Resolved) -> tuple:
+    """Why a wrapper would crash the kernel: callee-saved registers handed back changed (the
+    leaf writes them or the wrapper loads them, and nothing saves them), or the struct pointer
+    used after the leaf may have overwritten RSI.  User space survives these and reports them
+    (bench/safety.py); in the module they are an oops, so they are not generated for it."""
+    why = [f"{reg} not saved" for reg in r.unsaved_callee_saved]
+    if r.pointer_lost:
+        why.append("struct pointer used after RSI was overwritten")
+    return tuple(why)
+
+
+def plan(catalog: Catalog, flavor: str, conventions=None, crossings=None, leaves=None) -> list:
+    """Every (convention, crossing, leaf) the flavor can run, optionally narrowed."""
+    convs = [catalog.conventions[n] for n in (conventions or catalog.conventions)]
+    xs = [c for c in crossings_for(flavor) if crossings is None or c.name in crossings]
+    lvs = [catalog.leaves[n] for n in (leaves or catalog.leaves)]
+    out = []
+    for conv in convs:
+        if conv.kernel_only and flavor != "kernel":
+            continue
+        for x in xs:
+            for leaf in lvs:
+                r = conv.resolve(leaf)
+                if flavor == "kernel" and kernel_unsafe(r):
+                    continue
+                out.append(Entry(r, x))
+    return out
+
+
+# --- assembly ---------------------------------------------------------------
+
+def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
+    r, conv, leaf, x = e.resolved, e.resolved.conv, e.resolved.leaf, e.crossing
+    done = f".Lsb_done_{idx}"
+    a = [f"# {conv.name} x {x.name} x {leaf.name}", ".p2align 6", f".type {sym}, @function"]
+    if flavor == "user":
+        a.append(f".hidden {sym}")
+    a.append(f"{sym}:")
+    if flavor == "kernel":
+        # The table takes its address: with IBT (CONFIG_X86_KERNEL_IBT) that needs an ENDBR,
+        # first, where an indirect call lands.
+        a.append(RAW + "ASM_ENDBR")
+    if conv.inject_chain:
+        # Known work for `bench validate`: K dependent one-cycle ALU ops on the struct pointer
+        # before anything else, so every load, and through them the crossing, waits for them.
+        # Register-register on purpose: newer Intel cores fold immediate-ADD chains at rename;
+        # OR with itself keeps the pointer.  (After the crossing instead, the line fitted worse:
+        # intercept 2 cycles low against 1.2 here.)
+        a += [f".rept {conv.inject_chain}", "orq %rsi, %rsi", ".endr"]
+    if r.rbp == "frame":
+        a += ["pushq %rbp", "movq %rsp, %rbp"]
+    elif r.rbp == "stack":
+        a.append("pushq %rbp")
+    a += [f"pushq %{reg}" for reg in r.preserve]
+    if r.rbp == "struct":
+        a.append(f"movq %rbp, {OFF_RBP_SLOT}(%rsi)")
+    a.append("movq %rdi, %rax")
+    a += [f"movq {OFF[reg]}(%rsi), %{reg}" for reg in r.load if reg != "rsi"]
+    if "rsi" in r.load:
+        if r.keeps_pointer_on_stack:
+            a.append("pushq %rsi")
+        a.append(f"movq {OFF['rsi']}(%rsi), %rsi")
+    saved_around = x.extra_clobbers(leaf)
+    a += [f"pushq %{reg}" for reg in saved_around]
+    fault = f".Lsb_fault_{idx}"
+    xtext = x.text(flavor, stub, fault=fault, at=f".Lsb_x_{idx}")
+    a += xtext
+    a += [f"popq %{reg}" for reg in reversed(saved_around)]
+    if conv.family == "seamcall":
+        a.append(f"jc .Lsb_vmfail_{idx}")
+    if r.keeps_pointer_on_stack:
+        if "rsi" in r.store:
+            # No spare register: park the status, fetch the pointer into RAX, store RSI.
+            a += ["pushq %rax", "movq 8(%rsp), %rax", f"movq %rsi, {OFF['rsi']}(%rax)", "popq %rax"]
+        a.append("popq %rsi")
+    if r.rbp == "struct":
+        a.append(f"movq {OFF_RBP_SLOT}(%rsi), %rbp")
+    pointer_stored = r.keeps_pointer_on_stack
+    a += [f"movq %{reg}, {OFF[reg]}(%rsi)" for reg in r.store if not (reg == "rsi" and pointer_stored)]
+    a.append(f"{done}:")
+    a += [f"xorl {_r32(reg)}, {_r32(reg)}" for reg in conv.scrub]
+    a += [f"popq %{reg}" for reg in reversed(r.preserve)]
+    if r.rbp in ("frame", "stack"):
+        a.append("popq %rbp")
+    a.append(_ret(flavor))
+    if conv.family == "seamcall":
+        # VMfailInvalid: RAX unchanged by the instruction; report it, store nothing.
+        a += [f".Lsb_vmfail_{idx}:", f"movabsq ${TDX_SEAMCALL_VMFAILINVALID:#x}, %rax"]
+        if r.keeps_pointer_on_stack:
+            a.append("popq %rsi")
+        if r.rbp == "struct":
+            a.append(f"movq {OFF_RBP_SLOT}(%rsi), %rbp")
+        a.append(f"jmp {done}")
+    if any(fault in line for line in xtext):
+        # Kernel: the exception table sent a #UD/#GP here with the vector in RAX.  Report it as
+        # Linux does (TDX_SW_ERROR | vector), store nothing, unwind what the call path pushed.
+        a.append(f"{fault}:")
+        a += [f"popq %{reg}" for reg in reversed(saved_around)]
+        a += ["pushq %rax", f"movabsq ${TDX_SW_ERROR:#x}, %rax", "orq %rax, (%rsp)", "popq %rax"]
+        if r.keeps_pointer_on_stack:
+            a.append("popq %rsi")
+        if r.rbp == "struct":
+            a.append(f"movq {OFF_RBP_SLOT}(%rsi), %rbp")
+        a.append(f"jmp {done}")
+    a += _end(sym, flavor)
+    return a
+
+
+def _end(sym: str, flavor: str) -> list:
+    """The symbol's size and, in user space, an end label for the code hash (sb_code_range)."""
+    end = [f".hidden {sym}_end", f"{sym}_end:"] if flavor == "user" else []
+    return end + [f".size {sym}, .-{sym}"]
+
+
+_SERIALIZE_SEQ = {
+    # SB_SER_* value: instruction lines (RAX is free here; the status is written last).
+    # Serializing instructions are microcode flows that drain the pipeline part-way through,
+    # so earlier work overlaps their first ~12 cycles (measured with SERIALIZE and IRET).
+    # The LFENCE in front makes the boundary crisp: nothing after it executes before all
+    # earlier instructions complete, so work added before the call adds its full cost.
+    3: ["lfence", ".byte 0x0f, 0x01, 0xe8"],  # SERIALIZE
+    4: ["lfence", "movl %ss, %eax", "pushq %rax", "pushq %rsp", "addq $8, (%rsp)", "pushfq", "movl %cs, %eax",
+        "pushq %rax", "leaq {ret}(%rip), %rax", "pushq %rax", "iretq", "{ret}:"],  # IRET to self
+    1: ["lfence"],
+    2: ["mfence", "lfence"],
+}
+
+
+def _stub_asm(sym: str, leaf, flavor: str, cfg: str, init_area: str) -> list:
+    """The emulated TDX module for one leaf profile."""
+    L = f".Lsb_{sym}"
+    a = [f"# emulated leaf {leaf.name}: writes {', '.join(leaf.all_writes) or 'nothing'}", ".p2align 4",
+         f".type {sym}, @function"]
+    if flavor == "user":
+        a.append(f".hidden {sym}")
+    a.append(f"{sym}:")
+    # Calibrated latency: a dependent countdown (one iteration per core cycle or so).  For a
+    # leaf that clobbers RBP it runs after the markers are written, so the same spin holds the
+    # garbage RBP for the NMI-style demo (bench check --nmi); elsewhere it comes first.
+    latency = [f"movq {cfg}+{CFG_LATENCY}(%rip), %rax", "testq %rax, %rax", f"jz {L}_lat_done",
+               f"{L}_lat:", "decq %rax", f"jnz {L}_lat", f"{L}_lat_done:"]
+    if not leaf.clobbers_rbp:
+        a += latency
+    if leaf.avx_reset:
+        # XRSTOR from an all-INIT image: the reset the TDX 1.5 ABI allows for these leaves.
+        scratch = [reg for reg in ("rcx", "rdx") if reg not in leaf.writes]
+        a += [f"movq {cfg}+{CFG_AVX_RESET}(%rip), %rax", "testq %rax, %rax", f"jz {L}_avx_done"]
+        a += [f"pushq %{reg}" for reg in scratch]
+        # Poisoning (safety check): XRSTOR the marker image poison_area points at instead, so
+        # a caller that relies on its vector registers sees markers, not INIT values that may
+        # happen to match.  One load and one test on the timed path.
+        a += ["xorl %edx, %edx", f"movq {cfg}+{CFG_POISON_AREA}(%rip), %rcx", "testq %rcx, %rcx",
+              f"jnz {L}_avx_go", f"leaq {init_area}(%rip), %rcx",
+              f"{L}_avx_go:", "xrstor64 (%rcx)"]
+        a += [f"popq %{reg}" for reg in reversed(scratch)]
+        a.append(f"{L}_avx_done:")
+    a.append(f"movq {cfg}+{CFG_SERIALIZE}(%rip), %rax")
+    for mode, seq in _SERIALIZE_SEQ.items():
+        a += [f"cmpq ${mode}, %rax", f"jne {L}_ser_not{mode}"]
+        a += [line.format(ret=f"{L}_iret_back") for line in seq]
+        a += [f"jmp {L}_ser_done", f"{L}_ser_not{mode}:"]
+    # CPUID (mode 5): serializing but a VM exit in a guest; it writes RBX, RCX, RDX.
+    cpuid_saves = [reg for reg in ("rbx", "rcx", "rdx") if reg not in leaf.writes]
+    a += ["cmpq $5, %rax", f"jne {L}_ser_done"] + [f"pushq %{reg}" for reg in cpuid_saves]
+    a += ["lfence", "xorl %eax, %eax", "xorl %ecx, %ecx", "cpuid"]
+    a += [f"popq %{reg}" for reg in reversed(cpuid_saves)]
+    a.append(f"{L}_ser_done:")
+    a += [f"movabsq ${marker(reg):#x}, %{reg}" for reg in leaf.all_writes]
+    if leaf.clobbers_rbp:
+        a += latency
+    a += ["xorl %eax, %eax", _ret(flavor)] + _end(sym, flavor)  # TDX_SUCCESS; XOR also clears CF
+    return a
+
+
+# --- C around it -------------------------------------------------------------
+
+_PRELUDE = {
+    "user": """\
+#include <stddef.h>
+#include "sb_abi.h"
+#define SB_HIDDEN __attribute__((visibility("hidden")))
+#define SB_EXPORT __attribute__((visibility("default")))
+""",
+    "kernel": """\
+#include <linux/types.h>
+#include <linux/stddef.h>
+#include <linux/build_bug.h>
+#include <linux/linkage.h>
+#include <asm/asm.h>
+#include <asm/ibt.h>
+#include <asm/fpu/api.h>
+#include "sb_abi.h"
+#define SB_HIDDEN
+#define SB_EXPORT
+extern int sb_gen_faults; /* sb_kloop.h: faults caught in the FPU instructions below */
+""",
+}
+
+
+def _fpu_insn(flavor: str, insn: str, operands: str) -> str:
+    """One XSAVE-family instruction as C.  In the kernel it carries an exception-table entry:
+    on a CPU without that variant the #UD skips it and counts in sb_gen_faults, which the
+    module checks after the warm-up sample."""
+    if flavor != "kernel":
+        return f'__asm__ __volatile__("{insn} (%0)" : : {operands} : "memory");'
+    return (f'__asm__ __volatile__("1: {insn} (%0)\\n\\tjmp 3f\\n\\t2: lock incl %3\\n\\t3:\\n\\t" '
+            f'_ASM_EXTABLE(1b, 2b) : : {operands}, "m"(sb_gen_faults) : "memory");')
+
+
+def _fpu_c(conv: Convention, flavor: str) -> tuple:
+    """(before, after) C statements around the call for the convention's FPU policy."""
+    area = "(void *)(unsigned long)a->xsave_area"
+    lo_hi = lambda m: f'"a"((unsigned int)({m})), "d"((unsigned int)(({m}) >> 32))'
+    ins = {"xsave": "xsave64", "xsaveopt": "xsaveopt64", "xsavec": "xsavec64"}
+    if conv.fpu == "none":
+        return "", ""
+    if conv.fpu == "kernel_fpu":
+        if flavor != "kernel":
+            raise ValueError(f"{conv.name}: kernel_fpu exists only in the kernel module")
+        return "\tkernel_fpu_begin();\n", "\tkernel_fpu_end();\n"
+    if conv.fpu == "xinuse":
+        if flavor == "kernel":
+            # XGETBV(1) #UDs without XGETBV1: count it and read "nothing in use".
+            xgetbv = ("\t__asm__ __volatile__(\"1: xgetbv\\n\\tjmp 3f\\n\\t2: lock incl %2\\n\\t"
+                      "xorl %%eax, %%eax\\n\\txorl %%edx, %%edx\\n\\t3:\\n\\t\" _ASM_EXTABLE(1b, 2b) "
+                      ": \"=a\"(inuse_lo), \"=d\"(inuse_hi), \"+m\"(sb_gen_faults) : \"c\"(1));\n")
+        else:
+            xgetbv = "\t__asm__ __volatile__(\"xgetbv\" : \"=a\"(inuse_lo), \"=d\"(inuse_hi) : \"c\"(1));\n"
+        mops = f'"r"({area}), ' + lo_hi("mask")
+        before = ("\tsb_u64 mask, inuse_lo, inuse_hi;\n" + xgetbv +
+                  "\tmask = ((inuse_hi << 32) | inuse_lo) & a->fpu_mask;\n"
+                  "\tif (mask)\n\t\t" + _fpu_insn(flavor, "xsavec64", mops) + "\n")
+        after = "\tif (mask)\n\t\t" + _fpu_insn(flavor, "xrstor64", mops) + "\n"
+        return before, after
+    ops = f'"r"({area}), ' + lo_hi('a->fpu_mask')
+    before = f"\t{_fpu_insn(flavor, ins[conv.fpu], ops)}\n"
+    after = f"\t{_fpu_insn(flavor, 'xrstor64', ops)}\n"
+    return before, after
+
+
+def _c_wrapper(name: str, asm_sym: str, conv: Convention, flavor: str) -> str | None:
+    """C around the assembly: retry as sc_retry does it, FPU save as the caller would.  In user
+    space each sits in a section of its own, whose bounds the linker provides (__start_/__stop_),
+    so its machine code can be hashed."""
+    if conv.fpu == "none" and conv.retry_status is None:
+        return None
+    before, after = _fpu_c(conv, flavor)
+    if conv.retry_status is not None:
+        call = (f"\tint tries = {conv.retry_max};\n\tdo {{\n\t\tstatus = {asm_sym}(leaf, a);\n"
+                f"\t}} while (status == {conv.retry_status:#x}ULL && --tries > 0);\n")
+    else:
+        call = f"\tstatus = {asm_sym}(leaf, a);\n"
+    sec = f"sb_code_{name}"  # not the symbol's own name: the assembler would see it twice
+    section = f'__attribute__((section("{sec}"), noinline)) ' if flavor == "user" else ""
+    bounds = (f"extern const char __start_{sec}[] SB_HIDDEN, __stop_{sec}[] SB_HIDDEN;\n"
+              if flavor == "user" else "")
+    return (f"{bounds}{section}static sb_u64 {name}(sb_u64 leaf, struct sb_args *a)\n{{\n\tsb_u64 status;\n"
+            f"{before}{call}{after}\treturn status;\n}}\n")
+
+
+def _c_string(line: str) -> str:
+    if line.startswith(RAW):
+        return line[len(RAW):]
+    return '"' + line.replace("\\", "\\\\").replace('"', '\\"') + '\\n"'
+
+
+def generate(entries: list, flavor: str = "user") -> str:
+    """The whole generated source for these wrappers."""
+    if flavor not in _PRELUDE:
+        raise ValueError(f"unknown flavor {flavor!r}")
+    cfg, init_area = "sb_gen_emul_cfg", "sb_gen_init_area"
+    leaves = {}
+    for e in entries:
+        leaves.setdefault(e.resolved.leaf.name, e.resolved.leaf)
+    stub_sym = {name: f"sb_gen_stub_{name}" for name in leaves}
+    asm = [".text"]
+    for name, leaf in leaves.items():
+        asm += _stub_asm(stub_sym[name], leaf, flavor, cfg, init_area)
+    wrappers, rows, decls, called = [], [], [], set()
+    if flavor == "user":
+        decls += [f"extern const char {stub}[] SB_HIDDEN, {stub}_end[] SB_HIDDEN;" for stub in stub_sym.values()]
+    for i, e in enumerate(entries):
+        sym = f"sb_gen_f{i}"
+        asm += _wrapper_asm(sym, i, e, stub_sym[e.resolved.leaf.name], flavor)
+        decls.append(f"SB_HIDDEN sb_u64 {sym}(sb_u64 leaf, struct sb_args *args);")
+        c = _c_wrapper(f"sb_gen_w{i}", sym, e.resolved.conv, flavor)
+        if c:
+            wrappers.append(c)
+        conv, x, leaf = e.key
+        code = ""
+        if flavor == "user":  # sb_code_range rows: C wrapper, assembly wrapper, stub
+            stub = stub_sym[e.resolved.leaf.name] if e.crossing.calls_stub else None
+            ranges = [(f"__start_sb_code_sb_gen_w{i}", f"__stop_sb_code_sb_gen_w{i}") if c else ("0", "0"),
+                      (f"(const void *){sym}", f"{sym}_end"), (stub, f"{stub}_end") if stub else ("0", "0")]
+            code = ", { " + ", ".join(f"{{ {lo}, {hi} }}" for lo, hi in ranges) + " }"
+            decls.append(f"extern const char {sym}_end[] SB_HIDDEN;")
+        rows.append(f'\t{{ "{conv}", "{x}", "{leaf}", {"sb_gen_w" if c else "sb_gen_f"}{i}{code} }},')
+        if c:
+            called.add(f"sb_gen_w{i}(")
+    out = [f"/* Generated by bench.gen.codegen (flavor {flavor}) - do not edit; regenerate. */",
+           _PRELUDE[flavor],
+           "_Static_assert(offsetof(struct sb_args, regs) == SB_OFF_REGS, \"sb_args layout\");",
+           f"_Static_assert(offsetof(struct sb_args, rbp_slot) == {OFF_RBP_SLOT}, \"sb_args layout\");",
+           f"_Static_assert(offsetof(struct sb_emul_cfg, avx_reset_mask) == {CFG_AVX_RESET}, \"cfg layout\");",
+           f"_Static_assert(offsetof(struct sb_emul_cfg, poison) == {CFG_POISON}, \"cfg layout\");",
+           f"_Static_assert(offsetof(struct sb_emul_cfg, poison_area) == {CFG_POISON_AREA}, \"cfg layout\");",
+           "",
+           f"SB_HIDDEN struct sb_emul_cfg {cfg};",
+           "/* XRSTOR image with every component INIT: header zero, MXCSR at its default. */",
+           f"SB_HIDDEN const unsigned int {init_area}[1024 / 4] __attribute__((aligned(64))) = "
+           "{ [6] = 0x1f80 };",
+           "", *decls, "", "__asm__(",
+           *("\t" + _c_string(line) for line in asm + [".previous" if flavor == "kernel" else ".text"]),
+           ");", "", *wrappers,
+           f"static const struct sb_gen_entry sb_gen_entries[{max(len(rows), 1)}] = {{",
+           *rows, "};",
+           f"SB_EXPORT const struct sb_gen_unit sb_gen_unit = {{ SB_ABI_VERSION, {len(rows)}, sb_gen_entries, "
+           f"&{cfg} }};", ""]
+    if flavor == "kernel":
+        # The module's batch loop (_native/kmod/sb_kloop.h) expands this list into one loop per
+        # wrapper with a direct call (no retpoline inside a sample); the third column is the
+        # convention's fpu_mask (all ones: every XCR0 component), ANDed with XCR0 there.
+        wrapped = {i for i, e in enumerate(entries) if f"sb_gen_w{i}(" in called}
+        masks = [e.resolved.conv.fpu_mask for e in entries]
+        out += ["#define SB_GEN_FOREACH(X) \\",
+                *(f"\tX({i}, {'sb_gen_w' if i in wrapped else 'sb_gen_f'}{i}, "
+                  f"{(0xFFFFFFFFFFFFFFFF if m == 'xcr0' else m):#x}ULL) \\" for i, m in enumerate(masks)),
+                "", '#include "sb_kloop.h"', ""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.gen.codegen", description=__doc__.split("\n\n")[0])
+    p.add_argument("--flavor", choices=sorted(_PRELUDE), default="user")
+    p.add_argument("--conventions", metavar="FILE", action="append", default=[],
+                   help="extra conventions YAML (may repeat)")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    args = p.parse_args(argv)
+    try:
+        catalog = load_builtin()
+        for f in args.conventions:
+            catalog = catalog.with_user_file(f)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = generate(plan(catalog, args.flavor), args.flavor)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        path = Path(args.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""``bench history RANGE``: measure every commit of a git range, like ``asv run``.
+
+Each commit is checked out into one cached worktree (``.cache/history/worktree``),
+cleaned (``git clean -ffdx``), built in place and measured with *its own*
+``python -m bench run``; the result goes to ``results/<machine>/<sha>.json``.
+A clean build per commit costs a few seconds but guarantees that no stale
+extension or generated file from another commit is measured; a per-commit
+virtualenv would cost far more (an install per commit) for no extra isolation,
+since ``PYTHONPATH`` pointing at the worktree already makes that commit's
+``bench`` package the one imported.
+
+Commits already measured (or already recorded as failed) are skipped unless
+``--rerun``. A commit that fails at any phase is recorded as
+``results/<machine>/<sha>.failed.log`` (phase, exit status, full log) and the
+walk goes on. ``--bisect NAME`` instead finds the first commit whose verdict
+for benchmark NAME against the range's base commit is "slower", measuring
+O(log n) commits.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.report.compare import compare_command
+from bench.results import layout as rd, store, vcs
+from bench.stats.verdict import SLOWER, UNKNOWN, compare_runs
+
+
+class HistoryError(RuntimeError):
+    pass
+
+
+# -- git ------------------------------------------------------------------------
+
+def git(repo, *args, input=None) -> str:
+    """vcs.git_output in `repo`, its GitError (exit status, no git, a timeout) a HistoryError."""
+    try:
+        return vcs.git_output(repo, *args, input=input)
+    except vcs.GitError as e:
+        raise HistoryError(str(e)) from None
+
+
+def resolve_range(repo, spec: str, first_parent: bool = True, include_base: bool = False) -> list[str]:
+    """Commits of ``spec``, oldest first.
+
+    ``spec`` is a git range (``v1..v2``, ``HEAD~20..``), a single revision, or
+    a file listing one revision per line (``#`` comments allowed). With
+    ``include_base`` the left end of an ``A..B`` range is included (bisect
+    needs it as the reference). Merges count as one step (``--first-parent``)
+    unless ``first_parent`` is false.
+    """
+    path = Path(spec)
+    if ".." not in spec and path.is_file():
+        revs = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+        return [git(repo, "rev-parse", "--verify", f"{r}^{{commit}}").strip() for r in revs if r]
+    if ".." in spec:
+        args = ["rev-list", "--reverse", "--topo-order"] + (["--first-parent"] if first_parent else [])
+        shas = git(repo, *args, spec).split()
+        if include_base:
+            base = spec.split("..", 1)[0] or "HEAD"
+            shas.insert(0, git(repo, "rev-parse", "--verify", f"{base}^{{commit}}").strip())
+        return shas
+    return [git(repo, "rev-parse", "--verify", f"{spec}^{{commit}}").strip()]
+
+
+def git_commit_info(repo, shas) -> dict:
+    """vcs.git_commit_info, its GitError a HistoryError."""
+    try:
+        return vcs.git_commit_info(repo, shas)
+    except vcs.GitError as e:
+        raise HistoryError(str(e)) from None
+
+
+# -- one commit -------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    sha: str
+    status: str          # "measured", "failed", "skipped"
+    path: Path | None = None
+    phase: str = ""
+    seconds: float = 0.0
+
+
+class Walker:
+    """Measures commits one at a time in one cached worktree."""
+
+    def __init__(self, repo, results="results", machine=None, suite="configs/quick.yaml",
+                 worktree=None, build_cmd=None, run_cmd=None, timeout=900, rerun=False,
+                 retry_failed=False, log=None):
+        self.repo = Path(git(repo, "rev-parse", "--show-toplevel").strip())
+        self.results = Path(results)
+        # The CLI passes the name `bench run` gives this machine (bench.native.machine, which
+        # this stage does not import); the host name is only a stand-in until results name it.
+        self.machine = machine or platform.node() or "unknown"
+        self.suite = suite
+        self.wt = Path(worktree) if worktree else self.repo / ".cache" / "history" / "worktree"
+        self.build_cmd = build_cmd
+        self.run_cmd = run_cmd
+        self.timeout = timeout
+        self.rerun = rerun
+        self.retry_failed = retry_failed
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self._failures: list[str] = []  # shas recorded as failed under self.machine by this walker
+
+    # The state of a commit in results/.
+    def is_done(self, sha: str) -> bool:
+        if rd.group_by_commit(self.results, self.machine).get(sha):
+            return True
+        return not self.retry_failed and rd.failed_path(self.results, self.machine, sha).exists()
+
+    def recorded(self) -> set:
+        """Every sha is_done would say yes to, from one listing of the machine's folder."""
+        done = set(rd.group_by_commit(self.results, self.machine))
+        d = self.results / self.machine
+        if not self.retry_failed and d.is_dir():
+            done |= {p.name[:-len(rd.FAILED_SUFFIX)] for p in d.iterdir() if p.name.endswith(rd.FAILED_SUFFIX)}
+        return done
+
+    def _checkout(self, sha: str, log: list) -> None:
+        """Raises HistoryError: a checkout that fails is the harness's problem, not the commit's,
+        so it stops the walk instead of being recorded as the commit's failure."""
+        try:
+            usable = (self.wt / ".git").exists() and vcs.git("rev-parse", "--git-dir", cwd=self.wt).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            usable = False
+        if not usable:
+            if self.wt.exists():
+                shutil.rmtree(self.wt)  # a stale cache (e.g. its repository moved): start again
+            self.wt.parent.mkdir(parents=True, exist_ok=True)
+            git(self.repo, "worktree", "prune")
+            log.append(git(self.repo, "worktree", "add", "--detach", "--force", str(self.wt), sha))
+        log.append(git(self.wt, "checkout", "--detach", "--force", sha))
+        log.append(git(self.wt, "clean", "-ffdx", "--quiet"))
+
+    def _sh(self, cmd, log: list, env=None) -> int:
+        log.append(f"$ {cmd if isinstance(cmd, str) else shlex.join(map(str, cmd))}\n")
+        try:
+            p = subprocess.run(cmd, cwd=self.wt, env=env, shell=isinstance(cmd, str), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=self.timeout)
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            log.append(out + f"\n[timed out after {self.timeout} s]\n")
+            return 124
+        log.append(p.stdout)
+        log.append(f"[exit status {p.returncode}]\n")
+        return p.returncode
+
+    def _build_cmd(self):
+        if self.build_cmd:
+            return self.build_cmd
+        if (self.wt / "setup.py").exists():
+            return [sys.executable, "setup.py", "build_ext", "--inplace"]
+        if (self.wt / "pyproject.toml").exists():
+            # setuptools reads ext-modules from pyproject.toml; a no-op without them
+            return [sys.executable, "-c", "import setuptools; setuptools.setup()", "build_ext", "--inplace"]
+        return None
+
+    def measure(self, sha: str) -> Outcome:
+        """Check out, build, run and store one commit; never raises for the commit's faults."""
+        t0 = time.monotonic()
+        log: list[str] = [f"commit: {sha}\nmachine: {self.machine}\n"
+                          f"started: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}\n\n"]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(self.wt) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        tmpdir = self.wt.parent / "out"  # outside results/ so no half-written file lands there
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        tmp = tmpdir / f"{sha}.json"
+        tmp.unlink(missing_ok=True)
+        self._checkout(sha, log)
+        phase = "build"
+        try:
+            cmd = self._build_cmd()
+            if cmd is not None and self._sh(cmd, log, env) != 0:
+                log.append("hint: each commit is built in place with the environment running `bench history` "
+                           "(no build isolation); it needs the project's build requirements "
+                           "(pyproject.toml [build-system] requires), at their current versions\n")
+                return self._fail(sha, phase, log, t0)
+            phase = "run"
+            if self.run_cmd:
+                cmd = self.run_cmd.format(suite=shlex.quote(self.suite), out=shlex.quote(str(tmp.resolve())),
+                                          python=shlex.quote(sys.executable))
+            else:
+                if not (self.wt / self.suite).exists():
+                    log.append(f"suite file {self.suite} does not exist in this commit\n")
+                    return self._fail(sha, phase, log, t0)
+                cmd = [sys.executable, "-m", "bench", "run", "--suite", self.suite, "-o", str(tmp.resolve())]
+            if self._sh(cmd, log, env) != 0:
+                return self._fail(sha, phase, log, t0)
+            phase = "validate"
+            rf = rd.read_result_file(tmp) if tmp.exists() else None
+            if rf is None or not rf.benchmarks:
+                log.append(f"the run wrote no benchmarks to {tmp.name}\n")
+                return self._fail(sha, phase, log, t0)
+            md = next(iter(rf.benchmarks.values())).metadata
+            measured = md.get("seambench_commit")
+            if measured and measured != sha:
+                log.append(f"the result says it measured {measured}, not {sha}\n")
+                return self._fail(sha, phase, log, t0)
+            if str(md.get("seambench_dirty", 0)) not in ("0", "False", "false"):
+                # The checkout was clean, so the build changed tracked files: still this
+                # commit's code, but say so.
+                self.log(f"bench history: warning: {sha[:10]} reports a dirty tree after its build")
+            m = md.get("seambench_machine")
+            if m and m != self.machine:
+                self._rename_machine(str(m))
+            # pyperf records e.g. python_executable: results are committed and published, so
+            # the same placeholders as in logs replace this machine's paths (values untouched).
+            text = tmp.read_text()
+            scrubbed = self._scrub(text)
+            if scrubbed != text:
+                tmp.write_text(scrubbed)
+                rd.read_result_file(tmp)  # still a valid suite
+            # The name bench run would give a further run of this commit (store's layout), written
+            # the way it writes results: atomically, never over an existing file.
+            dst = store.default_path({"commit": sha, "dirty": False}, self.machine, root=self.results)
+            store.atomic_write(dst, tmp.read_bytes(), replace=False)
+            tmp.unlink()
+            rd.failed_path(self.results, self.machine, sha).unlink(missing_ok=True)
+            return Outcome(sha, "measured", dst, "", time.monotonic() - t0)
+        except (HistoryError, rd.ResultsFileError, store.StoreError, OSError) as e:
+            log.append(f"{e}\n")
+            return self._fail(sha, phase, log, t0)
+
+    def _scrub(self, text: str) -> str:
+        """Logs are kept (and published with the site): no paths of this machine in them."""
+        return store.scrub_paths(text, {str(self.wt.resolve()): "<worktree>", str(self.wt): "<worktree>",
+                                  str(self.repo): "<repo>"})
+
+    def _rename_machine(self, m: str) -> None:
+        """``bench run`` names the machine differently: follow it, moving this walk's failures."""
+        self.log(f"bench history: results name machine {m!r}; storing under it (not {self.machine!r})")
+        for sha in self._failures:
+            src, dst = rd.failed_path(self.results, self.machine, sha), rd.failed_path(self.results, m, sha)
+            if src.exists() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+        try:
+            (self.results / self.machine).rmdir()  # only if now empty
+        except OSError:
+            pass
+        self.machine = m
+
+    def _fail(self, sha: str, phase: str, log: list, t0: float) -> Outcome:
+        p = rd.failed_path(self.results, self.machine, sha)
+        header = f"status: failed\nphase: {phase}\n"
+        store.atomic_write(p, self._scrub(header + "".join(log)))
+        self._failures.append(sha)
+        return Outcome(sha, "failed", p, phase, time.monotonic() - t0)
+
+
+# -- the walk ------------------------------------------------------------------------
+
+def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[Outcome]:
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
+    recorded = set() if walker.rerun else walker.recorded()  # one listing, not one per commit
+    todo = [s for s in shas if s not in recorded]
+    outcomes = [Outcome(s, "skipped") for s in shas if s in recorded]
+    if outcomes:
+        walker.log(f"bench history: {len(outcomes)} of {len(shas)} commits already recorded; skipped "
+                   f"(--rerun to measure again, --retry-failed for failed ones)")
+    console = Console(stderr=True, highlight=False)
+    with Progress(TextColumn("bench history {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                  disable=not progress) as bar:
+        task = bar.add_task("", total=len(todo))
+        for sha in todo:
+            bar.update(task, description=sha[:10])
+            o = walker.measure(sha)
+            outcomes.append(o)
+            if o.status == "failed":
+                bar.console.print(f"bench history: {sha[:10]} failed at {o.phase}; log: {o.path}")
+            bar.advance(task)
+    n_ok = sum(o.status == "measured" for o in outcomes)
+    n_fail = sum(o.status == "failed" for o in outcomes)
+    walker.log(f"bench history: {n_ok} measured, {n_fail} failed, {len(shas) - len(todo)} skipped; "
+               f"results in {walker.results / walker.machine}")
+    return outcomes
+
+
+@dataclass
+class BisectResult:
+    benchmark: str
+    good: str | None         # last commit not slower than the base
+    bad: str | None          # first commit found slower
+    exact: bool              # good and bad are adjacent in the range
+    measured: int            # commits measured by this bisect (stored ones are reused)
+    message: str
+    compare_cmd: str = ""
+    undecided: bool = False  # a verdict was "unknown": the data could not tell slower from not
+
+
+def undecided_hint(v) -> str:
+    """What would turn an "unknown" verdict into an answer, in this command's terms."""
+    if v.more_sessions:
+        need = f"about {v.more_sessions} more session{'s' * (v.more_sessions != 1)} per commit"
+    else:
+        n = v.more_workers or 1
+        need = (f"about {n} more worker process{'es' * (n != 1)} per commit "
+                f"({v.workers[0]} vs {v.workers[1]} now; Mann-Whitney on the workers' medians cannot "
+                f"reach p < 0.05 with fewer than 4 a side)")
+    return (f"to decide, measure more: {need}. --rerun adds a session to every commit the bisect "
+            f"looks at (with several sessions on both sides, sessions are the units), or --suite with "
+            f"more runs per commit (settings.runs)")
+
+
+def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs) -> BisectResult:
+    """First commit of ``shas`` whose ``benchmark`` is "slower" than on ``shas[0]``.
+
+    Assumes the cost moves once (like ``git bisect``). Commits that fail or
+    lack the benchmark are stepped around; if all commits between the bounds
+    fail, the smallest range found is reported.  A verdict of "unknown" (the
+    data cannot tell) stops the bisect as undecided, with what to measure.
+    Each results file of a commit is a session, as for ``bench compare``.
+    """
+    measured = 0
+    cache: dict[str, list | None] = {}
+
+    def sessions(i: int):
+        """The benchmark's runs per results file of commit i (None: no result)."""
+        nonlocal measured
+        sha = shas[i]
+        if sha not in cache:
+            if walker.rerun or not walker.is_done(sha):
+                walker.log(f"bench history --bisect: measuring {sha[:10]} ({i + 1}/{len(shas)})")
+                walker.measure(sha)
+                measured += 1
+            files = sorted(rd.group_by_commit(walker.results, walker.machine).get(sha, []), key=rd.session_order)
+            found = []
+            for f in files:
+                br = rd.pool_files([f], walker.machine, warn=walker.log).get(benchmark)
+                if br and br.runs:
+                    found.append([list(r) for r in br.runs])
+            cache[sha] = found or None
+        return cache[sha]
+
+    def judge(i: int):
+        a, b = sessions(0), sessions(i)
+        return verdict([r for s in a for r in s], [r for s in b for r in s], sessions_a=a, sessions_b=b)
+
+    def done(good, bad, msg, undecided=False):
+        cmd = compare_command(shas[good], shas[bad], benchmark) if bad is not None else ""
+        return BisectResult(benchmark, shas[good], shas[bad] if bad is not None else None,
+                            bad is not None and bad - good == 1 and not undecided, measured, msg, cmd,
+                            undecided)
+
+    def figures(v):
+        p = "" if v.p_value is None else f", p = {v.p_value:.3g}"
+        return f"{v.change:+.1%}, 95% CI {v.lo:+.1%} .. {v.hi:+.1%}{p}"
+
+    rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
+    if len(shas) < 2:
+        raise HistoryError("--bisect needs a range of at least two commits")
+    ref = sessions(0)
+    if ref is None:
+        raise HistoryError(f"--bisect: the base commit {shas[0][:10]} has no result for {benchmark} "
+                           f"(see {rd.failed_path(walker.results, walker.machine, shas[0])})")
+    last = len(shas) - 1
+    while last > 0 and sessions(last) is None:
+        last -= 1
+    if last == 0:
+        raise HistoryError(f"--bisect: no commit after the base has a result for {benchmark}")
+    v = judge(last)
+    if v.kind == UNKNOWN:
+        return done(0, None, f"undecided: the data cannot tell whether {benchmark} is slower at "
+                             f"{shas[last][:10]} than at {shas[0][:10]} ({figures(v)}, verdict unknown); "
+                             f"{undecided_hint(v)}", undecided=True)
+    if v.kind != SLOWER:
+        return done(last, None, f"{benchmark} is not slower at {shas[last][:10]} than at {shas[0][:10]} "
+                                f"({v.change:+.1%}, verdict {v.kind}); nothing to bisect")
+    good, bad = 0, last
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        # Step around commits without a result, nearest to the middle first.
+        order = sorted(range(good + 1, bad), key=lambda i: (abs(i - mid), i))
+        probe = next((i for i in order if sessions(i) is not None), None)
+        if probe is None:
+            break
+        v = judge(probe)
+        if v.kind == UNKNOWN:
+            return done(good, bad, f"undecided: {benchmark} turned slower between {shas[good][:10]} and "
+                                   f"{shas[bad][:10]}, but the data cannot tell whether {shas[probe][:10]} "
+                                   f"is ({figures(v)}, verdict unknown); {undecided_hint(v)}", undecided=True)
+        if v.kind == SLOWER:
+            bad = probe
+        else:
+            good = probe
+    if bad - good == 1:
+        msg = f"first slower commit for {benchmark}: {shas[bad]}"
+    else:
+        msg = (f"{benchmark} turned slower between {shas[good][:10]} and {shas[bad][:10]}; "
+               f"the {bad - good - 1} commits between have no result")
+    return done(good, bad, msg)

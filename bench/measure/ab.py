@@ -1,0 +1,253 @@
+"""`bench ab X Y`: settle an argument between two conventions.
+
+The native loop alternates a batch of X and a batch of Y (order swapped every
+sample: XY, YX, XY, ...) on one pinned CPU, so frequency drift, host noise and
+cache state hit both alike.  Each pair gives a ratio of per-call costs, net of
+the empty loop (measured in the same process).  Pairs during which the kernel
+reports a context switch, migration or page fault are dropped and measured again.
+
+That runs in several fresh processes (default 6), one after the other: where code
+and data land in memory differs from process to process, and measured here it
+sometimes moves one convention against the other by several percent for the life
+of a process (two identical conventions: 0.925 in one process of eight).  A
+process whose median ratio is far from its peers' is dropped, reported, and
+replaced.  The answer is the median ratio over all kept pairs with a 95% CI from a
+bootstrap over processes first and pairs within them second.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.config import Settings, load_builtin
+from bench.measure.model import ABError, Spec
+from bench.measure.prepare import Context, calibrate, disturbed, prepare, sample_events
+from bench.native import _core, backends, machine
+from bench.native.registry import Registry
+from bench.stats import summary as stats
+from bench.stats.verdict import decide
+
+DEFAULT_THRESHOLD = 0.005  # below 0.5% two conventions count as no different
+NO_DIFFERENCE = "no significant difference"
+# bench.stats.verdict.decide's answer as A/B words it: "same" and "unknown" both mean that
+# neither convention was shown faster.
+AB_WORDING = {"slower": "slower", "faster": "faster", "same": NO_DIFFERENCE, "unknown": NO_DIFFERENCE}
+
+
+@dataclass
+class ABResult:
+    x: str
+    y: str
+    backend: str
+    leaf: str
+    n_calls: int
+    ratios: list              # Y/X per kept pair
+    x_cycles: list            # per kept pair, TSC ticks per call net of the empty loop
+    y_cycles: list
+    baseline: float           # empty loop, TSC ticks per call
+    excluded: int             # pairs dropped and re-measured (disturbed or non-positive)
+    ratio: float
+    ci95: tuple
+    verdict: str
+    threshold: float
+    tsc_hz: float
+    samples: list = field(default_factory=list)  # every pair, for --trace
+    processes: list = field(default_factory=list)  # per process: pid, pairs, median ratio, dropped
+    nonpositive: int = 0      # of `excluded`: undisturbed, but a side <= 0 net of the empty loop
+
+    def as_dict(self):
+        return {"x": self.x, "y": self.y, "backend": self.backend, "leaf": self.leaf,
+                "ratio": self.ratio, "ci95": list(self.ci95), "verdict": self.verdict,
+                "change": self.ratio - 1, "threshold": self.threshold,
+                "x_cycles": float(np.median(self.x_cycles)), "y_cycles": float(np.median(self.y_cycles)),
+                "cycles_unit": "tsc", "baseline_cycles": self.baseline, "pairs": len(self.ratios),
+                "excluded": self.excluded, "nonpositive": self.nonpositive, "n_calls": self.n_calls,
+                "processes": [{k: v for k, v in p.items() if k != "ratios"} for p in self.processes]}
+
+
+def default_leaf(catalog, x, y):
+    cx, cy = catalog.convention(x), catalog.convention(y)
+    common = [lf for lf in cx.meant_for if lf in cy.meant_for]
+    return (common or list(cx.meant_for) or list(cy.meant_for) or ["vp_info"])[0]
+
+
+def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
+           allow_unsafe=False, max_attempts=50, with_ci=True) -> ABResult:
+    catalog = ctx.catalog
+    leaf = leaf or default_leaf(catalog, x, y)
+    catalog.leaf(leaf)
+    if backend not in backends.BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(backends.BACKENDS)}")
+    # Each convention not built in is compiled into a unit of its own (Registry.lookup): its
+    # emulation knobs (emul_latency) are then its own.  Wrappers are cache-line aligned, so two
+    # copies of the same code measure the same (within ~0.05% here).
+    if x == y:
+        raise ValueError("X and Y are the same convention; declare a twin to A/B identical code")
+    px = prepare(Spec(x, backend, leaf), ctx, allow_unsafe)
+    py = prepare(Spec(y, backend, leaf), ctx, allow_unsafe)
+    target = ctx.settings.batch_us * 1e-6 * ctx.clocks["tsc_hz"]
+    n = max(calibrate(px.fn, px.leaf.rax, px.args, px.base_args, target),
+            calibrate(py.fn, py.leaf.rax, py.args, py.base_args, target))
+    # The empty loop's own cost per call, interleaved with X, subtracted from both.
+    _core.measure_pair(px.fn, _core.EMPTY_FN, px.leaf.rax, 0, px.args, px.base_args, n, 3)
+    _, tb, _, _ = _core.measure_pair(px.fn, _core.EMPTY_FN, px.leaf.rax, 0, px.args, px.base_args, n, 31)
+    base = float(np.median(np.asarray(tb, dtype=float) / n))
+    slots = ctx.perf_slots
+    n_ev = len(slots)
+    # warm-up: a few pairs, not kept
+    _core.measure_pair(px.fn, py.fn, px.leaf.rax, py.leaf.rax, px.args, py.args, n, 4)
+    xs, ys, samples, excluded, nonpositive = [], [], [], 0, 0
+    for _ in range(max_attempts):
+        want = pairs - len(xs)
+        if want <= 0:
+            break
+        ta, tb, t0, ev = _core.measure_pair(px.fn, py.fn, px.leaf.rax, py.leaf.rax, px.args, py.args, n,
+                                            want, ctx.perf_fd, n_ev)
+        for i in range(want):
+            counts = sample_events(ev, slots, i)
+            a, b = ta[i] / n - base, tb[i] / n - base
+            hit = bool(disturbed(counts))
+            bad = hit or a <= 0 or b <= 0
+            samples.append({"t": int(t0[i]), "x": a, "y": b, "ev": counts, "disturbed": bad})
+            if bad:
+                excluded += 1
+                nonpositive += not hit
+                continue
+            xs.append(a)
+            ys.append(b)
+    for p in (px, py):
+        p.unit.set_emulation(0)
+    if len(xs) < 10:
+        raise ABError(f"only {len(xs)} undisturbed pairs out of {len(samples)}: the machine is too busy")
+    ratios = [b / a for a, b in zip(xs, ys)]
+    # with_ci=False in worker processes: the CI comes from all of them, and scipy costs ~1 s to import
+    ratio, ci = stats.paired_ratio_summary(ratios) if with_ci else (float(np.median(ratios)), (np.nan, np.nan))
+    return ABResult(x, y, backend, leaf, n, ratios, xs, ys, base, excluded, ratio, ci,
+                    AB_WORDING[decide(ci, threshold)], threshold, ctx.clocks["tsc_hz"], samples,
+                    nonpositive=nonpositive)
+
+
+def print_result(console, r: ABResult):
+    from rich.table import Table
+    console.print(f"A/B on {r.backend}, leaf {r.leaf}: {len(r.ratios)} interleaved pairs of {r.n_calls} calls "
+                  f"each, in {sum(not p['dropped'] for p in r.processes) or 1} processes")
+    t = Table()
+    for col in ("convention", "median TSC cycles/call", "ns/call"):
+        t.add_column(col, justify="right" if col != "convention" else "left")
+    for name, vals in ((r.x, r.x_cycles), (r.y, r.y_cycles)):
+        med = float(np.median(vals))
+        t.add_row(name, f"{med:,.2f}", f"{med / r.tsc_hz * 1e9:,.2f}")
+    console.print(t)
+    console.print(f"{r.y} / {r.x}, pair by pair: median {r.ratio:.4f} ({r.ratio - 1:+.2%}), "
+                  f"95% CI {r.ci95[0]:.4f} .. {r.ci95[1]:.4f}")
+    if r.processes:
+        console.print("per process: " + ", ".join(
+            f"{p['ratio']:.4f}" + (" (dropped: far from its peers)" if p["dropped"] else "")
+            for p in r.processes))
+    word = {"slower": f"[red]{r.y} is slower than {r.x}[/]", "faster": f"[green]{r.y} is faster than {r.x}[/]",
+            NO_DIFFERENCE: f"no significant difference (95% CI within +-{r.threshold:.1%} "
+                                         "or containing 1)"}[r.verdict]
+    console.print(f"verdict: {word}")
+    console.print(f"[dim]empty loop {r.baseline:.2f} TSC cycles/call subtracted from both; "
+                  f"{r.excluded - r.nonpositive} disturbed pairs (context switch, migration or page fault)"
+                  + (f" and {r.nonpositive} with a side at or below the empty loop" if r.nonpositive else "")
+                  + " dropped and re-measured[/]")
+
+
+# --- several processes -------------------------------------------------------------------
+
+PROCESS_FLOOR = 0.004  # a process's median ratio this far (or 5 robust SDs) from its peers' is an outlier
+
+
+def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=6,
+                     threshold=DEFAULT_THRESHOLD, conventions_files=(), allow_unsafe=False, cpu=None,
+                     clocks=None, rounds=2) -> ABResult:
+    """run_ab in `processes` fresh worker processes (pairs split between them), outlier
+    processes replaced; the CI comes from a bootstrap over processes, then pairs.  `clocks`
+    (machine.clocks(), measured once by the caller) go to every worker, as bench run's do:
+    all convert with the same TSC frequency and none spends time measuring it again."""
+    per = max(20, -(-pairs // processes))
+    base_cmd = [sys.executable, "-m", "bench.measure.ab", x, y, "--backend", backend, "--pairs", str(per)]
+    if leaf:
+        base_cmd += ["--leaf", leaf]
+    for f in conventions_files:
+        base_cmd += ["-C", str(f)]
+    if allow_unsafe:
+        base_cmd.append("--allow-unsafe")
+    if cpu is not None:
+        base_cmd += ["--cpu", str(cpu)]
+    if clocks:
+        base_cmd += ["--tsc-hz", repr(clocks["tsc_hz"]), "--tsc-per-core", repr(clocks["tsc_per_core_cycle"])]
+
+    def spawn():
+        proc = subprocess.run(base_cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ABError(f"A/B worker failed: {proc.stderr.strip()[-2000:]}")
+        return json.loads(proc.stdout)
+
+    docs = [spawn() for _ in range(processes)]
+    dropped = []
+    for _ in range(rounds):
+        bad = stats.outlier_groups([d["ratio"] for d in docs], PROCESS_FLOOR)
+        if not bad or len(bad) * 2 >= len(docs):
+            break
+        for i in sorted(bad, reverse=True):
+            dropped.append(docs.pop(i))
+        docs += [spawn() for _ in bad]
+    groups = [d["ratios"] for d in docs]
+    ratio, ci = stats.hierarchical_median_ci(groups)
+    first = docs[0]
+    samples = sorted((s for d in docs + dropped for s in d["samples"]), key=lambda s: s["t"])
+    procs = [{"pid": d["pid"], "pairs": len(d["ratios"]), "ratio": d["ratio"], "dropped": False,
+              "first_t": d["samples"][0]["t"], "last_t": d["samples"][-1]["t"]} for d in docs]
+    procs += [{"pid": d["pid"], "pairs": len(d["ratios"]), "ratio": d["ratio"], "dropped": True,
+               "first_t": d["samples"][0]["t"], "last_t": d["samples"][-1]["t"]} for d in dropped]
+    return ABResult(x, y, backend, first["leaf"], first["n_calls"], [r for g in groups for r in g],
+                    [v for d in docs for v in d["x_cycles"]], [v for d in docs for v in d["y_cycles"]],
+                    float(np.median([d["baseline"] for d in docs])), sum(d["excluded"] for d in docs),
+                    ratio, ci, AB_WORDING[decide(ci, threshold)], threshold,
+                    clocks["tsc_hz"] if clocks else first["tsc_hz"], samples,
+                    sorted(procs, key=lambda p: p["first_t"]),
+                    sum(d.get("nonpositive", 0) for d in docs))
+
+
+def _worker_main(argv=None):
+    """`python -m bench.measure.ab X Y ...`: one process's pairs, as JSON on stdout."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bench.measure.ab")
+    p.add_argument("x")
+    p.add_argument("y")
+    p.add_argument("--backend", default="emulated")
+    p.add_argument("--leaf")
+    p.add_argument("--pairs", type=int, default=500)
+    p.add_argument("-C", dest="files", action="append", default=[])
+    p.add_argument("--allow-unsafe", action="store_true")
+    p.add_argument("--cpu", type=int)
+    p.add_argument("--tsc-hz", type=float, help="the parent's clocks (else measured here)")
+    p.add_argument("--tsc-per-core", type=float)
+    a = p.parse_args(argv)
+    machine.pin(a.cpu)
+    catalog = load_builtin()
+    for f in a.files:
+        catalog = catalog.with_user_file(f)
+    clocks = None
+    if a.tsc_hz and a.tsc_per_core:
+        clocks = {"tsc_hz": a.tsc_hz, "tsc_per_core_cycle": a.tsc_per_core,
+                  "core_hz_estimate": a.tsc_hz / a.tsc_per_core}
+    ctx = Context(catalog, Registry(catalog), Settings(), clocks=clocks)
+    r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False)
+    json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,
+               "ratio": r.ratio, "x_cycles": r.x_cycles, "y_cycles": r.y_cycles, "baseline": r.baseline,
+               "excluded": r.excluded, "nonpositive": r.nonpositive, "tsc_hz": r.tsc_hz,
+               "samples": r.samples}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())

@@ -1,0 +1,270 @@
+"""Drive a suite through pyperf: start `python -m bench.measure.worker` as pyperf's manager,
+follow its progress, then judge the workers it produced.
+
+Disturbance is handled at two levels:
+- a sample during which the kernel reports a context switch, migration or page
+  fault is re-measured inside the worker (bench/measure/worker.py) and counted;
+- a worker process whose spread (MAD/median of its values) is far above its
+  peers' was disturbed in a way the guest kernel cannot see (the host took the
+  vCPU away).  Its run is dropped from the benchmark, counted, and replaced by a
+  fresh worker with the same loops and warm-ups.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyperf
+
+from bench.measure.model import DriverError, Measurement, SampleBlock, Spec
+from bench.measure.prepare import DISTURBING_EVENTS_STRICT, serialize_name
+from bench.measure.worker import SIDE_PREFIX
+from bench.results.store import META, run_metadata
+from bench.safety import static_verdict
+
+SPREAD_FACTOR = 5.0    # a worker this many times noisier than the median of its peers ...
+SPREAD_FLOOR = 1e-3    # ... and noisier than 0.1% MAD/median (quiet workers here: 0.001-0.01%)
+REMEASURE_ROUNDS = 2
+
+
+@dataclass
+class Result:
+    """One benchmark as pyperf recorded it, plus what the side files say about it."""
+    spec: Spec
+    bench: pyperf.Benchmark            # value runs kept, calibration runs included
+    samples: dict                      # worker token -> list of sample dicts
+    excluded_runs: list = field(default_factory=list)  # (token, spread) of dropped workers
+    serialize_mode: int = 0
+
+
+def pyperf_options(args) -> list:
+    """pyperf's own options, as given to `bench run` / `bench ab`."""
+    out = []
+    if getattr(args, "rigorous", False):
+        out.append("--rigorous")
+    if getattr(args, "fast", False):
+        out.append("--fast")
+    if getattr(args, "affinity", None):
+        out.append(f"--affinity={args.affinity}")
+    if getattr(args, "processes", None):
+        out += ["--processes", str(args.processes)]
+    if getattr(args, "values", None):
+        out += ["--values", str(args.values)]
+    if getattr(args, "warmups", None) is not None:
+        out += ["--warmups", str(args.warmups)]
+    return out
+
+
+def worker_command(suite_path, conv_files, specs, clocks, side, pyperf_args, output):
+    cmd = [sys.executable, "-m", "bench.measure.worker", "--sb-suite", str(suite_path)]
+    for f in conv_files:
+        cmd += ["--sb-conv-file", str(Path(f).resolve())]
+    cmd += ["--sb-specs", ",".join(s.name for s in specs), "--sb-tsc-hz", repr(clocks["tsc_hz"]),
+            "--sb-tsc-per-core", repr(clocks["tsc_per_core_cycle"]), "--sb-side", str(side)]
+    # Workers get a filtered environment from pyperf: pass on what changes our behaviour.
+    cmd += [*pyperf_args, "--quiet", "--inherit-environ",
+            "SEAMBENCH_CACHE,SEAMBENCH_SERIALIZE,SEAMBENCH_MACHINE,XDG_CACHE_HOME,CC", "-o", str(output)]
+    return cmd
+
+
+def _run_manager(cmd, side, on_done=None, cpu=None):
+    progress = Path(side) / "progress"
+    seen = 0
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=pin)
+    err_chunks = []
+    try:
+        while True:
+            try:
+                _, err = proc.communicate(timeout=0.2)
+                err_chunks.append(err or "")
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            finally:
+                seen = _progress(progress, seen, on_done)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    _progress(progress, seen, on_done)
+    if proc.returncode != 0:
+        text = "".join(err_chunks).strip()
+        killed = re.search(r"failed with exit code -(\d+)", text)
+        if killed:  # pyperf's manager reports a worker killed by a signal as exit code -N
+            raise DriverError(f"a worker process was killed by {signal.Signals(int(killed.group(1))).name}")
+        tail = text.splitlines()[-15:]
+        raise DriverError("pyperf worker failed (exit %d):\n%s" % (proc.returncode, "\n".join(tail)))
+
+
+def _progress(path, seen, on_done):
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return seen
+    if on_done:
+        for name in lines[seen:]:
+            on_done(name)
+    return len(lines)
+
+
+def load_side(side) -> dict:
+    """token -> side-file document."""
+    out = {}
+    for path in glob.glob(os.path.join(side, SIDE_PREFIX + "*.json")):
+        with open(path) as f:
+            doc = json.load(f)
+        out[doc["token"]] = doc
+    return out
+
+
+def spread(values) -> float:
+    x = np.asarray(values, dtype=float)
+    med = float(np.median(x))
+    return float(np.median(np.abs(x - med))) / med if med > 0 else float("inf")
+
+
+def noisy_runs(runs) -> list:
+    """Indexes of value runs far noisier than their peers."""
+    spreads = [spread(r.values) for r in runs]
+    out = []
+    if len(runs) < 3:
+        return out
+    for i, s in enumerate(spreads):
+        peers = spreads[:i] + spreads[i + 1:]
+        if s > SPREAD_FLOOR and s > SPREAD_FACTOR * float(np.median(peers)):
+            out.append(i)
+    return out
+
+
+def value_runs(bench):
+    return [r for r in bench.get_runs() if r.values]
+
+
+def run_suite(suite_path, conv_files, specs, clocks, pyperf_args=(),
+              on_done=None, cpu=None) -> list:
+    """Measure every spec through pyperf; returns [Result] in spec order."""
+    if not specs:
+        return []
+    with tempfile.TemporaryDirectory(prefix="seambench-run-") as side:
+        out = Path(side) / "pyperf.json"
+        _run_manager(worker_command(suite_path, conv_files, specs, clocks, side,
+                                    list(pyperf_args), out), side, on_done, cpu)
+        suite = pyperf.BenchmarkSuite.load(str(out))
+        results = {}
+        for spec in specs:
+            try:
+                bench = suite.get_benchmark(spec.name)
+            except KeyError:
+                continue
+            results[spec.name] = Result(spec, bench, {})
+        # Drop and re-measure workers far noisier than their peers.
+        for round_no in range(REMEASURE_ROUNDS):
+            redo = {}
+            for res in results.values():
+                runs = value_runs(res.bench)
+                bad = noisy_runs(runs)
+                if not bad or len(bad) == len(runs):
+                    continue
+                keep = [r for r in res.bench.get_runs() if not r.values or r not in [runs[i] for i in bad]]
+                res.excluded_runs += [(runs[i].get_metadata().get("seambench_worker"), spread(runs[i].values))
+                                      for i in bad]
+                res.bench = pyperf.Benchmark(keep)
+                redo[res.spec.name] = (res, len(bad), runs[0].get_metadata())
+            if not redo:
+                break
+            for name, (res, count, md) in redo.items():
+                again = Path(side) / f"again-{round_no}-{abs(hash(name))}.json"
+                fixed = [a for a in pyperf_args if a not in ("--rigorous", "--fast")
+                         and not a.startswith("--affinity")]
+                fixed = _strip(fixed, ("--processes", "--warmups", "--values"))
+                args = fixed + ["--processes", str(count), "--loops", str(md["loops"]),
+                                "--warmups", str(len(value_runs(res.bench)[0].warmups)),
+                                "--values", str(len(value_runs(res.bench)[0].values))]
+                args += [a for a in pyperf_args if a.startswith("--affinity")]
+                _run_manager(worker_command(suite_path, conv_files, [res.spec], clocks, side,
+                                            args, again), side, cpu=cpu)
+                extra = pyperf.BenchmarkSuite.load(str(again)).get_benchmark(name)
+                res.bench.add_runs(extra)
+        side_docs = load_side(side)
+    for res in results.values():
+        for token, doc in side_docs.items():
+            b = doc["benchmarks"].get(res.spec.name)
+            if b:
+                res.samples[token] = b["samples"]
+                res.serialize_mode = b["serialize_mode"]
+    return [results[s.name] for s in specs if s.name in results]
+
+
+def _strip(args, options):
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in options:
+            skip = True
+            continue
+        out.append(a)
+    return out
+
+
+def to_measurement(res: Result, catalog, tsc_hz) -> Measurement:
+    """The pyperf benchmark as the rest of seambench sees a measurement (TSC ticks per call)."""
+    conv = catalog.convention(res.spec.convention)
+    verdict = static_verdict(conv.resolve(catalog.leaf(res.spec.leaf)))
+    runs, n_calls, hw = [], 0, {}
+    for run in value_runs(res.bench):
+        md = run.get_metadata()
+        n_calls = md.get("loops", n_calls)
+        samples = res.samples.get(md.get("seambench_worker"), [])
+        kept = [s for s in samples if s["kept"]]
+        values_kept = kept[-len(run.values):] if kept else []
+        baseline = [s["b"] / s["n"] for s in values_kept]
+        events = {}
+        for s in values_kept:
+            for k, v in s["ev"].items():
+                events[k] = events.get(k, 0) + v
+            for k, v in s.get("hw", {}).items():
+                hw.setdefault(k, []).append(v)
+        runs.append(SampleBlock(values=[v * tsc_hz for v in run.values],
+                                warmups=[v * tsc_hz for _, v in run.warmups],
+                                baseline=baseline,
+                                excluded=sum(1 for s in samples if not s["kept"]),
+                                events=events))
+    hw_counters = {k: float(np.median(v)) for k, v in hw.items()} if hw else None
+    return Measurement(res.spec, int(n_calls), runs, serialize_name(res.spec, res.serialize_mode),
+                       conv.decl_hash, verdict.safe, verdict.text, hw_counters,
+                       from_workers=True, excluded_workers=len(res.excluded_runs))
+
+
+def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
+    """pyperf's runs with seambench's metadata added (nothing of pyperf's removed)."""
+    common = run_metadata(m, info)
+    for k in ("loops", "date", "name", "unit", "cpu_model_name", "platform"):
+        common.pop(k)  # pyperf's own, per run
+    common[f"{META}excluded_workers"] = m.excluded_workers
+    runs = []
+    for run in res.bench.get_runs():
+        md = run.get_metadata()
+        samples = res.samples.get(md.get("seambench_worker"), [])
+        md.update(common)
+        md[f"{META}run_excluded"] = sum(1 for s in samples if not s["kept"])
+        # As store.to_suite: values whose net was not positive (stored at a floor) are counted.
+        # Here they are re-measured first, so only a sample that never came out positive counts.
+        md[f"{META}clamped"] = sum(1 for s in samples if s["kept"] and s["a"] <= s["b"])
+        runs.append(pyperf.Run(run.values, warmups=run.warmups or None, metadata=md, collect_metadata=False))
+    return pyperf.Benchmark(runs)
+
+
+def disturbing(sample) -> bool:
+    return any(sample["ev"].get(e, 0) for e in DISTURBING_EVENTS_STRICT)

@@ -1,0 +1,96 @@
+"""pytest plugin (entry point `seambench`): measure a convention inside pytest-benchmark.
+
+    def test_seamcall_ret_cost(seambench):
+        result = seambench("seamcall_ret", backend="emulated", leaf="vp_info")
+        assert result["cycles"] > 0
+
+Each pytest-benchmark round is one native sample: a batch of calls of the
+convention and a batch of the empty function, interleaved by the C loop, taken
+by bench run's own sampler (bench.measure.worker.Sampler: a sample disturbed by the
+kernel or the host is measured again and counted; a value is never below
+0.001 cycles).  The round's duration is the convention's net time per call (seconds), so
+pytest-benchmark's statistics, `--benchmark-save`, `--benchmark-compare` and
+`--benchmark-compare-fail` work on per-call cost, not on Python overhead (one call
+per Python call would report ~20x the true cost here).  Median TSC cycles per call,
+the TSC frequency and the convention's declaration hash go into `extra_info`.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_CTX = {}
+
+
+def _context(conventions_files=()):
+    from bench.config import Settings, load_builtin
+    from bench.measure.prepare import Context
+    from bench.native.registry import Registry
+    key = tuple(str(f) for f in conventions_files)
+    if key not in _CTX:
+        catalog = load_builtin()
+        for f in conventions_files:
+            catalog = catalog.with_user_file(f)
+        _CTX[key] = Context(catalog, Registry(catalog), Settings())
+    return _CTX[key]
+
+
+class SeamBench:
+    def __init__(self, benchmark):
+        self.benchmark = benchmark
+
+    def __call__(self, convention, backend="emulated", leaf=None, conventions_file=None, rounds=200,
+                 warmup_rounds=5, cpu=None, allow_unsafe=False):
+        import numpy as np
+
+        from bench.measure.model import Spec
+        from bench.measure.prepare import calibrate, prepare
+        from bench.measure.worker import Sampler
+        from bench.native import machine
+        files = [conventions_file] if isinstance(conventions_file, (str, os.PathLike)) else (conventions_file or [])
+        ctx = _context(files)
+        conv = ctx.catalog.convention(convention)
+        leaf = leaf or (conv.meant_for[0] if conv.meant_for else "vp_info")
+        before = os.sched_getaffinity(0)
+        machine.pin(cpu)
+        p = None
+        try:
+            spec = Spec(convention, backend, leaf)
+            p = prepare(spec, ctx, allow_unsafe=allow_unsafe)
+            tsc_hz = ctx.clocks["tsc_hz"]
+            n = calibrate(p.fn, p.leaf.rax, p.args, p.base_args, ctx.settings.batch_us * 1e-6 * tsc_hz)
+            sampler = Sampler(spec, ctx, prepared=p)
+            clock = {"t": 0.0}
+            cycles = []
+
+            def native_net_clock():
+                return clock["t"]
+
+            def one_sample():
+                per_call = sampler(n) / n  # seconds per call, kept positive as for bench run
+                cycles.append(per_call * tsc_hz)
+                clock["t"] += per_call
+
+            # pytest-benchmark times each round with the fixture's timer; a clock that advances by
+            # the native loop's net time per call makes a round's duration exactly that.
+            self.benchmark._timer = native_net_clock
+            self.benchmark.pedantic(one_sample, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+        finally:
+            if p is not None:
+                p.unit.set_emulation(0)  # also when a round raised: the unit is shared by later tests
+            os.sched_setaffinity(0, before)
+        excluded = sum(s["disturbed"] for s in sampler.samples)
+        kept = cycles[warmup_rounds:] if len(cycles) > warmup_rounds else cycles
+        med = float(np.median(kept))
+        info = {"convention": convention, "backend": backend, "leaf": leaf, "cycles": med,
+                "cycles_unit": "tsc", "ns": med / tsc_hz * 1e9, "n_calls": n, "excluded": excluded,
+                "tsc_hz": tsc_hz, "conv_hash": conv.decl_hash}
+        self.benchmark.extra_info.update(info)
+        return info
+
+
+@pytest.fixture
+def seambench(benchmark):
+    """Measure a calling convention through seambench's native loop inside pytest-benchmark."""
+    return SeamBench(benchmark)

@@ -1,0 +1,146 @@
+"""Run a suite: expand it into benchmarks, skip what cannot run here (saying why),
+measure the rest, and turn measurements into records."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sys
+
+from bench import safety
+from bench.config import Catalog, Suite
+from bench.measure.model import Measurement, Spec, UnavailableError, UnsafeError
+from bench.measure.prepare import Context, measure_one
+from bench.native import backends, machine
+from bench.native.registry import Registry
+from bench.stats import summary as stats
+
+
+@dataclass
+class Plan:
+    specs: list
+    skipped: list = field(default_factory=list)  # (what, reason)
+    probes: dict = field(default_factory=dict)
+
+
+def expand(suite: Suite, catalog: Catalog, registry: Registry, conventions=None, backend_names=None,
+           leaves=None, allow_unsafe=False) -> Plan:
+    conv_names = list(conventions or suite.conventions)
+    for name in conv_names:
+        catalog.convention(name)  # unknown name: a clear error before anything runs
+    back_names = list(backend_names or suite.backends)
+    for name in back_names:
+        if name not in backends.BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; valid: {', '.join(backends.BACKENDS)}")
+    plan = Plan([])
+    plan.probes = backends.probe_all(registry, back_names)
+    for name in back_names:
+        if not plan.probes[name].available:
+            plan.skipped.append((f"backend {name}", plan.probes[name].reason))
+    for cname in conv_names:
+        conv = catalog.conventions[cname]
+        # The kernel module runs every FPU policy (kernel_fpu too) and checks the CPU itself.
+        if conv.kernel_only:
+            why = "runs only in the kernel module (fpu: kernel_fpu)"
+        else:
+            why = machine.fpu_support(conv.fpu)
+        usable = [b for b in back_names if not why or backends.BACKENDS[b].where == "kmod"]
+        if why and len(usable) < len(back_names):
+            plan.skipped.append((cname, why))
+        if not usable:
+            continue
+        leaf_names = leaves or (conv.meant_for if suite.leaves == "meant_for" else suite.leaves)
+        if not leaf_names:
+            plan.skipped.append((cname, "declares no meant_for leaf; name leaves with --leaves"))
+            continue
+        for lname in leaf_names:
+            verdict = pair_verdict(registry, conv, catalog.leaf(lname))
+            if not verdict.safe and not allow_unsafe:
+                plan.skipped.append((f"{cname}/{lname}", verdict.text + " (--allow-unsafe to time it)"))
+                continue
+            for bname in usable:
+                if plan.probes[bname].available:
+                    plan.specs.append(Spec(cname, bname, lname))
+    return plan
+
+
+def pair_verdict(registry, conv, leaf) -> "safety.Verdict":
+    """The runtime verdict (one untimed poisoned call in a child) where the pair runs here,
+    else the static prediction.  Remembered, so record() can report it.  A check that failed
+    to run (not: found the pair unsafe) is said on stderr, once per pair."""
+    pair = safety.check_pair(registry, conv, leaf)
+    if pair["runtime_failed"] and (conv.name, leaf.name) not in _REPORTED:
+        _REPORTED.add((conv.name, leaf.name))
+        print(f"bench: warning: {conv.name}/{leaf.name}: {pair['runtime_note']}; using the static "
+              "prediction", file=sys.stderr)
+    return safety.combined(pair)
+
+
+_REPORTED = set()  # pairs whose failed runtime check was already reported
+
+
+def record(m: Measurement, ctx: Context, reference: dict) -> dict:
+    """The --json record of one benchmark (schema in the README)."""
+    s = stats.Summary.of(m.values)
+    base = stats.Summary.of(m.baseline_values)
+    tsc_hz = ctx.clocks["tsc_hz"]
+    ref = reference.get(m.spec.backend)
+    ci95 = list(s.ci95)
+    if m.from_workers and len(m.runs) >= 2:
+        # Values of one worker are not independent: the CI resamples workers, then values.
+        ci95 = list(stats.hierarchical_median_ci([r.values for r in m.runs])[1])
+    return {
+        "name": m.spec.name,
+        "convention": m.spec.convention,
+        "backend": m.spec.backend,
+        "leaf": m.spec.leaf,
+        "cycles": s.median,
+        "cycles_unit": "tsc",
+        "ns": s.median / tsc_hz * 1e9,
+        "ci95": ci95,
+        "core_cycles": s.median / ctx.clocks["tsc_per_core_cycle"],
+        "mad": s.mad,
+        "n_values": s.n,
+        "excluded": m.excluded,
+        "baseline_cycles": base.median,
+        "n_calls": m.n_calls,
+        "relative": (s.median / ref) if ref else None,
+        **_safety_fields(m, ctx),
+        "serialize": m.serialize,
+        "hw_counters": m.hw_counters,
+        "workers": len(m.runs) if m.from_workers else 1,
+        "excluded_workers": m.excluded_workers,
+    }
+
+
+def _safety_fields(m: Measurement, ctx: Context) -> dict:
+    """safe/safety: the runtime verdict when this process checked the pair, else the static one
+    the measurement carries; both kept apart too."""
+    conv, leaf = ctx.catalog.conventions.get(m.spec.convention), ctx.catalog.leaves.get(m.spec.leaf)
+    rt = safety.known_runtime(conv, leaf) if conv is not None and leaf is not None else None
+    return {
+        "safe": rt.safe if rt is not None else m.safe,
+        "safety": rt.text if rt is not None else m.safety,
+        "safety_static": m.safety,
+        "safety_runtime": rt.text if rt is not None else None,
+    }
+
+
+def run_plan(plan: Plan, ctx: Context, allow_unsafe=False, progress=None) -> list:
+    out = []
+    for spec in plan.specs:
+        try:
+            out.append(measure_one(spec, ctx, allow_unsafe=allow_unsafe))
+        except (UnsafeError, UnavailableError) as exc:
+            plan.skipped.append((spec.name, str(exc)))
+        if progress:
+            progress(spec)
+    return out
+
+
+def references(measurements, reference_conv: str) -> dict:
+    """Per backend: the reference convention's median (on its first measured leaf)."""
+    ref = {}
+    for m in measurements:
+        if m.spec.convention == reference_conv and m.spec.backend not in ref and m.values:
+            ref[m.spec.backend] = stats.Summary.of(m.values).median
+    return ref

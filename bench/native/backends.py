@@ -1,0 +1,210 @@
+"""Backends: how a measured call crosses, and whether it can here.
+
+A backend names a crossing (bench/gen/crossings.py) plus how the emulated stub
+serializes.  Every backend is probed in a forked child, so an instruction this
+CPU or hypervisor does not offer (SIGILL, SIGSEGV) never takes the harness down.
+"""
+from __future__ import annotations
+
+import faulthandler
+import functools
+import os
+import signal
+import struct
+from dataclasses import dataclass
+
+from bench.native import _core, kmod, machine
+
+SER_MODES = {"none": 0, "lfence": 1, "mfence_lfence": 2, "serialize": 3, "iret": 4, "cpuid": 5}
+# Architecturally serializing in user space, strongest class first; "auto" picks the
+# cheapest of these that this CPU offers (measured), as SEAMCALL/TDCALL serialize too.
+FULLY_SERIALIZING = ("serialize", "iret", "cpuid")
+KVM_EPERM = (1 << 64) - 1  # -KVM_EPERM as the 64-bit RAX a CPL-3 hypercall gets back
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    crossing: str
+    description: str
+    serialize: str | None = None  # emulated only: "auto" or a SER_MODES key
+    vendors: tuple = ()           # CPU vendors whose own instruction this is
+    where: str = "user"           # "user": this process's native loop; "kmod": the kernel module's
+
+
+BACKENDS = {
+    "emulated": Backend("emulated", "emulated",
+                        "stub that writes what the leaf may, serialized like a real SEAMCALL/TDCALL",
+                        serialize="auto"),
+    "emulated_pipelined": Backend("emulated_pipelined", "emulated",
+                                  "the same stub without serialization (out-of-order execution overlaps "
+                                  "calls; for contrast only)", serialize="none"),
+    "vmcall": Backend("vmcall", "vmcall", "VMCALL from user space: a real exit to the hypervisor",
+                      vendors=("GenuineIntel",)),
+    "vmmcall": Backend("vmmcall", "vmmcall", "VMMCALL from user space: a real exit to the hypervisor",
+                       vendors=("AuthenticAMD", "HygonGenuine")),
+    "cpuid": Backend("cpuid", "cpuid", "CPUID leaf 0: exits to the hypervisor in a VM, cheap on bare metal"),
+    "syscall": Backend("syscall", "syscall", "getppid system call, for scale"),
+}
+
+
+# The same crossings issued from ring 0 by seambench's kernel module (/dev/seambench): the real
+# SEAMCALL on a TDX host, TDCALL in a TD guest, VMCALL/VMMCALL in a KVM guest, the stub elsewhere.
+# Listed by `doctor` when the device exists (bench/native/kmod.py probes them through it).
+KMOD_BACKENDS = {
+    f"kmod:{crossing}": Backend(f"kmod:{crossing}", crossing, f"kernel module, ring 0: {what}",
+                                serialize="auto" if crossing == "emulated" else None, where="kmod")
+    for crossing, what in (
+        ("emulated", "the emulated stub, kernel_fpu_begin/end available"),
+        ("seamcall", "SEAMCALL TDH.SYS.RD to the TDX module (TDX host)"),
+        ("tdcall", "TDCALL TDG.VP.INFO to the TDX module (TD guest)"),
+        ("vmcall", "VMCALL with an unused KVM hypercall number (KVM guest, Intel)"),
+        ("vmmcall", "VMMCALL with an unused KVM hypercall number (KVM guest, AMD)"),
+    )
+}
+BACKENDS.update(KMOD_BACKENDS)
+
+
+def default_names() -> list:
+    """The backends `doctor` shows: the kernel module's only when its device exists."""
+    return [n for n, b in BACKENDS.items() if b.where != "kmod" or kmod.device_present()]
+
+
+@dataclass(frozen=True)
+class Probe:
+    backend: str
+    available: bool
+    reason: str
+
+    def as_dict(self):
+        return {"backend": self.backend, "available": self.available, "reason": self.reason}
+
+
+def run_in_child(fn):
+    """Run fn() in a forked child; return ("ok", 8-byte result) or ("signal", signo) or ("exit", code)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into the parent's stack
+        code = 0
+        try:
+            faulthandler.disable()  # the fault may be the expected answer: no traceback dump
+            os.close(r)
+            os.write(w, struct.pack("<Q", fn() & (2**64 - 1)))
+        except BaseException:
+            code = 3
+        finally:
+            os._exit(code)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 8):
+        data += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return "signal", os.WTERMSIG(status)
+    if os.WEXITSTATUS(status) != 0 or len(data) != 8:
+        return "exit", os.WEXITSTATUS(status)
+    return "ok", struct.unpack("<Q", data)[0]
+
+
+def _signal_reason(instr, signo):
+    name = signal.Signals(signo).name
+    if signo == signal.SIGILL:
+        return f"{instr} raised #UD here ({name}): the CPU or hypervisor does not offer it"
+    if signo == signal.SIGSEGV:
+        return f"{instr} faulted here ({name}, #GP or #UD turned into a fault by the hypervisor)"
+    return f"{instr} killed the probe with {name}"
+
+
+def probe(name: str, registry) -> Probe:
+    """Is backend `name` usable here, and if not, why."""
+    b = BACKENDS[name]
+    if b.where == "kmod":
+        return Probe(name, *kmod.probe_crossing(b.crossing))
+    cpu = machine.cpu()
+    instr = b.crossing.upper()
+    if b.vendors and cpu["vendor"] not in b.vendors:
+        return Probe(name, False, f"CPU vendor is {cpu['vendor']}; {instr} is the instruction of "
+                     f"{'/'.join(b.vendors)} (a hypervisor may emulate it after #UD, which is not the path "
+                     "to measure)")
+    if b.crossing in ("vmcall", "vmmcall") and not cpu["hypervisor"]:
+        return Probe(name, False, f"not running under a hypervisor: {instr} would raise #UD")
+    fn, _ = registry.lookup("seamcall", b.crossing, "vp_info")
+    args = _core.Args(machine.xsave()["size_max"] or 4096)
+    kind, value = run_in_child(lambda: _core.call_once(fn, 1, args))
+    if kind == "signal":
+        return Probe(name, False, _signal_reason(instr, value))
+    if kind == "exit":
+        return Probe(name, False, f"the probe of {instr} failed (exit {value})")
+    if b.crossing in ("vmcall", "vmmcall"):
+        who = cpu["hypervisor"]
+        if value == KVM_EPERM:
+            return Probe(name, True, f"{who} answers a CPL-3 hypercall with -KVM_EPERM: a real round trip")
+        return Probe(name, True, f"{who} answered {instr} with RAX={value:#x}")
+    if b.crossing == "cpuid":
+        where = f"traps to {cpu['hypervisor']}" if cpu["hypervisor"] else "executes natively (bare metal)"
+        return Probe(name, True, f"CPUID {where}")
+    if b.crossing == "syscall":
+        return Probe(name, True, f"getppid() returned {value}")
+    mode = serialize_choice(registry)
+    if b.serialize == "none":
+        return Probe(name, True, "stub without serialization")
+    return Probe(name, True, f"stub serialized with {mode['mode'].upper()} ({mode['why']})")
+
+
+def probe_all(registry, names=None) -> dict:
+    return {n: probe(n, registry) for n in (names or BACKENDS)}
+
+
+def _mode_supported(mode) -> bool:
+    if mode == "serialize":
+        return machine.cpu()["serialize"]
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def _serialize_costs(registry) -> dict:
+    """Ticks per call of the vp_info stub under each serialization mode (cheap, in-process:
+    none of these instructions can fault once CPUID says they exist)."""
+    fn, unit = registry.lookup("seamcall", "emulated", "vp_info")
+    a, b = _core.Args(64), _core.Args(64)
+    costs = {}
+    try:
+        for mode, value in SER_MODES.items():
+            if not _mode_supported(mode):
+                continue
+            unit.set_emulation(value)
+            n = 4 if mode == "cpuid" else 64
+            _core.measure_pair(fn, _core.EMPTY_FN, 1, 0, a, b, n, 5)
+            ta, tb, _, _ = _core.measure_pair(fn, _core.EMPTY_FN, 1, 0, a, b, n, 31)
+            per = sorted((x - y) / n for x, y in zip(ta, tb))
+            costs[mode] = per[len(per) // 2]
+    finally:
+        unit.set_emulation(0)
+    return costs
+
+
+def serialize_choice(registry) -> dict:
+    """The serialization the `emulated` backend uses: SEAMCALL and TDCALL are VM-exit-class
+    transitions that serialize the core, so the stub must too; of the architecturally
+    serializing instructions usable at CPL 3, take the cheapest measured."""
+    forced = os.environ.get("SEAMBENCH_SERIALIZE")
+    costs = _serialize_costs(registry)
+    if forced:
+        if forced not in SER_MODES or forced not in costs:
+            raise ValueError(f"SEAMBENCH_SERIALIZE={forced!r}: choose one of {', '.join(costs)}")
+        return {"mode": forced, "why": "forced by SEAMBENCH_SERIALIZE", "costs": costs}
+    candidates = {m: c for m, c in costs.items() if m in FULLY_SERIALIZING}
+    mode = min(candidates, key=candidates.get)
+    return {"mode": mode, "why": f"cheapest fully serializing: {candidates[mode]:.0f} ticks/call of "
+            + ", ".join(f"{m} {c:.0f}" for m, c in sorted(candidates.items(), key=lambda kv: kv[1])),
+            "costs": costs}
+
+
+def serialize_mode_for(name: str, registry) -> int:
+    b = BACKENDS[name]
+    if b.serialize is None:
+        return SER_MODES["none"]  # the stub is not called by real crossings
+    if b.serialize == "auto":
+        return SER_MODES[serialize_choice(registry)["mode"]]
+    return SER_MODES[b.serialize]

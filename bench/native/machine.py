@@ -1,0 +1,201 @@
+"""What this machine is, read off CPUID, XGETBV, /proc and /sys.
+
+Everything here is probed, nothing assumed: the same code must be right on a
+TDX host, an AMD or Intel guest, and bare metal.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import re
+import statistics
+from pathlib import Path
+
+from bench import config
+from bench.native import _core
+
+AVX_STATE_BITS = config.AVX_STATE_BITS  # the components a leaf may reset, as machine reports them
+XCR0_NAMES = {0: "x87", 1: "SSE", 2: "AVX", 3: "MPX_BNDREGS", 4: "MPX_BNDCSR", 5: "opmask",
+              6: "ZMM_Hi256", 7: "Hi16_ZMM", 9: "PKRU", 17: "AMX_TILECFG", 18: "AMX_TILEDATA"}
+
+
+def _read(path, default=None):
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return default
+
+
+def _regs_to_str(*regs):
+    return b"".join(r.to_bytes(4, "little") for r in regs).decode("ascii", "replace").rstrip("\0")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu() -> dict:
+    max_leaf, b, c, d = _core.cpuid(0)
+    vendor = _regs_to_str(b, d, c)
+    eax, ebx, ecx, edx = _core.cpuid(1)
+    family = (eax >> 8) & 0xF
+    model = (eax >> 4) & 0xF
+    if family in (6, 15):
+        model |= ((eax >> 16) & 0xF) << 4
+    if family == 15:
+        family += (eax >> 20) & 0xFF
+    ext_max = _core.cpuid(0x80000000)[0]
+    brand = ""
+    if ext_max >= 0x80000004:
+        brand = " ".join(_regs_to_str(*_core.cpuid(leaf)) for leaf in (0x80000002, 0x80000003, 0x80000004))
+        brand = " ".join(brand.split())
+    leaf7 = _core.cpuid(7, 0) if max_leaf >= 7 else (0, 0, 0, 0)
+    hypervisor = None
+    if ecx & (1 << 31):
+        _, hb, hc, hd = _core.cpuid(0x40000000)
+        hypervisor = _regs_to_str(hb, hc, hd) or "unknown"
+    invariant_tsc = ext_max >= 0x80000007 and bool(_core.cpuid(0x80000007)[3] & (1 << 8))
+    microcode = None
+    for line in (_read("/proc/cpuinfo", "") or "").splitlines():
+        if line.startswith("microcode"):
+            microcode = line.split(":", 1)[1].strip()
+            break
+    return {
+        "vendor": vendor,
+        "model_name": brand,
+        "family": family,
+        "model": model,
+        "stepping": eax & 0xF,
+        "microcode": microcode,
+        "hypervisor": hypervisor,
+        "invariant_tsc": invariant_tsc,
+        "osxsave": bool(ecx & (1 << 27)),
+        "avx": bool(ecx & (1 << 28)),
+        "avx512f": bool(leaf7[1] & (1 << 16)),
+        "serialize": bool(leaf7[3] & (1 << 14)),
+        "rdtscp": ext_max >= 0x80000001 and bool(_core.cpuid(0x80000001)[3] & (1 << 27)),
+        "logical_cpus": os.cpu_count(),
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def xsave() -> dict:
+    """XCR0 and the XSAVE area sizes (CPUID leaf 0xD)."""
+    c = cpu()
+    if not c["osxsave"]:
+        return {"enabled": False, "xcr0": 0, "components": [], "xinuse": None,
+                "size_xcr0": 0, "size_max": 0, "size_compacted": 0, "features": {}}
+    xcr0 = _core.xgetbv(0)
+    _, size_xcr0, size_max, _ = _core.cpuid(0xD, 0)
+    eax1, size_compacted, _, _ = _core.cpuid(0xD, 1)
+    features = {"xsaveopt": bool(eax1 & 1), "xsavec": bool(eax1 & 2), "xgetbv1": bool(eax1 & 4),
+                "xsaves": bool(eax1 & 8)}
+    return {
+        "enabled": True,
+        "xcr0": xcr0,
+        "components": [XCR0_NAMES.get(i, f"bit{i}") for i in range(64) if xcr0 >> i & 1],
+        "xinuse": _core.xgetbv(1) if features["xgetbv1"] else None,
+        "size_xcr0": size_xcr0,
+        "size_max": size_max,
+        "size_compacted": size_compacted,
+        "features": features,
+    }
+
+
+def fpu_support(policy: str):
+    """None if this CPU can run the FPU policy in user space, else why not."""
+    x = xsave()
+    if policy == "none":
+        return None
+    if policy == "kernel_fpu":
+        return "kernel_fpu_begin/end exist only in the kernel module"
+    if not x["enabled"]:
+        return "XSAVE is not enabled by the OS (CPUID.1:ECX.OSXSAVE = 0)"
+    need = {"xsaveopt": "xsaveopt", "xsavec": "xsavec", "xinuse": "xgetbv1"}.get(policy)
+    if need and not x["features"][need]:
+        return f"CPU lacks {need.upper()} (CPUID.(EAX=0DH,ECX=1))"
+    if policy == "xinuse" and not x["features"]["xsavec"]:
+        return "CPU lacks XSAVEC (CPUID.(EAX=0DH,ECX=1))"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def clocks() -> dict:
+    """TSC frequency (against CLOCK_MONOTONIC_RAW) and TSC ticks per core cycle."""
+    hz = statistics.median(_core.tsc_hz(0.02) for _ in range(3))
+    _core.chain_ticks(2000)  # let the core reach its working clock
+    per_add = min(_core.chain_ticks(2000) / 200000 for _ in range(7))
+    return {"tsc_hz": hz, "tsc_per_core_cycle": per_add, "core_hz_estimate": hz / per_add}
+
+
+def perf_counters() -> dict:
+    fd, slots, errnos = _core.perf_open()
+    if fd >= 0:
+        os.close(fd)  # only a probe; measurements open their own group
+    paranoid = _read("/proc/sys/kernel/perf_event_paranoid")
+    return {
+        "hardware": slots["cycles"] is not None and slots["instructions"] is not None,
+        "events": {name: ("available" if slots[name] is not None else os.strerror(errnos[name]))
+                   for name in slots},
+        "perf_event_paranoid": int(paranoid) if paranoid and paranoid.lstrip("-").isdigit() else None,
+    }
+
+
+def tuning_hints() -> dict:
+    cpus = "/sys/devices/system/cpu"
+    governor = _read(f"{cpus}/cpu0/cpufreq/scaling_governor")
+    no_turbo = _read(f"{cpus}/intel_pstate/no_turbo")
+    boost = _read(f"{cpus}/cpufreq/boost")
+    turbo = None
+    if no_turbo is not None:
+        turbo = "off" if no_turbo == "1" else "on"
+    elif boost is not None:
+        turbo = "on" if boost == "1" else "off"
+    cmdline = _read("/proc/cmdline", "") or ""
+    nohz = re.search(r"\bnohz_full=(\S+)", cmdline)
+    return {
+        "governor": governor or "not exposed (no cpufreq; typical in a VM)",
+        "turbo": turbo or "not exposed",
+        "isolated_cpus": _read(f"{cpus}/isolated") or "none",
+        "nohz_full": nohz.group(1) if nohz else "none",
+        "smt": _read(f"{cpus}/smt/active"),
+        "affinity": sorted(os.sched_getaffinity(0)),
+    }
+
+
+def kernel() -> dict:
+    return {"release": platform.release(), "version": platform.version(), "python": platform.python_version()}
+
+
+def machine_id() -> str:
+    """Names the results folder: the same kind of machine gets the same id."""
+    env = os.environ.get("SEAMBENCH_MACHINE")
+    if env:
+        return env
+    c = cpu()
+    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd", "HygonGenuine": "hygon"}.get(c["vendor"], "x86")
+    model = re.sub(r"\(r\)|\(tm\)|\bcpu\b|\bprocessor\b|@.*$", "", c["model_name"].lower())
+    model = re.sub(r"[^a-z0-9]+", "-", model).strip("-") or f"f{c['family']}m{c['model']}"
+    if not model.startswith(vendor):
+        model = f"{vendor}-{model}"
+    guest = f"-{hypervisor_name(c['hypervisor'])}" if c["hypervisor"] else ""
+    return f"{model}-{c['logical_cpus']}cpu{guest}"
+
+
+_HYPERVISORS = {"KVMKVMKVM": "kvm", "Microsoft Hv": "hyperv", "VMwareVMware": "vmware", "XenVMMXenVMM": "xen",
+                "TCGTCGTCGTCG": "tcg", "ACRNACRNACRN": "acrn", " lrpepyh  vr": "parallels", "bhyve bhyve ": "bhyve",
+                "QNXQVMBSQG": "qnx"}
+
+
+def hypervisor_name(signature) -> str:
+    if not signature:
+        return "none"
+    return _HYPERVISORS.get(signature, re.sub(r"[^a-z0-9]+", "", signature.lower())[:12] or "unknown")
+
+
+def pin(cpu_index=None) -> int:
+    """Pin this process to one CPU (the last allowed one unless told) and return it."""
+    allowed = sorted(os.sched_getaffinity(0))
+    target = allowed[-1] if cpu_index is None else cpu_index
+    if target not in allowed:
+        raise ValueError(f"CPU {target} is not in this process's affinity set {allowed}")
+    os.sched_setaffinity(0, {target})
+    return target

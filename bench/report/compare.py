@@ -1,0 +1,276 @@
+"""`bench compare A B`: two result sets, benchmark by benchmark.
+
+A and B are results files, or commits/refs resolved to this machine's stored
+results (every clean run of that commit, each a session).  Per benchmark: both medians,
+the change, a CI for the ratio B/A from a bootstrap over worker processes then
+values, a Mann-Whitney U test on per-worker medians (workers are the independent
+units), and a verdict.
+"""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.results import layout as rd, store, vcs
+from bench.results.store import META
+from bench.stats.verdict import ALPHA, DEFAULT_THRESHOLD, Row, compare_benchmarks
+
+
+class CompareError(RuntimeError):
+    pass
+
+
+@dataclass
+class Side:
+    """One side of a comparison: its results files, each loaded once as a session (a separate
+    `bench run`).  Sessions are never merged into one pyperf suite: pyperf refuses to add runs
+    whose checked metadata (platform, python_version) differ, as two runs days apart may."""
+    label: str
+    files: list
+    sessions: list                    # one pyperf.BenchmarkSuite per results file
+
+    def names(self) -> list:
+        """Benchmark names of every session, first seen first."""
+        return list(dict.fromkeys(n for s in self.sessions for n in s.get_benchmark_names()))
+
+    def benchmarks(self, name) -> list:
+        """`name` in each session that has it."""
+        out = []
+        for s in self.sessions:
+            try:
+                out.append(s.get_benchmark(name))
+            except KeyError:
+                pass
+        return out
+
+    def meta(self, key, default=None):
+        for s in self.sessions:
+            for b in s.get_benchmarks():
+                v = _meta_of(b, key)
+                if v is not None:
+                    return v
+        return default
+
+
+# --- finding the results ------------------------------------------------------------
+
+def resolve(what: str, machine_name, root: Path | None = None) -> Side:
+    """A results file, or a commit/ref with stored results for this machine.  `machine_name`
+    is the name, or a function returning it: asked only for a commit, so that comparing two
+    files needs nothing of this machine (nor the native extension that names it)."""
+    path = Path(what)
+    if path.is_file():
+        return Side(path.name, [path], [store.load_suite(path)])
+    if callable(machine_name):
+        machine_name = machine_name()
+    root = root or store.results_root()
+    folder = root / machine_name
+    commit = _rev_parse(what)
+    if commit is None:
+        raise CompareError(f"{what!r} is neither a results file nor a git commit or ref")
+    files = sorted(rd.group_by_commit(root, machine_name).get(commit, []), key=rd.session_order)
+    if not files:
+        dirty = [p for p in rd.result_paths(root, machine_name, commit) if rd.classify(p)[1]]
+        hint = (f"; only runs of an uncommitted tree exist ({', '.join(p.name for p in dirty)}): "
+                "name one as a file") if dirty else ""
+        raise CompareError(f"no stored results for {what} ({commit[:12]}) on {machine_name} in {folder}{hint}")
+    return Side(f"{what} ({commit[:12]})" if not commit.startswith(what) else commit[:12], files,
+                [store.load_suite(f) for f in files])
+
+
+def _rev_parse(ref):
+    try:
+        p = vcs.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
+
+
+# --- comparing --------------------------------------------------------------------------
+
+def _runs(benches, scale):
+    """Per-worker value arrays of a benchmark over the given sessions' copies of it."""
+    return [np.asarray(r.values, dtype=float) * scale for b in benches for r in b.get_runs() if r.values]
+
+
+def _scale(side: Side):
+    hz = side.meta("tsc_hz")
+    return (float(hz), "cycles") if hz else (1e9, "ns")
+
+
+def check_comparable(a: Side, b: Side, force=False) -> list:
+    """Reasons these two cannot be compared; raises unless forced (then returns them as notes)."""
+    problems = []
+    ma, mb = a.meta("machine"), b.meta("machine")
+    if ma != mb:
+        problems.append(f"different machines: {ma or 'unknown'} vs {mb or 'unknown'}")
+    names_b = set(b.names())
+    for name in a.names():
+        if name not in names_b:
+            continue
+        ha = next((h for x in a.benchmarks(name) if (h := _meta_of(x, "conv_hash")) is not None), None)
+        hb = next((h for x in b.benchmarks(name) if (h := _meta_of(x, "conv_hash")) is not None), None)
+        if ha != hb:
+            problems.append(f"{name}: different convention declarations (hash {ha} vs {hb})")
+    if problems and not force:
+        raise CompareError("refusing to compare: " + "; ".join(problems) + " (--force to compare anyway)")
+    return problems
+
+
+def _sessions(side, name, scale):
+    out = []
+    for bench in side.benchmarks(name):
+        runs = _runs([bench], scale)
+        if runs:
+            out.append(runs)
+    return out
+
+
+def _meta_of(bench, key):
+    for r in bench.get_runs():
+        v = r.get_metadata().get(META + key)
+        if v is not None:
+            return v
+    return None
+
+
+@dataclass
+class Report:
+    a: Side
+    b: Side
+    rows: list
+    only_a: list
+    only_b: list
+    geomean: float | None
+    notes: list
+    threshold: float
+
+    def as_dict(self):
+        return {"a": {"label": self.a.label, "files": [str(f) for f in self.a.files]},
+                "b": {"label": self.b.label, "files": [str(f) for f in self.b.files]},
+                "threshold": self.threshold,
+                "benchmarks": [r.as_dict() for r in self.rows],
+                "geomean_ratio": self.geomean,
+                "only_in_a": self.only_a, "only_in_b": self.only_b, "notes": self.notes}
+
+
+def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=None) -> Report:
+    """Every benchmark both sides have, or only the names in `only`."""
+    if only:
+        known = set(a.names()) | set(b.names())
+        unknown = [n for n in only if n not in known]
+        if unknown:
+            raise CompareError(f"no benchmark {unknown[0]!r} in either result set; known: "
+                               + ", ".join(sorted(known)))
+    notes = check_comparable(a, b, force)
+    scale_a, unit = _scale(a)
+    scale_b, unit_b = _scale(b)
+    if unit != unit_b:
+        scale_a, scale_b, unit = 1e9, 1e9, "ns"
+    names_b = set(b.names())
+    rows, only_a = [], []
+    for name in a.names():
+        if only and name not in only:
+            continue
+        if name not in names_b:
+            only_a.append(name)
+            continue
+        runs_a, runs_b = _runs(a.benchmarks(name), scale_a), _runs(b.benchmarks(name), scale_b)
+        if not runs_a or not runs_b:
+            continue
+        rows.append(compare_benchmarks(runs_a, runs_b, name, unit, threshold,
+                                       sessions_a=_sessions(a, name, scale_a),
+                                       sessions_b=_sessions(b, name, scale_b)))
+    only_b = sorted(n for n in names_b - set(a.names()) if not only or n in only)
+    geo = float(np.exp(np.mean(np.log([r.ratio for r in rows])))) if rows else None
+    if rows and (len(a.sessions) < 2 or len(b.sessions) < 2):
+        notes.append("one session on at least one side: the CI covers workers and values, not what changes "
+                     "between two `bench run`s (host load, the machine's state: several % on a shared VM). "
+                     "Run again to add a session (its file sits beside the first), or settle two conventions "
+                     "with `bench ab`")
+    return Report(a, b, rows, only_a, only_b, geo, notes, threshold)
+
+
+def regressions(report: Report, pct: float) -> list:
+    return [r for r in report.rows if r.verdict == "slower" and r.change * 100 >= pct]
+
+
+# --- presentation ---------------------------------------------------------------------
+
+def _verdict_text(r: Row) -> str:
+    if r.verdict == "unknown":
+        more = (f"~{r.more_sessions} more runs" if r.more_sessions else f"~{r.more_workers} more workers")
+        return (f"unknown (detects >= {r.mde:.1%} = {r.mde_cycles:,.1f} {r.unit}; "
+                f"{more} = {r.more_values} values per side)")
+    return r.verdict
+
+
+def _p(p):
+    return "-" if p is None else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
+def markdown(report: Report) -> str:
+    lines = [f"Comparing **{report.b.label}** against **{report.a.label}** "
+             f"(change = B/A - 1; \"same\" = 95% CI within +-{report.threshold:.1%})", "",
+             "| benchmark | A | B | change | 95% CI | p (MWU) | verdict |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in report.rows:
+        lines.append(f"| {r.name} | {r.median_a:,.2f} | {r.median_b:,.2f} | {r.change:+.2%} | "
+                     f"{r.ci95[0] - 1:+.2%} .. {r.ci95[1] - 1:+.2%} | {_p(r.p_value)} | {_verdict_text(r)} |")
+    if report.geomean:
+        lines += ["", f"Geometric mean of B/A: {report.geomean:.4f} ({report.geomean - 1:+.2%}); "
+                  f"medians in {report.rows[0].unit if report.rows else ''} per call. {method(report)}."]
+    for n in report.notes:
+        lines.append(f"\nNote: {n}")
+    if report.only_a:
+        lines.append(f"\nOnly in A: {', '.join(report.only_a)}")
+    if report.only_b:
+        lines.append(f"\nOnly in B: {', '.join(report.only_b)}")
+    return "\n".join(lines) + "\n"
+
+
+def method(report: Report) -> str:
+    nested = any(r.sessions_a > 1 and r.sessions_b > 1 for r in report.rows)
+    units = "runs (sessions)" if nested else "worker processes"
+    levels = "runs, then workers, then values" if nested else "worker processes, then values within them"
+    return (f"CI: bootstrap over {levels}; p: Mann-Whitney U on the medians of {units}; faster/slower need "
+            f"both (CI excludes 0, p < {ALPHA}); \"same\" = CI within +-{report.threshold:.1%}")
+
+
+def print_table(console, report: Report):
+    from rich.table import Table
+    unit = report.rows[0].unit if report.rows else "cycles"
+    t = Table(title=f"B = {report.b.label} against A = {report.a.label}: median {unit} per call",
+              title_justify="left")
+    for col, just in (("benchmark", "left"), ("A", "right"), ("B", "right"), ("change", "right"),
+                      ("95% CI", "right"), ("p (MWU)", "right"), ("verdict", "left")):
+        t.add_column(col, justify=just)
+    colour = {"faster": "green", "slower": "red", "same": "dim", "unknown": "yellow"}
+    for r in report.rows:
+        t.add_row(r.name, f"{r.median_a:,.2f}", f"{r.median_b:,.2f}", f"{r.change:+.2%}",
+                  f"{r.ci95[0] - 1:+.2%} .. {r.ci95[1] - 1:+.2%}", _p(r.p_value),
+                  f"[{colour[r.verdict]}]{_verdict_text(r)}[/]")
+    console.print(t)
+    if report.geomean:
+        console.print(f"geometric mean of B/A over {len(report.rows)} benchmarks: {report.geomean:.4f} "
+                      f"({report.geomean - 1:+.2%})")
+    console.print(f"[dim]{method(report)}[/]")
+    for n in report.notes:
+        console.print(f"[yellow]note:[/] {n}")
+    if report.only_a:
+        console.print(f"only in A: {', '.join(report.only_a)}")
+    if report.only_b:
+        console.print(f"only in B: {', '.join(report.only_b)}")
+
+
+def compare_command(a: str, b: str, name: str) -> str:
+    """The ``bench compare`` line for one benchmark between two commits (the dashboard's
+    links and ``bench history --bisect``'s answer)."""
+    return f"bench compare {a} {b} --benchmark {name}"
+
+
+__all__ = ["CompareError", "resolve", "compare", "markdown", "print_table", "regressions",
+           "compare_command"]

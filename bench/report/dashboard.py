@@ -1,0 +1,333 @@
+"""``bench dashboard``: a static site built from ``results/`` and nothing else.
+
+The site is a pure function of the results folder (asv's model): ``results/``
+in, ``site/index.html`` + ``site/data.js`` + shipped scripts out. Commit order
+comes from ``results/commits.json`` (written by ``bench history``); commits it
+does not know are looked up in git when a repository is at hand, else ordered
+by run date. It opens from disk with no network: plotly.js is copied from the
+``plotly`` Python package, the page's own script and style from
+``bench/report/static``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bench.report.compare import compare_command
+from bench.results import layout as rd, store
+from bench.results.vcs import GitError, git_commit_info
+from bench.stats import summary as stats
+from bench.stats.changepoints import find_changes
+
+STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _warn(msg: str) -> None:
+    print(f"bench dashboard: warning: {msg}", file=sys.stderr)
+
+
+# -- reading ------------------------------------------------------------------
+
+def _split_name(name: str, md: dict):
+    parts = name.split("/")
+    conv = md.get("seambench_convention") or (parts[0] if len(parts) > 0 else name)
+    backend = md.get("seambench_backend") or (parts[1] if len(parts) > 1 else "?")
+    leaf = md.get("seambench_leaf") or (parts[2] if len(parts) > 2 else "?")
+    return str(conv), str(backend), str(leaf)
+
+
+def summarise_commit(paths: list, machine: str):
+    """Read one commit's files on one machine -> (summary, warnings, run_date).
+
+    summary: name -> (median_s, lo_s, hi_s, n, tsc_hz or None, conv, backend, leaf)
+    Runs in worker processes, so it takes and returns plain data.
+    """
+    warnings: list[str] = []
+    pooled = rd.pool_files(paths, machine, warn=warnings.append)
+    out = {}
+    date = None
+    for name, br in pooled.items():
+        try:
+            x = np.asarray(br.values, dtype=float)
+            med = float(np.median(x)) if x.size else math.nan
+            lo, hi = stats.median_ci(x)
+        except (TypeError, ValueError):
+            med = math.nan
+        if not br.values or med != med:
+            warnings.append(f"{paths[0]}: benchmark {name} has no numeric values; skipped")
+            continue
+        tsc = br.metadata.get("seambench_tsc_hz")
+        try:
+            tsc = float(tsc) if tsc is not None else None
+        except (TypeError, ValueError):
+            tsc = None
+        date = date or br.metadata.get("date")
+        out[name] = (med, lo, hi, len(br.values), tsc) + _split_name(name, br.metadata)
+    return out, warnings, date
+
+
+def _git_info(repo, shas):
+    if repo is None or not shas:
+        return {}
+    try:
+        return git_commit_info(repo, shas)
+    except GitError as e:  # no git, not a repo, unknown shas: order by date instead
+        _warn(f"cannot read commit info from git in {repo}: {e}")
+        return {}
+
+
+CACHE_VERSION = 1  # bump when summarise_commit's output changes
+
+
+def _signature(paths):
+    sig = []
+    for p in paths:
+        st = os.stat(p)
+        sig.append([os.path.basename(p), st.st_size, st.st_mtime_ns])
+    return sig
+
+
+def _read_cache(cache: Path | None) -> dict:
+    if cache is None or not cache.exists():
+        return {}
+    try:
+        doc = rd.json_loads(cache.read_bytes())
+        return doc["entries"] if doc.get("version") == CACHE_VERSION else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # a cache is only a cache: rebuild it
+
+
+def _write_cache(cache: Path | None, entries: dict, warn) -> None:
+    if cache is None:
+        return
+    try:
+        store.atomic_write(cache, rd.json_dumps({"version": CACHE_VERSION, "entries": entries}))
+    except OSError as e:
+        warn(f"cannot write the summary cache {cache}: {e}")
+
+
+def load_history(results, repo=None, jobs: int | None = None, warn=_warn, cache=None) -> dict:
+    """Everything the page shows, as plain JSON-able data (see ``build_model``).
+
+    ``cache`` (a file path) keeps each commit's summary keyed by the names, sizes and
+    mtimes of its result files, so a rebuild after one more commit reads one file.
+    """
+    results = Path(results)
+    cache = Path(cache) if cache else None
+    tasks, paths = [], []
+    failed: dict[str, list[str]] = {}
+    for m in rd.machines(results):
+        for sha, ps in sorted(rd.group_by_commit(results, m).items()):
+            tasks.append((m, sha))
+            paths.append([str(p) for p in ps])
+        failed[m] = sorted(p.name[:40] for p in (results / m).glob("*" + rd.FAILED_SUFFIX))
+    old = _read_cache(cache)
+    entries, summaries, todo = {}, {}, []
+    for t, ps in zip(tasks, paths):
+        key, sig = f"{t[0]}/{t[1]}", _signature(ps)
+        e = old.get(key)
+        if e and e.get("sig") == sig:
+            summaries[t] = ({k: tuple(v) for k, v in e["summary"].items()}, e["warnings"], e["date"])
+            entries[key] = e
+        else:
+            todo.append((t, ps, key, sig))
+    jobs = jobs or min(os.cpu_count() or 1, 8)
+    if jobs > 1 and len(todo) > 64:
+        with ProcessPoolExecutor(jobs) as ex:
+            done = list(ex.map(summarise_commit, [x[1] for x in todo], [x[0][0] for x in todo], chunksize=16))
+    else:
+        done = [summarise_commit(ps, t[0]) for t, ps, _k, _s in todo]
+    for (t, _ps, key, sig), r in zip(todo, done):
+        summaries[t] = r
+        entries[key] = {"sig": sig, "summary": r[0], "warnings": r[1], "date": r[2]}
+    if todo or len(entries) != len(old):
+        _write_cache(cache, entries, warn)
+    summaries = {t: summaries[t] for t in tasks}  # history order of tasks, not cache order
+    warnings = []
+    for t, (_s, w, _d) in summaries.items():
+        warnings += w
+    for w in warnings:
+        warn(w)
+
+    # Commit order: results/commits.json, then git, then run date.
+    all_shas = {t[1] for t in tasks} | {s for ss in failed.values() for s in ss}
+    info = {s: v for s, v in rd.load_commits(results, warn=warn).items() if s in all_shas}
+    missing = sorted(all_shas - set(info))
+    if missing:
+        info.update(_git_info(repo, missing))
+    for s in all_shas - set(info):
+        dates = [d for (m, sh), (_s, _w, d) in summaries.items() if sh == s and d]
+        ts = 0
+        if dates:
+            try:
+                ts = int(_dt.datetime.fromisoformat(min(dates)).timestamp())
+            except ValueError:
+                ts = 0
+        info[s] = {"subject": "(commit not in commits.json or git)", "date": ts, "parents": []}
+    return {"summaries": summaries, "failed": failed, "info": info,
+            "machines": rd.machines(results), "warnings": warnings}
+
+
+# -- model --------------------------------------------------------------------
+
+def _r(x, digits=5):
+    """Round to ``digits`` significant digits (keeps data.js small)."""
+    if x is None or not math.isfinite(x):
+        return None
+    if x == 0:
+        return 0.0
+    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+
+
+def _changes_of(args):
+    med, lo, hi, threshold = args
+    return find_changes(med, lo, hi, threshold=threshold)
+
+
+def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) -> dict:
+    summaries, info = hist["summaries"], hist["info"]
+    order = rd.topo_order(info)
+    idx = {s: i for i, s in enumerate(order)}
+    machines = hist["machines"]
+
+    # Cycles when every point has the TSC rate (the natural unit for a
+    # SEAMCALL); nanoseconds otherwise, so one page never mixes units.
+    have_tsc = all(v[4] for (s, _w, _d) in summaries.values() for v in s.values())
+    unit = "cycles" if have_tsc else "ns"
+
+    n = len(order)
+    series: dict[str, dict] = {}
+    meta: dict[str, tuple] = {}
+    for (m, sha), (summ, _w, _d) in summaries.items():
+        i = idx[sha]
+        for name, (med, lo, hi, cnt, tsc, conv, backend, leaf) in summ.items():
+            f = tsc if unit == "cycles" else 1e9
+            s = series.setdefault(name, {}).get(m)
+            if s is None:
+                s = series[name][m] = {"med": [None] * n, "lo": [None] * n, "hi": [None] * n, "n": [None] * n}
+            s["med"][i], s["lo"][i], s["hi"][i], s["n"][i] = _r(med * f), _r(lo * f), _r(hi * f), cnt
+            meta.setdefault(name, (conv, backend, leaf))
+
+    commits = [{"sha": s, "subject": info[s].get("subject", ""), "date": info[s].get("date", 0)} for s in order]
+    keys = [(name, m) for name in sorted(series) for m in sorted(series[name])]
+    args = [(series[n][m]["med"], series[n][m]["lo"], series[n][m]["hi"], threshold) for n, m in keys]
+    jobs = jobs or min(os.cpu_count() or 1, 8)
+    if jobs > 1 and len(args) > 16:  # the step fit is ~50 ms per 1,000-point series
+        with ProcessPoolExecutor(jobs) as ex:
+            found = dict(zip(keys, ex.map(_changes_of, args, chunksize=4)))
+    else:
+        found = dict(zip(keys, map(_changes_of, args)))
+    benchmarks, changes = [], []
+    for bidx, name in enumerate(sorted(series)):
+        conv, backend, leaf = meta[name]
+        benchmarks.append({"name": name, "conv": conv, "backend": backend, "leaf": leaf,
+                           "series": series[name]})
+        for m, s in sorted(series[name].items()):
+            for c in found[(name, m)]:
+                if not math.isfinite(c.rel):
+                    continue  # a step from zero has no relative size; cannot happen with real costs
+                a, b = order[c.before], order[c.after]
+                changes.append({
+                    "benchmark": name, "bidx": bidx, "conv": conv, "backend": backend, "leaf": leaf, "machine": m,
+                    "kind": c.kind, "rel": c.rel, "delta": c.delta,
+                    "before": c.value_before, "after": c.value_after,
+                    "from_idx": c.before, "to_idx": c.after,
+                    "from": a, "to": b, "n_commits": c.after - c.before,
+                    "suspect": b if c.after - c.before == 1 else None,
+                    "compare": compare_command(a, b, name),
+                    "bisect": f"bench history {a}..{b} --bisect {name}" if c.after - c.before > 1 else None,
+                })
+    changes.sort(key=lambda ch: (ch["kind"] != "regression", -abs(ch["rel"])))
+    failed = {m: [idx[s] for s in shas if s in idx] for m, shas in hist["failed"].items()}
+    return {"version": 1, "unit": unit, "commits": commits, "machines": machines,
+            "benchmarks": benchmarks, "changes": changes, "failed": failed,
+            "threshold": threshold, "warnings": hist["warnings"]}
+
+
+# -- writing ------------------------------------------------------------------
+
+def _plotly_js() -> Path:
+    import plotly
+
+    p = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not p.exists():
+        raise RuntimeError(f"plotly.min.js not found in the plotly package ({p})")
+    return p
+
+
+def write_site(model: dict, out, results=None) -> Path:
+    import jinja2
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             autoescape=jinja2.select_autoescape(["html"]))
+    env.filters["pct"] = lambda x: f"{x * 100:+.1f}%"
+    env.filters["num"] = lambda x: f"{x:+,.1f}" if abs(x) < 1000 else f"{x:+,.0f}"
+    env.filters["short"] = lambda s: s[:10]
+    commits = model["commits"]
+
+    # Failed commits' logs travel with the site so it stays self-contained.
+    failed_rows = []
+    for m, idxs in sorted(model["failed"].items()):
+        for i in idxs:
+            sha = commits[i]["sha"]
+            link = None
+            if results is not None:
+                src = rd.failed_path(Path(results), m, sha)
+                if src.exists():
+                    dst = out / "logs" / m / f"{sha}.log"
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(src, dst)
+                    link = f"logs/{m}/{sha}.log"
+            failed_rows.append({"machine": m, "sha": sha, "subject": commits[i]["subject"], "log": link})
+
+    page = env.get_template("index.html").render(
+        model=model, commits=commits, failed_rows=failed_rows,
+        convs=sorted({b["conv"] for b in model["benchmarks"]}),
+        backends=sorted({b["backend"] for b in model["benchmarks"]}),
+        leaves=sorted({b["leaf"] for b in model["benchmarks"]}),
+        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    store.atomic_write(out / "index.html", page)
+    data = json.dumps({k: v for k, v in model.items() if k != "warnings"}, separators=(",", ":"),
+                      allow_nan=False)
+    store.atomic_write(out / "data.js", "window.SEAMBENCH_DATA=" + data + ";\n")
+    for f in ("app.js", "style.css"):
+        shutil.copyfile(STATIC / f, out / f)
+    dst = out / "plotly.min.js"
+    src = _plotly_js()
+    if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+        shutil.copyfile(src, dst)
+    return out / "index.html"
+
+
+def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, verbose=True,
+          cache=None) -> dict:
+    """Build the site; returns timing figures (seconds) and counts."""
+    t0 = time.perf_counter()
+    hist = load_history(results, repo=repo, jobs=jobs, cache=cache)
+    t1 = time.perf_counter()
+    model = build_model(hist, threshold=threshold, jobs=jobs)
+    t2 = time.perf_counter()
+    index = write_site(model, out, results=results)
+    t3 = time.perf_counter()
+    figures = {"read_s": t1 - t0, "model_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0,
+               "commits": len(model["commits"]), "benchmarks": len(model["benchmarks"]),
+               "changes": len(model["changes"]), "warnings": len(model["warnings"]),
+               "index": str(index)}
+    if verbose:
+        print(f"bench dashboard: {figures['commits']} commits, {figures['benchmarks']} benchmarks, "
+              f"{figures['changes']} changes -> {index} ({figures['total_s']:.1f} s: "
+              f"read {figures['read_s']:.1f}, change points {figures['model_s']:.1f}, write {figures['write_s']:.1f})")
+    return figures

@@ -1,0 +1,259 @@
+"""Layout of the results folder and fast, forgiving reading of its files.
+
+The contract (written by ``bench run``)::
+
+    results/<machine>/<sha>.json            pyperf BenchmarkSuite, one run of commit <sha>
+    results/<machine>/<sha>.<n>.json        a further run of the same commit (never replaces)
+    results/<machine>/<sha>-dirty-<n>.json  a run of a dirty tree based on <sha>
+
+Added by ``bench history`` (names chosen so that a loader globbing ``*.json``
+under a machine folder never mistakes them for results)::
+
+    results/<machine>/<sha>.failed.log      a commit that failed to build or run, with its log
+    results/commits.json                    sha -> subject, date, parents (git order cache)
+
+Reading is deliberately not done through ``pyperf.BenchmarkSuite.load``: it
+builds a Python object per run and per metadata item, which is ~10x slower
+than reading the same documented JSON layout directly, and the dashboard
+reads thousands of files. ``tests/test_dashboard.py`` checks that both
+readers agree on the values.
+"""
+from __future__ import annotations
+
+import json
+
+try:  # 3-5x faster parsing of large result files; the stdlib is the fallback
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The one pattern of a result file name (the layout above; store.default_path writes it).
+SHA_RE = re.compile(r"^(?P<sha>[0-9a-f]{40})(?P<rest>(?:\.[0-9]+)?|-dirty-[0-9]+)\.json$")
+FAILED_SUFFIX = ".failed.log"
+
+
+def json_loads(raw: bytes):
+    return _orjson.loads(raw) if _orjson else json.loads(raw)
+
+
+def json_dumps(doc) -> bytes:
+    return _orjson.dumps(doc) if _orjson else json.dumps(doc, separators=(",", ":")).encode()
+
+
+class ResultsFileError(ValueError):
+    """A results file that cannot be read; the message names the file."""
+
+
+@dataclass
+class BenchResult:
+    """One benchmark of one result file: values (seconds per call) and metadata."""
+
+    name: str
+    values: list                                  # all values, pooled
+    metadata: dict
+    runs: list = field(default_factory=list)      # values per run (one pyperf worker each)
+
+
+@dataclass
+class ResultFile:
+    path: Path
+    machine: str
+    sha: str
+    dirty: bool
+    benchmarks: dict = field(default_factory=dict)  # name -> BenchResult
+
+
+def classify(path: Path):
+    """Return (sha, dirty) for a result file name, or None if it is not one.
+
+    ``<sha>.json`` and ``<sha>.<n>.json`` are clean runs, ``<sha>-dirty-<n>.json`` a dirty
+    tree; any other name is not a result file."""
+    m = SHA_RE.match(path.name)
+    if not m:
+        return None
+    rest = m.group("rest")
+    return m.group("sha"), rest.startswith("-dirty")
+
+
+def machines(results: Path) -> list[str]:
+    if not results.is_dir():
+        return []
+    return sorted(p.name for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def result_paths(results: Path, machine: str, sha: str | None = None) -> list[Path]:
+    """Result files of a machine (all, or those of one commit), dirty ones included."""
+    d = results / machine
+    if not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.iterdir()):
+        c = classify(p)
+        if c and (sha is None or c[0] == sha):
+            out.append(p)
+    return out
+
+
+def failed_path(results: Path, machine: str, sha: str) -> Path:
+    return results / machine / f"{sha}{FAILED_SUFFIX}"
+
+
+def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
+    """Read one pyperf BenchmarkSuite JSON file.
+
+    Metadata follows pyperf's layering: suite metadata, then the benchmark's,
+    then its first run's (keys common to all runs are hoisted by pyperf).
+    Raises ResultsFileError naming the file on any malformation.
+    """
+    path = Path(path)
+    c = classify(path)
+    if c is None:
+        raise ResultsFileError(f"{path}: not a result file name (<40-hex sha>[...].json)")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        doc = json_loads(raw)
+    except (OSError, ValueError) as e:  # orjson.JSONDecodeError is a ValueError
+        raise ResultsFileError(f"{path}: cannot read JSON: {e}") from None
+    try:
+        if not isinstance(doc, dict) or "benchmarks" not in doc:
+            raise ResultsFileError(f"{path}: not a pyperf BenchmarkSuite (no 'benchmarks' list)")
+        suite_md = doc.get("metadata") or {}
+        rf = ResultFile(path=path, machine=machine or path.parent.name, sha=c[0], dirty=c[1])
+        for b in doc["benchmarks"]:
+            bmd = dict(suite_md)
+            bmd.update(b.get("metadata") or {})
+            values, runs = [], []
+            first_run_md = None
+            for run in b.get("runs") or []:
+                vals = run.get("values")
+                if vals:  # runs without values are pyperf calibration runs
+                    values.extend(vals)  # checked numeric when summarised
+                    runs.append(vals)
+                    if first_run_md is None:
+                        first_run_md = run.get("metadata") or {}
+            if first_run_md:
+                bmd.update(first_run_md)
+            name = bmd.get("name")
+            if not isinstance(name, str):
+                raise ResultsFileError(f"{path}: a benchmark has no name")
+            rf.benchmarks[name] = BenchResult(name=name, values=values, metadata=bmd, runs=runs)
+        return rf
+    except ResultsFileError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise ResultsFileError(f"{path}: malformed pyperf JSON: {e!r}") from None
+
+
+def read_commit(results: Path, machine: str, sha: str, warn=None) -> dict:
+    """Pool every clean result file of ``sha`` on ``machine``: name -> BenchResult.
+
+    Runs stored beside each other (``<sha>.json``, ``<sha>.2.json``) are
+    measurements of the same tree, so their values are pooled. Corrupt files
+    are reported through ``warn`` and skipped.
+    """
+    return pool_files(result_paths(results, machine, sha), machine, warn)
+
+
+def session_order(path: Path):
+    """Sort key: ``<sha>.json``, ``<sha>.2.json`` ... ``<sha>.10.json``, in the order they were run."""
+    return len(path.name), path.name
+
+
+def group_by_commit(results: Path, machine: str) -> dict:
+    """sha -> clean result files of that commit (one directory listing; sorted by name, which
+    the dashboard's cache signatures follow: sort by session_order for the order of runs)."""
+    groups: dict[str, list[Path]] = {}
+    d = results / machine
+    for p in sorted(d.iterdir()) if d.is_dir() else ():
+        c = classify(p)
+        if c and not c[1]:
+            groups.setdefault(c[0], []).append(p)
+    return groups
+
+
+def pool_files(paths, machine: str, warn=None) -> dict:
+    """Pool the values of several result files of one commit (see read_commit)."""
+    pooled: dict[str, BenchResult] = {}
+    for p in paths:
+        p = Path(p)
+        c = classify(p)
+        if c is None or c[1]:
+            continue  # dirty tree: not this commit's code
+        try:
+            rf = read_result_file(p, machine)
+        except ResultsFileError as e:
+            if warn:
+                warn(str(e))
+            continue
+        for name, br in rf.benchmarks.items():
+            if name in pooled:
+                pooled[name].values.extend(br.values)
+                pooled[name].runs.extend(br.runs)
+            else:
+                pooled[name] = BenchResult(name, list(br.values), dict(br.metadata), list(br.runs))
+    return pooled
+
+
+# -- commit log cache -------------------------------------------------------
+
+def commits_path(results: Path) -> Path:
+    return results / "commits.json"
+
+
+def load_commits(results: Path, warn=None) -> dict:
+    p = commits_path(results)
+    if not p.exists():
+        return {}
+    try:
+        with open(p) as f:
+            doc = json.load(f)
+        return dict(doc.get("commits", {}))
+    except (OSError, ValueError, AttributeError) as e:
+        if warn:
+            warn(f"{p}: cannot read commit log cache ({e}); ordering falls back to git/run dates")
+        return {}
+
+
+def save_commits(results: Path, commits: dict) -> None:
+    """Atomically write results/commits.json (merged with what is there)."""
+    from bench.results.store import atomic_write  # here: store imports pyperf, which fast readers never need
+
+    merged = load_commits(results)
+    merged.update(commits)
+    atomic_write(commits_path(results),
+                 json.dumps({"version": 1, "commits": merged}, indent=1, sort_keys=True) + "\n")
+
+
+def topo_order(commits: dict) -> list[str]:
+    """Order shas parents-first (git history order), ties broken by commit date.
+
+    ``commits`` maps sha -> {"parents": [...], "date": int}; parents outside
+    the map are ignored, so a partial history still orders correctly.
+    """
+    import heapq
+
+    children: dict[str, list[str]] = {s: [] for s in commits}
+    indeg = {s: 0 for s in commits}
+    for s, info in commits.items():
+        for p in info.get("parents") or []:
+            if p in commits:
+                children[p].append(s)
+                indeg[s] += 1
+    heap = [(commits[s].get("date") or 0, s) for s, d in indeg.items() if d == 0]
+    heapq.heapify(heap)
+    out = []
+    while heap:
+        _, s = heapq.heappop(heap)
+        out.append(s)
+        for c in children[s]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                heapq.heappush(heap, (commits[c].get("date") or 0, c))
+    if len(out) != len(commits):  # a cycle cannot happen in git; be safe anyway
+        seen = set(out)
+        out += sorted((s for s in commits if s not in seen), key=lambda s: commits[s].get("date") or 0)
+    return out
