@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from bench import backends
+from bench.native import backends
 from bench.config import MAX_BYTES, MAX_DEPTH, ConfigError, parse_suite
 
 

@@ -6,7 +6,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import backends
+from bench.native import backends
 from bench.config import _CONV_KEYS, _LEAF_KEYS, _SUITE_KEYS, ARG_REGS, ConfigError, parse_leaves, parse_suite
 
 # No example database (it would be written into the checkout); a deadline far above the few

@@ -1,0 +1,59 @@
+"""The one exclusion policy: which samples count, and why the others do not.
+
+Every path that times anything (the pyperf worker, `bench ab`, `bench validate`, the
+serialization probe, the pytest plugin, the kernel module's client) takes its samples
+through bench.measure.sampler, which asks `judge` about each sample.  A sample is excluded,
+and measured again, for the first of these that applies:
+
+- context_switch, migration, page_fault: the kernel reports that one of its batches was
+  interrupted that way (perf software events read between batches);
+- tsc_gap: one of its batches took GAP_FACTOR times the usual TSC ticks per call of that
+  slot (time the host took from the vCPU, which the guest kernel does not report); the
+  reference chain is a slot like the others, so a gap in it is caught too;
+- nonpositive: the measured batch was not slower than the empty one.
+
+Samples never stand alone for the gap test: `usual` is the median per slot over recent
+kept samples (the sampler keeps that history).
+"""
+from __future__ import annotations
+
+REASONS = ("context_switch", "migration", "page_fault", "tsc_gap", "nonpositive")
+# perf software event (sb_perf_event_names) -> the reason it gives
+EVENT_REASONS = {"context_switches": "context_switch", "cpu_migrations": "migration",
+                 "page_faults": "page_fault"}
+GAP_FACTOR = 1.5
+GAP_MIN_HISTORY = 5
+
+
+def event_reason(events: dict) -> str | None:
+    """The reason the kernel's events over a sample give to exclude it, or None."""
+    for name, reason in EVENT_REASONS.items():
+        if events.get(name, 0) > 0:
+            return reason
+    return None
+
+
+def judge(events: dict, per_call: tuple, usual: tuple | None, net_ticks: tuple) -> str | None:
+    """The reason a sample is excluded, or None.
+
+    events: event name -> count over the whole sample (all its batches);
+    per_call: TSC ticks per call (per ADD for the reference) of each slot of the sample;
+    usual: the same, typical for this sampler (None while it has too little history);
+    net_ticks: each measured function's batch net of the empty batch."""
+    reason = event_reason(events)
+    if reason:
+        return reason
+    if usual is not None and any(x > GAP_FACTOR * u for x, u in zip(per_call, usual) if u > 0):
+        return "tsc_gap"
+    if any(n <= 0 for n in net_ticks):
+        return "nonpositive"
+    return None
+
+
+def counts(reasons) -> dict:
+    """reason -> how many, every reason present (0 where none), in REASONS order."""
+    out = {r: 0 for r in REASONS}
+    for r in reasons:
+        if r is not None:
+            out[r] += 1
+    return out
