@@ -121,8 +121,11 @@ SB_TIMED int sb_measure_set(const struct sb_set_req *r)
 		return -EIO;
 	for (uint32_t s = 0; s < r->n_samples; s++) {
 		r->t_start[s] = tsc_begin();
+		/* Rotated, and reversed every other sample (AB, BA, BA, AB for two): a cyclic
+		 * rotation alone keeps each slot behind the same neighbour, which biases a pair. */
+		uint32_t rot = (s >> 1) % slots;
 		for (uint32_t j = 0; j < slots; j++) {
-			uint32_t f = (s + j) % slots;
+			uint32_t f = (s & 1) ? (rot + slots - 1 - j) % slots : (rot + j) % slots;
 			uint64_t slot = (uint64_t)s * slots + f;
 			if (f == r->n_fns)
 				r->ticks[slot] = sb_chain_ticks(r->ref_hundreds);

@@ -80,7 +80,7 @@ def test_one_process_pairs_in_process(pair_file):
     # layout), which is why bench ab uses several.
     assert len(r.ratios) == len(r.x_cycles) == len(r.y_cycles)
     assert 10 <= len(r.ratios) <= 200  # fewer only if the machine disturbs pair after pair
-    assert len(r.samples) == len(r.ratios) + r.excluded
+    assert len(r.samples) == len(r.ratios) + sum(r.excluded.values())
     assert r.ratios == pytest.approx([y / x for x, y in zip(r.x_cycles, r.y_cycles)])
 
 
@@ -125,30 +125,35 @@ def test_workers_take_the_parents_clocks():
 
 def test_non_positive_pairs_are_counted_apart_from_disturbed_ones(monkeypatch, catalog, registry):
     """A pair with a side at or below the empty loop is dropped too, but it is not a context
-    switch, migration or page fault: it is counted (and worded) on its own."""
+    switch, migration or page fault: it is counted (and worded) under its own reason."""
+    from bench.measure import serialize
     from bench.native import _core
-    from bench.native import backends
 
-    backends.serialize_choice(registry)  # measured (and cached) with the real loop, before the fake
+    serialize.choice(registry)  # measured (and cached) with the real loop, before the fake
+    calls = {"n": 0}
 
-    def fake(fn_a, fn_b, rax_a, rax_b, args_a, args_b, n, count, perf_fd=-1, n_ev=0):
-        if fn_b == _core.EMPTY_FN:  # calibration and the empty loop: 1000 ticks a batch
-            return [2000] * count, [1000] * count, list(range(count)), [0] * (count * 2 * n_ev)
-        tb = [500 if i % 4 == 0 else 3000 for i in range(count)]  # every 4th: Y below the empty loop
-        return [3000] * count, tb, list(range(count)), [0] * (count * 2 * n_ev)
-    monkeypatch.setattr(_core, "measure_pair", fake)
+    def fake(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0):
+        # slots: empty, X, Y, then the reference; every 4th pair has Y below the empty batch
+        rows = []
+        for i in range(count):
+            calls["n"] += 1
+            y = 500 if len(fns) == 3 and calls["n"] % 4 == 0 else 3000
+            rows += [1000, 3000] + ([y] if len(fns) == 3 else []) + ([70 * ref_hundreds] if ref_hundreds else [])
+        return rows, list(range(count)), [0] * (len(rows) * n_ev)
+    monkeypatch.setattr(_core, "measure_set", fake)
     ctx = Context(catalog, registry, Settings())
     try:
         r = ab.run_ab(ctx, "seamcall_ret", "lean", pairs=30, with_ci=False)
     finally:
-        if ctx.perf_fd >= 0:
-            os.close(ctx.perf_fd)
-    assert r.excluded == r.nonpositive > 0 and len(r.samples) == len(r.ratios) + r.excluded
-    assert r.as_dict()["nonpositive"] == r.nonpositive
+        if ctx.perf.fd >= 0:
+            os.close(ctx.perf.fd)
+    assert set(r.excluded) == {"nonpositive"} and r.excluded["nonpositive"] > 0
+    assert len(r.samples) == len(r.ratios) + r.excluded["nonpositive"]
+    assert r.as_dict()["excluded_by_reason"] == {"nonpositive": r.excluded["nonpositive"]}
+    assert r.tsc_per_core == pytest.approx(0.7)
     from rich.console import Console
     console = Console(record=True, width=200)
     r.processes = []
     ab.print_result(console, r)
     text = console.export_text()
-    assert f"0 disturbed pairs (context switch, migration or page fault) and {r.nonpositive} with a side at " \
-           "or below the empty loop dropped" in text
+    assert f"pairs measured again (nonpositive {r.excluded['nonpositive']})" in text

@@ -36,7 +36,8 @@ def test_a_faulting_probe_is_reported_not_fatal():
 
 
 def test_emulated_serializes_with_a_fully_serializing_instruction(registry):
-    choice = backends.serialize_choice(registry)
+    from bench.measure import serialize
+    choice = serialize.choice(registry)
     assert choice["mode"] in backends.FULLY_SERIALIZING
     costs = choice["costs"]
     # Serializing costs more than letting calls overlap (a ratio within one run).

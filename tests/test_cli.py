@@ -17,9 +17,11 @@ def test_run_json_schema(tmp_path):
     assert [r["name"] for r in records] == ["seamcall/emulated/vp_info", "lean/emulated/vp_info",
                                             "lean/emulated/sys_rd", "lean/emulated/hypercall"]
     for r in records:
-        for key in ("convention", "backend", "leaf", "cycles", "ns", "ci95", "n_values", "baseline_cycles",
-                    "safe", "core_cycles", "relative", "machine", "commit"):
+        for key in ("convention", "backend", "leaf", "cycles", "cycles_unit", "tsc_cycles", "ns", "ci95",
+                    "n_values", "baseline_tsc_cycles", "tsc_per_core_cycle", "safe", "relative", "machine",
+                    "commit", "code_hash", "excluded_by_reason"):
             assert key in r, key
+        assert r["cycles_unit"] == "core" and r["cycles"] == r["cycles"] and r["tsc_per_core_cycle"] > 0
         lo, hi = r["ci95"]
         assert lo <= r["cycles"] <= hi
         assert r["results_file"] == str(out)

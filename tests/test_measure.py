@@ -22,10 +22,14 @@ def ctx(catalog, pinned, fast):
 
 def test_record_fields_and_baseline(ctx, fast):
     m = measure_one(Spec("seamcall_ret", "emulated", "vp_info"), ctx)
-    assert m.n_calls % 4 == 0 and len(m.values) + m.excluded == fast.runs * fast.values
-    assert median(m) > 0
+    # excluded samples are measured again: every block has its values
+    assert m.n_calls % 4 == 0 and len(m.values) == len(m.tsc_values) == fast.runs * fast.values
+    assert median(m) > 0 and all(r > 0 for r in m.ratios)
     base = float(np.median(m.baseline_values))
-    assert 0 < base < median(m)  # an empty call costs something, far less than a serialized crossing
+    assert 0 < base < float(np.median(m.tsc_values))  # an empty call costs something, far less than a crossing
+    # core cycles are TSC ticks over each sample's own ratio
+    assert m.values == pytest.approx([t / r for t, r in zip(m.tsc_values, m.ratios)])
+    assert m.code_hash and len(m.code_hash) == 16
     assert m.safe and m.safety == "SAFE" and m.serialize in ("serialize", "iret", "cpuid")
 
 
@@ -48,9 +52,8 @@ def test_known_cost_recovery_loosely(ctx):
     ctx.registry.ensure_compiled(list(derived), crossings=["emulated"], leaves=["vp_info"])
     m0 = median(measure_one(Spec("k0", "emulated", "vp_info"), ctx))
     m400 = median(measure_one(Spec("k400", "emulated", "vp_info"), ctx))
-    per_op = (m400 - m0) / 400
-    ratio = ctx.clocks["tsc_per_core_cycle"]
-    assert 0.8 * ratio < per_op < 1.25 * ratio, (per_op, ratio)
+    per_op = (m400 - m0) / 400  # core cycles per injected one-cycle op: 1 when everything cancels
+    assert 0.8 < per_op < 1.25, per_op
 
 
 def test_user_yaml_convention_is_built_and_measured(catalog, pinned, fast, tmp_path):

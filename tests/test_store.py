@@ -67,11 +67,14 @@ def test_round_trip_through_pyperf(stored):
     assert len(value_runs) == 3 and all(len(r.values) == 5 for r in value_runs)
     md = bench.get_metadata()
     for key in ("seambench_commit", "seambench_dirty", "seambench_machine", "seambench_tsc_hz",
-                "seambench_conv_hash", "seambench_backend", "seambench_baseline_cycles",
+                "seambench_conv_hash", "seambench_code_hash", "seambench_unit", "seambench_backend",
+                "seambench_baseline_tsc_cycles",
                 "seambench_hw_counters", "seambench_tsc_per_core_cycle", "seambench_kernel", "loops"):
         assert key in md, key
-    # values are seconds per call: times the TSC frequency they give the reported cycles
-    assert bench.median() * md["seambench_tsc_hz"] == pytest.approx(records[0]["cycles"], rel=0.02)
+    # values are core cycles per call, as reported (pyperf's "integer" unit: a plain number)
+    assert md["seambench_unit"] == "core_cycles" and bench.get_unit() == "integer"
+    assert bench.median() == pytest.approx(records[0]["cycles"], rel=0.02)
+    assert md["seambench_code_hash"] == records[0]["code_hash"]
     for tool in (["stats", path], ["compare_to", path, path], ["show", path]):
         p = subprocess.run([sys.executable, "-m", "pyperf", *tool], capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
@@ -192,11 +195,11 @@ def test_noisy_worker_is_dropped_and_replaced(tmp_path, monkeypatch):
         calls.append(len(runs))
         return [0] if len(calls) == 1 else []
     monkeypatch.setattr(driver, "noisy_runs", judge_first_noisy)
-    [res] = driver.run_suite(suite, [], [Spec("seamcall", "emulated", "vp_info")], machine.clocks())
+    [res] = driver.run_suite(suite, [], [Spec("seamcall", "emulated", "vp_info")], machine.clocks(), "lfence")
     runs = [r for r in res.bench.get_runs() if r.values]
     assert len(res.excluded_runs) == 1 and len(runs) == 3
     assert len({r.get_metadata()["seambench_worker"] for r in runs}) == 3
     assert res.excluded_runs[0][0] not in {r.get_metadata()["seambench_worker"] for r in runs}
     assert len({r.get_metadata()["loops"] for r in runs}) == 1
     # the dropped worker's samples stay available (for --trace), beside the others'
-    assert len(res.samples) >= 4
+    assert res.excluded_runs[0][0] in res.calls and len(res.calls) >= 4

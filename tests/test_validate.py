@@ -12,8 +12,10 @@ def test_injected_chain_is_recovered(catalog, pinned):
     assert abs(v.a - v.own) < 2 * INTERCEPT_TOLERANCE
     for (k, med, _), res in zip(v.points, v.residuals):
         assert abs(res) < 2 * LINE_TOLERANCE * (med - res), (k, med, res)
-    # The slope is TSC cycles per core cycle: it must agree with the plain dependent chain.
-    assert 0.85 * v.chain_ratio < v.b < 1.15 * v.chain_ratio
+    # In core cycles the slope is one per injected one-cycle op; in TSC cycles it is the samples'
+    # own ratio (their reference chains): the conversion is checked, not assumed.
+    assert 0.9 < v.b < 1.1
+    assert 0.9 * v.in_sample_ratio < v.b_tsc < 1.1 * v.in_sample_ratio
     # 32 core cycles of difference is far above what the loop resolves on any machine.
     assert v.smallest_resolved is not None and v.smallest_resolved <= 32
     assert v.as_dict()["passed"] == v.passed

@@ -25,26 +25,30 @@ def register(sub) -> None:
 
 
 def cmd_ab(args) -> int:
-    from bench.measure import ab
-    from bench.native import machine
+    from bench.measure import ab, serialize
+    from bench.native import backends, machine
+    from bench.native.registry import Registry
     catalog = common.catalog(args)
     for name in (args.x, args.y):
         catalog.convention(name)  # unknown name: the list of valid ones, before anything runs
     allowed = os.sched_getaffinity(0)
     cpu = machine.pin(args.cpu)
     clocks = machine.clocks()
+    ser = None
+    if backends.BACKENDS.get(args.backend) and backends.BACKENDS[args.backend].serialize == "auto":
+        ser = serialize.choice(Registry(catalog))["mode"]  # decided once, here, for every worker
     os.sched_setaffinity(0, allowed)
     r = ab.run_ab_processes(args.x, args.y, backend=args.backend, leaf=args.leaf, pairs=args.pairs,
                             processes=args.processes, threshold=args.threshold / 100,
                             conventions_files=getattr(args, "conventions_file", None) or [],
-                            allow_unsafe=args.allow_unsafe, cpu=cpu, clocks=clocks)
+                            allow_unsafe=args.allow_unsafe, cpu=cpu, clocks=clocks, serialize=ser)
     if args.trace:
         from bench.report import trace
         trace.write_ab_trace(args.trace, r)
     if args.json:
         common.emit_json(r.as_dict())
     else:
-        console = common.console(args)
+        out = common.console(args)
         ab.print_result(out, r)
         if args.trace:
             out.print(f"trace: {args.trace} (open in ui.perfetto.dev)")

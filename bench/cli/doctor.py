@@ -11,12 +11,14 @@ def register(sub) -> None:
 
 
 def cmd_doctor(args) -> int:
+    from bench.measure import serialize
+    from bench.measure.runner import CYCLES_SOURCE
     from bench.native import backends, machine
     from bench.native.registry import Registry
 
     registry = Registry(common.catalog(args))
-    probes = backends.probe_all(registry, backends.default_names())
-    choice = backends.serialize_choice(registry)
+    choice = serialize.choice(registry)
+    probes = backends.probe_all(registry, backends.default_names(), choice)
     doc = {
         "machine": machine.machine_id(),
         "cpu": machine.cpu(),
@@ -27,6 +29,7 @@ def cmd_doctor(args) -> int:
         "tuning": machine.tuning_hints(),
         "perf": machine.perf_counters(),
         "serialize": choice,
+        "cycles_source": CYCLES_SOURCE,
         "backends": {name: p.as_dict() for name, p in probes.items()},
     }
     if args.json:
@@ -43,8 +46,11 @@ def cmd_doctor(args) -> int:
                   f"{'yes' if c['serialize'] else 'no'}; AVX-512 {'yes' if c['avx512f'] else 'no'}")
     console.print(f"kernel    {doc['kernel']['release']}")
     console.print(f"tsc       {clk['tsc_hz'] / 1e6:,.1f} MHz, invariant: {'yes' if c['invariant_tsc'] else 'NO'}; "
-                  f"1 core cycle = {clk['tsc_per_core_cycle']:.3f} TSC cycles "
-                  f"(core ~{clk['core_hz_estimate'] / 1e9:.2f} GHz)")
+                  f"now 1 core cycle = {clk['tsc_per_core_cycle']:.3f} TSC cycles "
+                  f"(core ~{clk['core_hz_estimate'] / 1e9:.2f} GHz; the host moves it)")
+    console.print(f"cycles    core cycles per call from the {CYCLES_SOURCE}; hardware counters: "
+                  + ("recorded beside it, must agree within 5%" if perf["hardware"] else
+                     "not available, so the reference chain is the only source"))
     console.print(f"xsave     XCR0 {x['xcr0']} ({', '.join(x['components'])}); XINUSE {x['xinuse']}; "
                   f"area {x['size_xcr0']} B standard for XCR0, {x['size_compacted']} B compacted, "
                   f"{x['size_max']} B max; " + ", ".join(k for k, v in x["features"].items() if v))

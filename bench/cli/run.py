@@ -63,10 +63,12 @@ def _run(args) -> int:
     plan = expand(suite, catalog, registry, common.split(args.conventions), common.split(args.backends),
                   common.split(args.leaves), allow_unsafe=args.allow_unsafe)
     ctx = Context(catalog, registry, settings)
+    # The emulated stub's serialization is measured once, here, and handed to every worker.
+    serialize = (ctx.serialize if any(backends.BACKENDS[sp.backend].serialize == "auto" for sp in plan.specs)
+                 else "none")
     info = context_info(ctx, suite.name)
     # Only the workers stay on the measured CPU: this process (progress bar, polling) moves off it.
     os.sched_setaffinity(0, (allowed - {cpu}) or allowed)
-    tsc_hz = ctx.clocks["tsc_hz"]
     if args.output and Path(args.output).exists():
         raise store.StoreError(f"{args.output} exists; results are never overwritten (choose another -o)")
     t0 = time.monotonic()
@@ -81,11 +83,11 @@ def _run(args) -> int:
                                                          catalog.leaf(sp.leaf)).safe]
     with _progress(console, len(plan.specs), disable=args.json) as advance:
         results = driver.run_suite(suite_path, conv_files, [sp for sp in user_specs if sp not in risky],
-                                   ctx.clocks, driver.pyperf_options(args), on_done=advance, cpu=cpu)
+                                   ctx.clocks, serialize, driver.pyperf_options(args), on_done=advance, cpu=cpu)
         for sp in risky:
             try:
-                results += driver.run_suite(suite_path, conv_files, [sp], ctx.clocks, driver.pyperf_options(args),
-                                            on_done=advance, cpu=cpu)
+                results += driver.run_suite(suite_path, conv_files, [sp], ctx.clocks, serialize,
+                                            driver.pyperf_options(args), on_done=advance, cpu=cpu)
             except driver.DriverError as exc:
                 plan.skipped.append((sp.name, f"unsafe, and it crashed while timed: {exc}"))
                 advance(sp.name)
@@ -99,7 +101,7 @@ def _run(args) -> int:
     for spec in user_specs:
         if spec.name not in measured:
             plan.skipped.append((spec.name, "pyperf produced no result"))
-    measurements = [driver.to_measurement(r, catalog, tsc_hz) for r in results]
+    measurements = [driver.to_measurement(r, catalog) for r in results]
     refs = references(measurements + kmod_ms, suite.reference)
     records = [record(m, ctx, refs) for m in measurements + kmod_ms]
     path = None
@@ -111,7 +113,7 @@ def _run(args) -> int:
         store.write_suite(pyperf_suite(benches), path)
     if args.trace:
         from bench.report import trace
-        trace.write_run_trace(args.trace, results, tsc_hz, info)
+        trace.write_run_trace(args.trace, results, ctx.clocks["tsc_hz"], info)
     if args.json:
         for r in records:
             r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
@@ -145,17 +147,20 @@ class _progress:
 
 
 def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
+    from rich.markup import escape
     from rich.table import Table
-    clocks = ctx.clocks
-    console.print(f"[bold]seambench[/] suite [bold]{suite.name}[/] on {info['machine']} "
+    console.print(f"[bold]seambench[/] suite [bold]{escape(suite.name)}[/] on {info['machine']} "
                   f"(CPU {cpu}), commit {info['commit'][:12]}{' (dirty)' if info['dirty'] else ''}")
-    console.print(f"TSC {clocks['tsc_hz'] / 1e6:,.1f} MHz; 1 core cycle = {clocks['tsc_per_core_cycle']:.3f} "
-                  f"TSC cycles (dependent-ADD chain); hardware counters: "
-                  f"{'used' if ctx.hw else 'not available (perf_event_open)'}")
-    table = Table(title="cost per call: median TSC cycles net of the empty-loop baseline", title_justify="left")
-    for col, just in (("convention", "left"), ("backend", "left"), ("leaf", "left"), ("cycles", "right"),
-                      ("95% CI", "right"), ("ns", "right"), ("core cyc", "right"), ("baseline", "right"),
-                      (f"x {suite.reference}", "right"), ("safe", "left")):
+    ratios = [r["tsc_per_core_cycle"] for r in records if r["tsc_per_core_cycle"] == r["tsc_per_core_cycle"]]
+    lo = min(r["tsc_per_core_range"][0] for r in records if r["tsc_per_core_range"]) if ratios else None
+    hi = max(r["tsc_per_core_range"][1] for r in records if r["tsc_per_core_range"]) if ratios else None
+    console.print(f"TSC {ctx.clocks['tsc_hz'] / 1e6:,.1f} MHz; core cycles from a reference ADD chain in every sample"
+                  + (f" (1 core cycle = {lo:.3f}-{hi:.3f} TSC cycles over this run)" if ratios else "")
+                  + f"; hardware counters: {'recorded beside it' if ctx.perf.hw else 'not available (perf_event_open)'}")
+    table = Table(title="cost per call: median core cycles net of the empty-loop baseline", title_justify="left")
+    for col, just in (("convention", "left"), ("backend", "left"), ("leaf", "left"), ("core cyc", "right"),
+                      ("95% CI", "right"), ("TSC cyc", "right"), ("ns", "right"), ("TSC/core", "right"),
+                      (f"x {escape(suite.reference)}", "right"), ("safe", "left")):
         table.add_column(col, justify=just)
     # Grouped by backend: conventions are compared within one crossing, never across.
     order = {name: i for i, name in enumerate(dict.fromkeys(r["backend"] for r in records))}
@@ -163,19 +168,22 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
     for i, r in enumerate(rows):
         last_of_backend = i + 1 == len(rows) or rows[i + 1]["backend"] != r["backend"]
         fmt = common.fmt
-        table.add_row(r["convention"], r["backend"], r["leaf"], fmt(r["cycles"]),
-                      f"{fmt(r['ci95'][0])}-{fmt(r['ci95'][1])}", fmt(r["ns"], 2), fmt(r["core_cycles"]),
-                      fmt(r["baseline_cycles"], 2), fmt(r["relative"], 3),
+        table.add_row(escape(r["convention"]), r["backend"], r["leaf"], fmt(r["cycles"]),
+                      f"{fmt(r['ci95'][0])}-{fmt(r['ci95'][1])}", fmt(r["tsc_cycles"]), fmt(r["ns"], 2),
+                      fmt(r["tsc_per_core_cycle"], 3), fmt(r["relative"], 3),
                       "yes" if r["safe"] else ("NO" if r["safe"] is False else "?"), end_section=last_of_backend)
     console.print(table)
-    excluded = sum(r["excluded"] for r in records)
-    if excluded:
-        console.print(f"{excluded} disturbed samples (context switch, migration, page fault or TSC gap during "
-                      "the sample) were excluded and measured again.")
+    reasons = {}
+    for r in records:
+        for k, v in r["excluded_by_reason"].items():
+            reasons[k] = reasons.get(k, 0) + v
+    if reasons:
+        console.print(f"{sum(reasons.values())} samples were excluded and measured again ("
+                      + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in reasons.items()) + ").")
     workers = sum(r["excluded_workers"] for r in records)
     if workers:
         console.print(f"{workers} worker processes far noisier than their peers (MAD/median) were dropped "
                       "and replaced.")
     for what, why in plan.skipped:
-        console.print(f"[dim]skipped {what}: {why}[/]")
+        console.print(f"[dim]skipped {escape(str(what))}: {escape(str(why))}[/]")
     console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {path}" if path else ""))

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.config import Settings, load_builtin
-from bench.measure.model import ABError, Spec
-from bench.measure.prepare import Context, calibrate, disturbed, prepare, sample_events
-from bench.native import _core, backends, machine
+from bench.measure.model import ABError, Sample, Spec
+from bench.measure.prepare import Context, prepare
+from bench.native import backends, machine
 from bench.native.registry import Registry
 from bench.stats import summary as stats
 from bench.stats.verdict import decide
@@ -46,27 +46,29 @@ class ABResult:
     backend: str
     leaf: str
     n_calls: int
-    ratios: list              # Y/X per kept pair
-    x_cycles: list            # per kept pair, TSC ticks per call net of the empty loop
+    ratios: list              # Y/X per kept pair (one sample: X, Y, the empty batch, the reference)
+    x_cycles: list            # per kept pair, core cycles per call net of the empty batch
     y_cycles: list
-    baseline: float           # empty loop, TSC ticks per call
-    excluded: int             # pairs dropped and re-measured (disturbed or non-positive)
+    baseline: float           # empty batch, TSC ticks per call (median)
+    tsc_per_core: float       # median of the pairs' own TSC ticks per core cycle
+    excluded: dict            # reason (bench.measure.policy) -> pairs measured again
     ratio: float
     ci95: tuple
     verdict: str
     threshold: float
     tsc_hz: float
-    samples: list = field(default_factory=list)  # every pair, for --trace
+    samples: list = field(default_factory=list)  # every pair (bench.measure.model.Sample), for --trace
     processes: list = field(default_factory=list)  # per process: pid, pairs, median ratio, dropped
-    nonpositive: int = 0      # of `excluded`: undisturbed, but a side <= 0 net of the empty loop
 
     def as_dict(self):
         return {"x": self.x, "y": self.y, "backend": self.backend, "leaf": self.leaf,
                 "ratio": self.ratio, "ci95": list(self.ci95), "verdict": self.verdict,
                 "change": self.ratio - 1, "threshold": self.threshold,
                 "x_cycles": float(np.median(self.x_cycles)), "y_cycles": float(np.median(self.y_cycles)),
-                "cycles_unit": "tsc", "baseline_cycles": self.baseline, "pairs": len(self.ratios),
-                "excluded": self.excluded, "nonpositive": self.nonpositive, "n_calls": self.n_calls,
+                "cycles_unit": "core", "tsc_per_core_cycle": self.tsc_per_core,
+                "baseline_tsc_cycles": self.baseline, "pairs": len(self.ratios),
+                "excluded": sum(self.excluded.values()), "excluded_by_reason": self.excluded,
+                "n_calls": self.n_calls,
                 "processes": [{k: v for k, v in p.items() if k != "ratios"} for p in self.processes]}
 
 
@@ -77,7 +79,7 @@ def default_leaf(catalog, x, y):
 
 
 def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
-           allow_unsafe=False, max_attempts=50, with_ci=True) -> ABResult:
+           allow_unsafe=False, with_ci=True) -> ABResult:
     catalog = ctx.catalog
     leaf = leaf or default_leaf(catalog, x, y)
     catalog.leaf(leaf)
@@ -90,46 +92,24 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
         raise ValueError("X and Y are the same convention; declare a twin to A/B identical code")
     px = prepare(Spec(x, backend, leaf), ctx, allow_unsafe)
     py = prepare(Spec(y, backend, leaf), ctx, allow_unsafe)
-    target = ctx.settings.batch_us * 1e-6 * ctx.clocks["tsc_hz"]
-    n = max(calibrate(px.fn, px.leaf.rax, px.args, px.base_args, target),
-            calibrate(py.fn, py.leaf.rax, py.args, py.base_args, target))
-    # The empty loop's own cost per call, interleaved with X, subtracted from both.
-    _core.measure_pair(px.fn, _core.EMPTY_FN, px.leaf.rax, 0, px.args, px.base_args, n, 3)
-    _, tb, _, _ = _core.measure_pair(px.fn, _core.EMPTY_FN, px.leaf.rax, 0, px.args, px.base_args, n, 31)
-    base = float(np.median(np.asarray(tb, dtype=float) / n))
-    slots = ctx.perf_slots
-    n_ev = len(slots)
-    # warm-up: a few pairs, not kept
-    _core.measure_pair(px.fn, py.fn, px.leaf.rax, py.leaf.rax, px.args, py.args, n, 4)
-    xs, ys, samples, excluded, nonpositive = [], [], [], 0, 0
-    for _ in range(max_attempts):
-        want = pairs - len(xs)
-        if want <= 0:
-            break
-        ta, tb, t0, ev = _core.measure_pair(px.fn, py.fn, px.leaf.rax, py.leaf.rax, px.args, py.args, n,
-                                            want, ctx.perf_fd, n_ev)
-        for i in range(want):
-            counts = sample_events(ev, slots, i)
-            a, b = ta[i] / n - base, tb[i] / n - base
-            hit = bool(disturbed(counts))
-            bad = hit or a <= 0 or b <= 0
-            samples.append({"t": int(t0[i]), "x": a, "y": b, "ev": counts, "disturbed": bad})
-            if bad:
-                excluded += 1
-                nonpositive += not hit
-                continue
-            xs.append(a)
-            ys.append(b)
-    for p in (px, py):
-        p.unit.set_emulation(0)
-    if len(xs) < 10:
-        raise ABError(f"only {len(xs)} undisturbed pairs out of {len(samples)}: the machine is too busy")
-    ratios = [b / a for a, b in zip(xs, ys)]
+    # One sample = one pair: X, Y, the empty batch (subtracted from both) and the reference
+    # chain, rotated, so drift and the clock's state hit both alike.
+    sampler = ctx.sampler([px, py]).calibrate(ctx.target_ticks())
+    try:
+        kept = sampler.take(pairs, warmups=4)
+    finally:
+        for p in (px, py):
+            p.unit.set_emulation(0)
+    log = sampler.screen.log
+    if len(kept) < 10:
+        raise ABError(f"only {len(kept)} undisturbed pairs out of {len(log)}: the machine is too busy")
+    ratios = [s.net_tsc(1) / s.net_tsc(0) for s in kept]
     # with_ci=False in worker processes: the CI comes from all of them, and scipy costs ~1 s to import
     ratio, ci = stats.paired_ratio_summary(ratios) if with_ci else (float(np.median(ratios)), (np.nan, np.nan))
-    return ABResult(x, y, backend, leaf, n, ratios, xs, ys, base, excluded, ratio, ci,
-                    AB_WORDING[decide(ci, threshold)], threshold, ctx.clocks["tsc_hz"], samples,
-                    nonpositive=nonpositive)
+    return ABResult(x, y, backend, leaf, sampler.n_calls, ratios, [s.core(0) for s in kept],
+                    [s.core(1) for s in kept], float(np.median([s.empty / s.n_calls for s in kept])),
+                    float(np.median([s.tsc_per_core for s in kept])), sampler.screen.excluded(), ratio, ci,
+                    AB_WORDING[decide(ci, threshold)], threshold, ctx.clocks["tsc_hz"], list(log))
 
 
 def print_result(console, r: ABResult):
@@ -137,11 +117,11 @@ def print_result(console, r: ABResult):
     console.print(f"A/B on {r.backend}, leaf {r.leaf}: {len(r.ratios)} interleaved pairs of {r.n_calls} calls "
                   f"each, in {sum(not p['dropped'] for p in r.processes) or 1} processes")
     t = Table()
-    for col in ("convention", "median TSC cycles/call", "ns/call"):
+    for col in ("convention", "median core cycles/call", "ns/call"):
         t.add_column(col, justify="right" if col != "convention" else "left")
     for name, vals in ((r.x, r.x_cycles), (r.y, r.y_cycles)):
         med = float(np.median(vals))
-        t.add_row(name, f"{med:,.2f}", f"{med / r.tsc_hz * 1e9:,.2f}")
+        t.add_row(name, f"{med:,.2f}", f"{med * r.tsc_per_core / r.tsc_hz * 1e9:,.2f}")
     console.print(t)
     console.print(f"{r.y} / {r.x}, pair by pair: median {r.ratio:.4f} ({r.ratio - 1:+.2%}), "
                   f"95% CI {r.ci95[0]:.4f} .. {r.ci95[1]:.4f}")
@@ -153,10 +133,11 @@ def print_result(console, r: ABResult):
             NO_DIFFERENCE: f"no significant difference (95% CI within +-{r.threshold:.1%} "
                                          "or containing 1)"}[r.verdict]
     console.print(f"verdict: {word}")
-    console.print(f"[dim]empty loop {r.baseline:.2f} TSC cycles/call subtracted from both; "
-                  f"{r.excluded - r.nonpositive} disturbed pairs (context switch, migration or page fault)"
-                  + (f" and {r.nonpositive} with a side at or below the empty loop" if r.nonpositive else "")
-                  + " dropped and re-measured[/]")
+    dropped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.excluded.items())
+    console.print(f"[dim]empty loop {r.baseline:.2f} TSC cycles/call subtracted from both; core cycles from "
+                  f"each pair's own reference chain (median 1 core cycle = {r.tsc_per_core:.3f} TSC cycles)"
+                  + (f"; {sum(r.excluded.values())} pairs measured again ({dropped})" if r.excluded else "")
+                  + "[/]")
 
 
 # --- several processes -------------------------------------------------------------------
@@ -166,11 +147,11 @@ PROCESS_FLOOR = 0.004  # a process's median ratio this far (or 5 robust SDs) fro
 
 def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=6,
                      threshold=DEFAULT_THRESHOLD, conventions_files=(), allow_unsafe=False, cpu=None,
-                     clocks=None, rounds=2) -> ABResult:
+                     clocks=None, serialize=None, rounds=2) -> ABResult:
     """run_ab in `processes` fresh worker processes (pairs split between them), outlier
     processes replaced; the CI comes from a bootstrap over processes, then pairs.  `clocks`
-    (machine.clocks(), measured once by the caller) go to every worker, as bench run's do:
-    all convert with the same TSC frequency and none spends time measuring it again."""
+    (machine.clocks()) and `serialize` (the emulated stub's mode), decided once by the caller,
+    go to every worker, as bench run's do."""
     per = max(20, -(-pairs // processes))
     base_cmd = [sys.executable, "-m", "bench.measure.ab", x, y, "--backend", backend, "--pairs", str(per)]
     if leaf:
@@ -183,6 +164,8 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
         base_cmd += ["--cpu", str(cpu)]
     if clocks:
         base_cmd += ["--tsc-hz", repr(clocks["tsc_hz"]), "--tsc-per-core", repr(clocks["tsc_per_core_cycle"])]
+    if serialize:
+        base_cmd += ["--serialize", serialize]
 
     def spawn():
         proc = subprocess.run(base_cmd, capture_output=True, text=True)
@@ -202,18 +185,21 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     groups = [d["ratios"] for d in docs]
     ratio, ci = stats.hierarchical_median_ci(groups)
     first = docs[0]
-    samples = sorted((s for d in docs + dropped for s in d["samples"]), key=lambda s: s["t"])
-    procs = [{"pid": d["pid"], "pairs": len(d["ratios"]), "ratio": d["ratio"], "dropped": False,
-              "first_t": d["samples"][0]["t"], "last_t": d["samples"][-1]["t"]} for d in docs]
-    procs += [{"pid": d["pid"], "pairs": len(d["ratios"]), "ratio": d["ratio"], "dropped": True,
-               "first_t": d["samples"][0]["t"], "last_t": d["samples"][-1]["t"]} for d in dropped]
+    samples = sorted((Sample.from_dict(s) for d in docs + dropped for s in d["samples"]), key=lambda s: s.t)
+    procs = [{"pid": d["pid"], "pairs": len(d["ratios"]), "ratio": d["ratio"], "dropped": gone,
+              "first_t": d["samples"][0]["t"], "last_t": d["samples"][-1]["t"]}
+             for gone, ds in ((False, docs), (True, dropped)) for d in ds]
+    excluded = {}
+    for d in docs:
+        for k, v in d["excluded"].items():
+            excluded[k] = excluded.get(k, 0) + v
     return ABResult(x, y, backend, first["leaf"], first["n_calls"], [r for g in groups for r in g],
                     [v for d in docs for v in d["x_cycles"]], [v for d in docs for v in d["y_cycles"]],
-                    float(np.median([d["baseline"] for d in docs])), sum(d["excluded"] for d in docs),
+                    float(np.median([d["baseline"] for d in docs])),
+                    float(np.median([d["tsc_per_core"] for d in docs])), excluded,
                     ratio, ci, AB_WORDING[decide(ci, threshold)], threshold,
                     clocks["tsc_hz"] if clocks else first["tsc_hz"], samples,
-                    sorted(procs, key=lambda p: p["first_t"]),
-                    sum(d.get("nonpositive", 0) for d in docs))
+                    sorted(procs, key=lambda p: p["first_t"]))
 
 
 def _worker_main(argv=None):
@@ -231,6 +217,7 @@ def _worker_main(argv=None):
     p.add_argument("--cpu", type=int)
     p.add_argument("--tsc-hz", type=float, help="the parent's clocks (else measured here)")
     p.add_argument("--tsc-per-core", type=float)
+    p.add_argument("--serialize", help="the emulated stub's serialization (the parent's choice)")
     a = p.parse_args(argv)
     machine.pin(a.cpu)
     catalog = load_builtin()
@@ -240,12 +227,12 @@ def _worker_main(argv=None):
     if a.tsc_hz and a.tsc_per_core:
         clocks = {"tsc_hz": a.tsc_hz, "tsc_per_core_cycle": a.tsc_per_core,
                   "core_hz_estimate": a.tsc_hz / a.tsc_per_core}
-    ctx = Context(catalog, Registry(catalog), Settings(), clocks=clocks)
+    ctx = Context(catalog, Registry(catalog), Settings(), clocks=clocks, serialize=a.serialize)
     r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False)
     json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,
                "ratio": r.ratio, "x_cycles": r.x_cycles, "y_cycles": r.y_cycles, "baseline": r.baseline,
-               "excluded": r.excluded, "nonpositive": r.nonpositive, "tsc_hz": r.tsc_hz,
-               "samples": r.samples}, sys.stdout)
+               "tsc_per_core": r.tsc_per_core, "excluded": r.excluded, "tsc_hz": r.tsc_hz,
+               "samples": [s.as_dict() for s in r.samples]}, sys.stdout)
     return 0
 
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pyperf
 
-from bench.measure.model import DriverError, Measurement, SampleBlock, Spec
-from bench.measure.prepare import DISTURBING_EVENTS_STRICT, serialize_name
+from bench.measure.model import DriverError, Measurement, Sample, SampleBlock, Spec
+from bench.measure.prepare import serialize_name
 from bench.measure.worker import SIDE_PREFIX
-from bench.results.store import META, run_metadata
+from bench.results.store import META, run_metadata, store_run
 from bench.safety import static_verdict
 
 SPREAD_FACTOR = 5.0    # a worker this many times noisier than the median of its peers ...
@@ -41,9 +41,17 @@ class Result:
     """One benchmark as pyperf recorded it, plus what the side files say about it."""
     spec: Spec
     bench: pyperf.Benchmark            # value runs kept, calibration runs included
-    samples: dict                      # worker token -> list of sample dicts
+    calls: dict = field(default_factory=dict)     # worker token -> [Sample] per pyperf call
+    excluded: dict = field(default_factory=dict)  # worker token -> [Sample] excluded and measured again
+    forced: int = 0                    # calls whose every attempt was excluded (the last one stands)
     excluded_runs: list = field(default_factory=list)  # (token, spread) of dropped workers
     serialize_mode: int = 0
+    code_hash: str | None = None
+
+    @property
+    def samples(self) -> list:
+        """Every sample of every worker, in time order (for --trace)."""
+        return sorted((x for d in (self.calls, self.excluded) for ss in d.values() for x in ss), key=lambda x: x.t)
 
 
 def pyperf_options(args) -> list:
@@ -64,12 +72,13 @@ def pyperf_options(args) -> list:
     return out
 
 
-def worker_command(suite_path, conv_files, specs, clocks, side, pyperf_args, output):
+def worker_command(suite_path, conv_files, specs, clocks, serialize, side, pyperf_args, output):
     cmd = [sys.executable, "-m", "bench.measure.worker", "--sb-suite", str(suite_path)]
     for f in conv_files:
         cmd += ["--sb-conv-file", str(Path(f).resolve())]
     cmd += ["--sb-specs", ",".join(s.name for s in specs), "--sb-tsc-hz", repr(clocks["tsc_hz"]),
-            "--sb-tsc-per-core", repr(clocks["tsc_per_core_cycle"]), "--sb-side", str(side)]
+            "--sb-tsc-per-core", repr(clocks["tsc_per_core_cycle"]), "--sb-serialize", serialize,
+            "--sb-side", str(side)]
     # Workers get a filtered environment from pyperf: pass on what changes our behaviour.
     cmd += [*pyperf_args, "--quiet", "--inherit-environ",
             "SEAMBENCH_CACHE,SEAMBENCH_SERIALIZE,SEAMBENCH_MACHINE,XDG_CACHE_HOME,CC", "-o", str(output)]
@@ -150,14 +159,15 @@ def value_runs(bench):
     return [r for r in bench.get_runs() if r.values]
 
 
-def run_suite(suite_path, conv_files, specs, clocks, pyperf_args=(),
+def run_suite(suite_path, conv_files, specs, clocks, serialize, pyperf_args=(),
               on_done=None, cpu=None) -> list:
-    """Measure every spec through pyperf; returns [Result] in spec order."""
+    """Measure every spec through pyperf; returns [Result] in spec order.  `clocks` and
+    `serialize` (the emulated stub's mode name) are the parent's, handed to every worker."""
     if not specs:
         return []
     with tempfile.TemporaryDirectory(prefix="seambench-run-") as side:
         out = Path(side) / "pyperf.json"
-        _run_manager(worker_command(suite_path, conv_files, specs, clocks, side,
+        _run_manager(worker_command(suite_path, conv_files, specs, clocks, serialize, side,
                                     list(pyperf_args), out), side, on_done, cpu)
         suite = pyperf.BenchmarkSuite.load(str(out))
         results = {}
@@ -166,7 +176,7 @@ def run_suite(suite_path, conv_files, specs, clocks, pyperf_args=(),
                 bench = suite.get_benchmark(spec.name)
             except KeyError:
                 continue
-            results[spec.name] = Result(spec, bench, {})
+            results[spec.name] = Result(spec, bench)
         # Drop and re-measure workers far noisier than their peers.
         for round_no in range(REMEASURE_ROUNDS):
             redo = {}
@@ -191,7 +201,7 @@ def run_suite(suite_path, conv_files, specs, clocks, pyperf_args=(),
                                 "--warmups", str(len(value_runs(res.bench)[0].warmups)),
                                 "--values", str(len(value_runs(res.bench)[0].values))]
                 args += [a for a in pyperf_args if a.startswith("--affinity")]
-                _run_manager(worker_command(suite_path, conv_files, [res.spec], clocks, side,
+                _run_manager(worker_command(suite_path, conv_files, [res.spec], clocks, serialize, side,
                                             args, again), side, cpu=cpu)
                 extra = pyperf.BenchmarkSuite.load(str(again)).get_benchmark(name)
                 res.bench.add_runs(extra)
@@ -200,8 +210,10 @@ def run_suite(suite_path, conv_files, specs, clocks, pyperf_args=(),
         for token, doc in side_docs.items():
             b = doc["benchmarks"].get(res.spec.name)
             if b:
-                res.samples[token] = b["samples"]
-                res.serialize_mode = b["serialize_mode"]
+                res.calls[token] = [Sample.from_dict(x) for x in b["calls"]]
+                res.excluded[token] = [Sample.from_dict(x) for x in b["excluded"]]
+                res.forced += b["forced"]
+                res.serialize_mode, res.code_hash = b["serialize_mode"], b["code_hash"]
     return [results[s.name] for s in specs if s.name in results]
 
 
@@ -218,53 +230,48 @@ def _strip(args, options):
     return out
 
 
-def to_measurement(res: Result, catalog, tsc_hz) -> Measurement:
-    """The pyperf benchmark as the rest of seambench sees a measurement (TSC ticks per call)."""
+def _blocks(res: Result):
+    """(pyperf value run, SampleBlock) per kept worker: the block's samples are the ones that
+    stood for the run's values and warm-ups (a worker's last calls)."""
+    out = []
+    for run in value_runs(res.bench):
+        token = run.get_metadata().get("seambench_worker")
+        calls = res.calls.get(token, [])
+        n_val, n_warm = len(run.values), len(run.warmups)
+        if len(calls) < n_val:
+            raise DriverError(f"{res.spec.name}: worker {token} left {len(calls)} samples for {n_val} values")
+        kept, warm = calls[len(calls) - n_val:], calls[max(0, len(calls) - n_val - n_warm):len(calls) - n_val]
+        reasons = {}
+        for x in res.excluded.get(token, []):
+            reasons[x.excluded] = reasons.get(x.excluded, 0) + 1
+        out.append((run, SampleBlock.of(kept, 0, warm, reasons)))
+    return out
+
+
+def to_measurement(res: Result, catalog) -> Measurement:
+    """The pyperf benchmark as the rest of seambench sees a measurement: core cycles per call,
+    converted sample by sample (TSC ticks and ratios kept beside them)."""
     conv = catalog.convention(res.spec.convention)
     verdict = static_verdict(conv.resolve(catalog.leaf(res.spec.leaf)))
-    runs, n_calls, hw = [], 0, {}
-    for run in value_runs(res.bench):
-        md = run.get_metadata()
-        n_calls = md.get("loops", n_calls)
-        samples = res.samples.get(md.get("seambench_worker"), [])
-        kept = [s for s in samples if s["kept"]]
-        values_kept = kept[-len(run.values):] if kept else []
-        baseline = [s["b"] / s["n"] for s in values_kept]
-        events = {}
-        for s in values_kept:
-            for k, v in s["ev"].items():
-                events[k] = events.get(k, 0) + v
-            for k, v in s.get("hw", {}).items():
-                hw.setdefault(k, []).append(v)
-        runs.append(SampleBlock(values=[v * tsc_hz for v in run.values],
-                                warmups=[v * tsc_hz for _, v in run.warmups],
-                                baseline=baseline,
-                                excluded=sum(1 for s in samples if not s["kept"]),
-                                events=events))
-    hw_counters = {k: float(np.median(v)) for k, v in hw.items()} if hw else None
-    return Measurement(res.spec, int(n_calls), runs, serialize_name(res.spec, res.serialize_mode),
-                       conv.decl_hash, verdict.safe, verdict.text, hw_counters,
+    blocks = _blocks(res)
+    n_calls = blocks[0][0].get_metadata().get("loops", 0) if blocks else 0
+    return Measurement(res.spec, int(n_calls), [b for _, b in blocks], serialize_name(res.spec, res.serialize_mode),
+                       conv.decl_hash, res.code_hash, verdict.safe, verdict.text,
                        from_workers=True, excluded_workers=len(res.excluded_runs))
 
 
 def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
-    """pyperf's runs with seambench's metadata added (nothing of pyperf's removed)."""
+    """The stored benchmark: pyperf's value runs with their values replaced by core cycles per
+    call (store.VALUE_UNIT), pyperf's metadata kept and seambench's added.  pyperf's calibration
+    runs (warm-ups in seconds, no values) are not stored."""
     common = run_metadata(m, info)
-    for k in ("loops", "date", "name", "unit", "cpu_model_name", "platform"):
+    for k in ("loops", "date", "name", "cpu_model_name", "platform"):
         common.pop(k)  # pyperf's own, per run
     common[f"{META}excluded_workers"] = m.excluded_workers
     runs = []
-    for run in res.bench.get_runs():
+    for run, block in _blocks(res):
         md = run.get_metadata()
-        samples = res.samples.get(md.get("seambench_worker"), [])
         md.update(common)
-        md[f"{META}run_excluded"] = sum(1 for s in samples if not s["kept"])
-        # As store.to_suite: values whose net was not positive (stored at a floor) are counted.
-        # Here they are re-measured first, so only a sample that never came out positive counts.
-        md[f"{META}clamped"] = sum(1 for s in samples if s["kept"] and s["a"] <= s["b"])
-        runs.append(pyperf.Run(run.values, warmups=run.warmups or None, metadata=md, collect_metadata=False))
+        md[f"{META}run_excluded"] = sum(block.excluded.values())
+        runs.append(store_run(block, md))
     return pyperf.Benchmark(runs)
-
-
-def disturbing(sample) -> bool:
-    return any(sample["ev"].get(e, 0) for e in DISTURBING_EVENTS_STRICT)

@@ -7,7 +7,9 @@ import errno
 
 from bench.config import AVX_STATE_BITS
 from bench.gen.codegen import kernel_unsafe
-from bench.measure.model import Measurement, SampleBlock, Spec, UnavailableError
+from bench.measure import serialize
+from bench.measure.model import Measurement, Sample, SampleBlock, Spec, UnavailableError
+from bench.measure.sampler import Screen
 from bench.native import backends
 from bench.native.kmod import (EXPECTED_STATUS, KMOD_LEAF, MAX_CALLS, MAX_REF_HUNDREDS, KEntry, KmodDevice,
                                KmodError)
@@ -49,7 +51,8 @@ def ref_hundreds_for(batch_ticks: float, tsc_per_core_cycle: float) -> int:
 def measure_kmod(spec: Spec, ctx, verdict) -> Measurement:
     """Time one benchmark in the kernel module: per sample the wrapper's batch, the empty
     baseline's and the reference chain's, rotated in one ioctl on one CPU; net per call (the
-    same statistic the user-space loop produces) and each sample's TSC ticks per core cycle."""
+    same statistic the user-space loop produces) and each sample's TSC ticks per core cycle,
+    judged by the same exclusion policy (bench.measure.sampler.Screen)."""
     conv = ctx.catalog.convention(spec.convention)
     leaf = ctx.catalog.leaf(spec.leaf)
     b = backends.BACKENDS[spec.backend]
@@ -75,14 +78,15 @@ def measure_kmod(spec: Spec, ctx, verdict) -> Measurement:
             raise UnavailableError(f"{spec.name}: {why}")
         emul, ser_name = {}, None
         if b.crossing == "emulated":
-            mode = backends.serialize_mode_for(spec.backend, ctx.registry)
-            ser_name = next(k for k, v in backends.SER_MODES.items() if v == mode)
+            mode = ctx.ser_mode(spec.backend)
+            ser_name = serialize.name_of(mode)
             avx = ctx.xsave["xcr0"] & AVX_STATE_BITS if ctx.xsave["enabled"] and leaf.avx_reset else 0
             emul = {"serialize_mode": mode, "avx_reset_mask": avx}
         try:
             calls, batch = _calibrate(d, e, emul, s.batch_us * 1e-6 * ctx.clocks["tsc_hz"])
             ref = ref_hundreds_for(batch, ctx.clocks["tsc_per_core_cycle"])
             runs = []
+            screen = Screen()  # the one exclusion policy, as in user space (no perf events in ring 0)
             n = s.values + s.warmups
             while len(runs) < s.runs:
                 for shrink in range(4):
@@ -102,12 +106,13 @@ def measure_kmod(spec: Spec, ctx, verdict) -> Measurement:
                         f"{spec.name}: {r.bad_status} of {calls * n} {b.crossing} calls returned a status other "
                         f"than {EXPECTED_STATUS[b.crossing]:#x} (the first {r.first_bad_status:#x}); "
                         "not measuring an error path")
-                net = [(x - y) / calls for x, y, _ in r.samples]
-                base = [y / calls for y in r.empty]
-                run = SampleBlock(values=net[s.warmups:], warmups=net[:s.warmups], baseline=base[s.warmups:])
-                # Per kept value, this sample's TSC ticks per core cycle (its reference chain).
-                run.tsc_per_core = r.tsc_per_core()[s.warmups:]
-                runs.append(run)
+                samples = [Sample(t=0, n_calls=calls, ticks=(entry,), empty=empty, ref=ref_ticks,
+                                  ref_adds=100 * r.ref_hundreds) for entry, empty, ref_ticks in r.samples]
+                before = len(screen.log)
+                judged = screen.screen(samples[s.warmups:])
+                runs.append(SampleBlock.of([x for x in judged if x.excluded is None], 0, samples[:s.warmups],
+                                           screen.excluded(before)))
         except KmodError as exc:
             raise UnavailableError(str(exc)) from None
-    return Measurement(spec, calls, runs, ser_name, conv.decl_hash, verdict.safe, verdict.text, None)
+    # The kernel flavor's table records no code ranges: no code hash for kmod:* (yet).
+    return Measurement(spec, calls, runs, ser_name, conv.decl_hash, None, verdict.safe, verdict.text)

@@ -4,6 +4,7 @@ and every process (pyperf workers, `bench ab` workers, the driver) can hold them
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -18,14 +19,79 @@ class Spec:
         return f"{self.convention}/{self.backend}/{self.leaf}"
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One rotation of the native loop (bench.measure.sampler): raw TSC ticks of each measured
+    function's batch, of the empty function's and of the reference ADD chain.  Every figure is
+    derived from these; the record crosses process boundaries as `as_dict`/`from_dict`."""
+    t: int                    # TSC when the sample began
+    n_calls: int              # calls per batch
+    ticks: tuple              # TSC ticks of each measured function's batch
+    empty: int                # TSC ticks of the empty function's batch
+    ref: int                  # TSC ticks of the reference chain (0: none)
+    ref_adds: int             # ADDs in the reference chain
+    events: dict = field(default_factory=dict)  # perf software events over the whole sample
+    hw: dict = field(default_factory=dict)      # counter name -> per function, per call, net of empty
+    excluded: str | None = None                 # a policy.REASONS entry, or None: kept
+
+    @property
+    def tsc_per_core(self) -> float:
+        """This sample's TSC ticks per core cycle, from its own reference chain."""
+        return self.ref / self.ref_adds if self.ref_adds and self.ref > 0 else math.nan
+
+    def net_tsc(self, i=0) -> float:
+        """TSC ticks per call of function i, net of the empty batch."""
+        return (self.ticks[i] - self.empty) / self.n_calls
+
+    def core(self, i=0) -> float:
+        """Core cycles per call of function i: net TSC ticks over this sample's own ratio."""
+        return self.net_tsc(i) / self.tsc_per_core
+
+    def per_call(self) -> tuple:
+        """TSC ticks per call of every slot (per ADD for the reference): for the gap test."""
+        out = tuple(t / self.n_calls for t in self.ticks) + (self.empty / self.n_calls,)
+        return out + ((self.ref / self.ref_adds,) if self.ref_adds else ())
+
+    def as_dict(self) -> dict:
+        return {"t": self.t, "n_calls": self.n_calls, "ticks": list(self.ticks), "empty": self.empty,
+                "ref": self.ref, "ref_adds": self.ref_adds, "events": dict(self.events),
+                "hw": {k: list(v) for k, v in self.hw.items()}, "excluded": self.excluded}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Sample":
+        return cls(t=int(d["t"]), n_calls=int(d["n_calls"]), ticks=tuple(int(x) for x in d["ticks"]),
+                   empty=int(d["empty"]), ref=int(d["ref"]), ref_adds=int(d["ref_adds"]),
+                   events={k: int(v) for k, v in d.get("events", {}).items()},
+                   hw={k: tuple(float(x) for x in v) for k, v in d.get("hw", {}).items()},
+                   excluded=d.get("excluded"))
+
+
 @dataclass
 class SampleBlock:
-    """One block of consecutive samples (a pyperf run, or one of the kernel module's runs)."""
-    values: list          # net TSC ticks per call, one per kept sample
-    warmups: list
-    baseline: list        # empty-loop TSC ticks per call, per kept sample
-    excluded: int = 0     # samples dropped as disturbed
-    events: dict = field(default_factory=dict)  # event name -> total over the block
+    """One block of consecutive samples of one benchmark (a pyperf worker's values, or a block
+    of one process): the per-sample figures of its kept samples."""
+    core: list            # core cycles per call, converted sample by sample (the primary figure)
+    tsc: list             # TSC ticks per call net of the empty batch
+    tsc_per_core: list    # each sample's own TSC ticks per core cycle
+    baseline: list        # empty-loop TSC ticks per call
+    warmups: list = field(default_factory=list)    # core cycles per call of the warm-up samples
+    excluded: dict = field(default_factory=dict)   # reason (policy.REASONS) -> samples measured again
+    hw: dict = field(default_factory=dict)         # counter name -> per-call values, where counters exist
+
+    @property
+    def values(self):
+        return self.core
+
+    @classmethod
+    def of(cls, kept, i=0, warmups=(), excluded=None) -> "SampleBlock":
+        """The block of function i from kept Samples (and warm-up Samples, figures only)."""
+        hw = {}
+        for s in kept:
+            for name, per_fn in s.hw.items():
+                hw.setdefault(name, []).append(per_fn[i])
+        return cls(core=[s.core(i) for s in kept], tsc=[s.net_tsc(i) for s in kept],
+                   tsc_per_core=[s.tsc_per_core for s in kept], baseline=[s.empty / s.n_calls for s in kept],
+                   warmups=[s.core(i) for s in warmups], excluded=dict(excluded or {}), hw=hw)
 
 
 @dataclass
@@ -34,24 +100,50 @@ class Measurement:
     n_calls: int
     runs: list                # SampleBlock per worker process or block
     serialize: str | None
-    conv_hash: str
+    conv_hash: str            # the declaration (bench.config)
+    code_hash: str | None     # the machine code executed (bench.native.codehash); None: not known
     safe: bool | None
     safety: str
-    hw_counters: dict | None  # per-call core cycles / instructions, when the kernel offers them
     from_workers: bool = False  # runs are pyperf worker processes (else blocks of one process)
     excluded_workers: int = 0   # workers dropped as far noisier than their peers
 
     @property
     def values(self):
-        return [v for r in self.runs for v in r.values]
+        """Core cycles per call of every kept sample."""
+        return [v for r in self.runs for v in r.core]
+
+    @property
+    def tsc_values(self):
+        return [v for r in self.runs for v in r.tsc]
+
+    @property
+    def ratios(self):
+        return [v for r in self.runs for v in r.tsc_per_core]
 
     @property
     def baseline_values(self):
         return [v for r in self.runs for v in r.baseline]
 
     @property
-    def excluded(self):
-        return sum(r.excluded for r in self.runs)
+    def excluded_by_reason(self) -> dict:
+        out = {}
+        for r in self.runs:
+            for k, v in r.excluded.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    @property
+    def excluded(self) -> int:
+        return sum(self.excluded_by_reason.values())
+
+    @property
+    def hw_counters(self) -> dict | None:
+        """Median per-call counter figures (core cycles, instructions), where counters exist."""
+        pooled = {}
+        for r in self.runs:
+            for k, v in r.hw.items():
+                pooled.setdefault(k, []).extend(v)
+        return {k: _median(v) for k, v in pooled.items() if v} or None
 
 
 @dataclass
@@ -62,9 +154,15 @@ class Prepared:
     fn: int
     unit: object
     args: object
-    base_args: object
     ser_mode: int
     verdict: object
+    code_hash: str | None
+
+
+def _median(values) -> float:
+    s = sorted(values)
+    n = len(s)
+    return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
 class UnsafeError(RuntimeError):

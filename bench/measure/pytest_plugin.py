@@ -6,13 +6,14 @@
 
 Each pytest-benchmark round is one native sample: a batch of calls of the
 convention and a batch of the empty function, interleaved by the C loop, taken
-by bench run's own sampler (bench.measure.worker.Sampler: a sample disturbed by the
-kernel or the host is measured again and counted; a value is never below
-0.001 cycles).  The round's duration is the convention's net time per call (seconds), so
+by bench run's own time function (bench.measure.worker.PyperfTimer over
+bench.measure.sampler: a sample the exclusion policy rejects is measured again and
+counted; a value is never below 0.001 cycles).  The round's duration is the convention's net time per call (seconds), so
 pytest-benchmark's statistics, `--benchmark-save`, `--benchmark-compare` and
 `--benchmark-compare-fail` work on per-call cost, not on Python overhead (one call
-per Python call would report ~20x the true cost here).  Median TSC cycles per call,
-the TSC frequency and the convention's declaration hash go into `extra_info`.
+per Python call would report ~20x the true cost here).  Median core cycles per call
+(each sample converted by its own reference chain), TSC cycles, the TSC frequency, the
+declaration hash and the code hash go into `extra_info`.
 """
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ class SeamBench:
         import numpy as np
 
         from bench.measure.model import Spec
-        from bench.measure.prepare import calibrate, prepare
-        from bench.measure.worker import Sampler
+        from bench.measure.prepare import prepare
+        from bench.measure.worker import PyperfTimer
         from bench.native import machine
         files = [conventions_file] if isinstance(conventions_file, (str, os.PathLike)) else (conventions_file or [])
         ctx = _context(files)
@@ -59,18 +60,16 @@ class SeamBench:
             spec = Spec(convention, backend, leaf)
             p = prepare(spec, ctx, allow_unsafe=allow_unsafe)
             tsc_hz = ctx.clocks["tsc_hz"]
-            n = calibrate(p.fn, p.leaf.rax, p.args, p.base_args, ctx.settings.batch_us * 1e-6 * tsc_hz)
-            sampler = Sampler(spec, ctx, prepared=p)
+            timer = PyperfTimer(spec, ctx, prepared=p)
+            timer.setup()
+            n = timer.sampler.calibrate(ctx.target_ticks()).n_calls
             clock = {"t": 0.0}
-            cycles = []
 
             def native_net_clock():
                 return clock["t"]
 
             def one_sample():
-                per_call = sampler(n) / n  # seconds per call, kept positive as for bench run
-                cycles.append(per_call * tsc_hz)
-                clock["t"] += per_call
+                clock["t"] += timer(n) / n  # seconds per call, kept positive as for bench run
 
             # pytest-benchmark times each round with the fixture's timer; a clock that advances by
             # the native loop's net time per call makes a round's duration exactly that.
@@ -80,12 +79,14 @@ class SeamBench:
             if p is not None:
                 p.unit.set_emulation(0)  # also when a round raised: the unit is shared by later tests
             os.sched_setaffinity(0, before)
-        excluded = sum(s["disturbed"] for s in sampler.samples)
-        kept = cycles[warmup_rounds:] if len(cycles) > warmup_rounds else cycles
-        med = float(np.median(kept))
-        info = {"convention": convention, "backend": backend, "leaf": leaf, "cycles": med,
-                "cycles_unit": "tsc", "ns": med / tsc_hz * 1e9, "n_calls": n, "excluded": excluded,
-                "tsc_hz": tsc_hz, "conv_hash": conv.decl_hash}
+        excluded = timer.sampler.screen.excluded()
+        kept = timer.calls[warmup_rounds:] if len(timer.calls) > warmup_rounds else timer.calls
+        tsc = float(np.median([x.net_tsc() for x in kept]))
+        info = {"convention": convention, "backend": backend, "leaf": leaf,
+                "cycles": float(np.median([x.core() for x in kept])), "cycles_unit": "core", "tsc_cycles": tsc,
+                "ns": tsc / tsc_hz * 1e9, "n_calls": n, "excluded": sum(excluded.values()),
+                "excluded_by_reason": excluded, "tsc_hz": tsc_hz, "conv_hash": conv.decl_hash,
+                "code_hash": p.code_hash}
         self.benchmark.extra_info.update(info)
         return info
 

@@ -9,6 +9,7 @@ import sys
 from bench import safety
 from bench.config import Catalog, Suite
 from bench.measure.model import Measurement, Spec, UnavailableError, UnsafeError
+from bench.measure import sampler
 from bench.measure.prepare import Context, measure_one
 from bench.native import backends, machine
 from bench.native.registry import Registry
@@ -79,36 +80,46 @@ _REPORTED = set()  # pairs whose failed runtime check was already reported
 
 
 def record(m: Measurement, ctx: Context, reference: dict) -> dict:
-    """The --json record of one benchmark (schema in the README)."""
+    """The --json record of one benchmark (schema in the README): core cycles per call first,
+    each sample converted by its own reference chain; TSC ticks and ns beside them."""
     s = stats.Summary.of(m.values)
+    tsc = stats.Summary.of(m.tsc_values)
+    ratio = stats.Summary.of(m.ratios)
     base = stats.Summary.of(m.baseline_values)
-    tsc_hz = ctx.clocks["tsc_hz"]
     ref = reference.get(m.spec.backend)
     ci95 = list(s.ci95)
     if m.from_workers and len(m.runs) >= 2:
         # Values of one worker are not independent: the CI resamples workers, then values.
         ci95 = list(stats.hierarchical_median_ci([r.values for r in m.runs])[1])
+    agree = [a for a in (sampler.agreement(r) for r in m.runs) if a is not None]
     return {
         "name": m.spec.name,
         "convention": m.spec.convention,
         "backend": m.spec.backend,
         "leaf": m.spec.leaf,
         "cycles": s.median,
-        "cycles_unit": "tsc",
-        "ns": s.median / tsc_hz * 1e9,
+        "cycles_unit": "core",
         "ci95": ci95,
-        "core_cycles": s.median / ctx.clocks["tsc_per_core_cycle"],
+        "cycles_source": CYCLES_SOURCE,
+        "tsc_cycles": tsc.median,
+        "ns": tsc.median / ctx.clocks["tsc_hz"] * 1e9,
+        "tsc_per_core_cycle": ratio.median,
+        "tsc_per_core_range": [min(m.ratios), max(m.ratios)] if m.ratios else None,
         "mad": s.mad,
         "n_values": s.n,
         "excluded": m.excluded,
-        "baseline_cycles": base.median,
+        "excluded_by_reason": m.excluded_by_reason,
+        "baseline_tsc_cycles": base.median,
         "n_calls": m.n_calls,
         "relative": (s.median / ref) if ref else None,
         **_safety_fields(m, ctx),
         "serialize": m.serialize,
         "hw_counters": m.hw_counters,
+        "counter_agreement": float(sorted(agree)[len(agree) // 2]) if agree else None,
         "workers": len(m.runs) if m.from_workers else 1,
         "excluded_workers": m.excluded_workers,
+        "conv_hash": m.conv_hash,
+        "code_hash": m.code_hash,
     }
 
 
@@ -135,6 +146,9 @@ def run_plan(plan: Plan, ctx: Context, allow_unsafe=False, progress=None) -> lis
         if progress:
             progress(spec)
     return out
+
+
+CYCLES_SOURCE = "reference chain in every sample"
 
 
 def references(measurements, reference_conv: str) -> dict:

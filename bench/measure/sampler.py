@@ -19,11 +19,12 @@ kept in the log with its reason and measured again.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from bench.measure import policy
+from bench.measure.model import Sample
 from bench.native import _core
 
 MAX_ROUNDS = 20           # re-measure at most this many times for the samples asked for
@@ -31,6 +32,7 @@ HISTORY = 64              # kept samples the gap test takes its "usual" from
 MAX_CALLS = 1 << 20
 CALIBRATION_ADDS = 100    # hundreds of ADDs in the calibration samples' reference (10,000 ADDs)
 COUNTER_TOLERANCE = 0.05  # counter vs reference-chain core cycles
+HW_COUNTERS = ("cycles", "instructions")  # hardware counters recorded per sample, where they exist
 
 
 @dataclass(frozen=True)
@@ -39,52 +41,6 @@ class Target:
     fn: int
     rax: int
     args: object
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One rotation of the native loop.  Raw TSC ticks; every figure is derived from them."""
-    t: int                    # TSC when the sample began
-    n_calls: int              # calls per batch
-    ticks: tuple              # TSC ticks of each measured function's batch
-    empty: int                # TSC ticks of the empty function's batch
-    ref: int                  # TSC ticks of the reference chain (0: none)
-    ref_adds: int             # ADDs in the reference chain
-    events: dict = field(default_factory=dict)  # perf software events over the whole sample
-    hw_cycles: tuple | None = None  # counter core cycles per call, net of the empty batch
-    excluded: str | None = None     # a policy.REASONS entry, or None: kept
-
-    @property
-    def tsc_per_core(self) -> float:
-        return self.ref / self.ref_adds if self.ref_adds and self.ref > 0 else math.nan
-
-    def net_tsc(self, i=0) -> float:
-        """TSC ticks per call of function i, net of the empty batch."""
-        return (self.ticks[i] - self.empty) / self.n_calls
-
-    def core(self, i=0) -> float:
-        """Core cycles per call of function i: net TSC ticks over this sample's own ratio."""
-        return self.net_tsc(i) / self.tsc_per_core
-
-    def per_call(self) -> tuple:
-        """TSC ticks per call of every slot (per ADD for the reference): for the gap test."""
-        out = tuple(t / self.n_calls for t in self.ticks) + (self.empty / self.n_calls,)
-        return out + ((self.ref / self.ref_adds,) if self.ref_adds else ())
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["ticks"] = list(self.ticks)
-        d["hw_cycles"] = list(self.hw_cycles) if self.hw_cycles is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Sample":
-        hw = d.get("hw_cycles")
-        return cls(t=int(d["t"]), n_calls=int(d["n_calls"]), ticks=tuple(int(x) for x in d["ticks"]),
-                   empty=int(d["empty"]), ref=int(d["ref"]), ref_adds=int(d["ref_adds"]),
-                   events={k: int(v) for k, v in d.get("events", {}).items()},
-                   hw_cycles=tuple(float(x) for x in hw) if hw is not None else None,
-                   excluded=d.get("excluded"))
 
 
 class Screen:
@@ -108,7 +64,7 @@ class Screen:
         for s in fresh:
             reason = policy.judge(s.events, s.per_call(), usual,
                                   tuple(t - s.empty for t in s.ticks))
-            s = Sample(**{**s.__dict__, "excluded": reason})
+            s = replace(s, excluded=reason)
             out.append(s)
             self.log.append(s)
             if reason is None:
@@ -116,8 +72,9 @@ class Screen:
                 del self.kept[:-HISTORY]
         return out
 
-    def excluded(self) -> dict:
-        return policy.counts(s.excluded for s in self.log)
+    def excluded(self, since: int = 0) -> dict:
+        """reason -> samples excluded (from log entry `since` on), reasons with none left out."""
+        return {k: v for k, v in policy.counts(s.excluded for s in self.log[since:]).items() if v}
 
 
 @dataclass(frozen=True)
@@ -152,28 +109,28 @@ class Sampler:
         n_ev = len(self.perf.slots)
         ticks, t0, ev = _core.measure_set(fns, leaves, args, n_calls, count, self.perf.fd, n_ev, ref_hundreds)
         width = len(fns) + (1 if ref_hundreds else 0)
-        t = np.frombuffer(ticks, dtype=np.uint64).reshape(count, width).astype(np.int64)
-        e = np.frombuffer(ev, dtype=np.uint64).reshape(count, width, n_ev).astype(np.int64) if n_ev else None
+        t = np.asarray(ticks, dtype=np.uint64).reshape(count, width).astype(np.int64)
+        e = np.asarray(ev, dtype=np.uint64).reshape(count, width, n_ev).astype(np.int64) if n_ev else None
         k = len(self.targets)
+        counters = [name for name in HW_COUNTERS if name in self.perf.slots]
         out = []
         for i in range(count):
-            events, hw = {}, None
+            events, hw = {}, {}
             if e is not None:
                 events = {name: int(e[i, :, slot].sum()) for name, slot in self.perf.slots.items()
                           if name in policy.EVENT_REASONS}
-                if self.perf.hw:
-                    c = e[i, :, self.perf.slots["cycles"]]
-                    hw = tuple(float(c[1 + j] - c[0]) / n_calls for j in range(k))
+                for name in counters:  # per call, net of the empty batch, like the TSC figure
+                    c = e[i, :, self.perf.slots[name]]
+                    hw[name] = tuple(float(c[1 + j] - c[0]) / n_calls for j in range(k))
             out.append(Sample(t=int(t0[i]), n_calls=n_calls, ticks=tuple(int(x) for x in t[i, 1:1 + k]),
                               empty=int(t[i, 0]), ref=int(t[i, 1 + k]) if ref_hundreds else 0,
-                              ref_adds=100 * ref_hundreds, events=events, hw_cycles=hw))
+                              ref_adds=100 * ref_hundreds, events=events, hw=hw))
         return out
 
     # -- sizing ----------------------------------------------------------------------
     def calibrate(self, target_ticks: float) -> "Sampler":
         """Calls per batch so that the slowest target's batch lasts about target_ticks, and a
-        reference chain as long as that batch (its TSC-per-core ratio measured here, not
-        assumed)."""
+        reference chain as long as that batch."""
         n = 4
         while True:
             fresh = self._raw(3, n, CALIBRATION_ADDS)
@@ -182,20 +139,29 @@ class Sampler:
                 break
             n = min(_round4(n * max(2.0, min(64.0, target_ticks / max(batch, 1.0)))), MAX_CALLS)
         per_call = batch / n
-        self.n_calls = min(_round4(target_ticks / max(per_call, 1e-3)), MAX_CALLS)
+        return self.resize(min(_round4(target_ticks / max(per_call, 1e-3)), MAX_CALLS))
+
+    def resize(self, n_calls: int) -> "Sampler":
+        """n_calls per batch (a multiple of 4), and a reference chain about as long as the
+        slowest target's batch: its TSC-per-core ratio is measured here, never assumed."""
+        fresh = self._raw(3, n_calls, CALIBRATION_ADDS)
+        batch = sorted(max(s.ticks) for s in fresh)[1]
         ratio = float(np.median([s.tsc_per_core for s in fresh]))
-        self.ref_hundreds = reference_hundreds(self.n_calls * per_call, ratio)
+        self.n_calls, self.ref_hundreds = n_calls, reference_hundreds(batch, ratio)
         return self
 
     # -- sampling ---------------------------------------------------------------------
+    def warm(self, count: int) -> list:
+        """`count` warm-up samples: taken, not judged, not kept."""
+        self._check()
+        return self._raw(count, self.n_calls, self.ref_hundreds) if count > 0 else []
+
     def take(self, count: int, warmups: int = 0) -> list:
-        """`count` kept samples (after `warmups` samples that are taken and dropped); excluded
-        samples are measured again, up to MAX_ROUNDS rounds.  Every sample is in
+        """`count` kept samples (after `warmups` warm-up samples); excluded samples are measured
+        again, up to MAX_ROUNDS rounds, so fewer may come back.  Every judged sample is in
         self.screen.log."""
-        if self.n_calls is None or self.ref_hundreds is None:
-            raise RuntimeError("Sampler.take before calibrate()")
-        if warmups:
-            self._raw(warmups, self.n_calls, self.ref_hundreds)
+        self._check()
+        self.warm(warmups)
         kept = []
         for _ in range(MAX_ROUNDS + 1):
             want = count - len(kept)
@@ -204,6 +170,10 @@ class Sampler:
             kept += [s for s in self.screen.screen(self._raw(want, self.n_calls, self.ref_hundreds))
                      if s.excluded is None]
         return kept
+
+    def _check(self):
+        if self.n_calls is None or self.ref_hundreds is None:
+            raise ValueError("the sampler has no batch size yet: calibrate() or resize() first")
 
 
 def reference_hundreds(batch_ticks: float, tsc_per_core: float) -> int:
@@ -217,9 +187,11 @@ def _round4(n) -> int:
     return max(4, int(math.ceil(n / 4.0)) * 4)
 
 
-def agreement(samples, i=0) -> float | None:
-    """Median counter/reference ratio of core cycles per call, where counters exist."""
-    pairs = [(s.hw_cycles[i], s.core(i)) for s in samples if s.hw_cycles is not None and s.core(i) > 0]
-    if not pairs:
+def agreement(block) -> float | None:
+    """Median of counter / reference-chain core cycles per call over a SampleBlock's samples, where
+    hardware counters exist (else None).  The two sources must agree within COUNTER_TOLERANCE."""
+    hw = block.hw.get("cycles")
+    if not hw:
         return None
-    return float(np.median([hw / ref for hw, ref in pairs]))
+    pairs = [(h, c) for h, c in zip(hw, block.core) if c > 0]
+    return float(np.median([h / c for h, c in pairs])) if pairs else None

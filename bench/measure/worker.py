@@ -6,15 +6,12 @@ re-executes `python -m bench.measure.worker <our options> --worker ...` for ever
 process, so this module, not the `bench` console script, is what sys.argv names.
 Our options all start with --sb- so they never collide with pyperf's.
 
-Each pyperf value is one interleaved native sample: a batch of `loops` calls of the
-convention and a batch of `loops` calls of the empty function, timed back to back
-by the C loop.  The value is their difference: seconds per call, net of the loop.
-Around each sample the C loop reads perf software events; a sample during which
-the thread was switched out, migrated or took a page fault is not returned to
-pyperf but measured again (up to MAX_RETRIES times) and counted; so is a sample one of whose
-batches took far longer per call than the worker's usual (a TSC gap: time the host took).  Every sample,
-kept or not, goes to a side file that the driver reads for its statistics on
-disturbance and for --trace.
+Each pyperf call is one kept sample of bench.measure.sampler: a batch of `loops` calls of
+the convention, a batch of the empty function and a reference ADD chain, interleaved by
+the C loop; samples that bench.measure.policy excludes are measured again there.  pyperf
+gets seconds per call net of the empty batch (it calibrates `loops` with them); the
+driver stores core cycles per call, converted sample by sample, from the side file that
+carries every call's sample and every excluded one (also for --trace).
 """
 from __future__ import annotations
 
@@ -29,17 +26,11 @@ import pyperf
 
 from bench.config import load_builtin, parse_suite
 from bench.measure.model import Spec
-from bench.measure.prepare import Context, disturbed, prepare, sample_events
-from bench.native import _core, backends
+from bench.measure.prepare import Context, prepare
+from bench.native import backends
 from bench.native.registry import Registry
 from bench.results.store import atomic_write
 
-MAX_RETRIES = 20
-# A batch taking this many times the worker's usual time per call had time taken from it that
-# the guest kernel does not report (the host preempted the vCPU): the TSC gap.  An inflated
-# empty batch would make the net value too small, an inflated convention batch too large.
-GAP_FACTOR = 1.5
-GAP_MIN_SAMPLES = 5
 SIDE_PREFIX = "worker-"
 
 
@@ -50,62 +41,53 @@ def own_parser() -> argparse.ArgumentParser:
     p.add_argument("--sb-specs", required=True, help="comma-separated convention/backend/leaf")
     p.add_argument("--sb-tsc-hz", type=float, required=True)
     p.add_argument("--sb-tsc-per-core", type=float, required=True)
+    p.add_argument("--sb-serialize", required=True, help="the emulated stub's serialization (parent's choice)")
     p.add_argument("--sb-side", required=True, help="folder for side files and progress")
     return p
 
 
-class Sampler:
-    """pyperf's time function for one benchmark: set up lazily, on the first call, so the
-    manager and the workers measuring other benchmarks never pay for it."""
+class PyperfTimer:
+    """pyperf's time function for one benchmark: one call of it is one kept sample of
+    bench.measure.sampler (excluded samples are measured again there).  Set up lazily, on the
+    first call, so the manager and the workers measuring other benchmarks never pay for it."""
 
     def __init__(self, spec, ctx, prepared=None):
         self.spec, self.ctx = spec, ctx
         self.prepared = prepared  # a bench.measure.model.Prepared, when the caller has one (the pytest plugin)
-        self.samples = []   # one entry per native sample, kept or not
-        self.calls = 0      # pyperf calls of this function (= values + warm-ups)
+        self.sampler = None
+        self.calls = []     # per pyperf call (warm-ups, then values): the Sample that stands for it
+        self.forced = 0     # calls for which every attempt was excluded: the last one stands
 
     def setup(self):
-        # The parent decided what runs (bench.measure.runner.expand: the runtime safety verdict where the
-        # check ran, else the prediction); a pair it let through is not judged again here.
-        self.prepared = prepare(self.spec, self.ctx, allow_unsafe=True)
-
-    def _gap(self, a_per_call, b_per_call):
-        clean = [x for x in self.samples[-64:] if x["kept"] and not x["disturbed"]]
-        if len(clean) < GAP_MIN_SAMPLES:
-            return False
-        ref_a = sorted(x["a"] / x["n"] for x in clean)[len(clean) // 2]
-        ref_b = sorted(x["b"] / x["n"] for x in clean)[len(clean) // 2]
-        return a_per_call > GAP_FACTOR * ref_a or b_per_call > GAP_FACTOR * ref_b
+        if self.prepared is None:
+            # The parent decided what runs (bench.measure.runner.expand: the runtime safety verdict
+            # where the check ran, else the prediction); a pair it let through is not judged again.
+            self.prepared = prepare(self.spec, self.ctx, allow_unsafe=True)
+        self.sampler = self.ctx.sampler([self.prepared])
 
     def __call__(self, loops):
-        if self.prepared is None:
+        if self.sampler is None:
             self.setup()
-        p, ctx = self.prepared, self.ctx
         # The C loop runs calls in fours; pyperf calibrates loops as powers of two.
         n = max(4, (loops + 3) // 4 * 4)
-        slots = ctx.perf_slots
-        n_ev = len(slots)
-        index = self.calls
-        self.calls += 1
-        for attempt in range(MAX_RETRIES + 1):
-            ta, tb, t0, ev = _core.measure_pair(p.fn, _core.EMPTY_FN, p.leaf.rax, 0, p.args, p.base_args,
-                                                n, 1, ctx.perf_fd, n_ev)
-            counts = sample_events(ev, slots)
-            net = (int(ta[0]) - int(tb[0])) / n
-            counts["tsc_gap"] = int(self._gap(int(ta[0]) / n, int(tb[0]) / n))
-            bad = bool(disturbed(counts, also=("tsc_gap",)) or net <= 0)
-            sample = {"i": index, "t": int(t0[0]), "a": int(ta[0]), "b": int(tb[0]), "n": n,
-                      "ev": counts, "disturbed": bad, "kept": False}
-            if ctx.hw:  # core cycles and instructions per call, net of the empty batch
-                sample["hw"] = {name: (int(ev[slots[name]]) - int(ev[n_ev + slots[name]])) / n
-                                for name in ("cycles", "instructions")}
-            self.samples.append(sample)
-            if not bad:
-                break
-        self.samples[-1]["kept"] = True
+        if self.sampler.n_calls != n:
+            self.sampler.resize(n)
+        kept = self.sampler.take(1)
+        if kept:
+            sample = kept[0]
+        else:
+            sample = self.sampler.screen.log[-1]
+            self.forced += 1
+        self.calls.append(sample)
         # pyperf divides by loops: return the time `loops` calls take at the measured rate.
-        per_call = max(net, 1e-3) / ctx.clocks["tsc_hz"]
-        return per_call * loops
+        return max(sample.net_tsc(), 1e-3) / self.ctx.clocks["tsc_hz"] * loops
+
+    def side(self) -> dict:
+        """What the driver reads back: every call's sample and every excluded one."""
+        return {"calls": [x.as_dict() for x in self.calls],
+                "excluded": [x.as_dict() for x in self.sampler.screen.log if x.excluded],
+                "forced": self.forced, "n_calls": self.sampler.n_calls,
+                "serialize_mode": self.prepared.ser_mode, "code_hash": self.prepared.code_hash}
 
 
 def _build(opts):
@@ -116,7 +98,7 @@ def _build(opts):
     clocks = {"tsc_hz": opts.sb_tsc_hz, "tsc_per_core_cycle": opts.sb_tsc_per_core,
               "core_hz_estimate": opts.sb_tsc_hz / opts.sb_tsc_per_core}
     registry = Registry(catalog)
-    ctx = Context(catalog, registry, suite.settings, clocks=clocks)
+    ctx = Context(catalog, registry, suite.settings, clocks=clocks, serialize=opts.sb_serialize)
     specs = [Spec(*s.split("/")) for s in opts.sb_specs.split(",") if s]
     return suite, ctx, specs
 
@@ -134,25 +116,23 @@ def main(argv=None):
                            min_time=s.batch_us * 1e-6, program_args=("-m", "bench.measure.worker", *own),
                            metadata={"seambench_worker": token})
     args = runner.parse_args(rest)
-    samplers = []
+    timers = []
     progress = None if args.worker else open(os.path.join(opts.sb_side, "progress"), "a", buffering=1)
     quiet = sys.stderr if args.worker else open(os.devnull, "w")
     for spec in specs:
-        sampler = Sampler(spec, ctx)
-        samplers.append(sampler)
+        timer = PyperfTimer(spec, ctx)
+        timers.append(timer)
         # pyperf prints a summary line per benchmark even with --quiet; the driver prints its own.
         with contextlib.redirect_stdout(quiet):
-            runner.bench_time_func(spec.name, sampler)
+            runner.bench_time_func(spec.name, timer)
         if progress:
             progress.write(spec.name + "\n")
     if args.worker:
-        done = [x for x in samplers if x.samples]
-        side = {"token": token, "pid": os.getpid(), "benchmarks": {x.spec.name: {
-            "samples": x.samples, "n_calls": x.samples[-1]["n"],
-            "serialize_mode": x.prepared.ser_mode, "tsc_hz": ctx.clocks["tsc_hz"]} for x in done}}
+        side = {"token": token, "pid": os.getpid(), "tsc_hz": ctx.clocks["tsc_hz"],
+                "benchmarks": {x.spec.name: x.side() for x in timers if x.calls}}
         atomic_write(os.path.join(opts.sb_side, f"{SIDE_PREFIX}{token}.json"), json.dumps(side))
-    if ctx.perf_fd >= 0:
-        os.close(ctx.perf_fd)
+    if ctx.perf.fd >= 0:
+        os.close(ctx.perf.fd)
     return 0
 
 

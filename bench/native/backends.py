@@ -7,7 +7,6 @@ CPU or hypervisor does not offer (SIGILL, SIGSEGV) never takes the harness down.
 from __future__ import annotations
 
 import faulthandler
-import functools
 import os
 import signal
 import struct
@@ -116,8 +115,9 @@ def _signal_reason(instr, signo):
     return f"{instr} killed the probe with {name}"
 
 
-def probe(name: str, registry) -> Probe:
-    """Is backend `name` usable here, and if not, why."""
+def probe(name: str, registry, serialize: dict | None = None) -> Probe:
+    """Is backend `name` usable here, and if not, why.  `serialize` is the run's choice of how the
+    emulated stub serializes (bench.measure.serialize.choice), for the emulated backend's reason."""
     b = BACKENDS[name]
     if b.where == "kmod":
         return Probe(name, *kmod.probe_crossing(b.crossing))
@@ -146,65 +146,12 @@ def probe(name: str, registry) -> Probe:
         return Probe(name, True, f"CPUID {where}")
     if b.crossing == "syscall":
         return Probe(name, True, f"getppid() returned {value}")
-    mode = serialize_choice(registry)
     if b.serialize == "none":
         return Probe(name, True, "stub without serialization")
-    return Probe(name, True, f"stub serialized with {mode['mode'].upper()} ({mode['why']})")
+    if serialize is None:
+        return Probe(name, True, "stub serialized (mode decided by the run)")
+    return Probe(name, True, f"stub serialized with {serialize['mode'].upper()} ({serialize['why']})")
 
 
-def probe_all(registry, names=None) -> dict:
-    return {n: probe(n, registry) for n in (names or BACKENDS)}
-
-
-def _mode_supported(mode) -> bool:
-    if mode == "serialize":
-        return machine.cpu()["serialize"]
-    return True
-
-
-@functools.lru_cache(maxsize=1)
-def _serialize_costs(registry) -> dict:
-    """Ticks per call of the vp_info stub under each serialization mode (cheap, in-process:
-    none of these instructions can fault once CPUID says they exist)."""
-    fn, unit = registry.lookup("seamcall", "emulated", "vp_info")
-    a, b = _core.Args(64), _core.Args(64)
-    costs = {}
-    try:
-        for mode, value in SER_MODES.items():
-            if not _mode_supported(mode):
-                continue
-            unit.set_emulation(value)
-            n = 4 if mode == "cpuid" else 64
-            _core.measure_pair(fn, _core.EMPTY_FN, 1, 0, a, b, n, 5)
-            ta, tb, _, _ = _core.measure_pair(fn, _core.EMPTY_FN, 1, 0, a, b, n, 31)
-            per = sorted((x - y) / n for x, y in zip(ta, tb))
-            costs[mode] = per[len(per) // 2]
-    finally:
-        unit.set_emulation(0)
-    return costs
-
-
-def serialize_choice(registry) -> dict:
-    """The serialization the `emulated` backend uses: SEAMCALL and TDCALL are VM-exit-class
-    transitions that serialize the core, so the stub must too; of the architecturally
-    serializing instructions usable at CPL 3, take the cheapest measured."""
-    forced = os.environ.get("SEAMBENCH_SERIALIZE")
-    costs = _serialize_costs(registry)
-    if forced:
-        if forced not in SER_MODES or forced not in costs:
-            raise ValueError(f"SEAMBENCH_SERIALIZE={forced!r}: choose one of {', '.join(costs)}")
-        return {"mode": forced, "why": "forced by SEAMBENCH_SERIALIZE", "costs": costs}
-    candidates = {m: c for m, c in costs.items() if m in FULLY_SERIALIZING}
-    mode = min(candidates, key=candidates.get)
-    return {"mode": mode, "why": f"cheapest fully serializing: {candidates[mode]:.0f} ticks/call of "
-            + ", ".join(f"{m} {c:.0f}" for m, c in sorted(candidates.items(), key=lambda kv: kv[1])),
-            "costs": costs}
-
-
-def serialize_mode_for(name: str, registry) -> int:
-    b = BACKENDS[name]
-    if b.serialize is None:
-        return SER_MODES["none"]  # the stub is not called by real crossings
-    if b.serialize == "auto":
-        return SER_MODES[serialize_choice(registry)["mode"]]
-    return SER_MODES[b.serialize]
+def probe_all(registry, names=None, serialize=None) -> dict:
+    return {n: probe(n, registry, serialize) for n in (names or BACKENDS)}

@@ -119,10 +119,15 @@ def fpu_support(policy: str):
 
 @functools.lru_cache(maxsize=None)
 def clocks() -> dict:
-    """TSC frequency (against CLOCK_MONOTONIC_RAW) and TSC ticks per core cycle."""
+    """TSC frequency (against CLOCK_MONOTONIC_RAW) and an estimate of TSC ticks per core cycle.
+
+    The estimate only sizes reference chains and is shown as the clock's state at start-up:
+    the host moves the core clock, so every figure is converted by the reference chain timed
+    in its own sample (bench.measure.sampler), never by this number.  Short chains, median:
+    a chain the host preempts comes out long, and one of several does not move a median."""
     hz = statistics.median(_core.tsc_hz(0.02) for _ in range(3))
     _core.chain_ticks(2000)  # let the core reach its working clock
-    per_add = min(_core.chain_ticks(2000) / 200000 for _ in range(7))
+    per_add = statistics.median(_core.chain_ticks(200) / 20000 for _ in range(15))
     return {"tsc_hz": hz, "tsc_per_core_cycle": per_add, "core_hz_estimate": hz / per_add}
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.config import Catalog, ConfigError, load_builtin
 from bench.gen import codegen
+from bench.native import codehash
 from bench.native.errors import NativeError
 
 try:
@@ -85,6 +86,14 @@ class Registry:
         self._units.append(unit)
         self._index(unit)
         return unit
+
+    def code_hash(self, fn: int, unit) -> str | None:
+        """The hash of the machine code one call of `fn` executes, with the timed loop's
+        (bench.native.codehash); None where the unit records no code ranges."""
+        ranges = unit.code_ranges().get(fn)
+        if not ranges:
+            return None
+        return codehash.code_hash(ranges, _core.timed_code())
 
     def units(self):
         return list(self._units)

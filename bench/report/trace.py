@@ -78,64 +78,71 @@ def _events_tracks(w, parent, name, events_present):
             for ev in EVENT_TRACKS if ev in events_present}
 
 
+def _reason(s) -> str:
+    return s.excluded.replace("_", " ")
+
+
 def write_run_trace(path, results, tsc_hz, info=None):
     """`bench run --trace`: results are bench.measure.driver.Result objects (side-file samples)."""
-    ticks = [s["t"] for r in results for ss in r.samples.values() for s in ss]
+    ticks = [s.t for r in results for s in r.samples]
     w = _Writer(tsc_hz, min(ticks) if ticks else 0)
     for res in results:
         name = res.spec.name
         group = w.track(name)
-        cost = w.track(f"{name}: TSC cycles per call", group, counter=True, unit="TSC cycles")
+        cost = w.track(f"{name}: core cycles per call", group, counter=True, unit="core cycles")
+        ratio = w.track(f"{name}: TSC cycles per core cycle", group, counter=True, unit="ratio")
         workers = w.track(f"{name}: worker processes", group)
-        disturbed = w.track(f"{name}: disturbed samples", group)
-        present = {k for ss in res.samples.values() for s in ss for k in s["ev"]}
+        excluded = w.track(f"{name}: excluded samples", group)
+        present = {k for s in res.samples for k in s.events}
         ev_tracks = _events_tracks(w, group, name, present)
         noisy = {tok for tok, _ in res.excluded_runs}
-        order = sorted(res.samples.items(), key=lambda kv: kv[1][0]["t"] if kv[1] else 0)
-        for token, samples in order:
+        tokens = set(res.calls) | set(res.excluded)
+        per_worker = {t: sorted(res.calls.get(t, []) + res.excluded.get(t, []), key=lambda s: s.t) for t in tokens}
+        for token, samples in sorted(per_worker.items(), key=lambda kv: kv[1][0].t if kv[1] else 0):
             if not samples:
                 continue
             pid = token.split("-")[0]
-            end = samples[-1]["t"] + samples[-1]["a"] + samples[-1]["b"]
+            last = samples[-1]
+            end = last.t + sum(last.ticks) + last.empty + last.ref
             label = f"worker pid {pid}" + (" (dropped: noisy)" if token in noisy else "")
-            w.slice(samples[0]["t"], end, workers, label)
+            w.slice(samples[0].t, end, workers, label)
             for s in samples:
-                w.counter(s["t"], cost, (s["a"] - s["b"]) / s["n"])
+                w.counter(s.t, cost, s.core())
+                w.counter(s.t, ratio, s.tsc_per_core)
                 for ev, track in ev_tracks.items():
-                    w.counter(s["t"], track, s["ev"].get(ev, 0))
-                if s["disturbed"]:
-                    what = ", ".join(f"{EVENT_TRACKS.get(k, k)} {v}" for k, v in s["ev"].items() if v)
-                    w.instant(s["t"], disturbed, f"disturbed ({what or 'non-positive'}): re-measured")
+                    w.counter(s.t, track, s.events.get(ev, 0))
+                if s.excluded:
+                    w.instant(s.t, excluded, f"excluded ({_reason(s)}): measured again")
     w.save(path)
 
 
 def write_ab_trace(path, r):
     """`bench ab --trace`: r is a bench.measure.ab.ABResult."""
-    w = _Writer(r.tsc_hz, r.samples[0]["t"] if r.samples else 0)
+    w = _Writer(r.tsc_hz, r.samples[0].t if r.samples else 0)
     group = w.track(f"ab {r.x} vs {r.y} ({r.backend}, {r.leaf})")
-    tx = w.track(f"{r.x}: TSC cycles per call", group, counter=True, unit="TSC cycles")
-    ty = w.track(f"{r.y}: TSC cycles per call", group, counter=True, unit="TSC cycles")
+    tx = w.track(f"{r.x}: core cycles per call", group, counter=True, unit="core cycles")
+    ty = w.track(f"{r.y}: core cycles per call", group, counter=True, unit="core cycles")
     tr = w.track(f"{r.y} / {r.x}", group, counter=True, unit="ratio")
     proc = w.track("process", group)
-    disturbed = w.track("disturbed pairs", group)
-    present = {k for s in r.samples for k in s["ev"]}
+    excluded = w.track("excluded pairs", group)
+    present = {k for s in r.samples for k in s.events}
     ev_tracks = _events_tracks(w, group, "ab", present)
     # One slice per worker process (bench ab), or one for this process (run_ab in-process).
     spans = [(p["first_t"], p["last_t"], f"pid {p['pid']}: {p['pairs']} pairs, ratio {p['ratio']:.4f}"
               + (" (dropped: far from its peers)" if p["dropped"] else "")) for p in r.processes]
     if not spans and r.samples:
-        spans = [(r.samples[0]["t"], r.samples[-1]["t"], f"pid {os.getpid()}: {len(r.samples)} pairs")]
+        spans = [(r.samples[0].t, r.samples[-1].t, f"pid {os.getpid()}: {len(r.samples)} pairs")]
     for t0, t1, label in spans:
         w.slice(t0, t1 + 1, proc, label)
     for s in r.samples:
-        w.counter(s["t"], tx, s["x"])
-        w.counter(s["t"], ty, s["y"])
-        if s["x"] > 0:
-            w.counter(s["t"], tr, s["y"] / s["x"])
+        w.counter(s.t, tx, s.core(0))
+        w.counter(s.t, ty, s.core(1))
+        if s.net_tsc(0) > 0:
+            w.counter(s.t, tr, s.net_tsc(1) / s.net_tsc(0))
         for ev, track in ev_tracks.items():
-            w.counter(s["t"], track, s["ev"].get(ev, 0))
-        if s["disturbed"]:
-            w.instant(s["t"], disturbed, "disturbed: dropped")
+            w.counter(s.t, track, s.events.get(ev, 0))
+        if s.excluded:
+            w.instant(s.t, excluded, f"excluded ({_reason(s)}): measured again")
     w.save(path)
 
 

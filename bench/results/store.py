@@ -16,7 +16,12 @@ from pathlib import Path
 import pyperf
 
 META = "seambench_"
-MIN_VALUE = 1e-12  # seconds: the floor for stored values (see to_suite)
+# Stored values are core cycles per call (converted sample by sample by the measure stage).
+# pyperf calls a unit that is not time or bytes "integer" (it still keeps and prints decimals).
+# Files without seambench_unit are older: seconds per call at the TSC rate (TSC-only figures).
+VALUE_UNIT = "core_cycles"
+PYPERF_UNIT = "integer"
+MIN_VALUE = 1e-3  # core cycles: the floor for stored values (pyperf needs values > 0; see store_run)
 
 
 class StoreError(RuntimeError):
@@ -49,7 +54,8 @@ def run_metadata(m, ctx_info: dict) -> dict:
     md = {
         "name": spec.name,
         "loops": m.n_calls,
-        "unit": "second",
+        "unit": PYPERF_UNIT,
+        f"{META}unit": VALUE_UNIT,
         "date": datetime.datetime.now().isoformat(" ", "seconds"),
         "cpu_model_name": ctx_info["cpu_model_name"],
         "platform": ctx_info["platform"],
@@ -57,8 +63,9 @@ def run_metadata(m, ctx_info: dict) -> dict:
         f"{META}backend": spec.backend,
         f"{META}leaf": spec.leaf,
         f"{META}conv_hash": m.conv_hash,
+        f"{META}code_hash": m.code_hash or "unknown",
         f"{META}safe": "unknown" if m.safe is None else int(m.safe),
-        f"{META}baseline_cycles": _median(m.baseline_values),
+        f"{META}baseline_tsc_cycles": _median(m.baseline_values),
         f"{META}excluded": m.excluded,
         f"{META}serialize": m.serialize or "n/a",
         f"{META}hw_counters": int(bool(m.hw_counters)),
@@ -78,22 +85,30 @@ def _median(values):
     return float(s[len(s) // 2]) if s else 0.0
 
 
+def store_run(block, md: dict) -> pyperf.Run:
+    """One stored pyperf run from a measure-stage SampleBlock: core cycles per call as values;
+    the run's median TSC ticks per call and TSC-per-core ratio in its metadata.  pyperf values
+    must be > 0, and a net figure (convention minus the empty baseline) can reach zero by noise
+    when the call costs next to nothing: such values are stored at MIN_VALUE and counted, so a
+    median moves only if most are."""
+    md = dict(md)
+    md[f"{META}clamped"] = sum(v <= 0 for v in block.core)
+    if block.tsc:
+        md[f"{META}run_tsc_cycles"] = _median(block.tsc)
+        md[f"{META}run_tsc_per_core"] = _median(block.tsc_per_core)
+    loops = md.get("loops", 1)
+    return pyperf.Run([max(v, MIN_VALUE) for v in block.core],
+                      warmups=[(loops, max(v, MIN_VALUE)) for v in block.warmups] or None,
+                      metadata=md, collect_metadata=False)
+
+
 def to_suite(measurements, ctx_info: dict) -> pyperf.BenchmarkSuite:
-    tsc_hz = ctx_info["tsc_hz"]
+    """Measurements timed in this process (the kernel module's) as a pyperf suite."""
     benchmarks = []
     for m in measurements:
         md = run_metadata(m, ctx_info)
-        # pyperf values are times and must be > 0; a net figure (convention minus the empty
-        # baseline) can reach zero or below by noise when the call costs next to nothing.
-        # Such values are stored as 1 ps and counted, so a median moves only if most are.
-        md[f"{META}clamped"] = sum(v <= 0 for r in m.runs for v in r.values)
-        runs = []
-        for r in m.runs:
-            if not r.values:
-                continue  # every sample of the run was disturbed; the count is in metadata
-            runs.append(pyperf.Run([max(v / tsc_hz, MIN_VALUE) for v in r.values],
-                                   warmups=[(m.n_calls, max(v / tsc_hz, MIN_VALUE)) for v in r.warmups] or None,
-                                   metadata=md, collect_metadata=False))
+        # a run whose every sample was excluded has no values; the count is in metadata
+        runs = [store_run(r, md) for r in m.runs if r.core]
         if runs:
             benchmarks.append(pyperf.Benchmark(runs))
     if not benchmarks:

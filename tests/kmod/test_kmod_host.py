@@ -154,7 +154,9 @@ def test_measure_nets_the_empty_batch_and_keeps_each_samples_ratio(monkeypatch, 
     meas = _measure(monkeypatch, catalog, m)
     assert len(meas.runs) == 2
     for run in meas.runs:
-        assert run.values == [200.0] * 5 and run.warmups == [200.0] and run.baseline == [100.0] * 5
+        # 300 - 100 TSC ticks a call at 2.5 ticks per core cycle: 80 core cycles
+        assert run.tsc == [200.0] * 5 and run.baseline == [100.0] * 5
+        assert run.values == [80.0] * 5 and run.warmups == [80.0]
         assert run.tsc_per_core == [2.5] * 5  # one per kept value
     calls, _, ref = m.calls[-1]
     # the reference lasts about as long as the entry batch: 300 ticks a call at 2.5 ticks an ADD

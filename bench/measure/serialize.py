@@ -1,0 +1,73 @@
+"""How the emulated stub serializes: decided once per run, by measurement, in the parent.
+
+SEAMCALL and TDCALL are VM-exit-class transitions that serialize the core, so the stub
+must too; of the architecturally serializing instructions usable at CPL 3, the cheapest
+measured here is taken.  The parent process decides and hands the mode to every worker
+(`--sb-serialize`), so all workers of a run time the same stub.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from bench.measure.sampler import Sampler, Target
+from bench.native import _core, machine
+from bench.native.backends import BACKENDS, FULLY_SERIALIZING, SER_MODES
+
+SAMPLES = 15
+
+
+def _supported(mode) -> bool:
+    return machine.cpu()["serialize"] if mode == "serialize" else True
+
+
+@functools.lru_cache(maxsize=1)
+def costs(registry) -> dict:
+    """TSC ticks per call of the vp_info stub under each serialization mode (in-process: none of
+    these instructions can fault once CPUID says they exist)."""
+    fn, unit = registry.lookup("seamcall", "emulated", "vp_info")
+    out = {}
+    try:
+        for mode, value in SER_MODES.items():
+            if not _supported(mode):
+                continue
+            unit.set_emulation(value)
+            s = Sampler([Target(fn, 1, _core.Args(64))], _core.Args(64))
+            s.resize(4 if mode == "cpuid" else 64)
+            out[mode] = float(np.median([x.net_tsc() for x in s.take(SAMPLES, warmups=3)]))
+    finally:
+        unit.set_emulation(0)
+    return out
+
+
+def choice(registry) -> dict:
+    """{"mode", "why", "costs"}: the mode the `emulated` backend uses (SEAMBENCH_SERIALIZE forces one)."""
+    forced = os.environ.get("SEAMBENCH_SERIALIZE")
+    measured = costs(registry)
+    if forced:
+        if forced not in SER_MODES or forced not in measured:
+            raise ValueError(f"SEAMBENCH_SERIALIZE={forced!r}: choose one of {', '.join(measured)}")
+        return {"mode": forced, "why": "forced by SEAMBENCH_SERIALIZE", "costs": measured}
+    candidates = {m: c for m, c in measured.items() if m in FULLY_SERIALIZING}
+    mode = min(candidates, key=candidates.get)
+    return {"mode": mode, "why": f"cheapest fully serializing: {candidates[mode]:.0f} ticks/call of "
+            + ", ".join(f"{m} {c:.0f}" for m, c in sorted(candidates.items(), key=lambda kv: kv[1])),
+            "costs": measured}
+
+
+def mode_for(backend: str, chosen: str | None) -> int:
+    """SB_SER_* value for a backend, given the run's chosen mode name (for `auto` backends)."""
+    b = BACKENDS[backend]
+    if b.serialize is None:
+        return SER_MODES["none"]  # the stub is not called by real crossings
+    if b.serialize == "auto":
+        if chosen is None:
+            raise ValueError(f"{backend}: no serialization mode decided for this run")
+        return SER_MODES[chosen]
+    return SER_MODES[b.serialize]
+
+
+def name_of(value: int) -> str:
+    return next(k for k, v in SER_MODES.items() if v == value)
