@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 
 from bench.native import _core, kmod, machine
+from bench.native.errors import NativeError
 
 SER_MODES = {"none": 0, "lfence": 1, "mfence_lfence": 2, "serialize": 3, "iret": 4, "cpuid": 5}
 # Architecturally serializing in user space, strongest class first; "auto" picks the
@@ -192,7 +193,7 @@ def serialize_choice(registry) -> dict:
     costs = _serialize_costs(registry)
     if forced:
         if forced not in SER_MODES or forced not in costs:
-            raise ValueError(f"SEAMBENCH_SERIALIZE={forced!r}: choose one of {', '.join(costs)}")
+            raise NativeError(f"SEAMBENCH_SERIALIZE={forced!r}: choose one of {', '.join(costs)}")
         return {"mode": forced, "why": "forced by SEAMBENCH_SERIALIZE", "costs": costs}
     candidates = {m: c for m, c in costs.items() if m in FULLY_SERIALIZING}
     mode = min(candidates, key=candidates.get)
