@@ -137,7 +137,7 @@ def _run(args) -> int:
     else:
         _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
         if args.trace:
-            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
+            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)", markup=False)
     return 0 if records or not plan.specs else 1
 
 
@@ -163,9 +163,10 @@ class _progress:
 
 
 def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
+    from rich.markup import escape  # user text (suite name, machine name, paths) is not markup
     from rich.table import Table
     clocks = ctx.clocks
-    console.print(f"[bold]seambench[/] suite [bold]{suite.name}[/] on {info['machine']} "
+    console.print(f"[bold]seambench[/] suite [bold]{escape(suite.name)}[/] on {escape(info['machine'])} "
                   f"(CPU {cpu}), commit {info['commit'][:12]}{' (dirty)' if info['dirty'] else ''}")
     console.print(f"TSC {clocks['tsc_hz'] / 1e6:,.1f} MHz; 1 core cycle = {clocks['tsc_per_core_cycle']:.3f} "
                   f"TSC cycles (dependent-ADD chain); hardware counters: "
@@ -195,5 +196,5 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
         console.print(f"{workers} worker processes far noisier than their peers (MAD/median) were dropped "
                       "and replaced.")
     for what, why in plan.skipped:
-        console.print(f"[dim]skipped {what}: {why}[/]")
-    console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {path}" if path else ""))
+        console.print(f"[dim]skipped {escape(what)}: {escape(why)}[/]")
+    console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {escape(str(path))}" if path else ""))
