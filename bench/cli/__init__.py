@@ -58,7 +58,10 @@ def project_errors() -> tuple:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad option (said in one line): the status, in-process too
+        return exc.code
     try:
         return args.func(args)
     except KeyboardInterrupt:
