@@ -67,7 +67,8 @@ def test_ab_refuses_a_backend_this_machine_lacks(capsys, registry):
 def test_ab_worker_killed_by_a_signal_is_named(monkeypatch):
     from bench.measure import ab
     from bench.measure.model import ABError
-    monkeypatch.setattr(ab.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, -signal.SIGSEGV, "", ""))
+    killed = subprocess.CompletedProcess([], -signal.SIGSEGV, "", "")  # what a worker's SIGSEGV leaves
+    monkeypatch.setattr(ab.subprocess, "run", lambda cmd, **kw: killed)
     with pytest.raises(ABError, match="A/B worker killed by SIGSEGV: nothing on stderr"):
         ab.run_ab_processes("lean", "seamcall", processes=1)
 

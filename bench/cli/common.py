@@ -18,16 +18,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def split(value):
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
 def names(value, option):
     """A comma-separated selection: None when the option was not given; an empty selection or a
     name given twice is refused (it would run everything, or time one benchmark twice)."""
     if value is None:
         return None
-    out = split(value) or []
+    out = [v.strip() for v in value.split(",") if v.strip()]
     if not out:
         raise ConfigError(option, 0, f"{value!r} selects nothing; name at least one, or leave {option} out")
     twice = sorted({n for n in out if out.count(n) > 1})
