@@ -33,7 +33,8 @@ XCR0_USER_BITS = 0x602FF
 
 
 class ConfigError(ValueError):
-    """A problem in a YAML file, with its location."""
+    """A problem in a YAML file, with its location, or in a command-line option (path: the
+    option, line 0)."""
 
     def __init__(self, path, line, message):
         self.path, self.line, self.message = str(path), line, message
@@ -624,18 +625,18 @@ class Catalog:
     conventions: dict
     builtin: frozenset = field(default_factory=frozenset)
 
-    def convention(self, name):
+    def convention(self, name, option="--conventions"):
         try:
             return self.conventions[name]
         except KeyError:
-            raise ConfigError("--conventions", 0, f"unknown convention {name!r}; known: "
+            raise ConfigError(option, 0, f"unknown convention {name!r}; known: "
                               f"{', '.join(self.conventions)}") from None
 
-    def leaf(self, name):
+    def leaf(self, name, option="--leaves"):
         try:
             return self.leaves[name]
         except KeyError:
-            raise ConfigError("--leaves", 0, f"unknown leaf profile {name!r}; known: "
+            raise ConfigError(option, 0, f"unknown leaf profile {name!r}; known: "
                               f"{', '.join(self.leaves)}") from None
 
     def with_user_file(self, path) -> "Catalog":

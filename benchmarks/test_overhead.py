@@ -1,6 +1,6 @@
 """Why the timed loop lives in C: the same call timed three ways.
 
-    make bench-overhead      (pytest-benchmark; figures in the table and in extra_info)
+    make bench-overhead      (pytest-benchmark; prints the README's table, figures also in extra_info)
 
 Not a test: nothing here asserts a time.  The call is the pipelined emulated
 `lean` wrapper (a few ns), where harness overhead shows most.
@@ -37,7 +37,7 @@ def c_loop_ns(fn, args):
     return net / hz * 1e9, gross / hz * 1e9
 
 
-def test_overhead_one_call_per_python_call(benchmark, call):
+def test_overhead_one_call_per_python_call(benchmark, call, overhead_table):
     fn, args = call
     net, gross = c_loop_ns(fn, args)
     n = 200000
@@ -49,6 +49,11 @@ def test_overhead_one_call_per_python_call(benchmark, call):
         "pytest_benchmark_ns": per_pytest_benchmark,
         "timeit_over_c_loop": per_timeit / gross, "pytest_benchmark_over_c_loop": per_pytest_benchmark / gross,
     })
-    print(f"\nper call: C loop {gross:.2f} ns ({net:.2f} ns net of the empty-call baseline); "
-          f"timeit {per_timeit:.1f} ns ({per_timeit / gross:.1f}x); "
-          f"pytest-benchmark {per_pytest_benchmark:.1f} ns ({per_pytest_benchmark / gross:.1f}x)")
+    overhead_table += [
+        "| harness | per call | vs the C loop |",
+        "|---|---|---|",
+        f"| C loop (`measure_pair`, batches of 4096) | {gross:.2f} ns ({net:.2f} ns net of the empty call) | 1 |",
+        f"| `timeit`, one call per Python call | {per_timeit:.1f} ns | {per_timeit / gross:.1f}x |",
+        f"| pytest-benchmark, one call per Python call | {per_pytest_benchmark:.1f} ns | "
+        f"{per_pytest_benchmark / gross:.1f}x |",
+    ]

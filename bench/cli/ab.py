@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from bench.cli import common
+from bench.config import ConfigError
 
 
 def register(sub) -> None:
@@ -13,11 +14,11 @@ def register(sub) -> None:
     a.add_argument("y", help="convention Y; the ratio reported is Y/X")
     a.add_argument("--backend", default="emulated")
     a.add_argument("--leaf", help="leaf profile (default: the first both are meant for)")
-    a.add_argument("--pairs", type=int, default=2000, help="undisturbed XY pairs to measure (default 2000)")
-    a.add_argument("--threshold", type=float, default=0.5, metavar="PCT",
+    a.add_argument("--pairs", type=common.whole(1), default=2000, help="undisturbed XY pairs to measure (default 2000)")
+    a.add_argument("--threshold", type=common.non_negative, default=0.5, metavar="PCT",
                    help="a CI within +-PCT%% of 1 is no difference (default 0.5%%)")
-    a.add_argument("--cpu", type=int, help="pin to this CPU (default: the last one allowed)")
-    a.add_argument("-p", "--processes", type=int, default=6,
+    a.add_argument("--cpu", type=common.cpu, help="pin to this CPU (default: the last one allowed)")
+    a.add_argument("-p", "--processes", type=common.whole(1), default=6,
                    help="fresh processes to spread the pairs over (default 6; see docs/compare.md)")
     a.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")
     a.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of every pair")
@@ -26,19 +27,34 @@ def register(sub) -> None:
 
 def cmd_ab(args) -> int:
     from bench.measure import ab, serialize
-    from bench.native import backends, machine
+    from bench.measure.runner import refusal
+    from bench.native import machine
     from bench.native.registry import Registry
     catalog = common.catalog(args)
-    for name in (args.x, args.y):
-        catalog.convention(name)  # unknown name: the list of valid ones, before anything runs
+    # Everything the worker processes would fail on, refused here in one line before anything
+    # runs: a worker that hits it dies (an instruction this CPU lacks kills it with SIGSEGV).
+    cx, cy = catalog.convention(args.x, "X"), catalog.convention(args.y, "Y")
+    if args.x == args.y:
+        raise ConfigError("Y", 0, f"{args.y} is X too; to A/B identical code, declare a twin under another "
+                          "name in -C FILE")
+    leaf = catalog.leaf(args.leaf, "--leaf") if args.leaf else catalog.leaf(ab.default_leaf(catalog, args.x, args.y))
+    backend = common.backend(args.backend, "--backend")
+    if backend.where == "kmod":
+        raise ConfigError("--backend", 0, f"{args.backend} is timed in the kernel module, which bench ab "
+                          "does not drive; time it with bench run --backends")
+    registry = Registry(catalog)
+    for option, conv in (("X", cx), ("Y", cy)):
+        refused = refusal(registry, conv, leaf, args.backend, args.allow_unsafe)
+        if refused:
+            what, why = refused
+            raise ConfigError("--backend" if what == "backend" else option, 0, why)
     allowed = os.sched_getaffinity(0)
     cpu = machine.pin(args.cpu)
     clocks = machine.clocks()
-    ser = None
-    if backends.BACKENDS.get(args.backend) and backends.BACKENDS[args.backend].serialize == "auto":
-        ser = serialize.choice(Registry(catalog))["mode"]  # decided once, here, for every worker
+    # decided once, here, for every worker
+    ser = serialize.choice(registry)["mode"] if backend.serialize == "auto" else None
     os.sched_setaffinity(0, allowed)
-    r = ab.run_ab_processes(args.x, args.y, backend=args.backend, leaf=args.leaf, pairs=args.pairs,
+    r = ab.run_ab_processes(args.x, args.y, backend=args.backend, leaf=leaf.name, pairs=args.pairs,
                             processes=args.processes, threshold=args.threshold / 100,
                             conventions_files=getattr(args, "conventions_file", None) or [],
                             allow_unsafe=args.allow_unsafe, cpu=cpu, clocks=clocks, serialize=ser)
@@ -51,5 +67,5 @@ def cmd_ab(args) -> int:
         out = common.console(args)
         ab.print_result(out, r)
         if args.trace:
-            out.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
+            out.print(f"trace: {args.trace} (open in ui.perfetto.dev)", markup=False)
     return 0

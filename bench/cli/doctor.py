@@ -35,9 +35,10 @@ def cmd_doctor(args) -> int:
     if args.json:
         common.emit_json(doc)
         return 0
+    from rich.markup import escape
     console = common.console(args)
     c, clk, x, t, perf = doc["cpu"], doc["clock"], doc["xsave"], doc["tuning"], doc["perf"]
-    console.print(f"[bold]machine[/]   {doc['machine']}")
+    console.print(f"[bold]machine[/]   {escape(doc['machine'])}")  # SEAMBENCH_MACHINE: user text
     console.print(f"cpu       {c['vendor']} {c['model_name']} (family {c['family']} model {c['model']} "
                   f"stepping {c['stepping']}), microcode {c['microcode'] or 'not exposed'}, "
                   f"{c['logical_cpus']} logical CPUs")
@@ -64,5 +65,5 @@ def cmd_doctor(args) -> int:
     console.print("[bold]backends[/]")
     for name, p in probes.items():
         mark = "[green]available[/]" if p.available else "[red]not available[/]"
-        console.print(f"  {name:<20} {mark}: {p.reason}")
+        console.print(f"  {name:<20} {mark}: {escape(p.reason)}")
     return 0

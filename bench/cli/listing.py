@@ -27,13 +27,14 @@ def cmd_list(args) -> int:
     if args.json:
         common.emit_json(doc)
         return 0
+    from rich.markup import escape  # descriptions come from user files (-C FILE)
     console = common.console(args)
     console.print("[bold]conventions[/]")
     for n, c in doc["conventions"].items():
-        console.print(f"  {n:<20} {c['description']}  [dim](meant for {', '.join(c['meant_for']) or '-'})[/]")
+        console.print(f"  {n:<20} {escape(c['description'])}  [dim](meant for {', '.join(c['meant_for']) or '-'})[/]")
     console.print("[bold]leaf profiles[/]")
     for n, lf in doc["leaves"].items():
-        console.print(f"  {n:<20} {lf['description']}")
+        console.print(f"  {n:<20} {lf['description']}", markup=False)
     console.print("[bold]backends[/]")
     for n, d in doc["backends"].items():
         console.print(f"  {n:<20} {d}")

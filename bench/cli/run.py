@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
 from bench.cli import common
-from bench.config import configs_dir, parse_suite
+from bench.config import ConfigError, configs_dir, parse_suite
 
 
 def register(sub) -> None:
@@ -27,13 +28,15 @@ def register(sub) -> None:
 def pyperf_opts(sp):
     """pyperf's own options, passed through to its Runner (bench/measure/driver.py)."""
     g = sp.add_argument_group("pyperf")
-    g.add_argument("-p", "--processes", "--runs", dest="processes", type=int,
+    g.add_argument("-p", "--processes", "--runs", dest="processes", type=common.whole(1),
                    help="worker processes per benchmark (default: the suite's runs)")
-    g.add_argument("-n", "--values", type=int, help="values per worker (default: the suite's values)")
-    g.add_argument("-w", "--warmups", type=int, help="warm-up values per worker (default: the suite's)")
-    g.add_argument("--rigorous", action="store_true", help="pyperf: twice the worker processes")
-    g.add_argument("--fast", action="store_true", help="pyperf: fewer workers and values")
-    g.add_argument("--affinity", metavar="CPU_LIST", help="pyperf: pin workers to these CPUs")
+    g.add_argument("-n", "--values", type=common.whole(1), help="values per worker (default: the suite's values)")
+    g.add_argument("-w", "--warmups", type=common.whole(0), help="warm-up values per worker (default: the suite's)")
+    speed = g.add_mutually_exclusive_group()
+    speed.add_argument("--rigorous", action="store_true", help="pyperf: twice the worker processes")
+    speed.add_argument("--fast", action="store_true", help="pyperf: fewer workers and values")
+    g.add_argument("--affinity", metavar="CPU_LIST", type=common.cpu_list,
+                   help="pyperf: pin workers to these CPUs (like 0,2-3)")
 
 
 def cmd_run(args) -> int:
@@ -57,11 +60,26 @@ def _run(args) -> int:
     suite_path = args.suite or (configs_dir() / "default.yaml")
     suite, catalog = parse_suite(suite_path, catalog, list(backends.BACKENDS))
     settings = suite.settings
+    # The selection, checked before anything runs (a name twice would abort pyperf's manager).
+    conventions = common.names(args.conventions, "--conventions")
+    backend_names = common.names(args.backends, "--backends")
+    leaves = common.names(args.leaves, "--leaves")
+    for name in conventions or []:
+        catalog.convention(name)
+    for name in backend_names or []:
+        common.backend(name, "--backends")
+    for name in leaves or []:
+        catalog.leaf(name)
+    if settings.cpu is not None and common.cpu_problem(settings.cpu):
+        raise ConfigError(suite_path, 0, f"settings.cpu: {common.cpu_problem(settings.cpu)}")
     allowed = os.sched_getaffinity(0)
     cpu = machine.pin(settings.cpu)
     registry = Registry(catalog)
-    plan = expand(suite, catalog, registry, common.split(args.conventions), common.split(args.backends),
-                  common.split(args.leaves), allow_unsafe=args.allow_unsafe)
+    plan = expand(suite, catalog, registry, conventions, backend_names, leaves, allow_unsafe=args.allow_unsafe)
+    if not plan.specs:  # every benchmark skipped: a run that measures nothing is no success
+        why = "; ".join(f"{what}: {reason}" for what, reason in plan.skipped) or "the selection is empty"
+        print(f"bench: error: nothing to measure here: {why}", file=sys.stderr)
+        return 2
     ctx = Context(catalog, registry, settings)
     # The emulated stub's serialization is measured once, here, and handed to every worker.
     serialize = (ctx.serialize if any(backends.BACKENDS[sp.backend].serialize == "auto" for sp in plan.specs)
@@ -121,8 +139,8 @@ def _run(args) -> int:
     else:
         _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
         if args.trace:
-            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
-    return 0 if records or not plan.specs else 1
+            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)", markup=False)
+    return 0 if records else 1
 
 
 def pyperf_suite(benches):
@@ -147,9 +165,9 @@ class _progress:
 
 
 def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
-    from rich.markup import escape
+    from rich.markup import escape  # user text (suite name, machine name, paths) is not markup
     from rich.table import Table
-    console.print(f"[bold]seambench[/] suite [bold]{escape(suite.name)}[/] on {info['machine']} "
+    console.print(f"[bold]seambench[/] suite [bold]{escape(suite.name)}[/] on {escape(info['machine'])} "
                   f"(CPU {cpu}), commit {info['commit'][:12]}{' (dirty)' if info['dirty'] else ''}")
     ratios = [r["tsc_per_core_cycle"] for r in records if r["tsc_per_core_cycle"] == r["tsc_per_core_cycle"]]
     lo = min(r["tsc_per_core_range"][0] for r in records if r["tsc_per_core_range"]) if ratios else None
@@ -186,4 +204,4 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
                       "and replaced.")
     for what, why in plan.skipped:
         console.print(f"[dim]skipped {escape(str(what))}: {escape(str(why))}[/]")
-    console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {path}" if path else ""))
+    console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {escape(str(path))}" if path else ""))

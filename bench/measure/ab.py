@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -170,7 +171,10 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     def spawn():
         proc = subprocess.run(base_cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise ABError(f"A/B worker failed: {proc.stderr.strip()[-2000:]}")
+            # A crash in the timed loop (an instruction this CPU lacks) leaves stderr empty: say the signal.
+            rc = proc.returncode
+            how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"failed (exit status {rc})"
+            raise ABError(f"A/B worker {how}: {proc.stderr.strip()[-2000:] or 'nothing on stderr'}")
         return json.loads(proc.stdout)
 
     docs = [spawn() for _ in range(processes)]

@@ -64,6 +64,26 @@ def expand(suite: Suite, catalog: Catalog, registry: Registry, conventions=None,
     return plan
 
 
+def refusal(registry, conv, leaf, backend, allow_unsafe=False):
+    """Why this one benchmark cannot be timed here, as (what, reason) with what "backend",
+    "convention" or "pair", or None; the backend is probed first.  The reasons expand() skips
+    for, for a caller that times exactly what it is given (`bench ab`) and so refuses instead:
+    there, an instruction this CPU lacks kills the timing process."""
+    probe = backends.probe(backend, registry)
+    if not probe.available:
+        return "backend", f"{backend} is not available here: {probe.reason}"
+    if backends.BACKENDS[backend].where != "kmod":
+        if conv.kernel_only:
+            return "convention", f"{conv.name} runs only in the kernel module (fpu: kernel_fpu)"
+        why = machine.fpu_support(conv.fpu)
+        if why:
+            return "convention", f"{conv.name} (fpu: {conv.fpu}) cannot run here: {why}"
+    verdict = pair_verdict(registry, conv, leaf)
+    if not verdict.safe and not allow_unsafe:
+        return "pair", f"{conv.name}/{leaf.name} is {verdict.text} (--allow-unsafe to time it)"
+    return None
+
+
 def pair_verdict(registry, conv, leaf) -> "safety.Verdict":
     """The runtime verdict (one untimed poisoned call in a child) where the pair runs here,
     else the static prediction.  Remembered, so record() can report it.  A check that failed

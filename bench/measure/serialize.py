@@ -15,6 +15,7 @@ import numpy as np
 from bench.measure.sampler import Sampler, Target
 from bench.native import _core, machine
 from bench.native.backends import BACKENDS, FULLY_SERIALIZING, SER_MODES
+from bench.native.errors import NativeError
 
 SAMPLES = 15
 
@@ -48,7 +49,7 @@ def choice(registry) -> dict:
     measured = costs(registry)
     if forced:
         if forced not in SER_MODES or forced not in measured:
-            raise ValueError(f"SEAMBENCH_SERIALIZE={forced!r}: choose one of {', '.join(measured)}")
+            raise NativeError(f"SEAMBENCH_SERIALIZE={forced!r}: choose one of {', '.join(measured)}")
         return {"mode": forced, "why": "forced by SEAMBENCH_SERIALIZE", "costs": measured}
     candidates = {m: c for m, c in measured.items() if m in FULLY_SERIALIZING}
     mode = min(candidates, key=candidates.get)

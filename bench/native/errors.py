@@ -3,4 +3,6 @@ and must be able to do so where the extension is not built (`bench compare`, `be
 
 
 class NativeError(RuntimeError):
-    """A wrapper that cannot be found or built (no generated entry, no C compiler, a failed compile)."""
+    """A wrapper that cannot be found or built (no generated entry, no C compiler, a failed compile),
+    or a machine that cannot do what was asked (a CPU outside the affinity set, a forced
+    SEAMBENCH_SERIALIZE mode it lacks)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench import config
 from bench.native import _core
+from bench.native.errors import NativeError
 
 AVX_STATE_BITS = config.AVX_STATE_BITS  # the components a leaf may reset, as machine reports them
 XCR0_NAMES = {0: "x87", 1: "SSE", 2: "AVX", 3: "MPX_BNDREGS", 4: "MPX_BNDCSR", 5: "opmask",
@@ -201,6 +202,6 @@ def pin(cpu_index=None) -> int:
     allowed = sorted(os.sched_getaffinity(0))
     target = allowed[-1] if cpu_index is None else cpu_index
     if target not in allowed:
-        raise ValueError(f"CPU {target} is not in this process's affinity set {allowed}")
+        raise NativeError(f"CPU {target} is not in this process's affinity set {allowed}")
     os.sched_setaffinity(0, {target})
     return target

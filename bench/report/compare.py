@@ -241,16 +241,17 @@ def method(report: Report) -> str:
 
 
 def print_table(console, report: Report):
+    from rich.markup import escape  # labels, benchmark names and notes come from results files
     from rich.table import Table
     unit = report.rows[0].unit if report.rows else "cycles"
-    t = Table(title=f"B = {report.b.label} against A = {report.a.label}: median {unit} per call",
+    t = Table(title=f"B = {escape(report.b.label)} against A = {escape(report.a.label)}: median {unit} per call",
               title_justify="left")
     for col, just in (("benchmark", "left"), ("A", "right"), ("B", "right"), ("change", "right"),
                       ("95% CI", "right"), ("p (MWU)", "right"), ("verdict", "left")):
         t.add_column(col, justify=just)
     colour = {"faster": "green", "slower": "red", "same": "dim", "unknown": "yellow"}
     for r in report.rows:
-        t.add_row(r.name, f"{r.median_a:,.2f}", f"{r.median_b:,.2f}", f"{r.change:+.2%}",
+        t.add_row(escape(r.name), f"{r.median_a:,.2f}", f"{r.median_b:,.2f}", f"{r.change:+.2%}",
                   f"{r.ci95[0] - 1:+.2%} .. {r.ci95[1] - 1:+.2%}", _p(r.p_value),
                   f"[{colour[r.verdict]}]{_verdict_text(r)}[/]")
     console.print(t)
@@ -259,11 +260,11 @@ def print_table(console, report: Report):
                       f"({report.geomean - 1:+.2%})")
     console.print(f"[dim]{method(report)}[/]")
     for n in report.notes:
-        console.print(f"[yellow]note:[/] {n}")
+        console.print(f"[yellow]note:[/] {escape(n)}")
     if report.only_a:
-        console.print(f"only in A: {', '.join(report.only_a)}")
+        console.print(f"only in A: {', '.join(report.only_a)}", markup=False)
     if report.only_b:
-        console.print(f"only in B: {', '.join(report.only_b)}")
+        console.print(f"only in B: {', '.join(report.only_b)}", markup=False)
 
 
 def compare_command(a: str, b: str, name: str) -> str:
