@@ -239,17 +239,6 @@ def timed_code():
     return <size_t>lo, <size_t>hi
 
 
-def measure_pair(size_t fn_a, size_t fn_b, uint64_t leaf_a, uint64_t leaf_b, Args args_a, Args args_b,
-                 uint32_t n_calls, uint32_t n_samples, int perf_fd=-1, uint32_t n_events=0):
-    """measure_set of two functions (order AB, BA, ...).
-
-    Returns (ticks_a, ticks_b, t_start, events): TSC ticks per batch of each, the TSC at
-    each sample's start, and event deltas over each batch ([sample][a, b][event])."""
-    ticks, t0, ev = measure_set((fn_a, fn_b), (leaf_a, leaf_b), (args_a, args_b), n_calls, n_samples,
-                                perf_fd, n_events)
-    return ticks[0::2], ticks[1::2], t0, ev
-
-
 def cpuid(uint32_t leaf, uint32_t sub=0):
     cdef uint32_t out[4]
     sb_cpuid(leaf, sub, out)

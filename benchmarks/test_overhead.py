@@ -14,6 +14,7 @@ from bench.native import _core
 from bench.native import backends
 from bench.native import machine
 from bench.config import load_builtin
+from bench.measure.sampler import Sampler, Target
 from bench.native.registry import Registry
 
 
@@ -30,10 +31,9 @@ def call():
 def c_loop_ns(fn, args):
     """Per-call ns from the native loop (baseline subtracted)."""
     hz = machine.clocks()["tsc_hz"]
-    b = _core.Args(64)
-    ta, tb, _, _ = _core.measure_pair(fn, _core.EMPTY_FN, 1, 0, args, b, 4096, 200)
-    net = np.median((np.asarray(ta, float) - np.asarray(tb, float)) / 4096)
-    gross = np.median(np.asarray(ta, float) / 4096)
+    s = Sampler([Target(fn, 1, args)], _core.Args(64)).resize(4096).take(200)
+    net = np.median([x.net_tsc() for x in s])
+    gross = np.median([x.ticks[0] / x.n_calls for x in s])
     return net / hz * 1e9, gross / hz * 1e9
 
 
@@ -52,7 +52,7 @@ def test_overhead_one_call_per_python_call(benchmark, call, overhead_table):
     overhead_table += [
         "| harness | per call | vs the C loop |",
         "|---|---|---|",
-        f"| C loop (`measure_pair`, batches of 4096) | {gross:.2f} ns ({net:.2f} ns net of the empty call) | 1 |",
+        f"| C loop (bench.measure.sampler, batches of 4096) | {gross:.2f} ns ({net:.2f} ns net of the empty call) | 1 |",
         f"| `timeit`, one call per Python call | {per_timeit:.1f} ns | {per_timeit / gross:.1f}x |",
         f"| pytest-benchmark, one call per Python call | {per_pytest_benchmark:.1f} ns | "
         f"{per_pytest_benchmark / gross:.1f}x |",

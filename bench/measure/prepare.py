@@ -28,8 +28,7 @@ class Context:
         self.clocks = clocks or machine.clocks()
         self._serialize = serialize
         self.xsave = machine.xsave()
-        fd, slots, _ = _core.perf_open()
-        self.perf = Perf(fd, {k: v for k, v in slots.items() if v is not None})
+        self.perf = Perf.open()
 
     @property
     def serialize(self) -> str:

@@ -19,6 +19,7 @@ kept in the log with its reason and measured again.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -86,6 +87,16 @@ class Perf:
     @property
     def hw(self) -> bool:
         return "cycles" in self.slots
+
+    @classmethod
+    def open(cls) -> "Perf":
+        """This thread's group of every event the kernel offers (none: fd -1, no slots)."""
+        fd, slots, _ = _core.perf_open()
+        return cls(fd, {k: v for k, v in slots.items() if v is not None})
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
 
 
 class Sampler:

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from bench.measure.sampler import Sampler, Target
+from bench.measure.sampler import Perf, Sampler, Target
 from bench.native import _core, machine
 from bench.native.backends import BACKENDS, FULLY_SERIALIZING, SER_MODES
 from bench.native.errors import NativeError
@@ -30,16 +30,18 @@ def costs(registry) -> dict:
     these instructions can fault once CPUID says they exist)."""
     fn, unit = registry.lookup("seamcall", "emulated", "vp_info")
     out = {}
+    perf = Perf.open()
     try:
         for mode, value in SER_MODES.items():
             if not _supported(mode):
                 continue
             unit.set_emulation(value)
-            s = Sampler([Target(fn, 1, _core.Args(64))], _core.Args(64))
+            s = Sampler([Target(fn, 1, _core.Args(64))], _core.Args(64), perf)
             s.resize(4 if mode == "cpuid" else 64)
             out[mode] = float(np.median([x.net_tsc() for x in s.take(SAMPLES, warmups=3)]))
     finally:
         unit.set_emulation(0)
+        perf.close()
     return out
 
 

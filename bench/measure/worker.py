@@ -131,8 +131,7 @@ def main(argv=None):
         side = {"token": token, "pid": os.getpid(), "tsc_hz": ctx.clocks["tsc_hz"],
                 "benchmarks": {x.spec.name: x.side() for x in timers if x.calls}}
         atomic_write(os.path.join(opts.sb_side, f"{SIDE_PREFIX}{token}.json"), json.dumps(side))
-    if ctx.perf.fd >= 0:
-        os.close(ctx.perf.fd)
+    ctx.perf.close()
     return 0
 
 

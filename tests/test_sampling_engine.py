@@ -1,0 +1,234 @@
+"""The one sampling engine: every timing path excludes by the same policy; figures in core
+cycles ignore the host's clock steps; the code hash tells code apart, not declarations.
+
+The native loop is replaced by a fake that produces a known stream: sample k (numbered
+through its start TSC) has a context switch when k % 6 == 1 and its first measured batch
+below the empty batch when k % 7 == 3; every other sample is clean.  Each timing path must
+exclude exactly those, with those reasons, and nothing else.
+"""
+import ctypes
+import os
+import textwrap
+from types import SimpleNamespace
+
+import pytest
+
+from bench.config import Settings, load_builtin
+from bench.measure import ab, kmod_timer, policy, serialize, validate
+from bench.measure.model import Sample, Spec
+from bench.measure.prepare import Context, measure_one
+from bench.measure.pytest_plugin import SeamBench
+from bench.measure.sampler import Screen
+from bench.measure.worker import PyperfTimer
+from bench.native import _core, kmod
+from bench.native.registry import Registry
+
+EMPTY, COST, RATIO = 1000, 3000, 0.7   # ticks of the empty and of a measured batch; TSC per core cycle
+
+
+def expected(k):
+    if k % 6 == 1:
+        return "context_switch"
+    if k % 7 == 3:
+        return "nonpositive"
+    return None
+
+
+class FakeLoop:
+    """Stands for _core.measure_set: slots are the empty function, the targets, the reference."""
+
+    def __init__(self, ratio=lambda k: RATIO):
+        self.k = 0
+        self.ratio = ratio
+
+    def __call__(self, fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0):
+        ticks, t0, ev = [], [], []
+        for _ in range(count):
+            k, self.k = self.k, self.k + 1
+            scale = self.ratio(k) / RATIO  # a clock step: every batch takes longer in TSC ticks alike
+            row = [EMPTY] + [COST] * (len(fns) - 1)
+            if expected(k) == "nonpositive":
+                row[1] = EMPTY // 2
+            row = [int(x * n / 4 * scale) for x in row] + ([int(self.ratio(k) * 100 * ref_hundreds)] if ref_hundreds else [])
+            ticks += row
+            t0.append(k)
+            for slot in range(len(row)):
+                ev += [1 if (slot == 0 and expected(k) == "context_switch" and i == CS) else 0 for i in range(n_ev)]
+        return ticks, t0, ev
+
+
+CS = 0  # the context-switch event's slot in the fake perf group
+
+
+def fake_perf():
+    """A perf group whose only event is the context switch, in the slot the fake loop fills."""
+    names = ("cycles", "instructions", "context_switches", "cpu_migrations", "page_faults")
+    return os.open(os.devnull, os.O_RDONLY), {n: (CS if n == "context_switches" else None) for n in names}, {}
+
+
+def spy_screen(monkeypatch):
+    seen = []
+    real = Screen.screen
+
+    def spy(self, fresh):
+        out = real(self, fresh)
+        seen.extend(out)
+        return out
+    monkeypatch.setattr(Screen, "screen", spy)
+    return seen
+
+
+@pytest.fixture
+def fake(monkeypatch, registry):
+    serialize.costs(registry)  # the run's serialization choice, measured with the real loop first
+    monkeypatch.setattr(_core, "measure_set", FakeLoop())
+    monkeypatch.setattr(_core, "perf_open", fake_perf)
+    return spy_screen(monkeypatch)
+def context(catalog, registry):
+    return Context(catalog, registry, Settings(runs=2, values=15, warmups=1, batch_us=50),
+                   clocks={"tsc_hz": 2.6e9, "tsc_per_core_cycle": RATIO})
+
+
+def check(seen, path):
+    assert seen, f"{path}: no sample went through the policy"
+    for s in seen:
+        assert s.excluded == expected(s.t), (path, s.t, s.excluded)
+
+
+def path_worker(ctx):
+    timer = PyperfTimer(Spec("seamcall_ret", "emulated", "vp_info"), ctx)
+    for _ in range(20):
+        timer(64)
+
+
+def path_measure_one(ctx):
+    measure_one(Spec("seamcall_ret", "emulated", "vp_info"), ctx)
+
+
+def path_ab(ctx):
+    ab.run_ab(ctx, "seamcall_ret", "lean", pairs=40, with_ci=False)
+
+
+def path_validate(ctx):
+    validate._interleaved(ctx, ["seamcall_ret", "lean"], "emulated", "vp_info")
+
+
+def path_serialize(ctx):
+    serialize.costs.__wrapped__(ctx.registry)
+
+
+def path_plugin(ctx, monkeypatch):
+    from bench.measure import pytest_plugin
+    monkeypatch.setattr(pytest_plugin, "_context", lambda files=(): ctx)
+
+    class Bench:
+        extra_info = {}
+
+        def pedantic(self, fn, rounds, warmup_rounds, iterations):
+            for _ in range(rounds + warmup_rounds):
+                fn()
+    SeamBench(Bench())("seamcall_ret", leaf="vp_info", rounds=15, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("path", [path_worker, path_measure_one, path_ab, path_validate, path_serialize,
+                                  path_plugin])
+def test_every_user_space_path_excludes_by_the_one_policy(fake, catalog, registry, pinned, monkeypatch, path):
+    ctx = context(catalog, registry)
+    path(ctx, monkeypatch) if path is path_plugin else path(ctx)
+    check(fake, path.__name__)
+    assert {s.excluded for s in fake} >= {None, "context_switch", "nonpositive"}
+
+
+def test_the_kernel_module_path_excludes_by_the_one_policy(monkeypatch, catalog):
+    """kmod:* samples come from the module's ioctl, not the user-space loop: the same Screen."""
+    seen = spy_screen(monkeypatch)
+
+    class Module:
+        k = 0
+
+        def ioctl(self, req, r):
+            out = (ctypes.c_uint64 * (r.samples * kmod.SLOTS)).from_address(r.out)
+            for s in range(r.samples):
+                k, Module.k = Module.k, Module.k + 1
+                entry = 500 if expected(k) == "nonpositive" else 3000
+                out[3 * s:3 * s + 3] = [entry * r.calls_per_sample, 1000 * r.calls_per_sample,
+                                        int(r.ref_hundreds * 100 * RATIO)]
+            r.bad_status, r.budget_ticks, r.batches, r.cpu = 0, 10**9, 1, 0
+
+    d = kmod.KmodDevice.__new__(kmod.KmodDevice)
+    d.fd, d._entries, d.ioctl = -1, [kmod.KEntry(0, "lean", "vmcall", "vp_info", True, True)], Module().ioctl
+    monkeypatch.setattr(kmod_timer, "KmodDevice", lambda: d)
+    ctx = SimpleNamespace(catalog=catalog, settings=Settings(runs=2, values=20, warmups=1, batch_us=50),
+                          clocks={"tsc_hz": 2.6e9, "tsc_per_core_cycle": RATIO}, xsave={"enabled": False})
+    m = kmod_timer.measure_kmod(Spec("lean", "kmod:vmcall", "vp_info"), ctx, SimpleNamespace(safe=True, text="SAFE"))
+    # the module's samples carry no perf events (interrupts are off): only what the values show
+    assert seen and all((s.excluded == "nonpositive") == (s.ticks[0] < s.empty) for s in seen)
+    assert m.excluded_by_reason.get("nonpositive", 0) > 0
+    assert m.values and all(v == pytest.approx((3000 - 1000) / RATIO, rel=1e-4) for v in m.values)
+
+
+def test_a_clock_step_inside_a_run_changes_no_core_cycle_figure(monkeypatch, catalog, registry, pinned):
+    """Half-way through, the host moves the core clock 2.5% down: every batch takes 2.5% more TSC
+    ticks (the reference chain too).  TSC figures move; core cycles do not."""
+    serialize.costs(registry)
+    step = lambda k: RATIO if k < 25 else RATIO * 1.025
+    loop = FakeLoop(step)
+    monkeypatch.setattr(_core, "measure_set", loop)
+    ctx = context(catalog, registry)
+    m = measure_one(Spec("seamcall_ret", "emulated", "vp_info"), ctx)
+    assert len(set(round(t, 6) for t in m.tsc_values)) == 2  # two clock states in TSC ticks ...
+    assert max(m.tsc_values) / min(m.tsc_values) == pytest.approx(1.025, rel=1e-3)
+    # ... one figure in core cycles (to the rounding of whole TSC ticks)
+    assert max(m.values) == pytest.approx(min(m.values), rel=1e-4)
+    assert m.values[0] == pytest.approx((COST - EMPTY) / 4 / RATIO, rel=1e-4)
+
+
+def test_policy_reasons_in_order():
+    assert policy.judge({"context_switches": 1, "page_faults": 1}, (1,), (1,), (1,)) == "context_switch"
+    assert policy.judge({"page_faults": 2}, (1,), (1,), (1,)) == "page_fault"
+    assert policy.judge({}, (1.6, 1), (1, 1), (1,)) == "tsc_gap"
+    assert policy.judge({}, (1.4, 1), (1, 1), (0,)) == "nonpositive"
+    assert policy.judge({}, (1.4, 1), None, (1,)) is None
+    assert list(policy.counts(["tsc_gap", None, "tsc_gap"])) == list(policy.REASONS)
+
+
+def test_samples_cross_processes_unchanged():
+    s = Sample(t=5, n_calls=8, ticks=(900, 1200), empty=100, ref=700, ref_adds=1000,
+               events={"context_switches": 0}, hw={"cycles": (1.5, 2.5)}, excluded="tsc_gap")
+    assert Sample.from_dict(s.as_dict()) == s
+    assert s.core(1) == pytest.approx((1200 - 100) / 8 / 0.7)
+
+
+# --- code identity -------------------------------------------------------------------------
+
+TWINS = textwrap.dedent("""\
+    conventions:
+      sr_twin:
+        extends: seamcall_ret
+        # only a comment and a name differ
+        description: the same declaration under another name
+      sr_scrub_less:
+        extends: seamcall_ret
+        scrub: [rcx]
+    """)
+
+
+def test_code_hash_follows_instructions_not_declarations(tmp_path):
+    f = tmp_path / "twins.yaml"
+    f.write_text(TWINS)
+    catalog = load_builtin().with_user_file(f)
+    reg = Registry(catalog)
+
+    def h(name, leaf="vp_info"):
+        fn, unit = reg.lookup(name, "emulated", leaf)
+        return reg.code_hash(fn, unit)
+    # the twin is compiled into another unit, at other addresses: the same instructions
+    assert h("sr_twin") == h("seamcall_ret")
+    # one instruction fewer (a scrub): another hash
+    assert h("sr_scrub_less") != h("seamcall_ret")
+    # another leaf's stub: another hash
+    assert h("seamcall_ret", "sys_rd") != h("seamcall_ret")
+    # a comment in the YAML changes nothing at all
+    f.write_text(TWINS.replace("# only a comment", "# another comment"))
+    assert Registry(load_builtin().with_user_file(f)).code_hash(*Registry(load_builtin().with_user_file(f))
+                                                                .lookup("sr_twin", "emulated", "vp_info")) == h("sr_twin")
