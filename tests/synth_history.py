@@ -36,8 +36,13 @@ def bench_names(n: int) -> list[str]:
 
 def make_history(out, n_commits=30, n_benchmarks=6, machines=("synth-a",), step_at=None,
                  step_bench=None, step=0.05, runs=20, values=3, noise=0.005, seed=1,
-                 fail_at=(), salt=""):
-    """Write a synthetic history; returns the list of shas in history order."""
+                 fail_at=(), salt="", core=False, drift_at=None, drift=0.0):
+    """Write a synthetic history; returns the list of shas in history order.
+
+    core: write the current format (core cycles per call, seambench_unit, a code hash per
+    benchmark that changes where the planted step is: the step is a change of the code);
+    drift_at/drift: from that commit on every benchmark costs 1 + drift times as much with
+    its code unchanged (the machine moved, not the code)."""
     out = Path(out)
     rng = np.random.default_rng(seed)
     names = bench_names(n_benchmarks)
@@ -56,18 +61,27 @@ def make_history(out, n_commits=30, n_benchmarks=6, machines=("synth-a",), step_
                 continue
             benches = []
             for n in names:
-                level = base[n] * (1 + step if (step_at is not None and i >= step_at and n == step_bench) else 1)
+                stepped = step_at is not None and i >= step_at and n == step_bench
+                level = base[n] * (1 + step if stepped else 1)
+                if drift_at is not None and i >= drift_at:
+                    level *= 1 + drift
+                if core:
+                    level *= TSC_HZ / 0.7  # core cycles per call at 0.7 TSC ticks per core cycle
                 v = level * (1 + noise * rng.standard_normal((runs, values)))
                 conv, backend, leaf = n.split("/")
+                md = {"name": n, "seambench_convention": conv, "seambench_backend": backend,
+                      "seambench_leaf": leaf}
+                if core:
+                    md.update(seambench_unit="core_cycles", unit="integer",
+                              seambench_code_hash=hashlib.sha1(f"{n}{stepped}".encode()).hexdigest()[:16])
                 benches.append({
-                    "metadata": {"name": n, "seambench_convention": conv, "seambench_backend": backend,
-                                 "seambench_leaf": leaf},
+                    "metadata": md,
                     "runs": [{"metadata": {"date": f"2026-11-26T06:{i % 60:02d}:00"},
                               "values": [float(x) for x in row]} for row in v],
                 })
             suite = {"version": "1.0", "benchmarks": benches, "metadata": {
                 "seambench_machine": m, "seambench_commit": sha, "seambench_dirty": 0,
-                "seambench_tsc_hz": TSC_HZ, "seambench_conv_hash": "synthetic",
+                "seambench_tsc_hz": TSC_HZ, "seambench_tsc_per_core_cycle": 0.7, "seambench_conv_hash": "synthetic",
                 "seambench_baseline_cycles": 40.0, "cpu_model_name": "Synthetic CPU", "unit": "second",
                 "loops": 1000}}
             with open(d / f"{sha}.json", "w") as f:

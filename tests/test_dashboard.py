@@ -8,6 +8,7 @@ import pyperf
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+import synth_history  # noqa: E402
 from synth_history import make_history  # noqa: E402
 
 from bench import cli  # noqa: E402
@@ -61,7 +62,7 @@ def test_points_and_order_follow_git_history_not_dates(tmp_path):
     dashboard.build(results, tmp_path / "site", repo=None, jobs=1, verbose=False)
     data = load_data(tmp_path / "site")
     assert [c["sha"] for c in data["commits"]] == shas
-    assert data["unit"] == "cycles" and data["machines"] == ["m1", "m2"]
+    assert data["unit"] == "TSC cycles" and data["machines"] == ["m1", "m2"]  # older, TSC-only files
     for b in data["benchmarks"]:
         for m in ("m1", "m2"):
             med = b["series"][m]["med"]
@@ -250,3 +251,32 @@ def test_verdict_uses_shared_compare():
     shared = verdict.compare_runs(a, b)
     assert shared.kind == "slower" and shared.change == pytest.approx(0.05, abs=0.005)
     assert verdict.compare_runs(a, a).kind == "same"
+
+
+def test_identical_code_is_pooled_and_a_step_there_is_drift(tmp_path):
+    """Core-cycle results with code hashes: a +4% step of the machine at commit 6 (code the same
+    everywhere) is drift, never a change; a +5% step at commit 14 that comes with new code for
+    one benchmark is the one change, at that commit, marked as a change of the measured code."""
+    from bench.report import dashboard
+    name = synth_history.bench_names(3)[1]
+    shas = synth_history.make_history(tmp_path / "results", n_commits=20, n_benchmarks=3, step_at=14,
+                                      step_bench=name, step=0.05, drift_at=6, drift=0.04, noise=0.001,
+                                      core=True)
+    model = dashboard.build_model(dashboard.load_history(tmp_path / "results", repo=None, jobs=1))
+    assert model["unit"] == "core cycles"
+    assert [(c["benchmark"], c["to"], c["code_changed"]) for c in model["changes"]] == [(name, shas[14], True)]
+    # every benchmark's identical code stepped by ~4% at commit 6: reported apart, with its size
+    assert sorted((d["benchmark"], d["to"]) for d in model["drift"]) == sorted(
+        (n, shas[6]) for n in synth_history.bench_names(3))
+    assert all(0.03 < d["rel"] < 0.05 for d in model["drift"])
+    series = next(b for b in model["benchmarks"] if b["name"] == name)["series"]["synth-a"]
+    assert series["cc"] == [14] and series["known"]
+
+
+def test_older_tsc_only_results_form_their_own_series(tmp_path):
+    from bench.report import dashboard
+    synth_history.make_history(tmp_path / "results", n_commits=6, n_benchmarks=2, salt="old")
+    synth_history.make_history(tmp_path / "results", n_commits=4, n_benchmarks=2, salt="new", core=True)
+    model = dashboard.build_model(dashboard.load_history(tmp_path / "results", repo=None, jobs=1))
+    assert model["unit"] == "core cycles"
+    assert set(model["benchmarks"][0]["series"]) == {"synth-a", "synth-a (TSC-only)"}

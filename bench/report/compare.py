@@ -97,8 +97,27 @@ def _runs(benches, scale):
 
 
 def _scale(side: Side):
+    """(factor from stored values to the figure, the figure's name).  Current files store core
+    cycles per call; older ones seconds per call at the TSC rate (TSC-only figures)."""
+    units = {_meta_of(b, "unit") or "seconds" for s in side.sessions for b in s.get_benchmarks()}
+    if len(units) > 1:
+        raise CompareError(f"{side.label} mixes core-cycle results with older TSC-only ones: name the files "
+                           "to compare one kind")
+    if units == {store.VALUE_UNIT}:
+        return 1.0, "core cycles"
     hz = side.meta("tsc_hz")
-    return (float(hz), "cycles") if hz else (1e9, "ns")
+    return (float(hz), "TSC cycles") if hz else (1e9, "ns")
+
+
+def code_identity(a: Side, b: Side, name: str) -> str:
+    """"identical" when both sides executed the same machine code for `name` (the code hash,
+    bench.native.codehash; same machine checked apart), "changed" when they did not, "unknown"
+    where a side's results record no code hash (older files, the kernel module's backends)."""
+    ha = {_meta_of(x, "code_hash") for x in a.benchmarks(name)} - {None, "unknown"}
+    hb = {_meta_of(x, "code_hash") for x in b.benchmarks(name)} - {None, "unknown"}
+    if not ha or not hb:
+        return "unknown"
+    return "identical" if ha == hb and len(ha) == 1 else "changed"
 
 
 def check_comparable(a: Side, b: Side, force=False) -> list:
@@ -147,12 +166,13 @@ class Report:
     geomean: float | None
     notes: list
     threshold: float
+    code: dict = None        # benchmark -> "identical" | "changed" | "unknown" (code_identity)
 
     def as_dict(self):
         return {"a": {"label": self.a.label, "files": [str(f) for f in self.a.files]},
                 "b": {"label": self.b.label, "files": [str(f) for f in self.b.files]},
                 "threshold": self.threshold,
-                "benchmarks": [r.as_dict() for r in self.rows],
+                "benchmarks": [{**r.as_dict(), "code": (self.code or {}).get(r.name, "unknown")} for r in self.rows],
                 "geomean_ratio": self.geomean,
                 "only_in_a": self.only_a, "only_in_b": self.only_b, "notes": self.notes}
 
@@ -169,7 +189,8 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
     scale_a, unit = _scale(a)
     scale_b, unit_b = _scale(b)
     if unit != unit_b:
-        scale_a, scale_b, unit = 1e9, 1e9, "ns"
+        raise CompareError(f"A is in {unit}, B in {unit_b}: an older seambench stored TSC-only figures, which "
+                           "move with the host's clock; re-measure that side with this version")
     names_b = set(b.names())
     rows, only_a = [], []
     for name in a.names():
@@ -184,6 +205,11 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
         rows.append(compare_benchmarks(runs_a, runs_b, name, unit, threshold,
                                        sessions_a=_sessions(a, name, scale_a),
                                        sessions_b=_sessions(b, name, scale_b)))
+    code = {r.name: code_identity(a, b, r.name) for r in rows}
+    drift = [r.name for r in rows if code[r.name] == "identical" and r.verdict in ("faster", "slower")]
+    if drift:
+        notes.append(f"measured code identical on both sides for {', '.join(drift)}: a difference there is the "
+                     "machine between the runs (drift), not the code")
     only_b = sorted(n for n in names_b - set(a.names()) if not only or n in only)
     geo = float(np.exp(np.mean(np.log([r.ratio for r in rows])))) if rows else None
     if rows and (len(a.sessions) < 2 or len(b.sessions) < 2):
@@ -191,7 +217,7 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
                      "between two `bench run`s (host load, the machine's state: several % on a shared VM). "
                      "Run again to add a session (its file sits beside the first), or settle two conventions "
                      "with `bench ab`")
-    return Report(a, b, rows, only_a, only_b, geo, notes, threshold)
+    return Report(a, b, rows, only_a, only_b, geo, notes, threshold, code)
 
 
 def regressions(report: Report, pct: float) -> list:
@@ -200,7 +226,9 @@ def regressions(report: Report, pct: float) -> list:
 
 # --- presentation ---------------------------------------------------------------------
 
-def _verdict_text(r: Row) -> str:
+def _verdict_text(r: Row, code: str = "unknown") -> str:
+    if code == "identical":
+        return f"{_verdict_text(r)}; measured code identical"
     if r.verdict == "unknown":
         more = (f"~{r.more_sessions} more runs" if r.more_sessions else f"~{r.more_workers} more workers")
         return (f"unknown (detects >= {r.mde:.1%} = {r.mde_cycles:,.1f} {r.unit}; "
@@ -219,7 +247,8 @@ def markdown(report: Report) -> str:
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in report.rows:
         lines.append(f"| {r.name} | {r.median_a:,.2f} | {r.median_b:,.2f} | {r.change:+.2%} | "
-                     f"{r.ci95[0] - 1:+.2%} .. {r.ci95[1] - 1:+.2%} | {_p(r.p_value)} | {_verdict_text(r)} |")
+                     f"{r.ci95[0] - 1:+.2%} .. {r.ci95[1] - 1:+.2%} | {_p(r.p_value)} | "
+                     f"{_verdict_text(r, (report.code or {}).get(r.name, 'unknown'))} |")
     if report.geomean:
         lines += ["", f"Geometric mean of B/A: {report.geomean:.4f} ({report.geomean - 1:+.2%}); "
                   f"medians in {report.rows[0].unit if report.rows else ''} per call. {method(report)}."]
@@ -253,7 +282,7 @@ def print_table(console, report: Report):
     for r in report.rows:
         t.add_row(escape(r.name), f"{r.median_a:,.2f}", f"{r.median_b:,.2f}", f"{r.change:+.2%}",
                   f"{r.ci95[0] - 1:+.2%} .. {r.ci95[1] - 1:+.2%}", _p(r.p_value),
-                  f"[{colour[r.verdict]}]{_verdict_text(r)}[/]")
+                  f"[{colour[r.verdict]}]{_verdict_text(r, (report.code or {}).get(r.name, 'unknown'))}[/]")
     console.print(t)
     if report.geomean:
         console.print(f"geometric mean of B/A over {len(report.rows)} benchmarks: {report.geomean:.4f} "

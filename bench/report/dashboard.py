@@ -49,7 +49,11 @@ def _split_name(name: str, md: dict):
 def summarise_commit(paths: list, machine: str):
     """Read one commit's files on one machine -> (summary, warnings, run_date).
 
-    summary: name -> (median_s, lo_s, hi_s, n, tsc_hz or None, conv, backend, leaf)
+    summary: name -> (median, lo, hi, n, factor, conv, backend, leaf, kind, code_hash, ratio):
+    median and CI as stored, `factor` turning them into the figure of their kind, `kind` "core"
+    (core cycles, stored as such) or "tsc" (an older TSC-only file: factor is its TSC rate, None
+    if unknown; `ratio` the TSC-per-core ratio its run measured once at start-up), and the code
+    hash of what was measured (None where not recorded).
     Runs in worker processes, so it takes and returns plain data.
     """
     warnings: list[str] = []
@@ -66,14 +70,23 @@ def summarise_commit(paths: list, machine: str):
         if not br.values or med != med:
             warnings.append(f"{paths[0]}: benchmark {name} has no numeric values; skipped")
             continue
-        tsc = br.metadata.get("seambench_tsc_hz")
-        try:
-            tsc = float(tsc) if tsc is not None else None
-        except (TypeError, ValueError):
-            tsc = None
-        date = date or br.metadata.get("date")
-        out[name] = (med, lo, hi, len(br.values), tsc) + _split_name(name, br.metadata)
+        md = br.metadata
+        if md.get("seambench_unit") == store.VALUE_UNIT:
+            kind, factor = "core", 1.0
+        else:
+            kind, factor = "tsc", _float(md.get("seambench_tsc_hz"))
+        code = md.get("seambench_code_hash")
+        date = date or md.get("date")
+        out[name] = (med, lo, hi, len(br.values), factor) + _split_name(name, md) + (
+            kind, code if code and code != "unknown" else None, _float(md.get("seambench_tsc_per_core_cycle")))
     return out, warnings, date
+
+
+def _float(v):
+    try:
+        return float(v) if v is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _git_info(repo, shas):
@@ -86,7 +99,7 @@ def _git_info(repo, shas):
         return {}
 
 
-CACHE_VERSION = 1  # bump when summarise_commit's output changes
+CACHE_VERSION = 2  # bump when summarise_commit's output changes
 
 
 def _signature(paths):
@@ -189,51 +202,106 @@ def _r(x, digits=5):
     return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
 
 
+def segments(med, code) -> list:
+    """Consecutive present points (commit indexes) that measured the same code: one group while
+    the code hash stays the same, a group of one where it is not known."""
+    groups = []
+    for i, v in enumerate(med):
+        if v is None:
+            continue
+        if groups and code[i] is not None and code[groups[-1][-1]] == code[i]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def _changes_of(args):
-    med, lo, hi, threshold = args
-    return find_changes(med, lo, hi, threshold=threshold)
+    """(changes, drifts) of one series.  A step inside a stretch of commits whose measured code
+    is identical is the machine between runs, not the code: it is reported apart as drift
+    (first, last, commits, size), never as a change."""
+    med, lo, hi, code, threshold = args
+    group_of = {i: k for k, g in enumerate(segments(med, code)) for i in g}
+    changes, drifts = [], []
+    for c in find_changes(med, lo, hi, threshold=threshold):
+        if group_of[c.before] == group_of[c.after]:
+            drifts.append((c.before, c.after, c.after - c.before, c.rel))
+        else:
+            changes.append(c)
+    return changes, drifts
+
+
+def _series_key(machine: str, kind: str, page_kind: str) -> str:
+    """Older TSC-only results of a machine form their own series beside its core-cycle ones."""
+    return machine if kind == page_kind else f"{machine} (TSC-only)"
 
 
 def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) -> dict:
     summaries, info = hist["summaries"], hist["info"]
     order = rd.topo_order(info)
     idx = {s: i for i, s in enumerate(order)}
-    machines = hist["machines"]
 
-    # Cycles when every point has the TSC rate (the natural unit for a
-    # SEAMCALL); nanoseconds otherwise, so one page never mixes units.
-    have_tsc = all(v[4] for (s, _w, _d) in summaries.values() for v in s.values())
-    unit = "cycles" if have_tsc else "ns"
+    # Core cycles wherever a result has them; older TSC-only results are drawn in TSC cycles
+    # when the page has nothing else, else as their own series (converted at the ratio their
+    # run measured at start-up, marked as such); nanoseconds if a TSC rate is missing.  One
+    # page never mixes units within a series, and steps are never found across series.
+    points = [v for (s, _w, _d) in summaries.values() for v in s.values()]
+    page_kind = "core" if any(v[8] == "core" for v in points) else "tsc"
+    have_rate = all(v[4] for v in points)
+    unit = "core cycles" if page_kind == "core" else ("TSC cycles" if have_rate else "ns")
 
     n = len(order)
     series: dict[str, dict] = {}
     meta: dict[str, tuple] = {}
+    machines = []
     for (m, sha), (summ, _w, _d) in summaries.items():
         i = idx[sha]
-        for name, (med, lo, hi, cnt, tsc, conv, backend, leaf) in summ.items():
-            f = tsc if unit == "cycles" else 1e9
-            s = series.setdefault(name, {}).get(m)
+        for name, (med, lo, hi, cnt, factor, conv, backend, leaf, kind, code, ratio) in summ.items():
+            key = _series_key(m, kind, page_kind)
+            if unit == "ns":
+                f = 1e9 if kind == "tsc" else None
+            elif kind == page_kind:
+                f = factor
+            else:  # a TSC-only point on a core-cycle page, in its own series
+                f = factor / ratio if factor and ratio else None
+            if f is None:
+                continue
+            s = series.setdefault(name, {}).get(key)
             if s is None:
-                s = series[name][m] = {"med": [None] * n, "lo": [None] * n, "hi": [None] * n, "n": [None] * n}
+                s = series[name][key] = {"med": [None] * n, "lo": [None] * n, "hi": [None] * n, "n": [None] * n,
+                                         "code": [None] * n}
             s["med"][i], s["lo"][i], s["hi"][i], s["n"][i] = _r(med * f), _r(lo * f), _r(hi * f), cnt
+            s["code"][i] = code
             meta.setdefault(name, (conv, backend, leaf))
+            if key not in machines:
+                machines.append(key)
+    machines = [m for m in hist["machines"] if m in machines] + sorted(k for k in machines
+                                                                       if k not in hist["machines"])
 
     commits = [{"sha": s, "subject": info[s].get("subject", ""), "date": info[s].get("date", 0)} for s in order]
     keys = [(name, m) for name in sorted(series) for m in sorted(series[name])]
-    args = [(series[n][m]["med"], series[n][m]["lo"], series[n][m]["hi"], threshold) for n, m in keys]
+    args = [(series[n][m]["med"], series[n][m]["lo"], series[n][m]["hi"], series[n][m]["code"], threshold)
+            for n, m in keys]
     jobs = jobs or min(os.cpu_count() or 1, 8)
     if jobs > 1 and len(args) > 16:  # the step fit is ~50 ms per 1,000-point series
         with ProcessPoolExecutor(jobs) as ex:
             found = dict(zip(keys, ex.map(_changes_of, args, chunksize=4)))
     else:
         found = dict(zip(keys, map(_changes_of, args)))
-    benchmarks, changes = [], []
+    benchmarks, changes, drift = [], [], []
     for bidx, name in enumerate(sorted(series)):
         conv, backend, leaf = meta[name]
+        for s in series[name].values():
+            code = s.pop("code")
+            # commits where this benchmark's measured code changed (both sides known)
+            present = [i for i, v in enumerate(s["med"]) if v is not None]
+            s["cc"] = [b for a, b in zip(present, present[1:]) if code[a] and code[b] and code[a] != code[b]]
+            s["known"] = sum(1 for i in present if code[i]) == len(present) and bool(present)
         benchmarks.append({"name": name, "conv": conv, "backend": backend, "leaf": leaf,
                            "series": series[name]})
         for m, s in sorted(series[name].items()):
-            for c in found[(name, m)]:
+            steps, drifts = found[(name, m)]
+            for c in steps:
                 if not math.isfinite(c.rel):
                     continue  # a step from zero has no relative size; cannot happen with real costs
                 a, b = order[c.before], order[c.after]
@@ -244,13 +312,20 @@ def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) ->
                     "from_idx": c.before, "to_idx": c.after,
                     "from": a, "to": b, "n_commits": c.after - c.before,
                     "suspect": b if c.after - c.before == 1 else None,
+                    "code_changed": (c.after in s["cc"]) if s["known"] else None,
                     "compare": compare_command(a, b, name),
                     "bisect": f"bench history {a}..{b} --bisect {name}" if c.after - c.before > 1 else None,
                 })
+            for first, last, count, rel in drifts:
+                drift.append({"benchmark": name, "bidx": bidx, "conv": conv, "backend": backend, "leaf": leaf,
+                              "machine": m, "from": order[first], "to": order[last], "from_idx": first,
+                              "to_idx": last, "n_commits": count, "rel": rel,
+                              "compare": compare_command(order[first], order[last], name)})
     changes.sort(key=lambda ch: (ch["kind"] != "regression", -abs(ch["rel"])))
+    drift.sort(key=lambda d: -abs(d["rel"]))
     failed = {m: [idx[s] for s in shas if s in idx] for m, shas in hist["failed"].items()}
-    return {"version": 1, "unit": unit, "commits": commits, "machines": machines,
-            "benchmarks": benchmarks, "changes": changes, "failed": failed,
+    return {"version": 2, "unit": unit, "commits": commits, "machines": machines,
+            "benchmarks": benchmarks, "changes": changes, "drift": drift, "failed": failed,
             "threshold": threshold, "warnings": hist["warnings"]}
 
 

@@ -61,6 +61,11 @@
       traces.push({x: x, y: med, mode: "lines+markers", name: m, legendgroup: m,
                    line: {color: color, width: 1.5}, marker: {size: 4, color: color},
                    text: text, hovertemplate: "%{text}<extra></extra>"});
+      if (s.cc && s.cc.length) {  // commits that changed this benchmark's measured code
+        traces.push({x: s.cc, y: s.cc.map(function (i) { return s.med[i]; }), mode: "markers",
+                     name: m + ": code changed", legendgroup: m, showlegend: false, hoverinfo: "skip",
+                     marker: {symbol: "diamond-open", size: 10, color: color}});
+      }
       points += x.length;
     });
     D.changes.forEach(function (ch) {
@@ -119,7 +124,7 @@
   }
 
   function applyFilters(machineChanged) {
-    document.querySelectorAll("#changes-table tbody tr[data-conv], #failed tr[data-machine]").forEach(function (tr) {
+    document.querySelectorAll("#changes-table tbody tr[data-conv], #drift-table tbody tr[data-conv], #failed tr[data-machine]").forEach(function (tr) {
       tr.classList.toggle("hidden", !passes(tr));
     });
     document.querySelectorAll(".card").forEach(function (card) {
