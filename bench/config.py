@@ -441,6 +441,29 @@ class Resolved:
         return tuple(r for r in CALLEE_SAVED if r in touched and r not in self.saved)
 
     @property
+    def abi_breaks(self) -> tuple:
+        """How the wrapper breaks the C calling convention, as ((cause, registers), ...) with
+        cause one of: "written" (callee-saved registers the leaf writes, RBP included, and
+        nothing restores), "loaded" (callee-saved registers the wrapper loads from the struct and
+        does not restore), "scrubbed" (callee-saved registers the scrub zeroes and nothing
+        restores), "pointer" (outputs stored through RSI after it may have been overwritten).
+
+        The one fact both readers use: the static safety prediction (bench/safety.py) turns
+        each into a reason, and the kernel module's build filter (gen/codegen.kernel_unsafe)
+        refuses every wrapper that has any, since in ring 0 each is a corrupted register of the
+        module's own C code."""
+        unsaved = self.unsaved_callee_saved
+        written = tuple(reg for reg in unsaved if reg in self.leaf.all_writes)
+        loaded = tuple(reg for reg in unsaved if reg not in self.leaf.all_writes)
+        scrubbed = tuple(reg for reg in CALLEE_SAVED if reg in self.conv.scrub and reg not in self.saved
+                         and reg not in unsaved)
+        out = [(cause, regs) for cause, regs in (("written", written), ("loaded", loaded),
+                                                 ("scrubbed", scrubbed)) if regs]
+        if self.pointer_lost:
+            out.append(("pointer", ("rsi",)))
+        return tuple(out)
+
+    @property
     def pointer_lost(self) -> bool:
         """The struct pointer is gone after the call (RSI loaded or written by the leaf, and not
         kept on the stack) although outputs or RBP are still read or written through it."""

@@ -112,19 +112,17 @@ def static_verdict(r: Resolved, xcr0: int | None = None) -> Verdict:
     `fpu_mask` must cover; without it every AVX component counts."""
     conv, leaf = r.conv, r.leaf
     found = []
-    unsaved = r.unsaved_callee_saved
-    found += _clobber_findings([reg for reg in unsaved if reg in leaf.all_writes], leaf, conv)
-    loaded = tuple(reg for reg in unsaved if reg not in leaf.all_writes)
-    if loaded:
-        found.append(Finding("callee_saved", f"{', '.join(loaded)} loaded from the struct by {conv.name}, "
-                             "not saved", loaded))
-    scrubbed = [reg for reg in CALLEE_SAVED if reg in conv.scrub and reg not in r.saved
-                and reg not in leaf.all_writes and reg not in loaded]
-    if scrubbed:
-        found.append(Finding("callee_saved", f"{', '.join(scrubbed)} zeroed by the scrub of {conv.name}, not saved",
-                             tuple(scrubbed)))
-    if r.pointer_lost:
-        found.append(Finding("pointer", _pointer_text(leaf, conv), ("rsi",)))
+    for cause, regs in r.abi_breaks:  # the C-ABI fact the kernel module's build filter reads too
+        if cause == "written":
+            found += _clobber_findings(regs, leaf, conv)
+        elif cause == "loaded":
+            found.append(Finding("callee_saved", f"{', '.join(regs)} loaded from the struct by {conv.name}, "
+                                 "not saved", regs))
+        elif cause == "scrubbed":
+            found.append(Finding("callee_saved", f"{', '.join(regs)} zeroed by the scrub of {conv.name}, "
+                                 "not saved", regs))
+        else:
+            found.append(Finding("pointer", _pointer_text(leaf, conv), regs))
     if r.store:
         missing = [reg for reg in leaf.outputs if reg not in r.store]
         if missing:

@@ -64,14 +64,16 @@ class Entry:
 
 
 def kernel_unsafe(r: Resolved) -> tuple:
-    """Why a wrapper would crash the kernel: callee-saved registers handed back changed (the
-    leaf writes them or the wrapper loads them, and nothing saves them), or the struct pointer
-    used after the leaf may have overwritten RSI.  User space survives these and reports them
-    (bench/safety.py); in the module they are an oops, so they are not generated for it."""
-    why = [f"{reg} not saved" for reg in r.unsaved_callee_saved]
-    if r.pointer_lost:
-        why.append("struct pointer used after RSI was overwritten")
-    return tuple(why)
+    """Why a wrapper would crash the kernel: it breaks the C calling convention
+    (`Resolved.abi_breaks`, the same fact the static safety prediction reads): callee-saved
+    registers handed back changed (written by the leaf, loaded or scrubbed by the wrapper, and
+    not restored), or the struct pointer used after the leaf may have overwritten RSI.  User
+    space survives these and reports them (bench/safety.py); in the module they corrupt its own
+    registers, so they are not generated for it."""
+    what = {"written": "written by the leaf, not saved", "loaded": "loaded from the struct, not saved",
+            "scrubbed": "zeroed by the scrub, not saved"}
+    return tuple("struct pointer used after RSI was overwritten" if cause == "pointer"
+                 else f"{', '.join(regs)} {what[cause]}" for cause, regs in r.abi_breaks)
 
 
 def plan(catalog: Catalog, flavor: str, conventions=None, crossings=None, leaves=None) -> list:
