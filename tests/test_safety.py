@@ -197,3 +197,13 @@ def test_no_abi_breaking_convention_reaches_the_kernel_module(tmp_path):
     assert all(cat.conventions["scrubs_rbx"].resolve(leaf).abi_breaks for leaf in cat.leaves.values())
     # a safe built-in still reaches the module
     assert ("seamcall_saved_ret", "hypercall") in emitted
+
+
+def test_vp_enter_with_no_rbp_mod():
+    """With NO_RBP_MOD (what KVM requires today) RBP is kept: the saved_ret variants lose only
+    vector state, and an XSAVE around seamcall_saved_ret is safe; without it nothing is."""
+    assert verdict(CATALOG, "seamcall_saved_ret", "vp_enter").kinds == {"rbp", "avx"}
+    assert verdict(CATALOG, "seamcall_saved_ret", "vp_enter_norbp").kinds == {"avx"}
+    assert verdict(CATALOG, "xsave", "vp_enter_norbp").safe
+    assert not verdict(CATALOG, "xsave", "vp_enter").safe
+    assert not CATALOG.leaves["vp_enter_norbp"].clobbers_rbp
