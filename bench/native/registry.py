@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.config import Catalog, ConfigError, load_builtin
 from bench.gen import codegen
+from bench.gen.toolchain import cache_dir, find_compiler
 from bench.native.errors import NativeError
 
 try:
@@ -33,12 +34,6 @@ def include_dir() -> Path:
         if (candidate / "sb_abi.h").exists():
             return candidate
     raise NativeError("sb_abi.h not found (neither in the package nor in a source checkout)")
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("SEAMBENCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "seambench")
-    return Path(base)
 
 
 class Registry:
@@ -101,11 +96,11 @@ def load_builtin_catalog():
 
 
 def _compiler():
-    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if cc and shutil.which(cc):
-            return cc
-    raise NativeError("no C compiler found (set CC): one is needed to build conventions declared in "
-                      "your own YAML")
+    cc = find_compiler()
+    if cc is None:
+        raise NativeError("no C compiler found (set CC): one is needed to build conventions declared in "
+                          "your own YAML")
+    return cc
 
 
 _PRIVATE_CACHE = None
