@@ -16,7 +16,7 @@ from bench.measure import kmod_timer
 from bench.measure.model import Measurement, Prepared, SampleBlock, Spec, UnavailableError, UnsafeError
 from bench.native import _core, backends, machine
 from bench.results.vcs import git_state
-from bench.safety import static_verdict
+from bench.safety import gate_verdict, static_verdict
 from bench.stats.summary import per_call
 
 # Event slots the native side may fill; a sample with any of these non-zero was disturbed.
@@ -91,7 +91,7 @@ def prepare(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> P
     conv = ctx.catalog.convention(spec.convention)
     leaf = ctx.catalog.leaf(spec.leaf)
     backend = backends.BACKENDS[spec.backend]
-    verdict = static_verdict(conv.resolve(leaf))
+    verdict = gate_verdict(ctx.registry, conv, leaf)  # static, or the runtime check for imported code
     if not verdict.safe and not allow_unsafe:
         raise UnsafeError(f"{spec.name} is {verdict.text}; use --allow-unsafe to time it anyway")
     if backend.where == "kmod":
