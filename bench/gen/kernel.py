@@ -23,7 +23,6 @@ what the kernel's code does to them (a C adapter would save some itself and hide
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
