@@ -367,6 +367,26 @@ def parse_leaves(path) -> dict:
 
 # --- conventions ------------------------------------------------------------
 
+# An imported convention (the kernel's own code, `bench kernel import`): linux-<version>:<symbol>
+IMPORTED_NAME_RE = re.compile(r"[a-z][a-z0-9._+-]{0,40}:[A-Za-z_][A-Za-z0-9_]{0,63}")
+IMPORTED_LAYOUTS = ("direct", "adapter")
+
+
+@dataclass(frozen=True)
+class Imported:
+    """Where an imported convention's code is: the kernel function `symbol` of `file` in `tree`,
+    preprocessed into `source` (seambench's cache), called directly (layout direct: it takes
+    (leaf, struct laid out like sb_args)) or through the assembly `adapter`."""
+    tree: str
+    symbol: str
+    layout: str
+    file: str
+    source: str
+    digest: str
+    adapter: str = ""
+    undefined: tuple = ()
+
+
 @dataclass(frozen=True)
 class Convention:
     name: str
@@ -385,12 +405,16 @@ class Convention:
     emul_latency: int = 0      # extra dependent cycles in the emulated module, for this convention's calls
     meant_for: tuple = ()
     source: str = ""
+    imported: Imported | None = None  # the kernel's own code instead of a declaration
 
     def declaration(self) -> dict:
         """The fields that decide the generated code (not where it was declared)."""
         d = asdict(self)
         for k in ("name", "description", "source", "meant_for"):
             d.pop(k)
+        imp = d.pop("imported")
+        if imp is not None:  # the code's own digest, not where the tree or the cache are
+            d["imported"] = {k: imp[k] for k in ("symbol", "layout", "digest")}
         if not d["emul_latency"]:
             d.pop("emul_latency")  # keeps the hashes of results stored before the field existed
         return d
@@ -440,6 +464,29 @@ class Resolved:
         wrapper, and not restored."""
         touched = set(self.leaf.all_writes) | set(self.load)
         return tuple(r for r in CALLEE_SAVED if r in touched and r not in self.saved)
+
+    @property
+    def abi_breaks(self) -> tuple:
+        """How the wrapper breaks the C calling convention, as ((cause, registers), ...) with
+        cause one of: "written" (callee-saved registers the leaf writes, RBP included, and
+        nothing restores), "loaded" (callee-saved registers the wrapper loads from the struct and
+        does not restore), "scrubbed" (callee-saved registers the scrub zeroes and nothing
+        restores), "pointer" (outputs stored through RSI after it may have been overwritten).
+
+        The one fact both readers use: the static safety prediction (bench/safety.py) turns
+        each into a reason, and the kernel module's build filter (gen/codegen.kernel_unsafe)
+        refuses every wrapper that has any, since in ring 0 each is a corrupted register of the
+        module's own C code."""
+        unsaved = self.unsaved_callee_saved
+        written = tuple(reg for reg in unsaved if reg in self.leaf.all_writes)
+        loaded = tuple(reg for reg in unsaved if reg not in self.leaf.all_writes)
+        scrubbed = tuple(reg for reg in CALLEE_SAVED if reg in self.conv.scrub and reg not in self.saved
+                         and reg not in unsaved)
+        out = [(cause, regs) for cause, regs in (("written", written), ("loaded", loaded),
+                                                 ("scrubbed", scrubbed)) if regs]
+        if self.pointer_lost:
+            out.append(("pointer", ("rsi",)))
+        return tuple(out)
 
     @property
     def pointer_lost(self) -> bool:
@@ -531,20 +578,36 @@ def parse_conventions(path, leaves: dict, known: dict | None = None) -> dict:
         raise ConfigError(path, _line(data, "conventions", 1), "expected `conventions:` with at least one entry")
     for name, body in raw.items():
         line = _line(raw, name)
-        _check_name(path, line, name, "convention")
+        imported = isinstance(body, dict) and "imported" in body
+        if imported and not (isinstance(name, str) and IMPORTED_NAME_RE.fullmatch(name)):
+            raise ConfigError(path, line, f"bad imported convention name {_show(name)}: expected "
+                              "<tree>:<symbol>, like linux-6.12:__seamcall_ret")
+        if not imported:
+            _check_name(path, line, name, "convention")
         if name in known:
             raise ConfigError(path, line, f"duplicate convention name {name!r}: already declared at "
                               f"{known[name].source}")
         if not isinstance(body, dict):
             raise ConfigError(path, line, f"convention {name!r}: expected a mapping")
-        _check_keys(path, body, _CONV_KEYS, f"convention {name!r}")
+        if not imported:
+            _check_keys(path, body, _CONV_KEYS, f"convention {name!r}")
     # Built-ins can be extended: give them to _merge as raw bodies rebuilt from their fields.
-    pool = dict(raw)
+    pool = {n: b for n, b in raw.items() if "imported" not in b}
     for name, conv in known.items():
+        if conv.imported:
+            continue
         pool.setdefault(name, _LineDict(_conv_to_raw(conv)))
         pool[name].lines, pool[name].line = getattr(pool[name], "lines", {}), 0
     out = {}
     for name in raw:
+        if "imported" in raw[name]:
+            out[name] = _build_imported(path, name, raw[name], leaves)
+            continue
+        parent = raw[name].get("extends")
+        if isinstance(parent, str) and (parent in out and out[parent].imported or
+                                        parent in known and known[parent].imported):
+            raise ConfigError(path, _line(raw[name], "extends"), f"convention {name!r} extends imported "
+                              f"convention {parent!r}; imported code has no declaration to change")
         merged, lines = _merge(path, pool, name)
         body = _LineDict(merged)
         body.lines, body.line = lines, _line(raw, name)
@@ -562,6 +625,57 @@ def _conv_to_raw(conv: Convention) -> dict:
     d["scrub"] = list(conv.scrub)
     d["retry"] = {"status": conv.retry_status, "max": conv.retry_max} if conv.retry_status else None
     return d
+
+
+_IMPORTED_KEYS = {"description", "family", "meant_for", "imported"}
+_IMPORTED_FIELDS = {"tree", "symbol", "layout", "file", "source", "digest", "adapter", "undefined"}
+
+
+def _build_imported(path, name, body, leaves) -> Convention:
+    """An entry `bench kernel import` wrote: the kernel's code, no declaration."""
+    what = f"imported convention {name!r}"
+    for key in body:
+        if key not in _IMPORTED_KEYS:
+            raise ConfigError(path, _line(body, key), f"{what}: {key!r} cannot be set on imported code "
+                              f"(valid keys: {', '.join(sorted(_IMPORTED_KEYS))})")
+    imp = body["imported"]
+    line = _line(body, "imported")
+    if not isinstance(imp, dict):
+        raise ConfigError(path, line, f"{what}: imported must be a mapping (as `bench kernel import` writes it)")
+    _check_keys(path, imp, _IMPORTED_FIELDS, f"{what} imported")
+    values = {}
+    for key in ("tree", "symbol", "layout", "file", "source", "digest", "adapter"):
+        v = imp.get(key, "")
+        if not isinstance(v, str) or (not v and key != "adapter"):
+            raise ConfigError(path, _line(imp, key, line), f"{what}: imported.{key} must be text, got {_show(v)}")
+        values[key] = v
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", values["symbol"]) or \
+            not name.endswith(":" + values["symbol"]):
+        raise ConfigError(path, _line(imp, "symbol", line), f"{what}: imported.symbol {values['symbol']!r} must "
+                          "be the function named after the colon")
+    if values["layout"] not in IMPORTED_LAYOUTS:
+        raise ConfigError(path, _line(imp, "layout", line), f"{what}: layout must be one of "
+                          f"{', '.join(IMPORTED_LAYOUTS)}, got {_show(values['layout'])}")
+    if (values["layout"] == "adapter") != bool(values["adapter"]):
+        raise ConfigError(path, _line(imp, "layout", line), f"{what}: layout adapter needs imported.adapter, "
+                          "and only it")
+    for key in ("source", "adapter"):
+        if values[key] and not os.path.isfile(values[key]):
+            raise ConfigError(path, _line(imp, key, line), f"{what}: imported.{key} {values[key]} does not "
+                              "exist (seambench's cache was cleared?): run `bench kernel import` again")
+    undefined = imp.get("undefined", [])
+    if not isinstance(undefined, list) or not all(isinstance(u, str) and re.fullmatch(r"[A-Za-z_]\w{0,127}", u)
+                                                  for u in undefined):
+        raise ConfigError(path, _line(imp, "undefined", line), f"{what}: imported.undefined must be a list "
+                          "of symbol names")
+    family = body.get("family", "tdcall")
+    if family not in FAMILIES:
+        raise ConfigError(path, _line(body, "family"), f"{what}: family must be one of {', '.join(FAMILIES)}")
+    meant_for = _name_list(path, body, "meant_for", [], leaves, "leaf profile",
+                           "must be a list of leaf profiles", what=what, allow_empty=True)
+    return Convention(name=name, description=" ".join(_text(path, body, "description", what).split()),
+                      family=family, meant_for=meant_for, source=f"{path}:{_line(body, None, body.line)}",
+                      imported=Imported(undefined=tuple(undefined), **values))
 
 
 def _build_convention(path, name, body, leaves) -> Convention:

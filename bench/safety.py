@@ -64,6 +64,8 @@ class Verdict:
 
     @property
     def text(self):
+        if self.safe is None:  # no prediction (imported code): only the runtime check can say
+            return "; ".join(self.reasons)
         return "SAFE" if self.safe else "UNSAFE: " + "; ".join(self.reasons)
 
     def as_dict(self):
@@ -107,24 +109,29 @@ def _avx_text(leaf, conv):
 
 # --- static -------------------------------------------------------------------------
 
+NOT_PREDICTED = "not predicted (imported code)"
+
+
 def static_verdict(r: Resolved, xcr0: int | None = None) -> Verdict:
     """From the declarations alone.  xcr0 (this machine's) narrows which AVX components an
     `fpu_mask` must cover; without it every AVX component counts."""
     conv, leaf = r.conv, r.leaf
+    if conv.imported:
+        # The kernel's own code: no declaration to predict from.  safe=None; the runtime check
+        # (the poisoning stub against the assembled function) decides.
+        return Verdict(None, (Finding("imported", NOT_PREDICTED),), "static")
     found = []
-    unsaved = r.unsaved_callee_saved
-    found += _clobber_findings([reg for reg in unsaved if reg in leaf.all_writes], leaf, conv)
-    loaded = tuple(reg for reg in unsaved if reg not in leaf.all_writes)
-    if loaded:
-        found.append(Finding("callee_saved", f"{', '.join(loaded)} loaded from the struct by {conv.name}, "
-                             "not saved", loaded))
-    scrubbed = [reg for reg in CALLEE_SAVED if reg in conv.scrub and reg not in r.saved
-                and reg not in leaf.all_writes and reg not in loaded]
-    if scrubbed:
-        found.append(Finding("callee_saved", f"{', '.join(scrubbed)} zeroed by the scrub of {conv.name}, not saved",
-                             tuple(scrubbed)))
-    if r.pointer_lost:
-        found.append(Finding("pointer", _pointer_text(leaf, conv), ("rsi",)))
+    for cause, regs in r.abi_breaks:  # the C-ABI fact the kernel module's build filter reads too
+        if cause == "written":
+            found += _clobber_findings(regs, leaf, conv)
+        elif cause == "loaded":
+            found.append(Finding("callee_saved", f"{', '.join(regs)} loaded from the struct by {conv.name}, "
+                                 "not saved", regs))
+        elif cause == "scrubbed":
+            found.append(Finding("callee_saved", f"{', '.join(regs)} zeroed by the scrub of {conv.name}, "
+                                 "not saved", regs))
+        else:
+            found.append(Finding("pointer", _pointer_text(leaf, conv), regs))
     if r.store:
         missing = [reg for reg in leaf.outputs if reg not in r.store]
         if missing:
@@ -283,11 +290,11 @@ def _bare_fn(conv: Convention, leaf: Leaf):
     The C wrapper pushes and pops the callee-saved registers it uses itself, so through it a
     clobber of those can go unseen; in the kernel the retry loop is inlined into whatever C
     caller there is, so the assembly is what must be judged."""
-    from bench.native.registry import compile_unit
+    from bench.native.registry import compile_entries
     key = (conv.name, conv.decl_hash, leaf)
     if key not in _BARE_UNITS:
         entry = codegen.Entry(_bare(conv).resolve(leaf), CROSSINGS["emulated"])
-        unit = compile_unit(codegen.generate([entry], "user"))
+        unit = compile_entries([entry])
         (_, _, _, fn), = unit.entries()
         _BARE_UNITS[key] = (fn, unit)
     return _BARE_UNITS[key]
@@ -362,6 +369,11 @@ def _run_once(fn_unit, conv: Convention, r: Resolved, x) -> list:
 
 def _judge(res, r: Resolved, vec_mask, vec_in, vec_out) -> list:
     conv, leaf = r.conv, r.leaf
+    if conv.imported:
+        # No declaration says what it stores: what it wrote back is what it promises (a status-
+        # only function stores nothing; a _ret form must then store every output of the leaf).
+        stored = tuple(reg for i, reg in enumerate(ARG_REGS) if res["out_regs"][i] != input_value(reg))
+        r = replace(r, store=stored)
     found, marked, zeroed = [], [], []
     for reg, want, got in zip(CHECK_SAVED, res["set"], res["after"]):
         if got == want:
@@ -453,7 +465,16 @@ def check_pair(registry, conv: Convention, leaf: Leaf, runtime=True, xsave=None)
         except (CheckFailed, NativeError) as exc:  # failed to run (not: the pair is unsafe): keep the prediction
             note, failed = f"runtime check failed: {exc}", True
     return {"static": st, "runtime": rt, "runtime_note": note, "runtime_failed": failed,
-            "agree": None if rt is None else rt.safe == st.safe}
+            "agree": None if rt is None or st.safe is None else rt.safe == st.safe}
+
+
+def gate_verdict(registry, conv: Convention, leaf: Leaf) -> Verdict:
+    """What decides whether a pair may be timed: the static prediction, or for imported code,
+    which has none, the runtime check (the prediction's "not predicted" where it cannot run)."""
+    st = static_verdict(conv.resolve(leaf))
+    if st.safe is not None:
+        return st
+    return combined(check_pair(registry, conv, leaf))
 
 
 def known_runtime(conv: Convention, leaf: Leaf):

@@ -155,3 +155,55 @@ def test_the_kernel_filter_never_passes_what_the_prediction_calls_unsafe(catalog
                 assert not static_verdict(r).safe, (conv.name, leaf.name, kernel_unsafe(r))
     v = static_verdict(cat.conventions["loads_r12"].resolve(cat.leaves["vp_info"]))
     assert not v.safe and "r12 loaded from the struct by loads_r12, not saved" in v.text
+
+
+# Every way a user declaration can break the C calling convention, one convention each.
+ABI_BREAKERS = {
+    "scrubs_rbx": ("    extends: tdcall\n    scrub: [rbx]\n", "scrubbed"),
+    "saved_ret_scrub_unsaved": ("    extends: seamcall_saved_ret\n    preserve: [r12, r13, r14, r15]\n", "loaded"),
+    "scrubs_r15_kept_r12": ("    extends: tdcall\n    preserve: [r12]\n    scrub: [r12, r15]\n", "scrubbed"),
+    "loads_rbx": ("    extends: tdcall\n    load: [rcx, rbx]\n", "loaded"),
+    "loads_r13_ret": ("    extends: tdcall_ret\n    load: [rcx, r13]\n    store: [rcx, r13]\n", "loaded"),
+    "no_push": ("    extends: tdcall_saved_ret\n    preserve: []\n", "written"),
+    "rbp_unsaved": ("    extends: full_pushpop\n    rbp: none\n", "written"),
+    "ret_after_rsi": ("    extends: tdcall_ret\n    meant_for: []\n", "pointer"),
+    "rsi_clobbered_ret": ("    extends: lean\n    preserve: [rbx, r12, r13, r14, r15]\n    rbp: stack\n"
+                          "    load: [rcx]\n", "pointer"),
+}
+
+
+def test_no_abi_breaking_convention_reaches_the_kernel_module(tmp_path):
+    """The ring-0 build filter and the static prediction read one fact (Resolved.abi_breaks):
+    every user convention that breaks the C calling convention for some leaf is predicted UNSAFE
+    for it, and none of those wrappers is in the module's generated source."""
+    path = tmp_path / "breakers.yaml"
+    path.write_text("conventions:\n" + "".join(f"  {n}:\n{body}" for n, (body, _) in ABI_BREAKERS.items()))
+    cat = CATALOG.with_user_file(path)
+    emitted = {e.key[::2] for e in codegen.plan(cat, "kernel")}  # (convention, leaf)
+    source = codegen.generate(codegen.plan(cat, "kernel"), "kernel")
+    for name, (_, cause) in ABI_BREAKERS.items():
+        conv = cat.conventions[name]
+        broken = [leaf for leaf in cat.leaves.values() if conv.resolve(leaf).abi_breaks]
+        assert broken, name
+        assert any(cause in dict(conv.resolve(leaf).abi_breaks) for leaf in broken), name
+        for leaf in broken:
+            r = conv.resolve(leaf)
+            assert codegen.kernel_unsafe(r), (name, leaf.name)
+            v = static_verdict(r)
+            assert not v.safe and v.kinds & {"callee_saved", "rbp", "pointer"}, (name, leaf.name, v.text)
+            assert (name, leaf.name) not in emitted, (name, leaf.name)
+            assert f'"{name}", "emulated", "{leaf.name}"' not in source
+    # scrub: [rbx] with nothing saving it: unsafe for every leaf (it was emitted before)
+    assert all(cat.conventions["scrubs_rbx"].resolve(leaf).abi_breaks for leaf in cat.leaves.values())
+    # a safe built-in still reaches the module
+    assert ("seamcall_saved_ret", "hypercall") in emitted
+
+
+def test_vp_enter_with_no_rbp_mod():
+    """With NO_RBP_MOD (what KVM requires today) RBP is kept: the saved_ret variants lose only
+    vector state, and an XSAVE around seamcall_saved_ret is safe; without it nothing is."""
+    assert verdict(CATALOG, "seamcall_saved_ret", "vp_enter").kinds == {"rbp", "avx"}
+    assert verdict(CATALOG, "seamcall_saved_ret", "vp_enter_norbp").kinds == {"avx"}
+    assert verdict(CATALOG, "xsave", "vp_enter_norbp").safe
+    assert not verdict(CATALOG, "xsave", "vp_enter").safe
+    assert not CATALOG.leaves["vp_enter_norbp"].clobbers_rbp

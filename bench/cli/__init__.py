@@ -6,6 +6,7 @@
     bench validate [--json]
     bench list [--json]
     bench kmod build|load|unload|status [--kdir DIR] [--json]
+    bench kernel import PATH [--rev REV] [-o FILE]
 
 Every subcommand is a module of this package with `register(subparsers)`, listed once in
 COMMANDS.  Command modules import their stages inside the command, so that building the
@@ -17,10 +18,10 @@ import argparse
 import os
 import sys
 
-from bench.cli import ab, check, common, compare, dashboard, doctor, history, kmod, listing, run, validate
+from bench.cli import ab, check, common, compare, dashboard, doctor, history, kernel, kmod, listing, run, validate
 
 # In `bench --help` order.
-COMMANDS = (run, compare, ab, doctor, validate, kmod, listing, check, history, dashboard)
+COMMANDS = (run, compare, ab, doctor, validate, kmod, kernel, listing, check, history, dashboard)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,8 +50,9 @@ def evaluate(catalog, conv_names, leaf_names, runtime=True, registry=None) -> li
             leaf = catalog.leaf(lname)
             pair = check_pair(registry, conv, leaf, runtime=runtime, xsave=x)
             shown = pair["runtime"] or pair["static"]
+            verdict = "UNKNOWN" if shown.safe is None else "SAFE" if shown.safe else "UNSAFE"
             rows.append({"convention": cname, "leaf": lname, "meant_for": lname in conv.meant_for,
-                         "verdict": "SAFE" if shown.safe else "UNSAFE", "source": shown.source,
+                         "verdict": verdict, "source": shown.source,
                          "agree": pair["agree"], "static": pair["static"], "runtime": pair["runtime"],
                          "runtime_note": pair["runtime_note"] or (None if runtime else "--static")})
     return rows
@@ -136,6 +137,9 @@ def print_matrix(console, rows, conv_names, leaf_names) -> None:
             tag = "" if r["source"] == "runtime" else " (static)"
             if r["verdict"] == "SAFE":
                 line.append(Text(f"SAFE{tag}{star}", style="green"))
+            elif r["verdict"] == "UNKNOWN":  # imported code whose runtime check could not run
+                notes.append(r)
+                line.append(Text(f"UNKNOWN [{len(notes)}]{star}", style="yellow"))
             else:
                 notes.append(r)
                 line.append(Text(f"UNSAFE [{len(notes)}]{tag}{star}", style="red"))
@@ -149,7 +153,7 @@ def print_matrix(console, rows, conv_names, leaf_names) -> None:
                           markup=False)
             continue
         console.print(f"{head}: " + "; ".join(shown.reasons), markup=False)
-        if r["runtime"] is not None:
+        if r["runtime"] is not None and r["static"].safe is not None:
             # what the run could not show (a crash ends the call before the rest is visible)
             seen = r["runtime"].kinds
             more = [f.text for f in r["static"].findings if f.kind not in seen]

@@ -12,7 +12,7 @@ from bench.measure.model import Measurement, Prepared, SampleBlock, Spec, Unavai
 from bench.measure.sampler import Perf, Sampler, Target
 from bench.native import _core, backends, machine
 from bench.results.vcs import git_state
-from bench.safety import static_verdict
+from bench.safety import gate_verdict, static_verdict
 
 
 class Context:
@@ -61,7 +61,7 @@ def prepare(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> P
     conv = ctx.catalog.convention(spec.convention)
     leaf = ctx.catalog.leaf(spec.leaf)
     backend = backends.BACKENDS[spec.backend]
-    verdict = static_verdict(conv.resolve(leaf))
+    verdict = gate_verdict(ctx.registry, conv, leaf)  # static, or the runtime check for imported code
     if not verdict.safe and not allow_unsafe:
         raise UnsafeError(f"{spec.name} is {verdict.text}; use --allow-unsafe to time it anyway")
     if backend.where == "kmod":

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from bench.config import Catalog, ConfigError, load_builtin
 from bench.gen import codegen
+from bench.gen.kernel import KernelImportError
+from bench.gen.toolchain import cache_dir, find_compiler
 from bench.native import codehash
 from bench.native.errors import NativeError
 
@@ -25,7 +27,7 @@ try:
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError("bench.native._core is not built: run `make install` (or `pip install -e .`)") from exc
 
-__all__ = ["Registry", "NativeError", "compile_unit", "include_dir", "cache_dir"]
+__all__ = ["Registry", "NativeError", "compile_unit", "compile_entries", "include_dir", "cache_dir"]
 
 
 def include_dir() -> Path:
@@ -34,12 +36,6 @@ def include_dir() -> Path:
         if (candidate / "sb_abi.h").exists():
             return candidate
     raise NativeError("sb_abi.h not found (neither in the package nor in a source checkout)")
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("SEAMBENCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "seambench")
-    return Path(base)
 
 
 class Registry:
@@ -81,7 +77,7 @@ class Registry:
         if not entries:
             raise NativeError(f"nothing to build for {', '.join(names)} in user space "
                               "(kernel-only conventions run through the kernel module)")
-        unit = compile_unit(codegen.generate(entries, "user"))
+        unit = compile_entries(entries)
         self._compiled.update(names)
         self._units.append(unit)
         self._index(unit)
@@ -110,11 +106,11 @@ def load_builtin_catalog():
 
 
 def _compiler():
-    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if cc and shutil.which(cc):
-            return cc
-    raise NativeError("no C compiler found (set CC): one is needed to build conventions declared in "
-                      "your own YAML")
+    cc = find_compiler()
+    if cc is None:
+        raise NativeError("no C compiler found (set CC): one is needed to build conventions declared in "
+                          "your own YAML")
+    return cc
 
 
 _PRIVATE_CACHE = None
@@ -136,9 +132,18 @@ def _writable_cache() -> Path:
     return Path(_PRIVATE_CACHE.name)
 
 
-def compile_unit(source: str) -> "_core.Unit":
-    """Compile generated source into a shared object (cached by content) and load it."""
-    digest = hashlib.sha256((source + str(_core.ABI_VERSION)).encode()).hexdigest()[:20]
+def compile_entries(entries) -> "_core.Unit":
+    """The generated unit for these wrappers, with the assembly of the imported ones."""
+    try:
+        return compile_unit(codegen.generate(entries, "user"), codegen.imported_asm(entries))
+    except KernelImportError as exc:  # the imported code went missing from the cache
+        raise NativeError(str(exc)) from None
+
+
+def compile_unit(source: str, asm_sources=()) -> "_core.Unit":
+    """Compile generated source (and assembly files that go with it: imported kernel code) into
+    a shared object (cached by content) and load it."""
+    digest = hashlib.sha256("\0".join((source, str(_core.ABI_VERSION), *asm_sources)).encode()).hexdigest()[:20]
     so = cache_dir() / f"unit-{digest}.so"
     if so.exists():
         return _load(so)
@@ -149,8 +154,12 @@ def compile_unit(source: str) -> "_core.Unit":
             src = Path(tmp) / "unit.c"
             src.write_text(source)
             tmp_so = Path(tmp) / "unit.so"
+            asm = []
+            for k, text in enumerate(asm_sources):
+                asm.append(Path(tmp) / f"imported{k}.s")
+                asm[-1].write_text(text)
             cmd = [_compiler(), "-O2", "-fPIC", "-shared", "-fvisibility=hidden", f"-I{include_dir()}",
-                   "-o", str(tmp_so), str(src)]
+                   "-o", str(tmp_so), str(src), *map(str, asm)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise NativeError(f"compiling generated conventions failed:\n{proc.stderr.strip()}")
