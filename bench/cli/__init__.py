@@ -43,6 +43,7 @@ def project_errors() -> tuple:
     report stages load pyperf and numpy, which `bench list` and `bench --help` never need).
     Anything else is a bug in bench and keeps its traceback."""
     from bench.config import ConfigError
+    from bench.gen.kernel import KernelImportError
     from bench.history.walk import HistoryError
     from bench.measure.model import ABError, DriverError, UnavailableError, UnsafeError
     from bench.native.errors import NativeError
@@ -54,7 +55,7 @@ def project_errors() -> tuple:
     from bench.safety import CheckFailed, RuntimeUnavailable
     return (ConfigError, StoreError, ResultsFileError, GitError, NativeError, KmodError, CheckFailed,
             RuntimeUnavailable, UnsafeError, UnavailableError, DriverError, ABError, CompareError,
-            HistoryError)
+            HistoryError, KernelImportError)
 
 
 def main(argv=None) -> int:
