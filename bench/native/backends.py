@@ -13,7 +13,6 @@ import struct
 from dataclasses import dataclass
 
 from bench.native import _core, kmod, machine
-from bench.native.errors import NativeError
 
 SER_MODES = {"none": 0, "lfence": 1, "mfence_lfence": 2, "serialize": 3, "iret": 4, "cpuid": 5}
 # Architecturally serializing in user space, strongest class first; "auto" picks the
