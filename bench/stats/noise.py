@@ -1,0 +1,147 @@
+"""How much a benchmark's median moves between two `bench run`s of the same code.
+
+Model (log scale, per benchmark): the median of session j is
+
+    log m_j = mu + b_j + e_j,    b_j ~ (0, sigma_b^2) between runs,  e_j ~ (0, v_j) within
+
+`v_j` is estimated from the session's own values (``Session.within_var``: the width of the
+order-statistic CI of the median of its pooled values); `sigma_b^2` from sessions that measured
+the same code (replicates): the mean square of their medians around their group's mean, less the
+mean within-run variance (method of moments).  Whatever the within-run estimate misses (e.g.
+workers that differ by code placement) lands in sigma_b^2, since both are estimated with the same
+estimator; the sum is what a session's median varies by.  Pure functions: no I/O.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.stats.summary import Z95, median_ci
+
+# A per-machine pool lends a benchmark without replicates of its own this many degrees of freedom
+# (and shrinks one with few replicates towards the pool): benchmarks differ in how much they drift.
+PRIOR_DF = 10.0
+# No source at all: a between-run spread this large (relative) is assumed, with few degrees of
+# freedom, so only large changes are called.  Said as such in every report that uses it.
+ASSUMED_SD = 0.02
+ASSUMED_DF = 3.0
+
+
+@dataclass(frozen=True)
+class Session:
+    """One `bench run` of one benchmark: the log of its median and that log's within-run variance."""
+    log_median: float
+    within_var: float
+    values: int = 0
+
+
+def session_of(runs) -> Session | None:
+    """From one session's per-worker value arrays; None when it has no positive median."""
+    x = np.concatenate([np.asarray(r, dtype=float) for r in runs if len(r)]) if runs else np.empty(0)
+    if x.size == 0:
+        return None
+    med = float(np.median(x))
+    lo, hi = median_ci(x)
+    return session_from_summary(med, lo, hi, x.size)
+
+
+def session_from_summary(median, lo, hi, n=0) -> Session | None:
+    """From a stored median and its 95% CI (the dashboard's summaries)."""
+    if not (median and median > 0 and math.isfinite(median)):
+        return None
+    lo = lo if lo and lo > 0 else median * 0.5  # a CI reaching zero: wide, not undefined
+    hi = hi if hi and hi > median else median
+    lo = min(lo, median)
+    return Session(math.log(median), ((math.log(hi) - math.log(lo)) / (2 * Z95)) ** 2, int(n or 0))
+
+
+@dataclass(frozen=True)
+class Noise:
+    """An estimate of sigma_b^2 (relative, log scale) with its degrees of freedom and where it came
+    from (said in every report that uses it)."""
+    var: float
+    df: float
+    source: str        # "replicates", "sessions", "noise record", "machine pool", "assumed"
+    detail: str = ""
+
+    @property
+    def sd(self) -> float:
+        return math.sqrt(self.var)
+
+    def describe(self) -> str:
+        d = f"; {self.detail}" if self.detail else ""
+        return f"between-run sd {self.sd:.2%} ({self.source}, {self.df:.0f} df{d})"
+
+
+ASSUMED = Noise(ASSUMED_SD ** 2, ASSUMED_DF, "assumed",
+                "no replicates of identical code and no noise record: run `bench run` twice on one build "
+                "to measure it")
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sufficient figures of replicate groups: residual sum of squares of the medians, its degrees of
+    freedom, and the sum of the sessions' within-run variances (with their count)."""
+    ss: float = 0.0
+    df: int = 0
+    within_sum: float = 0.0
+    n: int = 0
+
+    def __add__(self, other: "Moments") -> "Moments":
+        return Moments(self.ss + other.ss, self.df + other.df, self.within_sum + other.within_sum,
+                       self.n + other.n)
+
+    def between(self) -> float | None:
+        """sigma_b^2 by the method of moments (never negative); None without a degree of freedom."""
+        if self.df <= 0:
+            return None
+        return max(self.ss / self.df - self.within_sum / max(self.n, 1), 0.0)
+
+
+def moments(groups) -> Moments:
+    """Groups of Sessions that measured identical code; a group of one adds nothing."""
+    ss = within = 0.0
+    df = n = 0
+    for g in groups:
+        g = [s for s in g if s is not None]
+        if len(g) < 2:
+            continue
+        m = [s.log_median for s in g]
+        mean = sum(m) / len(m)
+        ss += sum((x - mean) ** 2 for x in m)  # plain floats: groups are small, numpy's overhead is not
+        df += len(g) - 1
+        within += sum(s.within_var for s in g)
+        n += len(g)
+    return Moments(ss, df, within, n)
+
+
+def estimate(own: Moments, pool: Moments | None = None, source="replicates", detail="") -> Noise | None:
+    """sigma_b^2 of one benchmark from its own replicates, shrunk towards the machine's pool over all
+    benchmarks (weight PRIOR_DF) when one is given.  None when neither has a degree of freedom."""
+    own_v = own.between()
+    pool_v = pool.between() if pool is not None else None
+    if own_v is None and pool_v is None:
+        return None
+    if pool_v is None:
+        return Noise(own_v, float(own.df), source, detail)
+    prior_df = min(PRIOR_DF, float(pool.df))
+    if own_v is None:
+        return Noise(pool_v, prior_df, "machine pool" if source == "replicates" else source,
+                     detail or "no replicates of this benchmark: the machine's other benchmarks")
+    var = (prior_df * pool_v + own.df * own_v) / (prior_df + own.df)
+    return Noise(var, prior_df + own.df, source, detail)
+
+
+def pooled(*noises) -> Noise | None:
+    """Independent estimates combined, weighted by their degrees of freedom; sources named together."""
+    ns = [n for n in noises if n is not None]
+    if not ns:
+        return None
+    if len(ns) == 1:
+        return ns[0]
+    df = sum(n.df for n in ns)
+    var = sum(n.var * n.df for n in ns) / df if df else float(np.mean([n.var for n in ns]))
+    return Noise(var, df, " + ".join(dict.fromkeys(n.source for n in ns)),
+                 "; ".join(n.detail for n in ns if n.detail))

@@ -1,0 +1,150 @@
+"""The decision rule (bench.stats.verdict) on synthetic data: monotone, family-wise error under
+A/A at most ALPHA, power under a planted shift.  Seeded; simulated at the level of session
+medians (bench.stats.noise.Session), so thousands of compares take seconds."""
+import math
+
+import numpy as np
+import pytest
+
+from bench.stats import verdict as V
+from bench.stats.noise import ASSUMED, Moments, Noise, Session, estimate as noise_estimate, moments, session_of
+
+KINDS = (V.SLOWER, V.FASTER, V.SAME)
+
+
+# --- monotonicity ----------------------------------------------------------------------------
+
+def test_nested_intervals_keep_their_decision():
+    """Every interval inside a decided interval gets the same decision (so more data, which
+    shrinks the CI inside the old one, can only move "unknown" to a decision)."""
+    rng = np.random.default_rng(1)
+    for _ in range(20000):
+        t = rng.choice([0.005, 0.01, 0.02])
+        lo, hi = sorted(1 + rng.normal(0, 0.02, 2))
+        outer = V.decide((lo, hi), t)
+        a, b = sorted(rng.uniform(lo, hi, 2))
+        inner = V.decide((a, b), t)
+        if outer != V.UNKNOWN:
+            assert inner == outer, ((lo, hi), (a, b), t, outer, inner)
+
+
+@pytest.mark.parametrize("ratio", [0.97, 0.994, 0.9951, 0.996, 0.999, 1.0, 1.002, 1.0049, 1.005, 1.0051, 1.008,
+                                   1.01, 1.03])
+def test_a_ci_shrinking_around_a_fixed_ratio_never_flips(ratio):
+    """The brief's statement: for a fixed ratio and a CI shrinking around it (here: more sessions
+    per side, fixed noise, inside a 15-row family), the verdicts met form "unknown"* then at most
+    one decided outcome, which stays."""
+    noise = Noise(0.003 ** 2, 20, "test")
+    others = [V.Estimate(0.0, 0.004, 30)] * 14
+    seen = []
+    for n in (1, 2, 3, 5, 8, 13, 20, 50, 100, 300, 1000, 10000):
+        s = [Session(0.0, 0.001 ** 2)] * n
+        est = V.estimate(s, [Session(math.log(ratio), 0.001 ** 2)] * n, noise)
+        seen.append(V.decide_family([est] + others, 0.01)[0].verdict)
+    decided = [v for v in seen if v != V.UNKNOWN]
+    assert len(set(decided)) <= 1, seen
+    if decided:  # once decided, decided for good
+        first = seen.index(decided[0])
+        assert all(v == decided[0] for v in seen[first:]), seen
+
+
+def test_the_zones():
+    assert V.decide((1.006, 1.02), 0.01) == V.SLOWER
+    assert V.decide((0.98, 0.994), 0.01) == V.FASTER
+    assert V.decide((0.996, 1.004), 0.01) == V.SAME
+    # the issue's example: [1.001, 1.006] and, with more data, [1.002, 1.004] are never two answers
+    assert V.decide((1.001, 1.006), 0.01) == V.UNKNOWN and V.decide((1.002, 1.004), 0.01) == V.SAME
+    assert V.decide((0.99, 1.03), 0.01) == V.UNKNOWN
+
+
+# --- family-wise error and power -------------------------------------------------------------
+
+def simulate(rng, shift=None, rows=15, n_a=1, n_b=1, sd_b=0.003, sd_w=0.001, common=0.5,
+             replicates=(6, 3), threshold=0.01):
+    """One simulated compare: `rows` benchmarks, n_a/n_b sessions a side, a between-run shift per
+    session (a share `common` of its variance shared by every benchmark of the session, as host load
+    is), sigma_b estimated from `replicates` = (groups, sessions per group) of identical code."""
+    shift = shift or {}
+    groups, per = replicates
+    # one host-load draw per session, shared by every benchmark of that session
+    shared = [rng.normal(0, sd_b * math.sqrt(common), n) for n in (n_a, n_b)]
+    own_sd = math.sqrt(sd_b ** 2 * (1 - common) + sd_w ** 2)
+    est = []
+    for i in range(rows):
+        rep = [[Session(float(x), sd_w ** 2) for x in rng.normal(0, math.hypot(sd_b, sd_w), per)]
+               for _ in range(groups)]
+        noise = noise_estimate(moments(rep))
+        sides = []
+        for n, mu, c in ((n_a, 0.0, shared[0]), (n_b, math.log1p(shift.get(i, 0.0)), shared[1])):
+            sides.append([Session(mu + x + y, sd_w ** 2) for x, y in zip(rng.normal(0, own_sd, n), c)])
+        est.append(V.estimate(sides[0], sides[1], noise))
+    return V.decide_family(est, threshold)
+
+
+def test_family_wise_false_alarms_under_aa_at_most_alpha():
+    rng = np.random.default_rng(7)
+    n = 2000
+    alarms = sum(any(d.verdict in (V.SLOWER, V.FASTER) for d in simulate(rng)) for _ in range(n))
+    # ALPHA = 5% family-wise; binomial sd of the share over 2000 compares is 0.5%
+    assert alarms / n <= V.ALPHA, alarms / n
+
+
+def test_without_holm_fifteen_rows_would_alarm_far_more_often():
+    """What the family correction buys: per-row 95% CIs in change zones, uncorrected."""
+    rng = np.random.default_rng(8)
+    raw = 0
+    for _ in range(500):
+        rows = simulate(rng, sd_w=0.003, replicates=(20, 3))
+        raw += any(V.decide(d.ci95, 0.01) in (V.SLOWER, V.FASTER) for d in rows)
+    assert raw / 500 > V.ALPHA
+
+
+def test_power_under_a_planted_shift():
+    """A +1% change in one of 15 rows, one session a side, noise where theory gives ~98% power:
+    se = sqrt(2 (0.06%^2 + 0.03%^2)) = 0.095%; (1% - 0.5%) / se = 5.3 > Holm's z at 5%/15 (2.94)
+    + z_0.98 (2.05)."""
+    rng = np.random.default_rng(9)
+    hits, n = 0, 500
+    for _ in range(n):
+        d = simulate(rng, shift={3: 0.01}, sd_b=0.0006, sd_w=0.0003, replicates=(20, 4))
+        hits += d[3].verdict == V.SLOWER
+    assert hits / n >= 0.9, hits / n
+
+
+def test_more_sessions_raise_power_and_runs_needed_says_how_many():
+    rng = np.random.default_rng(10)
+    one = [simulate(rng, shift={0: 0.01}, sd_b=0.002, replicates=(20, 4))[0] for _ in range(300)]
+    three = [simulate(rng, shift={0: 0.01}, n_a=3, n_b=3, sd_b=0.002, replicates=(20, 4))[0] for _ in range(300)]
+    p1 = np.mean([d.verdict == V.SLOWER for d in one])
+    p3 = np.mean([d.verdict == V.SLOWER for d in three])
+    assert p3 > p1
+    unknown = [d for d in one if d.verdict == V.UNKNOWN]
+    assert unknown and all(d.more_sessions is None or d.more_sessions >= 1 for d in unknown)
+    assert np.median([d.more_sessions for d in unknown if d.more_sessions]) <= 10
+
+
+def test_no_estimate_is_an_assumption_said_as_such():
+    assert V.noise_for([Session(0, 1e-6)], [Session(0, 1e-6)]) is ASSUMED
+    s = V.noise_for([Session(0, 1e-6), Session(0.002, 1e-6)], [Session(0.01, 1e-6)])
+    assert s.source == "sessions" and s.df == 1
+
+
+def test_between_run_variance_by_moments():
+    rng = np.random.default_rng(11)
+    groups = [[Session(float(x + y), 0.001 ** 2) for y in rng.normal(0, 0.001, 4)]
+              for x in rng.normal(0, 1, 200) for _ in [0]]
+    # the groups' own means differ (different code): only the spread within them counts
+    groups = [[Session(s.log_median + rng.normal(0, 0.002), s.within_var) for s in g] for g in groups]
+    est = noise_estimate(moments(groups))
+    assert est.df == 600 and est.sd == pytest.approx(0.002, rel=0.1)
+    assert moments([[Session(0, 0)]]) == Moments()  # a lone session tells nothing
+
+
+def test_session_of_values():
+    rng = np.random.default_rng(12)
+    runs = [100 * (1 + rng.normal(0, 0.01, 40)) for _ in range(3)]
+    s = session_of(runs)
+    assert math.exp(s.log_median) == pytest.approx(100, rel=0.01)
+    # the median of 120 values with 1% spread: se about 1.25 * 1% / sqrt(120) ~ 0.11%
+    assert 0.0005 < math.sqrt(s.within_var) < 0.003
+    assert session_of([]) is None and session_of([[0.0, 0.0]]) is None
