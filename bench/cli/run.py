@@ -129,6 +129,7 @@ def _run(args) -> int:
         if kmod_ms:
             benches += store.to_suite(kmod_ms, info).get_benchmarks()
         store.write_suite(pyperf_suite(benches), path)
+        _update_noise_record(path, info["machine"])
     if args.trace:
         from bench.report import trace
         trace.write_run_trace(args.trace, results, ctx.clocks["tsc_hz"], info)
@@ -141,6 +142,18 @@ def _run(args) -> int:
         if args.trace:
             console.print(f"trace: {args.trace} (open in ui.perfetto.dev)", markup=False)
     return 0 if records else 1
+
+
+def _update_noise_record(path, machine_name):
+    """The machine's noise record (bench.results.noise) learns this run's medians: beside the file
+    when it sits in the store's layout (results/<machine>/), else in the default results folder."""
+    from bench.results import noise, store
+    root = path.parent.parent if path.parent.name == machine_name else store.results_root()
+    try:
+        noise.update_record(noise.record_path(root, machine_name), path,
+                            warn=lambda m: print(f"bench run: warning: {m}", file=sys.stderr))
+    except OSError as e:  # the results are written; a record that cannot be is said, not fatal
+        print(f"bench run: warning: cannot update the noise record: {e}", file=sys.stderr)
 
 
 def pyperf_suite(benches):
