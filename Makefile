@@ -11,7 +11,7 @@ STAMP := build/.installed
 SOURCES := pyproject.toml setup.py $(wildcard _native/*.c _native/*.h _native/*.pyx) \
 	configs/conventions.yaml configs/leaves.yaml bench/gen/codegen.py bench/gen/crossings.py bench/config.py
 
-.PHONY: install run quick test bench-overhead clean
+.PHONY: install run quick test bench-overhead bench-repro clean
 install: $(STAMP)
 
 $(STAMP): $(SOURCES)
@@ -33,6 +33,10 @@ test: install
 # Harness overhead: the C loop against one-call-per-Python-call timing (pytest-benchmark).
 bench-overhead: install
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only
+
+# A/A experiment: six back-to-back runs of this build; do figures repeat? (benchmarks/repro.py)
+bench-repro: install
+	$(BIN)/python benchmarks/repro.py --runs 6
 
 clean:
 	rm -rf build _native/gen _native/_core.c bench/native/_core*.so *.egg-info
