@@ -244,13 +244,15 @@ def test_verdict_uses_shared_compare():
     import numpy as np
 
     from bench.stats import verdict
+    from bench.stats.noise import Noise
 
     rng = np.random.default_rng(5)
     a = [list(1e-7 * (1 + 0.002 * rng.standard_normal(5))) for _ in range(10)]
     b = [[v * 1.05 for v in r] for r in a]
-    shared = verdict.compare_runs(a, b)
+    known = Noise(0.001 ** 2, 20, "replicates")
+    shared = verdict.compare_runs([a], [b], store=known)
     assert shared.kind == "slower" and shared.change == pytest.approx(0.05, abs=0.005)
-    assert verdict.compare_runs(a, a).kind == "same"
+    assert verdict.compare_runs([a], [a], store=known).kind == "same"
 
 
 def test_identical_code_is_pooled_and_a_step_there_is_drift(tmp_path):

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_compare import BASE, NAMES, synthetic_runs, write_suite
+from test_compare import BASE, NAMES, suite_pair, synthetic_runs, write_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -88,8 +88,7 @@ def _git(repo, *args):
 
 def test_reading_commands_work_without_the_extension(tmp_path):
     # Nothing of bench.native's extension may load: the blocker raises, and the child checks.
-    a = write_suite(tmp_path / "a.json", {n: synthetic_runs(BASE[n], i) for i, n in enumerate(NAMES)})
-    b = write_suite(tmp_path / "b.json", {n: synthetic_runs(BASE[n] * 1.03, 100 + i) for i, n in enumerate(NAMES)})
+    a, b = suite_pair(tmp_path, shift=0.03)  # A run three times: replicates in the store's layout
     p = _bench_without_native("compare", a, b, "--json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     doc = json.loads(p.stdout)
@@ -109,7 +108,8 @@ def test_reading_commands_work_without_the_extension(tmp_path):
         sha = _git(repo, "rev-parse", "HEAD").strip()
         cost = BASE[name] * (1.1 if i >= 4 else 1.0)
         (results / "testbox").mkdir(parents=True, exist_ok=True)
-        write_suite(results / "testbox" / f"{sha}.json", {name: synthetic_runs(cost, i)}, machine="testbox")
+        write_suite(results / "testbox" / f"{sha}.json", {name: synthetic_runs(cost, i)}, machine="testbox",
+                    extra_md={"seambench_code_hash": "new" if i >= 4 else "old"})  # replicates either side
     p = _bench_without_native("history", "HEAD~5..HEAD", "--bisect", name, "--repo", repo, "--results", results,
                               "--machine", "testbox", "--worktree", tmp_path / "wt", "--no-progress", cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]

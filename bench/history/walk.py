@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report.compare import compare_command
-from bench.results import layout as rd, store, vcs
+from bench.results import layout as rd, noise as rnoise, store, vcs
 from bench.stats.verdict import SLOWER, UNKNOWN, compare_runs
 
 
@@ -224,6 +224,8 @@ class Walker:
             dst = store.default_path({"commit": sha, "dirty": False}, self.machine, root=self.results)
             store.atomic_write(dst, tmp.read_bytes(), replace=False)
             tmp.unlink()
+            # The commit's own `bench run` wrote into its worktree: the record is kept here.
+            rnoise.update_record(rnoise.record_path(self.results, self.machine), dst, warn=self.log)
             rd.failed_path(self.results, self.machine, sha).unlink(missing_ok=True)
             return Outcome(sha, "measured", dst, "", time.monotonic() - t0)
         except (HistoryError, rd.ResultsFileError, store.StoreError, OSError) as e:
@@ -304,36 +306,47 @@ class BisectResult:
 
 def undecided_hint(v) -> str:
     """What would turn an "unknown" verdict into an answer, in this command's terms."""
-    if v.more_sessions:
-        need = f"about {v.more_sessions} more session{'s' * (v.more_sessions != 1)} per commit"
-    else:
-        n = v.more_workers or 1
-        need = (f"about {n} more worker process{'es' * (n != 1)} per commit "
-                f"({v.workers[0]} vs {v.workers[1]} now; Mann-Whitney on the workers' medians cannot "
-                f"reach p < 0.05 with fewer than 4 a side)")
-    return (f"to decide, measure more: {need}. --rerun adds a session to every commit the bisect "
-            f"looks at (with several sessions on both sides, sessions are the units), or --suite with "
-            f"more runs per commit (settings.runs)")
+    need = (f"about {v.more_sessions} more run{'s' * (v.more_sessions != 1)} of each commit"
+            if v.more_sessions else "many more runs of each commit (the change sits near the threshold's edge)")
+    return (f"to decide, measure more: {need} ({v.sessions[0]} vs {v.sessions[1]} now; {v.noise}). --rerun adds "
+            f"a run to every commit the bisect looks at")
 
 
-def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs) -> BisectResult:
+def noise_of(walker: "Walker", benchmark: str, warn=None) -> tuple:
+    """(store, record) estimates of the between-run variance of `benchmark` on the walker's machine
+    (bench.results.noise): replicates among the stored commits, else the machine's record."""
+    per, pool = rnoise.store_noise(walker.results, walker.machine, names={benchmark}, warn=warn)
+    rec, rec_pool = rnoise.record_noise(rnoise.record_path(walker.results, walker.machine), warn=warn)
+    return per.get(benchmark), rec.get(benchmark) or pool or rec_pool
+
+
+EXTRA_RUNS = 2  # per question: runs of both commits added while the verdict is "unknown"
+
+
+def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs,
+           extra_runs: int = EXTRA_RUNS) -> BisectResult:
     """First commit of ``shas`` whose ``benchmark`` is "slower" than on ``shas[0]``.
 
     Assumes the cost moves once (like ``git bisect``). Commits that fail or
     lack the benchmark are stepped around; if all commits between the bounds
     fail, the smallest range found is reported.  A verdict of "unknown" (the
-    data cannot tell) stops the bisect as undecided, with what to measure.
+    data cannot tell) first adds a run of both commits (up to ``extra_runs`` times: the
+    between-run variance is then measured from these replicates, so one run per commit of the
+    quick suite is enough to start), then stops the bisect as undecided, with what to measure.
     Each results file of a commit is a session, as for ``bench compare``.
     """
     measured = 0
     cache: dict[str, list | None] = {}
+    looked: set = set()  # commits measured (or found measured) by this bisect
 
     def sessions(i: int):
         """The benchmark's runs per results file of commit i (None: no result)."""
         nonlocal measured
         sha = shas[i]
         if sha not in cache:
-            if walker.rerun or not walker.is_done(sha):
+            first = sha not in looked
+            looked.add(sha)
+            if first and (walker.rerun or not walker.is_done(sha)):
                 walker.log(f"bench history --bisect: measuring {sha[:10]} ({i + 1}/{len(shas)})")
                 walker.measure(sha)
                 measured += 1
@@ -347,8 +360,19 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
         return cache[sha]
 
     def judge(i: int):
-        a, b = sessions(0), sessions(i)
-        return verdict([r for s in a for r in s], [r for s in b for r in s], sessions_a=a, sessions_b=b)
+        nonlocal measured
+        for extra in range(extra_runs + 1):
+            # Recomputed per question: each commit the bisect measures may add replicates.
+            st, rec = noise_of(walker, benchmark, warn=walker.log)
+            v = verdict(sessions(0), sessions(i), store=st, record=rec)
+            if v.kind != UNKNOWN or extra == extra_runs or v.more_sessions is None:
+                return v
+            for j in (0, i):
+                walker.log(f"bench history --bisect: undecided ({v.change:+.1%}); another run of {shas[j][:10]}")
+                walker.measure(shas[j])
+                measured += 1
+                cache.pop(shas[j], None)
+        return v
 
     def done(good, bad, msg, undecided=False):
         cmd = compare_command(shas[good], shas[bad], benchmark) if bad is not None else ""

@@ -2,9 +2,10 @@
 
 A and B are results files, or commits/refs resolved to this machine's stored
 results (every clean run of that commit, each a session).  Per benchmark: both medians,
-the change, a CI for the ratio B/A from a bootstrap over worker processes then
-values, a Mann-Whitney U test on per-worker medians (workers are the independent
-units), and a verdict.
+the change, a CI for the ratio B/A whose variance adds each session's within-run part and
+the between-run variance (from identical-code replicates in the results store, from several
+sessions on a side, or from the machine's noise record, in that order; the report says
+which), and the verdict of bench.stats.verdict's one rule, Holm over the rows.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.results import layout as rd, store, vcs
+from bench.results import layout as rd, noise as rnoise, store, vcs
 from bench.results.store import META
-from bench.stats.verdict import ALPHA, DEFAULT_THRESHOLD, Row, compare_benchmarks
+from bench.stats.verdict import ALPHA, DEFAULT_THRESHOLD, FAMILY_METHOD, Item, Row, compare_benchmarks, edges
 
 
 class CompareError(RuntimeError):
@@ -31,6 +32,8 @@ class Side:
     label: str
     files: list
     sessions: list                    # one pyperf.BenchmarkSuite per results file
+    commit: str | None = None         # when resolved from a commit or ref
+    store_at: tuple | None = None     # (results root, machine) its files sit in, if in the store's layout
 
     def names(self) -> list:
         """Benchmark names of every session, first seen first."""
@@ -63,7 +66,11 @@ def resolve(what: str, machine_name, root: Path | None = None) -> Side:
     files needs nothing of this machine (nor the native extension that names it)."""
     path = Path(what)
     if path.is_file():
-        return Side(path.name, [path], [store.load_suite(path)])
+        side = Side(path.name, [path], [store.load_suite(path)])
+        m = side.meta("machine")
+        if m and path.parent.name == m:
+            side.store_at = (path.parent.parent, m)
+        return side
     if callable(machine_name):
         machine_name = machine_name()
     root = root or store.results_root()
@@ -78,7 +85,7 @@ def resolve(what: str, machine_name, root: Path | None = None) -> Side:
                 "name one as a file") if dirty else ""
         raise CompareError(f"no stored results for {what} ({commit[:12]}) on {machine_name} in {folder}{hint}")
     return Side(f"{what} ({commit[:12]})" if not commit.startswith(what) else commit[:12], files,
-                [store.load_suite(f) for f in files])
+                [store.load_suite(f) for f in files], commit, (root, machine_name))
 
 
 def _rev_parse(ref):
@@ -171,10 +178,29 @@ class Report:
     def as_dict(self):
         return {"a": {"label": self.a.label, "files": [str(f) for f in self.a.files]},
                 "b": {"label": self.b.label, "files": [str(f) for f in self.b.files]},
-                "threshold": self.threshold,
+                "threshold": self.threshold, "family": FAMILY_METHOD, "alpha": ALPHA,
                 "benchmarks": [{**r.as_dict(), "code": (self.code or {}).get(r.name, "unknown")} for r in self.rows],
                 "geomean_ratio": self.geomean,
                 "only_in_a": self.only_a, "only_in_b": self.only_b, "notes": self.notes}
+
+    def undecided(self) -> list:
+        return [r for r in self.rows if r.verdict == "unknown"]
+
+
+def noise_sources(a: Side, b: Side, names, warn=None) -> tuple:
+    """Per benchmark (store Noise, record Noise): replicates among the stored results of the
+    sides' machine folder (bench.results.noise), and that machine's noise record."""
+    where = a.store_at or b.store_at
+    machine = a.meta("machine") or b.meta("machine")
+    per, pool, rec, rec_pool = {}, None, {}, None
+    if where is not None:
+        per, pool = rnoise.store_noise(where[0], where[1], names=set(names), warn=warn)
+    if machine:
+        root = where[0] if where is not None else store.results_root()
+        rec, rec_pool = rnoise.record_noise(rnoise.record_path(root, machine), warn=warn)
+    # A benchmark without replicates of its own borrows the machine's pool (fewer df), after
+    # the sides' own sessions: hence pool on the record's side of the order.
+    return ({n: per.get(n) for n in names}, {n: rec.get(n) or pool or rec_pool for n in names})
 
 
 def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=None) -> Report:
@@ -192,19 +218,20 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
         raise CompareError(f"A is in {unit}, B in {unit_b}: an older seambench stored TSC-only figures, which "
                            "move with the host's clock; re-measure that side with this version")
     names_b = set(b.names())
-    rows, only_a = [], []
+    names, only_a = [], []
     for name in a.names():
         if only and name not in only:
             continue
         if name not in names_b:
             only_a.append(name)
             continue
-        runs_a, runs_b = _runs(a.benchmarks(name), scale_a), _runs(b.benchmarks(name), scale_b)
-        if not runs_a or not runs_b:
-            continue
-        rows.append(compare_benchmarks(runs_a, runs_b, name, unit, threshold,
-                                       sessions_a=_sessions(a, name, scale_a),
-                                       sessions_b=_sessions(b, name, scale_b)))
+        names.append(name)
+    warnings = []
+    from_store, from_record = noise_sources(a, b, names, warn=warnings.append)
+    items = [Item(name, unit, _sessions(a, name, scale_a), _sessions(b, name, scale_b),
+                  store=from_store.get(name), record=from_record.get(name)) for name in names]
+    rows = compare_benchmarks([it for it in items if it.sessions_a and it.sessions_b], threshold)
+    notes += sorted(set(warnings))
     code = {r.name: code_identity(a, b, r.name) for r in rows}
     drift = [r.name for r in rows if code[r.name] == "identical" and r.verdict in ("faster", "slower")]
     if drift:
@@ -212,11 +239,11 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
                      "machine between the runs (drift), not the code")
     only_b = sorted(n for n in names_b - set(a.names()) if not only or n in only)
     geo = float(np.exp(np.mean(np.log([r.ratio for r in rows])))) if rows else None
-    if rows and (len(a.sessions) < 2 or len(b.sessions) < 2):
-        notes.append("one session on at least one side: the CI covers workers and values, not what changes "
-                     "between two `bench run`s (host load, the machine's state: several % on a shared VM). "
-                     "Run again to add a session (its file sits beside the first), or settle two conventions "
-                     "with `bench ab`")
+    assumed = [r.name for r in rows if r.noise_source == "assumed"]
+    if assumed:
+        notes.append(f"no measured between-run variance for {len(assumed)} benchmark(s): an sd of 2% is assumed, "
+                     "so only large changes are called. `bench run` twice on one build measures it (identical-code "
+                     "replicates; the machine's noise record keeps it)")
     return Report(a, b, rows, only_a, only_b, geo, notes, threshold, code)
 
 
@@ -230,9 +257,9 @@ def _verdict_text(r: Row, code: str = "unknown") -> str:
     if code == "identical":
         return f"{_verdict_text(r)}; measured code identical"
     if r.verdict == "unknown":
-        more = (f"~{r.more_sessions} more runs" if r.more_sessions else f"~{r.more_workers} more workers")
-        return (f"unknown (detects >= {r.mde:.1%} = {r.mde_cycles:,.1f} {r.unit}; "
-                f"{more} = {r.more_values} values per side)")
+        more = (f"~{r.more_sessions} more run{'s' * (r.more_sessions != 1)} a side would decide"
+                if r.more_sessions else "the change sits near a zone's edge: many more runs")
+        return f"unknown ({more}; detects >= {r.mde:.1%} = {r.mde_cycles:,.1f} {r.unit})"
     return r.verdict
 
 
@@ -242,8 +269,8 @@ def _p(p):
 
 def markdown(report: Report) -> str:
     lines = [f"Comparing **{report.b.label}** against **{report.a.label}** "
-             f"(change = B/A - 1; \"same\" = 95% CI within +-{report.threshold:.1%})", "",
-             "| benchmark | A | B | change | 95% CI | p (MWU) | verdict |",
+             f"(change = B/A - 1; {zones_text(report.threshold)})", "",
+             f"| benchmark | A | B | change | 95% CI | p ({FAMILY_METHOD}) | verdict |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in report.rows:
         lines.append(f"| {r.name} | {r.median_a:,.2f} | {r.median_b:,.2f} | {r.change:+.2%} | "
@@ -261,12 +288,29 @@ def markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def zones_text(threshold) -> str:
+    lo, hi = edges(threshold)
+    return (f"slower/faster = the CI wholly beyond {hi - 1:+.2%}/{lo - 1:+.2%}, same = the 95% CI within them "
+            f"(threshold {threshold:.1%})")
+
+
+def noise_text(report: Report) -> str:
+    """Where the between-run variance came from, per source."""
+    by: dict = {}
+    for r in report.rows:
+        by.setdefault(r.noise_source, []).append(r)
+    parts = []
+    for src, rows in by.items():
+        sds = sorted(r.noise_sd for r in rows)
+        span = f"sd {sds[0]:.2%}" + (f"..{sds[-1]:.2%}" if sds[-1] != sds[0] else "")
+        parts.append(f"{src} for {len(rows)} benchmark{'s' * (len(rows) != 1)} ({span})")
+    return "between-run variance: " + "; ".join(parts)
+
+
 def method(report: Report) -> str:
-    nested = any(r.sessions_a > 1 and r.sessions_b > 1 for r in report.rows)
-    units = "runs (sessions)" if nested else "worker processes"
-    levels = "runs, then workers, then values" if nested else "worker processes, then values within them"
-    return (f"CI: bootstrap over {levels}; p: Mann-Whitney U on the medians of {units}; faster/slower need "
-            f"both (CI excludes 0, p < {ALPHA}); \"same\" = CI within +-{report.threshold:.1%}")
+    return (f"CI: each run's median (within-run variance from its values) plus the between-run variance, "
+            f"t quantiles; changes need {FAMILY_METHOD} over {len(report.rows)} rows at {ALPHA:.0%} family-wise; "
+            f"{zones_text(report.threshold)}; {noise_text(report)}")
 
 
 def print_table(console, report: Report):
@@ -276,7 +320,7 @@ def print_table(console, report: Report):
     t = Table(title=f"B = {escape(report.b.label)} against A = {escape(report.a.label)}: median {unit} per call",
               title_justify="left")
     for col, just in (("benchmark", "left"), ("A", "right"), ("B", "right"), ("change", "right"),
-                      ("95% CI", "right"), ("p (MWU)", "right"), ("verdict", "left")):
+                      ("95% CI", "right"), (f"p ({FAMILY_METHOD})", "right"), ("verdict", "left")):
         t.add_column(col, justify=just)
     colour = {"faster": "green", "slower": "red", "same": "dim", "unknown": "yellow"}
     for r in report.rows:

@@ -27,6 +27,9 @@ from bench.results import layout as rd, store
 from bench.results.vcs import GitError, git_commit_info
 from bench.stats import summary as stats
 from bench.stats.changepoints import find_changes
+from bench.stats.noise import ASSUMED, moments, session_from_summary
+from bench.stats.noise import estimate as noise_estimate
+from bench.stats.verdict import DEFAULT_THRESHOLD, FASTER, SLOWER, decide_family, estimate
 
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -216,14 +219,46 @@ def segments(med, code) -> list:
     return groups
 
 
+def series_noise(med, lo, hi, code, steps=()):
+    """sigma_b^2 of one series: the spread of its points within stretches of identical measured
+    code (replicates); where no code hash is known (older results), within the stretches between
+    the candidate steps instead.  bench.stats.noise.ASSUMED when neither has two points."""
+    pts = {i: session_from_summary(med[i], lo[i], hi[i]) for i, v in enumerate(med) if v is not None}
+    groups = [[pts[i] for i in g] for g in segments(med, code) if code[g[0]] is not None]
+    m = moments(groups)
+    if m.df > 0:
+        return noise_estimate(m, detail=f"{m.n} commits of identical code in this series")
+    cuts = [0] + [c.after for c in steps] + [len(med)]
+    m = moments([[pts[i] for i in range(a, b) if i in pts] for a, b in zip(cuts, cuts[1:])])
+    if m.df > 0:
+        return noise_estimate(m, source="sessions", detail="points between this series' steps")
+    return ASSUMED
+
+
 def _changes_of(args):
-    """(changes, drifts) of one series.  A step inside a stretch of commits whose measured code
-    is identical is the machine between runs, not the code: it is reported apart as drift
-    (first, last, commits, size), never as a change."""
+    """(changes, drifts) of one series: candidate steps from asv's step fit, each kept only where
+    the one decision rule (bench.stats.verdict, Holm over the series' candidates) calls the two
+    stretches either side of it slower or faster.  A step inside a stretch of commits whose
+    measured code is identical is the machine between runs, not the code: it is reported apart as
+    drift (first, last, commits, size), never as a change."""
     med, lo, hi, code, threshold = args
+    steps = find_changes(med, lo, hi, threshold=threshold / 2)
+    if not steps:
+        return [], []
+    noise = series_noise(med, lo, hi, code, steps)
+    cuts = [0] + [c.after for c in steps] + [len(med)]
+    pts = [session_from_summary(med[i], lo[i], hi[i]) if med[i] is not None else None for i in range(len(med))]
+    judged, ests = [], []
+    for c, a, b, e in zip(steps, cuts, cuts[1:], cuts[2:]):
+        before, after = [p for p in pts[a:b] if p], [p for p in pts[b:e] if p]
+        if before and after:  # a stretch of zero costs has no ratio: not judged, not a change
+            judged.append(c)
+            ests.append(estimate(before, after, noise))
     group_of = {i: k for k, g in enumerate(segments(med, code)) for i in g}
     changes, drifts = [], []
-    for c in find_changes(med, lo, hi, threshold=threshold):
+    for c, dec in zip(judged, decide_family(ests, threshold)):
+        if dec.verdict not in (SLOWER, FASTER):
+            continue
         if group_of[c.before] == group_of[c.after]:
             drifts.append((c.before, c.after, c.after - c.before, c.rel))
         else:
@@ -236,7 +271,7 @@ def _series_key(machine: str, kind: str, page_kind: str) -> str:
     return machine if kind == page_kind else f"{machine} (TSC-only)"
 
 
-def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) -> dict:
+def build_model(hist: dict, threshold: float = DEFAULT_THRESHOLD, jobs: int | None = None) -> dict:
     summaries, info = hist["summaries"], hist["info"]
     order = rd.topo_order(info)
     idx = {s: i for i, s in enumerate(order)}
@@ -387,7 +422,7 @@ def write_site(model: dict, out, results=None) -> Path:
     return out / "index.html"
 
 
-def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, verbose=True,
+def build(results="results", out="site", repo=".", threshold=DEFAULT_THRESHOLD, jobs=None, verbose=True,
           cache=None) -> dict:
     """Build the site; returns timing figures (seconds) and counts."""
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ Replicates: results files of one machine whose benchmark executed identical mach
 same ``seambench_code_hash``; for older files without one, the same clean commit).  Each file is
 one session; bench.stats.noise turns the spread of their medians into sigma_b^2.
 
-The noise record, ``results/<machine>/noise.json``, is kept by ``bench run``: per benchmark and
+The noise record, ``results/<machine>/noise.record`` (JSON), is kept by ``bench run``: per benchmark and
 code hash the latest few sessions' log medians and within-run variances (a few KB), so a machine
 whose results files are not kept (CI, ``-o`` elsewhere, results pruned) still knows its noise.
 It is a cache of measurements, not a result: untracked (.gitignore), and a broken one is ignored.
@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.results import layout as rd
 from bench.stats.noise import Moments, Noise, Session, estimate, moments, session_of
 
-RECORD_NAME = "noise.json"
+RECORD_NAME = "noise.record"  # not *.json: loaders glob those as results files
 RECORD_VERSION = 1
 KEEP_SESSIONS = 12    # per benchmark and code hash: the newest
 KEEP_CODES = 4        # code hashes per benchmark: the newest
@@ -30,10 +30,12 @@ def record_path(root: Path, machine: str) -> Path:
 
 def _code_key(br: rd.BenchResult, rf_sha: str, dirty: bool) -> str | None:
     """What identifies the measured code: its hash, else (older files) the clean commit."""
+    # The declaration too: emul_latency, say, changes what is timed without changing the code.
+    decl = br.metadata.get("seambench_conv_hash") or ""
     h = br.metadata.get("seambench_code_hash")
     if h and h != "unknown":
-        return f"code:{h}"
-    return None if dirty else f"commit:{rf_sha}"
+        return f"code:{h}:{decl}"
+    return None if dirty else f"commit:{rf_sha}:{decl}"
 
 
 def sessions_by_code(paths, machine: str | None = None, names=None, warn=None) -> dict:

@@ -33,7 +33,7 @@ alarm.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -244,6 +244,7 @@ class Row:
     more_sessions: int | None = None   # "unknown": about this many more runs per side would decide
     noise: str = ""                    # where sigma_b came from (Noise.describe)
     noise_source: str = ""
+    noise_sd: float = 0.0
 
     def as_dict(self):
         d = asdict(self)
@@ -258,8 +259,8 @@ class Item:
     unit: str
     sessions_a: list
     sessions_b: list
-    noise: Noise | None = None        # None: from the sides, else assumed (noise_for)
-    extra: dict = field(default_factory=dict)
+    store: Noise | None = None        # from replicates in the results store (noise_for's order)
+    record: Noise | None = None       # from the machine's noise record
 
 
 def compare_benchmarks(items, threshold=DEFAULT_THRESHOLD, alpha=ALPHA) -> list:
@@ -270,7 +271,7 @@ def compare_benchmarks(items, threshold=DEFAULT_THRESHOLD, alpha=ALPHA) -> list:
         sb = [s for s in (session_of(x) for x in it.sessions_b) if s is not None]
         if not sa or not sb:
             continue
-        noise = it.noise if it.noise is not None else noise_for(sa, sb)
+        noise = noise_for(sa, sb, it.store, it.record)
         prepared.append((it, sa, sb, estimate(sa, sb, noise)))
     rows = []
     for (it, sa, sb, est), dec in zip(prepared, decide_family([p[3] for p in prepared], threshold, alpha)):
@@ -279,7 +280,7 @@ def compare_benchmarks(items, threshold=DEFAULT_THRESHOLD, alpha=ALPHA) -> list:
         rows.append(Row(it.name, med_a, med_b, it.unit, est.ratio - 1, est.ratio, dec.ci95, dec.p_adjusted,
                         dec.verdict, sum(len(x) for x in it.sessions_a), sum(len(x) for x in it.sessions_b),
                         len(sa), len(sb), dec.level, dec.mde, dec.mde * med_a, dec.more_sessions,
-                        est.noise.describe(), est.noise.source))
+                        est.noise.describe(), est.noise.source, est.noise.sd))
     return rows
 
 
@@ -298,10 +299,11 @@ class Comparison:
     noise: str = ""
 
 
-def compare_runs(sessions_a, sessions_b, noise: Noise | None = None, threshold=DEFAULT_THRESHOLD) -> Comparison:
+def compare_runs(sessions_a, sessions_b, store: Noise | None = None, record: Noise | None = None,
+                 threshold=DEFAULT_THRESHOLD) -> Comparison:
     """B against A for one benchmark: per side, sessions as lists of per-worker value lists (any
-    unit: only ratios matter)."""
-    rows = compare_benchmarks([Item("", "", sessions_a, sessions_b, noise)], threshold)
+    unit: only ratios matter); `store`/`record` as for Item (noise_for's order)."""
+    rows = compare_benchmarks([Item("", "", sessions_a, sessions_b, store=store, record=record)], threshold)
     if not rows:
         raise ValueError("each side needs a session with values")
     r = rows[0]
