@@ -11,7 +11,7 @@ STAMP := build/.installed
 SOURCES := pyproject.toml setup.py $(wildcard _native/*.c _native/*.h _native/*.pyx) \
 	configs/conventions.yaml configs/leaves.yaml bench/gen/codegen.py bench/gen/crossings.py bench/config.py
 
-.PHONY: install run quick test bench-overhead bench-repro clean
+.PHONY: install run quick test bench-overhead bench-repro bench-verdicts clean
 install: $(STAMP)
 
 $(STAMP): $(SOURCES)
@@ -37,6 +37,11 @@ bench-overhead: install
 # A/A experiment: six back-to-back runs of this build; do figures repeat? (benchmarks/repro.py)
 bench-repro: install
 	$(BIN)/python benchmarks/repro.py --runs 6
+
+# Are compare's verdicts to be trusted?  A/A false alarms, power on a planted change, bisect of a
+# synthetic history (~1 h on a 2-core VM; benchmarks/out/verdicts.md).
+bench-verdicts: install
+	$(BIN)/python benchmarks/verdicts.py
 
 clean:
 	rm -rf build _native/gen _native/_core.c bench/native/_core*.so *.egg-info

@@ -48,8 +48,9 @@ def test_default_results_path_adds_beside(tmp_path):
         p = bench("run", "--suite", "configs/quick.yaml", "--conventions", "seamcall", "--runs", "1",
                   "--values", "5", env=env)
         assert p.returncode == 0, p.stderr
-    files = sorted(f.name for f in (tmp_path / "testbox").iterdir())
+    files = sorted(f.name for f in (tmp_path / "testbox").iterdir() if f.name != "noise.record")
     assert len(files) == 2 and all(f.endswith(".json") for f in files)
+    assert (tmp_path / "testbox" / "noise.record").exists()  # the machine's noise record, kept by bench run
 
 
 def test_doctor_json(tmp_path):

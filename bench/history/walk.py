@@ -333,11 +333,13 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
     data cannot tell) first adds a run of both commits (up to ``extra_runs`` times: the
     between-run variance is then measured from these replicates, so one run per commit of the
     quick suite is enough to start), then stops the bisect as undecided, with what to measure.
-    Each results file of a commit is a session, as for ``bench compare``.
+    Each results file of a commit is a session, as for ``bench compare``; commits whose
+    benchmark ran identical code (the same code hash) pool their sessions.
     """
     measured = 0
     cache: dict[str, list | None] = {}
     looked: set = set()  # commits measured (or found measured) by this bisect
+    code: dict[str, str] = {}  # sha -> the benchmark's code hash there, where recorded
 
     def sessions(i: int):
         """The benchmark's runs per results file of commit i (None: no result)."""
@@ -356,15 +358,28 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
                 br = rd.pool_files([f], walker.machine, warn=walker.log).get(benchmark)
                 if br and br.runs:
                     found.append([list(r) for r in br.runs])
+                    h = br.metadata.get("seambench_code_hash")
+                    if h and h != "unknown":
+                        code[sha] = f"{h}:{br.metadata.get('seambench_conv_hash') or ''}"
             cache[sha] = found or None
         return cache[sha]
+
+    def side(i: int):
+        """Commit i's sessions and those of every commit looked at whose measured code is identical
+        (the same code hash): replicates of one experiment, so each side of a question gets the
+        data of its whole stretch of history, not one commit's."""
+        own = sessions(i)
+        key = code.get(shas[i])
+        if key is None:
+            return own
+        return [s for sha in shas if code.get(sha) == key and cache.get(sha) for s in cache[sha]]
 
     def judge(i: int):
         nonlocal measured
         for extra in range(extra_runs + 1):
             # Recomputed per question: each commit the bisect measures may add replicates.
             st, rec = noise_of(walker, benchmark, warn=walker.log)
-            v = verdict(sessions(0), sessions(i), store=st, record=rec)
+            v = verdict(side(0), side(i), store=st, record=rec)
             if v.kind != UNKNOWN or extra == extra_runs or v.more_sessions is None:
                 return v
             for j in (0, i):

@@ -1,0 +1,266 @@
+"""Are `bench compare`'s verdicts to be trusted?  (`make bench-verdicts`)
+
+Three experiments with the one decision rule (bench.stats.verdict), each printed as a table and
+stored under benchmarks/out/verdicts.{md,json}:
+
+  aa      --aa-runs back-to-back `bench run --suite configs/quick.yaml` of this build, every pair
+          compared: the share of compares with any faster/slower row (target <= 5%).
+  power   a planted change: the quick suite plus one convention `planted`, answered on side B by
+          an emulated module `--latency` units slower (emul_latency); --pairs single-run-per-side
+          compares, and --pairs3 compares of three runs a side: the share calling it "slower"
+          (target >= 90%).  The planted change actually measured is printed beside it.
+  bisect  `bench history --bisect` on --histories synthetic 32-commit histories (a real git
+          repository; results in the quick suite's shape, 3 workers x 40 values a commit; a 1%
+          step with new code at a random commit): the share that name the exact commit.
+
+Not a test: nothing here passes or fails on a time.  Runs take about a minute each on the
+2-core VM this was written on, so the defaults (20 + 2 x 10 + 2 x 3 x 6 runs) take ~1 h; the
+machine's state at the time is in the figures.
+
+    python benchmarks/verdicts.py [--only aa,power,bisect] [--aa-runs 20] [--pairs 10] ...
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.report import compare  # noqa: E402
+from bench.stats.verdict import FASTER, SLOWER  # noqa: E402
+
+SUITE = "configs/quick.yaml"
+SHA_A, SHA_B = "a" * 40, "b" * 40  # the store's layout wants commit names: one per side
+
+
+def run_once(out: Path, extra=(), env=None) -> Path:
+    cmd = [sys.executable, "-m", "bench", "run", "--suite", SUITE, "-o", str(out), *extra]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    if p.returncode != 0:
+        raise SystemExit(f"verdicts: {' '.join(cmd)} failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
+    return out
+
+
+def machine_of(path: Path) -> str:
+    doc = json.loads(path.read_text())
+    return doc["metadata"].get("seambench_machine") or doc["benchmarks"][0]["metadata"]["seambench_machine"]
+
+
+def into_store(raw: Path, store: Path, sha: str) -> Path:
+    """Move a run into <store>/<machine>/<sha>[.n].json: replicates are found there."""
+    folder = store / machine_of(raw)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while (folder / (f"{sha}.json" if n == 1 else f"{sha}.{n}.json")).exists():
+        n += 1
+    dst = folder / (f"{sha}.json" if n == 1 else f"{sha}.{n}.json")
+    shutil.move(str(raw), dst)
+    return dst
+
+
+def env_for(store: Path) -> dict:
+    return {**os.environ, "SEAMBENCH_RESULTS": str(store)}  # the noise record goes there too
+
+
+def judged(a_files, b_files, force=False) -> compare.Report:
+    side = lambda fs: compare.Side(fs[0].name, list(fs), [compare.store.load_suite(f) for f in fs],
+                                   store_at=(fs[0].parent.parent, fs[0].parent.name))
+    return compare.compare(side(a_files), side(b_files), force=force)
+
+
+def aa(work: Path, runs: int, log) -> dict:
+    store = work / "aa"
+    files = []
+    for i in range(runs):
+        t0 = time.monotonic()
+        files.append(into_store(run_once(work / "raw.json", env=env_for(store)), store, SHA_A))
+        log(f"aa: run {i + 1}/{runs} ({time.monotonic() - t0:.0f} s)")
+    alarms, rows, sources = 0, 0, set()
+    per_bench: dict = {}
+    for fa, fb in itertools.combinations(files, 2):
+        r = judged([fa], [fb])
+        bad = [x.name for x in r.rows if x.verdict in (SLOWER, FASTER)]
+        alarms += bool(bad)
+        rows += len(r.rows)
+        for x in r.rows:
+            per_bench.setdefault(x.name, []).append(x.verdict)
+            sources.add(x.noise_source)
+    pairs = runs * (runs - 1) // 2
+    sd = {n: r.noise_sd for n, r in ((x.name, x) for x in judged([files[0]], [files[1]]).rows)}
+    return {"runs": runs, "compares": pairs, "alarming": alarms, "share": alarms / pairs if pairs else None,
+            "sources": sorted(sources),
+            "verdicts": {n: {k: v.count(k) for k in set(v)} for n, v in per_bench.items()},
+            "between_sd": sd}
+
+
+PLANTED = """conventions:
+  planted:
+    description: seamcall_ret{what}
+    extends: seamcall_ret
+{latency}"""
+
+
+def power(work: Path, pairs: int, pairs3: int, latency: int, log) -> dict:
+    ya, yb = work / "planted-a.yaml", work / "planted-b.yaml"
+    ya.write_text(PLANTED.format(what="", latency=""))
+    yb.write_text(PLANTED.format(what=f", answered {latency} units slower", latency=f"    emul_latency: {latency}\n"))
+    store = work / "power"
+    a_files, b_files = [], []
+    need = max(pairs, 3 * pairs3)
+    for i in range(need):
+        for y, files, sha in ((ya, a_files, SHA_A), (yb, b_files, SHA_B)):
+            t0 = time.monotonic()
+            files.append(into_store(run_once(work / "raw.json", ["-C", str(y)], env=env_for(store)), store, sha))
+            log(f"power: {'AB'[files is b_files]} run {i + 1}/{need} ({time.monotonic() - t0:.0f} s)")
+    name = "planted/emulated/vp_info"
+    out = {"latency": latency, "benchmark": name}
+    for k, n in ((1, pairs), (3, pairs3)):
+        calls, alarms_elsewhere = [], 0
+        for j in range(n):
+            r = judged(a_files[j * k:(j + 1) * k], b_files[j * k:(j + 1) * k], force=True)
+            row = next((x for x in r.rows if x.name == name), None)
+            calls.append(row.verdict if row else "missing")
+            alarms_elsewhere += any(x.verdict in (SLOWER, FASTER) for x in r.rows if x.name != name)
+        out[f"{k}_run"] = {"compares": n, "slower": calls.count(SLOWER),
+                           "share": calls.count(SLOWER) / n if n else None,
+                           "verdicts": {v: calls.count(v) for v in set(calls)},
+                           "alarms_on_unchanged_rows": alarms_elsewhere}
+    all_r = judged(a_files, b_files, force=True)
+    row = next(x for x in all_r.rows if x.name == name)
+    out["measured_change"] = row.change
+    out["measured_ci95"] = [row.ci95[0] - 1, row.ci95[1] - 1]
+    return out
+
+
+def bisect(work: Path, histories: int, step: float, between: float, log) -> dict:
+    from bench.history import walk
+    from bench.results import layout as rd
+
+    found, undecided, wrong = 0, 0, 0
+    rng = np.random.default_rng(2026)
+    names = ("seamcall/emulated/vp_info", "lean/emulated/vp_info")
+    for h in range(histories):
+        repo, results = work / f"hist{h}", work / f"hist{h}-results"
+        repo.mkdir()
+        git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True,
+                                        text=True).stdout.strip()
+        git("init", "-q", "-b", "main")
+        git("config", "user.email", "t@example.com")
+        git("config", "user.name", "t")
+        at = int(rng.integers(2, 31))
+        shas = []
+        for i in range(32):
+            (repo / "f.txt").write_text(str(i))
+            git("add", "-A")
+            git("commit", "-qm", f"commit {i}")
+            shas.append(git("rev-parse", "HEAD"))
+        folder = results / "synth"
+        folder.mkdir(parents=True)
+        for i, sha in enumerate(shas):
+            benches = []
+            for k, n in enumerate(names):
+                stepped = k == 0 and i >= at
+                level = 150.0 * (1 + step if stepped else 1) * np.exp(rng.normal(0, between))
+                vals = level * (1 + 0.005 * rng.standard_normal((3, 40)))  # the quick suite's shape
+                benches.append({"metadata": {"name": n, "unit": "integer", "seambench_unit": "core_cycles",
+                                             "seambench_code_hash": f"{n}{stepped}",
+                                             "seambench_machine": "synth"},
+                                "runs": [{"values": [float(v) for v in row]} for row in vals]})
+            (folder / f"{sha}.json").write_text(json.dumps({"version": "1.0", "benchmarks": benches,
+                                                            "metadata": {"seambench_commit": sha}}))
+        w = walk.Walker(repo, results, machine="synth", worktree=work / f"wt{h}", log=lambda m: None)
+        r = walk.bisect(w, shas, names[0], extra_runs=0)  # every commit stored: nothing to measure
+        if r.undecided:
+            undecided += 1
+        elif r.bad == shas[at] and r.exact:
+            found += 1
+        else:
+            wrong += 1
+        log(f"bisect: history {h + 1}/{histories}: step at {at}, {'found' if r.bad == shas[at] else r.message[:80]}")
+        assert not rd.failed_path(results, "synth", shas[0]).exists()
+    return {"histories": histories, "step": step, "between_sd": between, "found": found,
+            "undecided": undecided, "wrong": wrong, "share": found / histories if histories else None}
+
+
+def markdown(doc: dict) -> str:
+    out = [f"Verdicts on {doc['machine']}, {doc['date']} ({doc['seconds']:.0f} s)", ""]
+    if "aa" in doc:
+        a = doc["aa"]
+        out += [f"A/A: {a['runs']} quick-suite runs of one build, {a['compares']} compares: "
+                f"{a['alarming']} with any faster/slower row = {a['share']:.1%} (target <= 5%); "
+                f"between-run variance from {', '.join(a['sources'])}", "",
+                "| benchmark | between-run sd | verdicts over all pairs |", "|---|---:|---|"]
+        for n, v in a["verdicts"].items():
+            out.append(f"| {n} | {a['between_sd'].get(n, float('nan')):.2%} | "
+                       + ", ".join(f"{k} {c}" for k, c in sorted(v.items())) + " |")
+        out.append("")
+    if "power" in doc:
+        p = doc["power"]
+        out += [f"Power: planted emul_latency {p['latency']} on {p['benchmark']}; measured change over all "
+                f"runs {p['measured_change']:+.2%} (95% CI {p['measured_ci95'][0]:+.2%} .. {p['measured_ci95'][1]:+.2%})",
+                "", "| runs a side | compares | called slower | share (target >= 90%) | alarms on unchanged rows |",
+                "|---:|---:|---:|---:|---:|"]
+        for k in (1, 3):
+            x = p[f"{k}_run"]
+            if x["compares"]:
+                out.append(f"| {k} | {x['compares']} | {x['slower']} | {x['share']:.0%} | {x['alarms_on_unchanged_rows']} |")
+        out.append("")
+    if "bisect" in doc:
+        b = doc["bisect"]
+        out += [f"Bisect: {b['histories']} synthetic 32-commit histories, a {b['step']:.1%} step, between-run sd "
+                f"{b['between_sd']:.2%}: exact commit found in {b['found']} ({b['share']:.0%}), undecided "
+                f"{b['undecided']}, wrong {b['wrong']}", ""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="aa,power,bisect")
+    ap.add_argument("--aa-runs", type=int, default=20)
+    ap.add_argument("--pairs", type=int, default=10, help="single-run-per-side compares of the planted change")
+    ap.add_argument("--pairs3", type=int, default=6, help="three-runs-a-side compares of the planted change")
+    ap.add_argument("--latency", type=int, default=3, help="emul_latency of the planted side (size it to ~1%%)")
+    ap.add_argument("--histories", type=int, default=20)
+    ap.add_argument("--step", type=float, default=0.01)
+    ap.add_argument("--between", type=float, default=0.001, help="synthetic between-run sd (bisect)")
+    ap.add_argument("--out", default=str(HERE / "out"))
+    a = ap.parse_args(argv)
+    only = set(a.only.split(","))
+    log = lambda m: print(m, file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    doc = {"date": datetime.datetime.now().isoformat(" ", "seconds"), "machine": "synth"}
+    with tempfile.TemporaryDirectory(prefix="verdicts-") as tmp:
+        work = Path(tmp)
+        if "aa" in only:
+            doc["aa"] = aa(work, a.aa_runs, log)
+        if "power" in only:
+            doc["power"] = power(work, a.pairs, a.pairs3, a.latency, log)
+        if "bisect" in only:
+            doc["bisect"] = bisect(work, a.histories, a.step, a.between, log)
+        ms = [p.name for p in work.glob("*/*") if p.is_dir() and p.parent.name in ("aa", "power")]
+        doc["machine"] = ms[0] if ms else "synthetic data only"
+    doc["seconds"] = time.monotonic() - t0
+    text = markdown(doc)
+    print(text)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "verdicts.md").write_text(text + "\n")
+    (out / "verdicts.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
