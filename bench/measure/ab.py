@@ -36,7 +36,8 @@ from bench.stats.verdict import decide
 DEFAULT_THRESHOLD = 0.005  # below 0.5% two conventions count as no different
 NO_DIFFERENCE = "no significant difference"
 # bench.stats.verdict.decide's answer as A/B words it: "same" and "unknown" both mean that
-# neither convention was shown faster.
+# neither convention was shown faster.  One test, so no family correction; the CI (a bootstrap over
+# processes, then pairs) already holds what varies between processes, ab's between-run component.
 AB_WORDING = {"slower": "slower", "faster": "faster", "same": NO_DIFFERENCE, "unknown": NO_DIFFERENCE}
 
 
@@ -131,8 +132,9 @@ def print_result(console, r: ABResult):
             f"{p['ratio']:.4f}" + (" (dropped: far from its peers)" if p["dropped"] else "")
             for p in r.processes))
     word = {"slower": f"[red]{r.y} is slower than {r.x}[/]", "faster": f"[green]{r.y} is faster than {r.x}[/]",
-            NO_DIFFERENCE: f"no significant difference (95% CI within +-{r.threshold:.1%} "
-                                         "or containing 1)"}[r.verdict]
+            NO_DIFFERENCE: f"no significant difference (the 95% CI is not wholly beyond +-{r.threshold / 2:.2%}: "
+                                         "bench.stats.verdict.decide's zones for a threshold of "
+                                         f"{r.threshold:.1%})"}[r.verdict]
     console.print(f"verdict: {word}")
     dropped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.excluded.items())
     console.print(f"[dim]empty loop {r.baseline:.2f} TSC cycles/call subtracted from both; core cycles from "
