@@ -1,7 +1,9 @@
 """Stage "stats" (the lowest): pure statistics on figures, no I/O, no native code.
 
-summary      medians, order-statistic CIs, bootstraps over workers and sessions
-verdict      the one decision rule (decide) and compare_benchmarks, shared by
-             `bench compare`, `bench history --bisect` and `bench ab`
+summary      medians, order-statistic CIs, bench ab's bootstrap over processes
+noise        the between-run variance: sessions, replicates, estimates by moments
+verdict      the one decision rule (decide's zones, Holm over a comparison, estimates with
+             within + between variance), shared by `bench compare`, `bench ab`,
+             `bench history --bisect` and the dashboard
 changepoints steps in a per-commit series (asv's detector)
 """

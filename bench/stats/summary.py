@@ -68,29 +68,10 @@ def fit_line(xs, ys):
     return float(a), float(b), [float(r) for r in y - (a + b * x)]
 
 
-# --- comparing two result sets (bench compare) and two conventions (bench ab); the decision
-# itself is bench.stats.verdict.decide ---------------------------------------------------
+# --- bench ab's interval; the decision itself is bench.stats.verdict.decide ---------------
 
 Z95 = 1.959963984540054
 Z80 = 0.8416212335729143  # one-sided, for 80% power
-
-
-def hierarchical_ratio_ci(runs_a, runs_b, confidence=0.95, n_boot=2000, seed=12345):
-    """Bootstrap CI for median(B) / median(A) that resamples worker processes first and values
-    within each chosen process second.  Values of one process share its code layout, ASLR
-    and frequency state, so they are not independent; resampling them as one pool (as
-    pyperf's t-test effectively does) makes intervals too narrow."""
-    rng = np.random.default_rng(seed)
-    a = [np.asarray(r, dtype=float) for r in runs_a if len(r)]
-    b = [np.asarray(r, dtype=float) for r in runs_b if len(r)]
-    if not a or not b:
-        raise ValueError("each side needs at least one run with values")
-    boot_a = _boot_medians(a, n_boot, rng)
-    boot_b = _boot_medians(b, n_boot, rng)
-    ratios = boot_b / boot_a
-    lo, hi = np.quantile(ratios, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
-    point = float(np.median(np.concatenate(b)) / np.median(np.concatenate(a)))
-    return point, (float(lo), float(hi))
 
 
 def _boot_medians(runs, n_boot, rng):
@@ -107,23 +88,6 @@ def _boot_medians(runs, n_boot, rng):
         chosen = [runs[j] for j in rng.integers(0, k, size=k)]
         out[i] = np.median(np.concatenate([r[rng.integers(0, len(r), size=len(r))] for r in chosen]))
     return out
-
-
-def mann_whitney(a, b):
-    """Two-sided Mann-Whitney U p-value (scipy), or None when a side is empty or both are constant."""
-    from scipy.stats import mannwhitneyu
-    if len(a) == 0 or len(b) == 0:
-        return None
-    if len(set(a) | set(b)) == 1:
-        return 1.0
-    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-
-def minimum_detectable(ci):
-    """Relative change this data would detect with 80% power at the 5% level, from the CI
-    half-width (taken as 1.96 standard errors)."""
-    se = (ci[1] - ci[0]) / (2 * Z95)
-    return (Z95 + Z80) * se
 
 
 def paired_ratio_summary(ratios, confidence=0.95):
@@ -152,28 +116,3 @@ def outlier_groups(medians, floor, factor=5.0):
     spread = 1.4826 * float(np.median(np.abs(m - centre)))
     limit = max(factor * spread, floor)
     return [i for i, v in enumerate(m) if abs(v - centre) > limit]
-
-
-def nested_ratio_ci(sessions_a, sessions_b, confidence=0.95, n_boot=2000, seed=12345):
-    """As hierarchical_ratio_ci with one more level on top: sessions (separate `bench run`s,
-    minutes or days apart), then workers within a session, then values.  What changes between
-    sessions (host load, the kernel's state) then widens the interval as it should."""
-    rng = np.random.default_rng(seed)
-    boot_a = _boot_nested([[np.asarray(w, dtype=float) for w in s if len(w)] for s in sessions_a], n_boot, rng)
-    boot_b = _boot_nested([[np.asarray(w, dtype=float) for w in s if len(w)] for s in sessions_b], n_boot, rng)
-    ratios = boot_b / boot_a
-    lo, hi = np.quantile(ratios, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
-    pooled = lambda ss: np.concatenate([w for s in ss for w in s])
-    return float(np.median(pooled(sessions_b)) / np.median(pooled(sessions_a))), (float(lo), float(hi))
-
-
-def _boot_nested(sessions, n_boot, rng):
-    sessions = [s for s in sessions if s]
-    out = np.empty(n_boot)
-    for i in range(n_boot):
-        chosen = []
-        for j in rng.integers(0, len(sessions), size=len(sessions)):
-            s = sessions[j]
-            chosen += [s[k] for k in rng.integers(0, len(s), size=len(s))]
-        out[i] = np.median(np.concatenate([w[rng.integers(0, len(w), size=len(w))] for w in chosen]))
-    return out
