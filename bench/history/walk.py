@@ -312,10 +312,19 @@ def undecided_hint(v) -> str:
             f"a run to every commit the bisect looks at")
 
 
-def noise_of(walker: "Walker", benchmark: str, warn=None) -> tuple:
+def noise_of(walker: "Walker", benchmark: str, scanned: dict, warn=None) -> tuple:
     """(store, record) estimates of the between-run variance of `benchmark` on the walker's machine
-    (bench.results.noise): replicates among the stored commits, else the machine's record."""
-    per, pool = rnoise.store_noise(walker.results, walker.machine, names={benchmark}, warn=warn)
+    (bench.results.noise): replicates among the stored commits, else the machine's record.
+    `scanned` (path -> its sessions) carries what was read before: each file is read once."""
+    for p in rd.result_paths(walker.results, walker.machine):
+        if p not in scanned:
+            scanned[p] = rnoise.sessions_by_code([p], walker.machine, warn=warn)
+    groups: dict = {}
+    for g in scanned.values():
+        for k, ss in g.items():
+            groups.setdefault(k, []).extend(ss)
+    per = rnoise.noise_from_groups(groups, str(walker.results / walker.machine))
+    pool = rnoise.pool_of(groups)
     rec, rec_pool = rnoise.record_noise(rnoise.record_path(walker.results, walker.machine), warn=warn)
     return per.get(benchmark), rec.get(benchmark) or pool or rec_pool
 
@@ -340,6 +349,7 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
     cache: dict[str, list | None] = {}
     looked: set = set()  # commits measured (or found measured) by this bisect
     code: dict[str, str] = {}  # sha -> the benchmark's code hash there, where recorded
+    scanned: dict = {}         # results file -> its sessions (noise_of)
 
     def sessions(i: int):
         """The benchmark's runs per results file of commit i (None: no result)."""
@@ -378,7 +388,7 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
         nonlocal measured
         for extra in range(extra_runs + 1):
             # Recomputed per question: each commit the bisect measures may add replicates.
-            st, rec = noise_of(walker, benchmark, warn=walker.log)
+            st, rec = noise_of(walker, benchmark, scanned, warn=walker.log)
             v = verdict(side(0), side(i), store=st, record=rec)
             if v.kind != UNKNOWN or extra == extra_runs or v.more_sessions is None:
                 return v
