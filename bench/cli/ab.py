@@ -27,6 +27,9 @@ def register(sub) -> None:
 def cmd_ab(args) -> int:
     from bench.measure import ab
     from bench.native import machine
+    from bench.results import store
+    if args.trace:
+        store.check_writable(args.trace, "trace")  # before anything is measured
     catalog = common.catalog(args)
     for name in (args.x, args.y):
         catalog.convention(name)  # unknown name: the list of valid ones, before anything runs
@@ -38,14 +41,20 @@ def cmd_ab(args) -> int:
                             processes=args.processes, threshold=args.threshold / 100,
                             conventions_files=getattr(args, "conventions_file", None) or [],
                             allow_unsafe=args.allow_unsafe, cpu=cpu, clocks=clocks)
+    lost = None
     if args.trace:
         from bench.report import trace
-        trace.write_ab_trace(args.trace, r)
+        try:
+            trace.write_ab_trace(args.trace, r)
+        except store.RecoveredError as e:
+            lost = e  # said after the result, which is not lost
     if args.json:
         common.emit_json(r.as_dict())
     else:
         console = common.console(args)
-        ab.print_result(out, r)
-        if args.trace:
-            out.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
+        ab.print_result(console, r)
+        if args.trace and not lost:
+            console.print(f"trace: {args.trace} (open in ui.perfetto.dev)")
+    if lost:
+        raise lost
     return 0

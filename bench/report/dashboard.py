@@ -1,7 +1,8 @@
 """``bench dashboard``: a static site built from ``results/`` and nothing else.
 
 The site is a pure function of the results folder (asv's model): ``results/``
-in, ``site/index.html`` + ``site/data.js`` + shipped scripts out. Commit order
+in, ``build/site/index.html`` + ``data.js`` + shipped scripts out (``-o`` elsewhere; the
+default is untracked, so building it never makes the next ``bench run`` "dirty"). Commit order
 comes from ``results/commits.json`` (written by ``bench history``); commits it
 does not know are looked up in git when a repository is at hand, else ordered
 by run date. It opens from disk with no network: plotly.js is copied from the
@@ -312,7 +313,10 @@ def write_site(model: dict, out, results=None) -> Path:
     return out / "index.html"
 
 
-def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, verbose=True,
+DEFAULT_OUT = "build/site"  # untracked (/build/ is in .gitignore): building never dirties the tree
+
+
+def build(results="results", out=DEFAULT_OUT, repo=".", threshold=0.01, jobs=None, verbose=True,
           cache=None) -> dict:
     """Build the site; returns timing figures (seconds) and counts."""
     t0 = time.perf_counter()
@@ -320,7 +324,11 @@ def build(results="results", out="site", repo=".", threshold=0.01, jobs=None, ve
     t1 = time.perf_counter()
     model = build_model(hist, threshold=threshold, jobs=jobs)
     t2 = time.perf_counter()
-    index = write_site(model, out, results=results)
+    try:
+        index = write_site(model, out, results=results)
+    except OSError as e:  # the reading and the model are not lost: the site goes elsewhere
+        store.recover(out, "dashboard", e.strerror or str(e),
+                      lambda folder: write_site(model, store.new_folder(folder, Path(out).name), results=results))
     t3 = time.perf_counter()
     figures = {"read_s": t1 - t0, "model_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0,
                "commits": len(model["commits"]), "benchmarks": len(model["benchmarks"]),
