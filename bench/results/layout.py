@@ -151,7 +151,8 @@ def read_bounded(path: Path, limit: int = MAX_RESULT_BYTES) -> bytes:
     """The bytes of a regular file of at most `limit` bytes; ResultsFileError otherwise (a symlink
     to /dev/zero, a FIFO or a huge file is refused, not read without end)."""
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (a regular file ignores it)
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise ResultsFileError(f"{path}: not a regular file")
@@ -199,8 +200,8 @@ def read_result_file(path: Path, machine: str | None = None, any_name=False) -> 
             first_run_md = None
             for run in b.get("runs") or []:
                 vals = run.get("values")
-                if vals and not (isinstance(vals, list) and all(type(v) in (int, float) for v in vals)):
-                    raise ResultsFileError(f"{path}: a run's values are not a list of numbers")
+                if vals and not isinstance(vals, list):
+                    raise ResultsFileError(f"{path}: a run's values are not a list")
                 if vals:  # runs without values are pyperf calibration runs
                     values.extend(vals)  # checked numeric when summarised
                     runs.append(vals)
