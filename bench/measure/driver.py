@@ -11,6 +11,7 @@ Disturbance is handled at two levels:
 """
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -28,6 +29,7 @@ import pyperf
 from bench.measure.model import DriverError, Measurement, SampleBlock, Spec
 from bench.measure.prepare import DISTURBING_EVENTS_STRICT, serialize_name
 from bench.measure.worker import SIDE_PREFIX
+from bench.native.machine import child_setup
 from bench.results.store import META, run_metadata
 from bench.safety import static_verdict
 
@@ -79,8 +81,8 @@ def worker_command(suite_path, conv_files, specs, clocks, side, pyperf_args, out
 def _run_manager(cmd, side, on_done=None, cpu=None):
     progress = Path(side) / "progress"
     seen = 0
-    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=pin)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=functools.partial(child_setup, cpu))  # dies with us; pinned
     err_chunks = []
     try:
         while True:

@@ -195,8 +195,9 @@ def _changes_of(args):
     return find_changes(med, lo, hi, threshold=threshold)
 
 
-def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) -> dict:
+def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None, warn=_warn) -> dict:
     summaries, info = hist["summaries"], hist["info"]
+    warnings = list(hist["warnings"])
     order = rd.topo_order(info)
     idx = {s: i for i, s in enumerate(order)}
     machines = hist["machines"]
@@ -212,6 +213,13 @@ def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) ->
     for (m, sha), (summ, _w, _d) in summaries.items():
         i = idx[sha]
         for name, (med, lo, hi, cnt, tsc, conv, backend, leaf) in summ.items():
+            if not med > 0:
+                # A cost per call is positive; a median at or below zero (stored values clamped,
+                # a broken file) is not plotted and no change is measured from it.
+                w = f"{m}/{sha[:12]}: {name} has median {med:g} (not positive); not plotted"
+                warn(w)
+                warnings.append(w)
+                continue
             f = tsc if unit == "cycles" else 1e9
             s = series.setdefault(name, {}).get(m)
             if s is None:
@@ -235,8 +243,8 @@ def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) ->
                            "series": series[name]})
         for m, s in sorted(series[name].items()):
             for c in found[(name, m)]:
-                if not math.isfinite(c.rel):
-                    continue  # a step from zero has no relative size; cannot happen with real costs
+                if not math.isfinite(c.rel) or not c.value_before > 0:
+                    continue  # a relative size needs a positive base (non-positive points are left out)
                 a, b = order[c.before], order[c.after]
                 changes.append({
                     "benchmark": name, "bidx": bidx, "conv": conv, "backend": backend, "leaf": leaf, "machine": m,
@@ -252,7 +260,7 @@ def build_model(hist: dict, threshold: float = 0.01, jobs: int | None = None) ->
     failed = {m: [idx[s] for s in shas if s in idx] for m, shas in hist["failed"].items()}
     return {"version": 1, "unit": unit, "commits": commits, "machines": machines,
             "benchmarks": benchmarks, "changes": changes, "failed": failed,
-            "threshold": threshold, "warnings": hist["warnings"]}
+            "threshold": threshold, "warnings": warnings}
 
 
 # -- writing ------------------------------------------------------------------
