@@ -240,10 +240,11 @@ class Walker:
         log.append(f"build requirements missing here: {', '.join(todo)}; installing them into {venv}\n")
         try:
             if not python.exists():
-                subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True,
-                               capture_output=True, text=True, timeout=self.timeout)
-            subprocess.run([str(python), "-m", "pip", "install", "-q", *todo], check=True,
-                           capture_output=True, text=True, timeout=self.timeout)
+                subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+                               check=True, capture_output=True, text=True, timeout=self.timeout)
+            # This environment's pip installs into the other (pip >= 22.3): no pip copied per venv.
+            subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", *todo],
+                           check=True, capture_output=True, text=True, timeout=self.timeout)
         except subprocess.CalledProcessError as e:
             said = (e.stderr or e.stdout or "").strip().splitlines()
             raise EnvironmentProblem(f"cannot install the build requirements {', '.join(todo)} into {venv}: "

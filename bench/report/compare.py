@@ -136,6 +136,15 @@ def _runs(benches, scale):
     return [np.asarray(r, dtype=float) * scale for b in benches for r in b.runs if r]
 
 
+def _side_runs(side, name, scale):
+    """(runs, sessions) of `name` on one side; CompareError naming the files if a value is no number."""
+    try:
+        return _runs(side.benchmarks(name), scale), _sessions(side, name, scale)
+    except (TypeError, ValueError):
+        raise CompareError(f"{', '.join(str(f) for f in side.files)}: {name} has values that are not "
+                           "numbers") from None
+
+
 def _scale(side: Side):
     hz = side.meta("tsc_hz")
     try:
@@ -219,12 +228,11 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
         if name not in names_b:
             only_a.append(name)
             continue
-        runs_a, runs_b = _runs(a.benchmarks(name), scale_a), _runs(b.benchmarks(name), scale_b)
+        (runs_a, sessions_a), (runs_b, sessions_b) = _side_runs(a, name, scale_a), _side_runs(b, name, scale_b)
         if not runs_a or not runs_b:
             continue
         rows.append(compare_benchmarks(runs_a, runs_b, name, unit, threshold,
-                                       sessions_a=_sessions(a, name, scale_a),
-                                       sessions_b=_sessions(b, name, scale_b)))
+                                       sessions_a=sessions_a, sessions_b=sessions_b))
     only_b = sorted(n for n in names_b - set(a.names()) if not only or n in only)
     geo = float(np.exp(np.mean(np.log([r.ratio for r in rows])))) if rows else None
     if rows and (len(a.sessions) < 2 or len(b.sessions) < 2):
