@@ -11,7 +11,6 @@ Disturbance is handled at two levels:
 """
 from __future__ import annotations
 
-import functools
 import glob
 import json
 import os
@@ -82,7 +81,7 @@ def _run_manager(cmd, side, on_done=None, cpu=None):
     progress = Path(side) / "progress"
     seen = 0
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=functools.partial(child_setup, cpu))  # dies with us; pinned
+                            preexec_fn=child_setup(cpu))  # dies with us; pinned
     err_chunks = []
     try:
         while True:

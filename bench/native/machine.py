@@ -202,16 +202,21 @@ def pin(cpu_index=None) -> int:
 
 
 def child_setup(cpu=None):
-    """A subprocess preexec_fn: the child dies when this process does (PR_SET_PDEATHSIG, SIGKILL),
-    so a `bench run` killed with -9 leaves no worker measuring on, and is pinned to `cpu` if
-    given.  (The flag is not inherited by the child's own children: pyperf's manager passes on
-    nothing, so its workers end when they next report to it.)"""
+    """A subprocess preexec_fn: the child dies when this thread does (PR_SET_PDEATHSIG, SIGKILL),
+    so a `bench run` killed with -9 leaves no manager measuring on, and is pinned to `cpu` if
+    given.  libc is looked up here, in the parent: the function runs between fork and exec, where
+    dlopen may deadlock.  (The flag is not inherited by the child's own children: pyperf's
+    workers end when they next report to their dead manager.)"""
     import ctypes
     import signal
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent died before the flag was set
-        os._exit(1)
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def setup():
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the flag was set
+            os._exit(1)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+    return setup
