@@ -2,7 +2,7 @@
 PYTHON ?= python3
 RANGE ?= HEAD~20..HEAD
 RESULTS ?= results
-SITE ?= site
+SITE ?= build/site  # untracked; `make dashboard SITE=site` to publish the committed copy
 
 .PHONY: history dashboard test-dashboard browser-deps dashboard-perf
 
