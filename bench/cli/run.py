@@ -164,7 +164,7 @@ def _destination(args, suite, suite_path, conv_files, settings, info, store, dri
     if state.get("why"):
         print(f"bench run: warning: the measured commit is unknown ({state['why']}); "
               "results are stored as unknown", file=sys.stderr)
-    selection = {k: sorted(common.split(getattr(args, k)) or []) for k in ("conventions", "backends", "leaves")}
+    selection = {k: sorted(common.names(getattr(args, k), f"--{k}") or []) for k in ("conventions", "backends", "leaves")}
     pyperf_args = driver.pyperf_options(args)
     knobs = {"runs": settings.runs, "values": settings.values, "warmups": settings.warmups,
              "batch_us": settings.batch_us, "pyperf": pyperf_args}

@@ -148,7 +148,7 @@ def _side_runs(side, name, scale):
 def _scale(side: Side):
     """(factor from stored values to the figure, the figure's name).  Current files store core
     cycles per call; older ones seconds per call at the TSC rate (TSC-only figures)."""
-    units = {_meta_of(b, "unit") or "seconds" for s in side.sessions for b in s.get_benchmarks()}
+    units = {_meta_of(b, "unit") or "seconds" for s in side.sessions for b in s.benchmarks.values()}
     if len(units) > 1:
         raise CompareError(f"{side.label} mixes core-cycle results with older TSC-only ones: name the files "
                            "to compare one kind")
