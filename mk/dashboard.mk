@@ -2,7 +2,7 @@
 PYTHON ?= python3
 RANGE ?= HEAD~20..HEAD
 RESULTS ?= results
-SITE ?= site
+SITE ?= build/site  # untracked: the site is built on demand or published from CI, never committed
 
 .PHONY: history dashboard test-dashboard browser-deps dashboard-perf
 

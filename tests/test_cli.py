@@ -46,7 +46,7 @@ def test_default_results_path_adds_beside(tmp_path):
     env = {**os.environ, **env}
     for _ in range(2):
         p = bench("run", "--suite", "configs/quick.yaml", "--conventions", "seamcall", "--runs", "1",
-                  "--values", "5", env=env)
+                  "--values", "5", "--save-as-history", env=env)  # narrowed: else under explore/
         assert p.returncode == 0, p.stderr
     files = sorted(f.name for f in (tmp_path / "testbox").iterdir() if f.name != "noise.record")
     assert len(files) == 2 and all(f.endswith(".json") for f in files)

@@ -1,6 +1,7 @@
 """Results on disk: pyperf's own tools read them, writes are atomic, nothing is overwritten."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -128,13 +129,7 @@ KILLER = textwrap.dedent("""
     import pyperf
     from bench.results import store
     suite = pyperf.BenchmarkSuite.load(sys.argv[1])
-    real_dump = pyperf.BenchmarkSuite.dump
-    def dump_then_die(self, file, compact=True, replace=False):
-        with open(file, "w") as f:
-            f.write('{"half": ')   # part of a file, then the process is killed
-            f.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-    pyperf.BenchmarkSuite.dump = dump_then_die
+    os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # the temporary is written, not yet named
     store.write_suite(suite, sys.argv[1], replace=True)
 """)
 
@@ -148,6 +143,19 @@ def test_killed_mid_write_leaves_the_old_file_intact(stored, tmp_path):
     assert p.returncode == -signal.SIGKILL
     assert path.read_bytes() == before
     pyperf.BenchmarkSuite.load(str(path))  # still whole
+    # The killed writer's temporary is left behind, with its pid in the name; the next write
+    # into the folder removes it (its writer is dead).
+    stale = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert len(stale) == 1 and re.match(r"^\.results\.json\.[0-9]+\.\w+\.tmp$", stale[0])
+    store.atomic_write(tmp_path / "other.json", "{}")
+    assert sorted(os.listdir(tmp_path)) == ["other.json", "results.json"]
+
+
+def test_a_live_writers_temporary_is_kept(tmp_path):
+    live = tmp_path / f".r.json.{os.getppid()}.abc123.tmp"  # our parent: alive
+    live.write_text("half")
+    store.atomic_write(tmp_path / "x.json", "{}")
+    assert live.exists()
 
 
 def test_failed_write_cleans_up(tmp_path, monkeypatch):

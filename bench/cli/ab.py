@@ -30,6 +30,9 @@ def cmd_ab(args) -> int:
     from bench.measure.runner import refusal
     from bench.native import machine
     from bench.native.registry import Registry
+    from bench.results import store
+    if args.trace:
+        store.check_writable(args.trace, "trace")  # before anything is measured
     catalog = common.catalog(args)
     # Everything the worker processes would fail on, refused here in one line before anything
     # runs: a worker that hits it dies (an instruction this CPU lacks kills it with SIGSEGV).
@@ -58,14 +61,20 @@ def cmd_ab(args) -> int:
                             processes=args.processes, threshold=args.threshold / 100,
                             conventions_files=getattr(args, "conventions_file", None) or [],
                             allow_unsafe=args.allow_unsafe, cpu=cpu, clocks=clocks, serialize=ser)
+    lost = None
     if args.trace:
         from bench.report import trace
-        trace.write_ab_trace(args.trace, r)
+        try:
+            trace.write_ab_trace(args.trace, r)
+        except store.RecoveredError as e:
+            lost = e  # said after the result, which is not lost
     if args.json:
         common.emit_json(r.as_dict())
     else:
         out = common.console(args)
         ab.print_result(out, r)
-        if args.trace:
+        if args.trace and not lost:
             out.print(f"trace: {args.trace} (open in ui.perfetto.dev)", markup=False)
+    if lost:
+        raise lost
     return 0

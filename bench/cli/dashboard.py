@@ -9,7 +9,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("dashboard", help="write a static HTML dashboard from results/",
                               description="``bench dashboard``: a static site built from ``results/`` and nothing else.")
     p.add_argument("--results", default="results", help="results folder (default: results)")
-    p.add_argument("-o", "--out", default="site", help="output folder (default: site)")
+    p.add_argument("-o", "--out", default=None,
+                   help="output folder (default: build/site, untracked; see docs for publishing)")
     p.add_argument("--repo", default=".", help="git repository for commits missing from "
                    "results/commits.json (default: .; 'none' to not use git)")
     p.add_argument("--threshold", type=float, default=0.01,
@@ -22,11 +23,14 @@ def register(subparsers) -> None:
 
 
 def cmd_dashboard(args) -> int:
-    from bench.report.dashboard import build
+    from bench.report.dashboard import DEFAULT_OUT, build
+    from bench.results import store
 
     if not Path(args.results).is_dir():
         print(f"bench dashboard: error: no results folder at {args.results}", file=sys.stderr)
         return 2
-    build(args.results, args.out, repo=None if args.repo == "none" else args.repo,
+    out = args.out or DEFAULT_OUT
+    store.check_writable(Path(out) / "index.html", "dashboard")  # before reading every result
+    build(args.results, out, repo=None if args.repo == "none" else args.repo,
           threshold=args.threshold, jobs=args.jobs, cache=None if args.cache == "none" else args.cache)
     return 0

@@ -1,6 +1,7 @@
 """`bench run`: measure a suite of conventions x backends (pyperf workers; kmod:* in the kernel module)."""
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -21,6 +22,9 @@ def register(sub) -> None:
     r.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of every sample")
     r.add_argument("-o", "--output", help="results file (default: results/<machine>/<commit>.json)")
     r.add_argument("--no-store", action="store_true", help="do not write a results file")
+    r.add_argument("--save-as-history", action="store_true",
+                   help="store an exploratory run (-C, a narrowed selection, another suite or pyperf "
+                        "settings) beside the project's history instead of under results/<machine>/explore/")
     r.add_argument("--allow-unsafe", action="store_true", help="time pairs the safety check calls unsafe")
     r.set_defaults(func=cmd_run)
 
@@ -87,14 +91,13 @@ def _run(args) -> int:
     info = context_info(ctx, suite.name)
     # Only the workers stay on the measured CPU: this process (progress bar, polling) moves off it.
     os.sched_setaffinity(0, (allowed - {cpu}) or allowed)
-    if args.output and Path(args.output).exists():
-        raise store.StoreError(f"{args.output} exists; results are never overwritten (choose another -o)")
+    conv_files = getattr(args, "conventions_file", None) or []
+    prov, dest = _destination(args, suite, suite_path, conv_files, settings, info, store, driver)
     t0 = time.monotonic()
     # pyperf runs the user-space suite: worker processes, warm-ups, loop calibration
     # (bench/measure/driver.py).  Backends in the kernel module are timed through its device, here.
     user_specs = [sp for sp in plan.specs if backends.BACKENDS[sp.backend].where != "kmod"]
     kplan = Plan([sp for sp in plan.specs if backends.BACKENDS[sp.backend].where == "kmod"])
-    conv_files = getattr(args, "conventions_file", None) or []
     # Pairs the safety check calls unsafe (timed only with --allow-unsafe) may crash their
     # worker: each gets its own pyperf run, so a crash costs that pair, not the suite.
     risky = [sp for sp in user_specs if not pair_verdict(registry, catalog.convention(sp.convention),
@@ -122,26 +125,68 @@ def _run(args) -> int:
     measurements = [driver.to_measurement(r, catalog) for r in results]
     refs = references(measurements + kmod_ms, suite.reference)
     records = [record(m, ctx, refs) for m in measurements + kmod_ms]
-    path = None
+    path, lost = None, []  # lost: writes that failed, their content saved elsewhere (RecoveredError)
     if (results or kmod_ms) and not args.no_store:
-        path = Path(args.output) if args.output else store.default_path(info["_state"], info["machine"])
         benches = [driver.annotate(r, m, info) for r, m in zip(results, measurements)]
         if kmod_ms:
             benches += store.to_suite(kmod_ms, info).get_benchmarks()
-        store.write_suite(pyperf_suite(benches), path)
-        _update_noise_record(path, info["machine"])
+        try:
+            path = store.write_suite(store.stamp(pyperf_suite(benches), prov), dest)
+        except store.RecoveredError as e:
+            lost.append(e)
+        else:
+            _update_noise_record(path, info["machine"])
     if args.trace:
         from bench.report import trace
-        trace.write_run_trace(args.trace, results, ctx.clocks["tsc_hz"], info)
+        try:
+            trace.write_run_trace(args.trace, results, ctx.clocks["tsc_hz"], info)
+        except store.RecoveredError as e:
+            lost.append(e)
     if args.json:
         for r in records:
             r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
         common.emit_json(records)
     else:
         _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
-        if args.trace:
+        if args.trace and not lost:
             console.print(f"trace: {args.trace} (open in ui.perfetto.dev)", markup=False)
+    if lost:
+        raise store.StoreError("; ".join(str(e) for e in lost))
     return 0 if records else 1
+
+
+def _destination(args, suite, suite_path, conv_files, settings, info, store, driver):
+    """(provenance, where the results go), checked writable before anything is measured.  A run
+    is exploratory, stored under results/<machine>/explore/, unless it is a project suite
+    (configs/) with its own settings, every convention and backend, and no -C file."""
+    import hashlib
+    from bench.config import configs_dir
+
+    state = info["_state"]
+    if state.get("why"):
+        print(f"bench run: warning: the measured commit is unknown ({state['why']}); "
+              "results are stored as unknown", file=sys.stderr)
+    selection = {k: sorted(common.names(getattr(args, k), f"--{k}") or []) for k in ("conventions", "backends", "leaves")}
+    pyperf_args = driver.pyperf_options(args)
+    knobs = {"runs": settings.runs, "values": settings.values, "warmups": settings.warmups,
+             "batch_us": settings.batch_us, "pyperf": pyperf_args}
+    hashed = [(f, hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in conv_files]
+    own_suite = Path(suite_path).resolve().parent == configs_dir().resolve()
+    explore = bool(conv_files or any(selection.values()) or not own_suite or pyperf_args)
+    prov = store.provenance(suite.name, selection, knobs, hashed, "explore" if explore else "history")
+    if args.trace:
+        store.check_writable(args.trace, "trace")
+    if args.no_store:
+        return prov, None
+    if args.output:
+        if Path(args.output).exists():
+            raise store.StoreError(f"{args.output} exists; results are never overwritten (choose another -o)")
+        store.check_writable(args.output)
+        return prov, Path(args.output)
+    dest = store.candidates(state, info["machine"], explore=explore and not args.save_as_history)
+    first = next(dest)
+    store.check_writable(first)
+    return prov, itertools.chain([first], dest)
 
 
 def _update_noise_record(path, machine_name):

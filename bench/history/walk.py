@@ -3,6 +3,10 @@
 Each commit is checked out into one cached worktree (``.cache/history/worktree``),
 cleaned (``git clean -ffdx``), built in place and measured with *its own*
 ``python -m bench run``; the result goes to ``results/<machine>/<sha>.json``.
+The build uses this environment when it has the commit's build requirements
+(``pyproject.toml`` ``[build-system] requires``), else a cached virtualenv beside the
+worktree with them installed; a missing module or requirement is this environment's
+problem, so it stops the walk instead of being recorded as the commit's failure.
 A clean build per commit costs a few seconds but guarantees that no stale
 extension or generated file from another commit is measured; a per-commit
 virtualenv would cost far more (an install per commit) for no extra isolation,
@@ -21,11 +25,13 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +42,45 @@ from bench.stats.verdict import SLOWER, UNKNOWN, compare_runs
 
 class HistoryError(RuntimeError):
     pass
+
+
+class EnvironmentProblem(HistoryError):
+    """A commit could not be measured for a reason of this environment, not of the commit."""
+
+
+MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+
+
+def build_requirements(tree: Path) -> list:
+    """pyproject.toml's [build-system] requires of a checkout ([] without one, or unreadable)."""
+    try:
+        with open(tree / "pyproject.toml", "rb") as f:
+            doc = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    reqs = (doc.get("build-system") or {}).get("requires") or []
+    return [r for r in reqs if isinstance(r, str)]
+
+
+def _installed(python: str, requirement: str) -> bool:
+    """Whether `python`'s environment has a distribution satisfying `requirement` (by name and,
+    where `packaging` is there to read it, version)."""
+    probe = ("import sys, importlib.metadata as m\n"
+             "req = sys.argv[1]\n"
+             "try:\n"
+             "    from packaging.requirements import Requirement\n"
+             "    r = Requirement(req); name, spec = r.name, r.specifier\n"
+             "except ImportError:\n"
+             "    import re; name, spec = re.split(r'[<>=!~ \\[;]', req)[0], None\n"
+             "try:\n"
+             "    v = m.version(name)\n"
+             "except m.PackageNotFoundError:\n"
+             "    sys.exit(1)\n"
+             "sys.exit(0 if spec is None or spec.contains(v, prereleases=True) else 1)\n")
+    try:
+        return subprocess.run([python, "-c", probe, requirement], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 # -- git ------------------------------------------------------------------------
@@ -117,9 +162,21 @@ class Walker:
             return True
         return not self.retry_failed and rd.failed_path(self.results, self.machine, sha).exists()
 
+    def readable(self, files) -> list:
+        """The files that read as results (ResultFiles); each one that does not is named."""
+        out = []
+        for f in files:
+            try:
+                out.append(rd.read_result_file(f, self.machine))
+            except rd.ResultsFileError as e:
+                self.log(f"bench history: warning: {e}; ignored")
+        return out
+
     def recorded(self) -> set:
-        """Every sha is_done would say yes to, from one listing of the machine's folder."""
-        done = set(rd.group_by_commit(self.results, self.machine))
+        """Every sha is_done would say yes to, from one listing of the machine's folder.  A commit
+        whose every results file is unreadable is named and counts as not measured."""
+        groups = rd.group_by_commit(self.results, self.machine)
+        done = {sha for sha, files in groups.items() if self.readable(files)}
         d = self.results / self.machine
         if not self.retry_failed and d.is_dir():
             done |= {p.name[:-len(rd.FAILED_SUFFIX)] for p in d.iterdir() if p.name.endswith(rd.FAILED_SUFFIX)}
@@ -154,15 +211,48 @@ class Walker:
         log.append(f"[exit status {p.returncode}]\n")
         return p.returncode
 
-    def _build_cmd(self):
+    def _build_cmd(self, log: list):
         if self.build_cmd:
             return self.build_cmd
+        python = self._build_python(log)
         if (self.wt / "setup.py").exists():
-            return [sys.executable, "setup.py", "build_ext", "--inplace"]
+            return [python, "setup.py", "build_ext", "--inplace"]
         if (self.wt / "pyproject.toml").exists():
             # setuptools reads ext-modules from pyproject.toml; a no-op without them
-            return [sys.executable, "-c", "import setuptools; setuptools.setup()", "build_ext", "--inplace"]
+            return [python, "-c", "import setuptools; setuptools.setup()", "build_ext", "--inplace"]
         return None
+
+    def _build_python(self, log: list) -> str:
+        """The interpreter that builds this commit: this one if it has the commit's build
+        requirements (pyproject.toml [build-system] requires), else a cached virtualenv beside the
+        worktree (--system-site-packages, so the run still finds what the build made) with them
+        installed.  `make install` builds with pip's isolation, so the project environment
+        itself need not hold Cython.  A requirement that cannot be installed is the
+        environment's problem: HistoryError, not the commit's failure."""
+        reqs = build_requirements(self.wt)
+        if all(_installed(sys.executable, r) for r in reqs):
+            return sys.executable
+        venv = self.wt.parent / "buildenv"
+        python = venv / "bin" / "python"
+        todo = reqs if not python.exists() else [r for r in reqs if not _installed(str(python), r)]
+        if not todo:
+            return str(python)
+        log.append(f"build requirements missing here: {', '.join(todo)}; installing them into {venv}\n")
+        try:
+            if not python.exists():
+                subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+                               check=True, capture_output=True, text=True, timeout=self.timeout)
+            # This environment's pip installs into the other (pip >= 22.3): no pip copied per venv.
+            subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", *todo],
+                           check=True, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.CalledProcessError as e:
+            said = (e.stderr or e.stdout or "").strip().splitlines()
+            raise EnvironmentProblem(f"cannot install the build requirements {', '.join(todo)} into {venv}: "
+                                     f"{said[-1] if said else e}; install them in this environment, or pass "
+                                     f"--build-cmd") from None
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise EnvironmentProblem(f"cannot install the build requirements {', '.join(todo)} into {venv}: {e}") from None
+        return str(python)
 
     def measure(self, sha: str) -> Outcome:
         """Check out, build, run and store one commit; never raises for the commit's faults."""
@@ -178,11 +268,14 @@ class Walker:
         self._checkout(sha, log)
         phase = "build"
         try:
-            cmd = self._build_cmd()
+            cmd = self._build_cmd(log)
             if cmd is not None and self._sh(cmd, log, env) != 0:
-                log.append("hint: each commit is built in place with the environment running `bench history` "
-                           "(no build isolation); it needs the project's build requirements "
-                           "(pyproject.toml [build-system] requires), at their current versions\n")
+                missing = MISSING_MODULE.search(log[-2] if len(log) > 1 else "")
+                if missing:
+                    # Not the commit's fault: recording it would stick until --retry-failed.
+                    raise EnvironmentProblem(f"{sha[:10]}: the build needs the module {missing.group(1)!r}, "
+                                             "which this environment lacks (install it, or pass --build-cmd); "
+                                             "not recorded as the commit's failure")
                 return self._fail(sha, phase, log, t0)
             phase = "run"
             if self.run_cmd:
@@ -219,15 +312,17 @@ class Walker:
             if scrubbed != text:
                 tmp.write_text(scrubbed)
                 rd.read_result_file(tmp)  # still a valid suite
-            # The name bench run would give a further run of this commit (store's layout), written
-            # the way it writes results: atomically, never over an existing file.
-            dst = store.default_path({"commit": sha, "dirty": False}, self.machine, root=self.results)
-            store.atomic_write(dst, tmp.read_bytes(), replace=False)
+            # The name bench run would give a further run of this commit (store's layout), taken
+            # the way it takes them: atomically, the next one if a concurrent run took it.
+            dst = store.write_bytes(tmp.read_bytes(), store.candidates({"commit": sha, "dirty": False}, self.machine,
+                                                                       root=self.results))
             tmp.unlink()
             # The commit's own `bench run` wrote into its worktree: the record is kept here.
             rnoise.update_record(rnoise.record_path(self.results, self.machine), dst, warn=self.log)
             rd.failed_path(self.results, self.machine, sha).unlink(missing_ok=True)
             return Outcome(sha, "measured", dst, "", time.monotonic() - t0)
+        except EnvironmentProblem:
+            raise
         except (HistoryError, rd.ResultsFileError, store.StoreError, OSError) as e:
             log.append(f"{e}\n")
             return self._fail(sha, phase, log, t0)
@@ -364,8 +459,14 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
                 measured += 1
             files = sorted(rd.group_by_commit(walker.results, walker.machine).get(sha, []), key=rd.session_order)
             found = []
-            for f in files:
-                br = rd.pool_files([f], walker.machine, warn=walker.log).get(benchmark)
+            # Sessions that measured the same thing only (pool_files' rule: the largest group).
+            readable = walker.readable(files)
+            groups = rd.comparable_groups(readable)
+            for other in groups[1:]:
+                walker.log(f"bench history: warning: {', '.join(str(rf.path) for rf in other)}: measured "
+                           f"{rd.describe_key(other[0].key)}; not pooled with {sha[:10]}'s other runs")
+            for rf in groups[0] if groups else ():
+                br = rf.benchmarks.get(benchmark)
                 if br and br.runs:
                     found.append([list(r) for r in br.runs])
                     h = br.metadata.get("seambench_code_hash")
@@ -414,8 +515,12 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
         raise HistoryError("--bisect needs a range of at least two commits")
     ref = sessions(0)
     if ref is None:
-        raise HistoryError(f"--bisect: the base commit {shas[0][:10]} has no result for {benchmark} "
-                           f"(see {rd.failed_path(walker.results, walker.machine, shas[0])})")
+        log = rd.failed_path(walker.results, walker.machine, shas[0])
+        files = rd.group_by_commit(walker.results, walker.machine).get(shas[0])
+        why = (f"it failed; see {log}" if log.exists() else
+               f"its results ({', '.join(str(f) for f in files)}) have no {benchmark}" if files else
+               f"no results file in {walker.results / walker.machine}")
+        raise HistoryError(f"--bisect: the base commit {shas[0][:10]} has no result for {benchmark}: {why}")
     last = len(shas) - 1
     while last > 0 and sessions(last) is None:
         last -= 1

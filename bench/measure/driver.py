@@ -28,6 +28,7 @@ import pyperf
 from bench.measure.model import DriverError, Measurement, Sample, SampleBlock, Spec
 from bench.measure.prepare import serialize_name
 from bench.measure.worker import SIDE_PREFIX
+from bench.native.machine import child_setup
 from bench.results.store import META, run_metadata, store_run
 from bench.safety import static_verdict
 
@@ -88,8 +89,8 @@ def worker_command(suite_path, conv_files, specs, clocks, serialize, side, pyper
 def _run_manager(cmd, side, on_done=None, cpu=None):
     progress = Path(side) / "progress"
     seen = 0
-    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=pin)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=child_setup(cpu))  # dies with us; pinned
     err_chunks = []
     try:
         while True:

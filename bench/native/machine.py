@@ -205,3 +205,24 @@ def pin(cpu_index=None) -> int:
         raise NativeError(f"CPU {target} is not in this process's affinity set {allowed}")
     os.sched_setaffinity(0, {target})
     return target
+
+
+def child_setup(cpu=None):
+    """A subprocess preexec_fn: the child dies when this thread does (PR_SET_PDEATHSIG, SIGKILL),
+    so a `bench run` killed with -9 leaves no manager measuring on, and is pinned to `cpu` if
+    given.  libc is looked up here, in the parent: the function runs between fork and exec, where
+    dlopen may deadlock.  (The flag is not inherited by the child's own children: pyperf's
+    workers end when they next report to their dead manager.)"""
+    import ctypes
+    import signal
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def setup():
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the flag was set
+            os._exit(1)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+    return setup

@@ -1,5 +1,8 @@
 """`bench compare A B`: two result sets, benchmark by benchmark.
 
+Files are read with results.layout's reader (bounded, ~10x faster than pyperf's loader), and
+only sessions that measured the same thing (layout.comparable_key) are compared.
+
 A and B are results files, or commits/refs resolved to this machine's stored
 results (every clean run of that commit, each a session).  Per benchmark: both medians,
 the change, a CI for the ratio B/A whose variance adds each session's within-run part and
@@ -26,36 +29,48 @@ class CompareError(RuntimeError):
 
 @dataclass
 class Side:
-    """One side of a comparison: its results files, each loaded once as a session (a separate
-    `bench run`).  Sessions are never merged into one pyperf suite: pyperf refuses to add runs
-    whose checked metadata (platform, python_version) differ, as two runs days apart may."""
+    """One side of a comparison: its results files, each read once (results.layout's fast reader,
+    bounded) as a session (a separate `bench run`)."""
     label: str
     files: list
-    sessions: list                    # one pyperf.BenchmarkSuite per results file
+    sessions: list                    # one layout.ResultFile per results file
     commit: str | None = None         # when resolved from a commit or ref
     store_at: tuple | None = None     # (results root, machine) its files sit in, if in the store's layout
 
     def names(self) -> list:
         """Benchmark names of every session, first seen first."""
-        return list(dict.fromkeys(n for s in self.sessions for n in s.get_benchmark_names()))
+        return list(dict.fromkeys(n for s in self.sessions for n in s.benchmarks))
 
     def benchmarks(self, name) -> list:
-        """`name` in each session that has it."""
-        out = []
-        for s in self.sessions:
-            try:
-                out.append(s.get_benchmark(name))
-            except KeyError:
-                pass
-        return out
+        """`name` (a layout.BenchResult) in each session that has it."""
+        return [s.benchmarks[name] for s in self.sessions if name in s.benchmarks]
 
     def meta(self, key, default=None):
         for s in self.sessions:
-            for b in s.get_benchmarks():
+            for b in s.benchmarks.values():
                 v = _meta_of(b, key)
                 if v is not None:
                     return v
         return default
+
+    def keys(self) -> dict:
+        """comparable_key -> the sessions that have it."""
+        out: dict = {}
+        for s in self.sessions:
+            out.setdefault(s.key, []).append(s)
+        return out
+
+    def only(self, key) -> "Side":
+        kept = [s for s in self.sessions if s.key == key]
+        return Side(self.label, [s.path for s in kept], kept, self.commit, self.store_at)
+
+
+def read(path: Path):
+    """One results file (any name), or CompareError naming it."""
+    try:
+        return rd.read_result_file(path, any_name=True)
+    except rd.ResultsFileError as e:
+        raise CompareError(str(e)) from None
 
 
 # --- finding the results ------------------------------------------------------------
@@ -65,8 +80,8 @@ def resolve(what: str, machine_name, root: Path | None = None) -> Side:
     is the name, or a function returning it: asked only for a commit, so that comparing two
     files needs nothing of this machine (nor the native extension that names it)."""
     path = Path(what)
-    if path.is_file():
-        side = Side(path.name, [path], [store.load_suite(path)])
+    if path.is_file() or (path.exists() and not path.is_dir()):
+        side = Side(path.name, [path], [read(path)])
         m = side.meta("machine")
         if m and path.parent.name == m:
             side.store_at = (path.parent.parent, m)
@@ -85,7 +100,32 @@ def resolve(what: str, machine_name, root: Path | None = None) -> Side:
                 "name one as a file") if dirty else ""
         raise CompareError(f"no stored results for {what} ({commit[:12]}) on {machine_name} in {folder}{hint}")
     return Side(f"{what} ({commit[:12]})" if not commit.startswith(what) else commit[:12], files,
-                [store.load_suite(f) for f in files], commit, (root, machine_name))
+                [read(f) for f in files], commit, (root, machine_name))
+
+
+def align(a: Side, b: Side, force=False):
+    """Both sides restricted to the sessions that measured the same thing (layout.comparable_key):
+    the key both have with the most sessions.  (a, b, notes); CompareError if they share none,
+    unless forced."""
+    ka, kb = a.keys(), b.keys()
+    shared = [k for k in ka if k in kb]
+    if not shared:
+        if len(ka) == 1 and len(kb) == 1 and force:
+            return a, b, [f"measured different things: A {rd.describe_key(next(iter(ka)))}; "
+                          f"B {rd.describe_key(next(iter(kb)))}"]
+        raise CompareError(f"refusing to compare: A ({', '.join(str(f) for f in a.files)}) and B "
+                           f"({', '.join(str(f) for f in b.files)}) measured different suites, selections or "
+                           f"settings (A: {'; '.join(rd.describe_key(k) for k in ka)}; B: "
+                           f"{'; '.join(rd.describe_key(k) for k in kb)})"
+                           + (" (--force to compare anyway)" if len(ka) == 1 and len(kb) == 1 else ""))
+    key = max(shared, key=lambda k: len(ka[k]) + len(kb[k]))
+    notes = []
+    for side, keys in (("A", ka), ("B", kb)):
+        left = [s.path for k, ss in keys.items() if k != key for s in ss]
+        if left:
+            notes.append(f"{side}: left out {', '.join(str(p) for p in left)}: measured otherwise than "
+                         f"{rd.describe_key(key)}")
+    return a.only(key), b.only(key), notes
 
 
 def _rev_parse(ref):
@@ -100,20 +140,33 @@ def _rev_parse(ref):
 
 def _runs(benches, scale):
     """Per-worker value arrays of a benchmark over the given sessions' copies of it."""
-    return [np.asarray(r.values, dtype=float) * scale for b in benches for r in b.get_runs() if r.values]
+    return [np.asarray(r, dtype=float) * scale for b in benches for r in b.runs if r]
+
+
+def _side_runs(side, name, scale):
+    """(runs, sessions) of `name` on one side; CompareError naming the files if a value is no number."""
+    try:
+        return _runs(side.benchmarks(name), scale), _sessions(side, name, scale)
+    except (TypeError, ValueError):
+        raise CompareError(f"{', '.join(str(f) for f in side.files)}: {name} has values that are not "
+                           "numbers") from None
 
 
 def _scale(side: Side):
     """(factor from stored values to the figure, the figure's name).  Current files store core
     cycles per call; older ones seconds per call at the TSC rate (TSC-only figures)."""
-    units = {_meta_of(b, "unit") or "seconds" for s in side.sessions for b in s.get_benchmarks()}
+    units = {_meta_of(b, "unit") or "seconds" for s in side.sessions for b in s.benchmarks.values()}
     if len(units) > 1:
         raise CompareError(f"{side.label} mixes core-cycle results with older TSC-only ones: name the files "
                            "to compare one kind")
     if units == {store.VALUE_UNIT}:
         return 1.0, "core cycles"
     hz = side.meta("tsc_hz")
-    return (float(hz), "TSC cycles") if hz else (1e9, "ns")
+    try:
+        return (float(hz), "TSC cycles") if hz else (1e9, "ns")
+    except (TypeError, ValueError):
+        raise CompareError(f"{', '.join(str(f) for f in side.files)}: seambench_tsc_hz is not a number "
+                           f"({hz!r})") from None
 
 
 def code_identity(a: Side, b: Side, name: str) -> str:
@@ -156,11 +209,7 @@ def _sessions(side, name, scale):
 
 
 def _meta_of(bench, key):
-    for r in bench.get_runs():
-        v = r.get_metadata().get(META + key)
-        if v is not None:
-            return v
-    return None
+    return bench.metadata.get(META + key)
 
 
 @dataclass
@@ -211,7 +260,8 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
         if unknown:
             raise CompareError(f"no benchmark {unknown[0]!r} in either result set; known: "
                                + ", ".join(sorted(known)))
-    notes = check_comparable(a, b, force)
+    a, b, notes = align(a, b, force)
+    notes = notes + check_comparable(a, b, force)
     scale_a, unit = _scale(a)
     scale_b, unit_b = _scale(b)
     if unit != unit_b:
@@ -228,7 +278,7 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
         names.append(name)
     warnings = []
     from_store, from_record = noise_sources(a, b, names, warn=warnings.append)
-    items = [Item(name, unit, _sessions(a, name, scale_a), _sessions(b, name, scale_b),
+    items = [Item(name, unit, _side_runs(a, name, scale_a)[1], _side_runs(b, name, scale_b)[1],
                   store=from_store.get(name), record=from_record.get(name)) for name in names]
     rows = compare_benchmarks([it for it in items if it.sessions_a and it.sessions_b], threshold)
     notes += sorted(set(warnings))
@@ -346,5 +396,5 @@ def compare_command(a: str, b: str, name: str) -> str:
     return f"bench compare {a} {b} --benchmark {name}"
 
 
-__all__ = ["CompareError", "resolve", "compare", "markdown", "print_table", "regressions",
+__all__ = ["CompareError", "resolve", "align", "compare", "markdown", "print_table", "regressions",
            "compare_command"]

@@ -1,7 +1,8 @@
 """``bench dashboard``: a static site built from ``results/`` and nothing else.
 
 The site is a pure function of the results folder (asv's model): ``results/``
-in, ``site/index.html`` + ``site/data.js`` + shipped scripts out. Commit order
+in, ``build/site/index.html`` + ``data.js`` + shipped scripts out (``-o`` elsewhere; the
+default is untracked, so building it never makes the next ``bench run`` "dirty"). Commit order
 comes from ``results/commits.json`` (written by ``bench history``); commits it
 does not know are looked up in git when a repository is at hand, else ordered
 by run date. It opens from disk with no network: plotly.js is copied from the
@@ -271,8 +272,9 @@ def _series_key(machine: str, kind: str, page_kind: str) -> str:
     return machine if kind == page_kind else f"{machine} (TSC-only)"
 
 
-def build_model(hist: dict, threshold: float = DEFAULT_THRESHOLD, jobs: int | None = None) -> dict:
+def build_model(hist: dict, threshold: float = DEFAULT_THRESHOLD, jobs: int | None = None, warn=_warn) -> dict:
     summaries, info = hist["summaries"], hist["info"]
+    warnings = list(hist["warnings"])
     order = rd.topo_order(info)
     idx = {s: i for i, s in enumerate(order)}
 
@@ -292,6 +294,13 @@ def build_model(hist: dict, threshold: float = DEFAULT_THRESHOLD, jobs: int | No
     for (m, sha), (summ, _w, _d) in summaries.items():
         i = idx[sha]
         for name, (med, lo, hi, cnt, factor, conv, backend, leaf, kind, code, ratio) in summ.items():
+            if not med > 0:
+                # A cost per call is positive; a median at or below zero (stored values clamped,
+                # a broken file) is not plotted and no change is measured from it.
+                w = f"{m}/{sha[:12]}: {name} has median {med:g} (not positive); not plotted"
+                warn(w)
+                warnings.append(w)
+                continue
             key = _series_key(m, kind, page_kind)
             if unit == "ns":
                 f = 1e9 if kind == "tsc" else None
@@ -337,8 +346,8 @@ def build_model(hist: dict, threshold: float = DEFAULT_THRESHOLD, jobs: int | No
         for m, s in sorted(series[name].items()):
             steps, drifts = found[(name, m)]
             for c in steps:
-                if not math.isfinite(c.rel):
-                    continue  # a step from zero has no relative size; cannot happen with real costs
+                if not math.isfinite(c.rel) or not c.value_before > 0:
+                    continue  # a relative size needs a positive base (non-positive points are left out)
                 a, b = order[c.before], order[c.after]
                 changes.append({
                     "benchmark": name, "bidx": bidx, "conv": conv, "backend": backend, "leaf": leaf, "machine": m,
@@ -361,7 +370,7 @@ def build_model(hist: dict, threshold: float = DEFAULT_THRESHOLD, jobs: int | No
     failed = {m: [idx[s] for s in shas if s in idx] for m, shas in hist["failed"].items()}
     return {"version": 2, "unit": unit, "commits": commits, "machines": machines,
             "benchmarks": benchmarks, "changes": changes, "drift": drift, "failed": failed,
-            "threshold": threshold, "warnings": hist["warnings"]}
+            "threshold": threshold, "warnings": warnings}
 
 
 # -- writing ------------------------------------------------------------------
@@ -422,7 +431,10 @@ def write_site(model: dict, out, results=None) -> Path:
     return out / "index.html"
 
 
-def build(results="results", out="site", repo=".", threshold=DEFAULT_THRESHOLD, jobs=None, verbose=True,
+DEFAULT_OUT = "build/site"  # untracked (/build/ is in .gitignore): building never dirties the tree
+
+
+def build(results="results", out=DEFAULT_OUT, repo=".", threshold=DEFAULT_THRESHOLD, jobs=None, verbose=True,
           cache=None) -> dict:
     """Build the site; returns timing figures (seconds) and counts."""
     t0 = time.perf_counter()
@@ -430,7 +442,11 @@ def build(results="results", out="site", repo=".", threshold=DEFAULT_THRESHOLD, 
     t1 = time.perf_counter()
     model = build_model(hist, threshold=threshold, jobs=jobs)
     t2 = time.perf_counter()
-    index = write_site(model, out, results=results)
+    try:
+        index = write_site(model, out, results=results)
+    except OSError as e:  # the reading and the model are not lost: the site goes elsewhere
+        store.recover(out, "dashboard", e.strerror or str(e),
+                      lambda folder: write_site(model, store.new_folder(folder, Path(out).name), results=results))
     t3 = time.perf_counter()
     figures = {"read_s": t1 - t0, "model_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0,
                "commits": len(model["commits"]), "benchmarks": len(model["benchmarks"]),

@@ -70,7 +70,7 @@ class _Writer:
         self._event(tick, track, TrackEvent.TYPE_INSTANT).name = name
 
     def save(self, path):
-        store.atomic_write(path, self.b.serialize())
+        store.write_bytes(self.b.serialize(), path, replace=True, what="trace")
 
 
 def _events_tracks(w, parent, name, events_present):

@@ -5,6 +5,12 @@ The contract (written by ``bench run``)::
     results/<machine>/<sha>.json            pyperf BenchmarkSuite, one run of commit <sha>
     results/<machine>/<sha>.<n>.json        a further run of the same commit (never replaces)
     results/<machine>/<sha>-dirty-<n>.json  a run of a dirty tree based on <sha>
+    results/<machine>/explore/...           the same names: runs that are not the project's
+                                            history (own conventions, narrowed selection,
+                                            another suite or settings); never pooled with it
+
+Files are pooled (a commit's sessions, compare, bisect, the dashboard) only when they
+measured the same thing: ``comparable_key``.
 
 Added by ``bench history`` (names chosen so that a loader globbing ``*.json``
 under a machine folder never mistakes them for results)::
@@ -21,6 +27,8 @@ readers agree on the values.
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 try:  # 3-5x faster parsing of large result files; the stdlib is the fallback
     import orjson as _orjson
@@ -61,9 +69,44 @@ class BenchResult:
 class ResultFile:
     path: Path
     machine: str
-    sha: str
+    sha: str | None                                 # None: a file named otherwise (compare A B)
     dirty: bool
     benchmarks: dict = field(default_factory=dict)  # name -> BenchResult
+
+    @property
+    def key(self) -> tuple:
+        """comparable_key of the file (its first benchmark's metadata: every run of a file shares it)."""
+        return comparable_key(next(iter(self.benchmarks.values())).metadata if self.benchmarks else {})
+
+
+# What a file measured, as bench run records it (results.store.provenance).
+PROVENANCE = ("suite", "selection", "settings", "conv_files")
+
+
+def comparable_key(metadata: dict) -> tuple:
+    """The one test of whether two results files may be pooled (compare, history, dashboard):
+    equal keys measured the same suite, selection, settings and user convention files.  Files
+    written before this was recorded have no selection: they count as the default suite of their
+    time, comparable with each other."""
+    if "seambench_selection" not in metadata:
+        return ("legacy", str(metadata.get("seambench_suite", "default")))
+    return tuple(str(metadata.get(f"seambench_{k}", "")) for k in PROVENANCE)
+
+
+def describe_key(key: tuple) -> str:
+    if key[0] == "legacy":
+        return f"suite {key[1]} (recorded before selection/settings were)"
+    return f"suite {key[0]}, selection {key[1]}, settings {key[2]}, convention files {key[3]}"
+
+
+def comparable_groups(files) -> list:
+    """ResultFiles grouped by comparable_key, the largest group first (ties: the group holding the
+    latest session, by session_order)."""
+    groups: dict[tuple, list] = {}
+    for rf in files:
+        groups.setdefault(rf.key, []).append(rf)
+    return sorted(groups.values(), reverse=True,
+                  key=lambda g: (len(g), max(session_order(rf.path) for rf in g)))
 
 
 def classify(path: Path):
@@ -101,25 +144,52 @@ def failed_path(results: Path, machine: str, sha: str) -> Path:
     return results / machine / f"{sha}{FAILED_SUFFIX}"
 
 
-def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
-    """Read one pyperf BenchmarkSuite JSON file.
+MAX_RESULT_BYTES = 1 << 30  # larger than any real results file (a 1,000-benchmark suite is ~100 MB)
+
+
+def read_bounded(path: Path, limit: int = MAX_RESULT_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; ResultsFileError otherwise (a symlink
+    to /dev/zero, a FIFO or a huge file is refused, not read without end)."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (a regular file ignores it)
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ResultsFileError(f"{path}: not a regular file")
+            if st.st_size > limit:
+                raise ResultsFileError(f"{path}: {st.st_size:,} bytes, more than a results file can be "
+                                       f"({limit:,})")
+            raw = f.read(limit + 1)
+    except OSError as e:
+        raise ResultsFileError(f"{path}: cannot read: {e.strerror or e}") from None
+    if len(raw) > limit:  # grew while read
+        raise ResultsFileError(f"{path}: more than {limit:,} bytes")
+    return raw
+
+
+def read_result_file(path: Path, machine: str | None = None, any_name=False) -> ResultFile:
+    """Read one pyperf BenchmarkSuite JSON file (bounded: read_bounded).
 
     Metadata follows pyperf's layering: suite metadata, then the benchmark's,
     then its first run's (keys common to all runs are hoisted by pyperf).
-    Raises ResultsFileError naming the file on any malformation.
+    Raises ResultsFileError naming the file on any malformation.  With `any_name` a file
+    named otherwise than the layout says is read too (its sha is None).
     """
     path = Path(path)
     c = classify(path)
     if c is None:
-        raise ResultsFileError(f"{path}: not a result file name (<40-hex sha>[...].json)")
+        if not any_name:
+            raise ResultsFileError(f"{path}: not a result file name (<40-hex sha>[...].json)")
+        c = (None, False)
+    raw = read_bounded(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
         doc = json_loads(raw)
-    except (OSError, ValueError) as e:  # orjson.JSONDecodeError is a ValueError
+    except ValueError as e:  # orjson.JSONDecodeError is a ValueError; so is a bad UTF-8 byte
         raise ResultsFileError(f"{path}: cannot read JSON: {e}") from None
+    except RecursionError:
+        raise ResultsFileError(f"{path}: JSON nested too deeply") from None
     try:
-        if not isinstance(doc, dict) or "benchmarks" not in doc:
+        if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
             raise ResultsFileError(f"{path}: not a pyperf BenchmarkSuite (no 'benchmarks' list)")
         suite_md = doc.get("metadata") or {}
         rf = ResultFile(path=path, machine=machine or path.parent.name, sha=c[0], dirty=c[1])
@@ -130,6 +200,8 @@ def read_result_file(path: Path, machine: str | None = None) -> ResultFile:
             first_run_md = None
             for run in b.get("runs") or []:
                 vals = run.get("values")
+                if vals and not isinstance(vals, list):
+                    raise ResultsFileError(f"{path}: a run's values are not a list")
                 if vals:  # runs without values are pyperf calibration runs
                     values.extend(vals)  # checked numeric when summarised
                     runs.append(vals)
@@ -176,19 +248,27 @@ def group_by_commit(results: Path, machine: str) -> dict:
 
 
 def pool_files(paths, machine: str, warn=None) -> dict:
-    """Pool the values of several result files of one commit (see read_commit)."""
+    """Pool the values of several result files of one commit (see read_commit): only files that
+    measured the same thing (comparable_key); the largest such group, the others named through
+    ``warn``."""
     pooled: dict[str, BenchResult] = {}
+    files = []
     for p in paths:
         p = Path(p)
         c = classify(p)
         if c is None or c[1]:
             continue  # dirty tree: not this commit's code
         try:
-            rf = read_result_file(p, machine)
+            files.append(read_result_file(p, machine))
         except ResultsFileError as e:
             if warn:
                 warn(str(e))
-            continue
+    groups = comparable_groups(files)
+    for other in groups[1:]:
+        if warn:
+            warn(f"{', '.join(str(rf.path) for rf in other)}: measured {describe_key(other[0].key)}, not "
+                 f"{describe_key(groups[0][0].key)} as the commit's other runs; not pooled with them")
+    for rf in groups[0] if groups else ():
         for name, br in rf.benchmarks.items():
             if name in pooled:
                 pooled[name].values.extend(br.values)

@@ -1,14 +1,22 @@
 """Results on disk: pyperf BenchmarkSuite JSON, written atomically, never overwritten.
 
 Layout: results/<machine>/<commit>.json (a clean tree), <commit>.<n>.json for a
-second run of the same commit, <commit>-dirty-<n>.json for an uncommitted tree.
+second run of the same commit, <commit>-dirty-<n>.json for an uncommitted tree; runs that are
+not the project's history (own conventions, a narrowed selection, another suite or settings)
+the same names under results/<machine>/explore/.  A file that cannot be written where asked
+is saved under recovery_dir() instead, and the error says where: a measurement is never lost.
 `python -m pyperf stats FILE` and `python -m pyperf compare_to A B` read them.
 Values are seconds per call, net of the empty-loop baseline.
 """
 from __future__ import annotations
 
 import datetime
+import errno
+import io
+import itertools
+import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -32,18 +40,29 @@ def results_root() -> Path:
     return Path(os.environ.get("SEAMBENCH_RESULTS", "results"))
 
 
-def default_path(state: dict, machine_name: str, root: Path | None = None) -> Path:
-    """The first free name for this commit: never one that exists."""
+EXPLORE = "explore"  # results/<machine>/explore/: runs that are not the project's history
+
+
+def candidates(state: dict, machine_name: str, root: Path | None = None, explore=False):
+    """The names a run of this commit may take, in order; write_suite takes the first free one
+    atomically, so concurrent runs never share a name."""
     folder = (root or results_root()) / machine_name
+    if explore:
+        folder = folder / EXPLORE
     commit = state["commit"]
-    if state["dirty"]:
-        candidates = (folder / f"{commit}-dirty-{n}.json" for n in range(1, 100000))
-    else:
-        candidates = (folder / (f"{commit}.json" if n == 1 else f"{commit}.{n}.json") for n in range(1, 100000))
-    for path in candidates:
+    for n in range(1, 100000):
+        if state["dirty"]:
+            yield folder / f"{commit}-dirty-{n}.json"
+        else:
+            yield folder / (f"{commit}.json" if n == 1 else f"{commit}.{n}.json")
+
+
+def default_path(state: dict, machine_name: str, root: Path | None = None, explore=False) -> Path:
+    """The first name for this commit that is free now (what a write would take, barring a race)."""
+    for path in candidates(state, machine_name, root, explore):
         if not path.exists():
             return path
-    raise StoreError(f"no free result file name in {folder}")
+    raise StoreError(f"no free result file name in {path.parent}")
 
 
 def run_metadata(m, ctx_info: dict) -> dict:
@@ -134,76 +153,213 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def _publish(tmp, path: Path, replace: bool) -> None:
-    """The last step of every atomic write: the finished temporary file takes the name."""
+# -- writing: atomic, never lost ---------------------------------------------------------
+# A temporary file carries its writer's pid (.<name>.<pid>.<random>.tmp), so that a writer
+# killed mid-write (kill -9, power) leaves nothing behind for long: the next write into the
+# folder removes temporaries whose writer is dead.
+
+_TMP_RE = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+class RecoveredError(StoreError):
+    """The file could not be written where asked; its content was saved at `saved`."""
+
+    def __init__(self, msg, saved: Path):
+        super().__init__(msg)
+        self.saved = saved
+
+
+def _alive(pid: int) -> bool:
     try:
-        os.chmod(tmp, _umask_mode())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if someone created the name meanwhile: no silent replace
-            os.unlink(tmp)
-    except FileExistsError:
-        os.unlink(tmp)
-        raise StoreError(f"{path} appeared while writing; results are never overwritten") from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
-def _tempfile_beside(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def clean_stale_temps(folder: Path) -> None:
+    """Remove temporaries of dead writers in `folder` (a folder shared between hosts would need
+    the host in the name too; results folders are per machine)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = _TMP_RE.match(name)
+        if m and int(m.group("pid")) != os.getpid() and not _alive(int(m.group("pid"))):
+            try:
+                os.unlink(folder / name)
+            except OSError:
+                pass
+
+
+def _tempfile_in(folder: Path, name: str) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(folder)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     return tmp
 
 
-def atomic_write(path, data, replace=True) -> Path:
-    """Write `data` (bytes, or str as UTF-8) to `path` atomically: a temporary file in the same
-    folder, flushed to disk, then renamed.  A crash mid-write leaves whatever was there before
-    intact.  With replace=False an existing file is never replaced (StoreError instead)."""
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def check_writable(path, what="results file") -> None:
+    """Fail now, before anything is measured, if `path` cannot be written: the nearest existing
+    folder on its way must be a folder we can create a file in (as root, os.access says yes to
+    /proc and to read-only mounts: only trying tells)."""
     path = Path(path)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    if path.exists() and not replace:
-        raise StoreError(f"{path} exists; results are never overwritten")
-    tmp = _tempfile_beside(path)
+    if path.is_dir():
+        raise StoreError(f"cannot write the {what} {path}: it is a folder")
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise StoreError(f"cannot write the {what} {path}: {probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=f".seambench-probe.{os.getpid()}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise StoreError(f"cannot write the {what} {path}: {probe}: {_reason(e)}") from None
+
+
+def recovery_dir() -> Path:
+    """Where a file goes that could not be written where asked: $XDG_STATE_HOME/seambench/recovered
+    (default ~/.local/state/seambench/recovered)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "seambench" / "recovered"
+
+
+def _numbered(folder: Path, name: str):
+    stem, dot, ext = name.partition(".")
+    for n in range(1, 100000):
+        yield folder / (name if n == 1 else f"{stem}.{n}{dot}{ext}")
+
+
+def _write_new(data: bytes, names, replace: bool) -> Path:
+    """Write `data` to a temporary file beside the first of `names`, flushed to disk, and give it
+    the first name not taken (or the first name, replacing, if `replace`).  Taking the name is
+    atomic: os.link fails if the name exists, and the next one is tried."""
+    names = iter(names)
+    first = next(names)
+    tmp = _tempfile_in(first.parent, first.name)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    _publish(tmp, path, replace)
-    return path
-
-
-def write_suite(suite: pyperf.BenchmarkSuite, path: Path, replace=False) -> Path:
-    """Atomic (as atomic_write): a crash mid-write leaves whatever was there before intact; an
-    existing file is never replaced unless asked.  Paths of this machine are scrubbed from the
-    text (scrub_paths)."""
-    path = Path(path)
-    if path.exists() and not replace:
-        raise StoreError(f"{path} exists; results are never overwritten (choose another -o)")
-    tmp = _tempfile_beside(path)
-    try:
-        suite.dump(tmp, compact=False, replace=True)  # pyperf writes to a path: fill the temporary
-        with open(tmp, "r+") as f:
-            text = scrub_paths(f.read())
-            f.seek(0)
-            f.write(text)
-            f.truncate()
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
+        os.chmod(tmp, _umask_mode())
+        if replace:
+            os.replace(tmp, first)
+            return first
+        for path in (first, *names):
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                # No hard links here (some FUSE, vfat): reserve the name, then fill it.
+                try:
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                except FileExistsError:
+                    continue
+                os.replace(tmp, path)
+                return path
+            return path
+        raise FileExistsError(errno.EEXIST, "every name is taken", str(first))
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
-    _publish(tmp, path, replace)
-    return path
+
+
+def new_folder(parent: Path, name: str) -> Path:
+    """A folder `name` (or name.2, ...) under `parent` that did not exist: created here."""
+    for path in _numbered(parent, name):
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise StoreError(f"no free folder name for {name} in {parent}")
+
+
+def recover(dest, what: str, reason: str, write) -> None:
+    """`write(folder_or_file)` could not write `dest`: write to the recovery location instead and
+    raise RecoveredError naming both.  `write` takes the recovery path and writes it whole."""
+    dest = Path(dest)
+    for folder in (recovery_dir(), Path(tempfile.gettempdir()) / "seambench-recovered"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            saved = write(folder)
+            break
+        except OSError:
+            continue
+    else:
+        raise StoreError(f"cannot write the {what} {dest} ({reason}), nor save it in "
+                         f"{recovery_dir()} or the temporary folder") from None
+    raise RecoveredError(f"cannot write the {what} {dest} ({reason}); saved instead as {saved}", saved)
+
+
+def write_bytes(data, dest, replace=False, what="results file") -> Path:
+    """Write `data` (bytes, or str as UTF-8) atomically: a crash mid-write leaves whatever was
+    there before intact; an existing file is never replaced unless `replace`.  `dest` is a path,
+    or an iterable of candidate paths (candidates()): the first free one is taken.  If it cannot
+    be written, the data is saved under recovery_dir() and RecoveredError says where."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    names = [Path(dest)] if isinstance(dest, (str, os.PathLike)) else (Path(p) for p in dest)
+    names = iter(names)
+    first = next(names)
+    try:
+        return _write_new(data, itertools.chain([first], names), replace)
+    except FileExistsError:
+        reason = "it exists; results are never overwritten (choose another -o)"
+    except OSError as e:
+        reason = _reason(e)
+    recover(first, what, reason, lambda folder: _write_new(data, _numbered(folder, first.name), False))
+
+
+def atomic_write(path, data, replace=True) -> Path:
+    """write_bytes for one path, replacing by default (caches, logs, pages)."""
+    return write_bytes(data, path, replace=replace, what="file")
+
+
+def suite_text(suite: pyperf.BenchmarkSuite) -> str:
+    """The suite's JSON as pyperf writes it, with this machine's paths scrubbed (scrub_paths)."""
+    buf = io.StringIO()
+    suite.dump(buf, compact=False)
+    return scrub_paths(buf.getvalue())
+
+
+def write_suite(suite: pyperf.BenchmarkSuite, dest, replace=False) -> Path:
+    """A results file (write_bytes: atomic, never overwritten, never lost); `dest` is a path or
+    candidates()."""
+    return write_bytes(suite_text(suite), dest, replace=replace, what="results file")
+
+
+def stamp(suite: pyperf.BenchmarkSuite, provenance: dict) -> pyperf.BenchmarkSuite:
+    """Add what the run measured (provenance(): suite, selection, settings, user convention
+    files) to every run's metadata; layout.comparable_key reads it back."""
+    md = {f"{META}{k}": v for k, v in provenance.items()}
+    for b in suite.get_benchmarks():
+        b.update_metadata(md)
+    return suite
+
+
+def provenance(suite_name: str, selection: dict, settings: dict, conv_files, kind: str) -> dict:
+    """Metadata values (non-empty strings, as pyperf requires): canonical JSON, so that equal
+    choices give equal strings.  `conv_files` are (path, sha256) pairs; `kind` is "history" or
+    "explore"."""
+    def j(x):
+        return json.dumps(x, sort_keys=True, separators=(",", ":"))
+    return {"suite": suite_name, "selection": j(selection), "settings": j(settings),
+            "conv_files": j(sorted([Path(p).name, h] for p, h in conv_files)), "kind": kind}
 
 
 def load_suite(path) -> pyperf.BenchmarkSuite:
