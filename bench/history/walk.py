@@ -422,6 +422,12 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
     """
     measured = 0
     cache: dict[str, list | None] = {}
+    codes: dict[str, set] = {}  # sha -> the code hashes its results record for the benchmark
+
+    def same_code(i: int, j: int) -> str | None:
+        """The code hash when commits i and j measured the same machine code, else None."""
+        a, b = codes.get(shas[i], set()), codes.get(shas[j], set())
+        return next(iter(a)) if len(a) == 1 and a == b else None
 
     def sessions(i: int):
         """The benchmark's runs per results file of commit i (None: no result)."""
@@ -444,6 +450,8 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
                 br = rf.benchmarks.get(benchmark)
                 if br and br.runs:
                     found.append([list(r) for r in br.runs])
+                    code = br.metadata.get("seambench_code_hash")
+                    codes.setdefault(sha, set()).add(code if code and code != "unknown" else None)
             cache[sha] = found or None
         return cache[sha]
 
@@ -478,6 +486,10 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
     if last == 0:
         raise HistoryError(f"--bisect: no commit after the base has a result for {benchmark}")
     v = judge(last)
+    if same_code(0, last) and v.kind != UNKNOWN:
+        return done(last, None, f"{benchmark}: the measured code is identical at {shas[0][:10]} and {shas[last][:10]} "
+                                f"(code hash {same_code(0, last)}): a difference between them ({figures(v)}) is "
+                                "the machine between the runs, not a commit; nothing to bisect")
     if v.kind == UNKNOWN:
         return done(0, None, f"undecided: the data cannot tell whether {benchmark} is slower at "
                              f"{shas[last][:10]} than at {shas[0][:10]} ({figures(v)}, verdict unknown); "
@@ -493,6 +505,13 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
         probe = next((i for i in order if sessions(i) is not None), None)
         if probe is None:
             break
+        # Code identical to one end is that end's code: no commit in between changed it.
+        if same_code(probe, good):
+            good = probe
+            continue
+        if same_code(probe, bad):
+            bad = probe
+            continue
         v = judge(probe)
         if v.kind == UNKNOWN:
             return done(good, bad, f"undecided: {benchmark} turned slower between {shas[good][:10]} and "
