@@ -4,6 +4,7 @@ Each commit of the repository carries its own fake ``bench`` package whose
 ``run`` writes a pyperf suite like main's ``bench run``; so the walk really
 checks out, builds and runs each commit's own code.
 """
+import json
 import math
 import re
 import subprocess
@@ -214,3 +215,34 @@ def test_bisect_with_three_runs_per_commit_the_quick_suite(repo3, tmp_path):
     # an unchanged benchmark is decided too: "same"
     r2 = history.bisect(w, shas, "b/emulated/vp_info")
     assert not r2.undecided and "not slower" in r2.message and "verdict same" in r2.message
+
+
+def _set_code_hash(results, machine, sha, bench, code):
+    for path in rd.result_paths(results, machine, sha):
+        doc = json.loads(path.read_text())
+        for b in doc["benchmarks"]:
+            names = [(b.get("metadata") or {}).get("name")] + [(r.get("metadata") or {}).get("name") for r in b["runs"]]
+            if bench in names:
+                for r in b["runs"]:
+                    r.setdefault("metadata", {})["seambench_code_hash"] = code
+        path.write_text(json.dumps(doc))
+
+
+def test_bisect_knows_identical_code(repo, tmp_path):
+    """Code hashes in the results: a slowdown between two commits that measured identical code
+    is the machine, not a commit (nothing to bisect); with the code changing once, the bisect
+    lands on that commit."""
+    results = tmp_path / "results"
+    w = history.Walker(repo, results, machine="testbox", worktree=tmp_path / "wt")
+    shas = shas_of(repo)[1:]
+    history.run_history(w, shas, progress=False)
+    bench = "a/emulated/vp_info"
+    for sha in shas:
+        _set_code_hash(results, "testbox", sha, bench, "same0000same0000")
+    r = history.bisect(w, shas, bench)
+    assert r.bad is None and "measured code is identical" in r.message and "nothing to bisect" in r.message
+    step = STEP_AT - 1
+    for i, sha in enumerate(shas):
+        _set_code_hash(results, "testbox", sha, bench, "old0000000000000" if i < step else "new0000000000000")
+    r = history.bisect(w, shas, bench)
+    assert r.bad == shas[step] and r.good == shas[step - 1] and r.exact

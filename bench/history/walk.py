@@ -443,8 +443,13 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
     measured = 0
     cache: dict[str, list | None] = {}
     looked: set = set()  # commits measured (or found measured) by this bisect
-    code: dict[str, str] = {}  # sha -> the benchmark's code hash there, where recorded
+    codes: dict[str, set] = {}  # sha -> the code hashes its results record for the benchmark
     scanned: dict = {}         # results file -> its sessions (noise_of)
+
+    def same_code(i: int, j: int) -> str | None:
+        """The code hash when commits i and j measured the same machine code, else None."""
+        a, b = codes.get(shas[i], set()), codes.get(shas[j], set())
+        return next(iter(a)) if len(a) == 1 and a == b else None
 
     def sessions(i: int):
         """The benchmark's runs per results file of commit i (None: no result)."""
@@ -469,9 +474,8 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
                 br = rf.benchmarks.get(benchmark)
                 if br and br.runs:
                     found.append([list(r) for r in br.runs])
-                    h = br.metadata.get("seambench_code_hash")
-                    if h and h != "unknown":
-                        code[sha] = f"{h}:{br.metadata.get('seambench_conv_hash') or ''}"
+                    code = br.metadata.get("seambench_code_hash")
+                    codes.setdefault(sha, set()).add(code if code and code != "unknown" else None)
             cache[sha] = found or None
         return cache[sha]
 
@@ -480,10 +484,9 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
         (the same code hash): replicates of one experiment, so each side of a question gets the
         data of its whole stretch of history, not one commit's."""
         own = sessions(i)
-        key = code.get(shas[i])
-        if key is None:
+        if not same_code(i, i):
             return own
-        return [s for sha in shas if code.get(sha) == key and cache.get(sha) for s in cache[sha]]
+        return [s for j, sha in enumerate(shas) if cache.get(sha) and same_code(i, j) for s in cache[sha]]
 
     def judge(i: int):
         nonlocal measured
@@ -526,6 +529,13 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
         last -= 1
     if last == 0:
         raise HistoryError(f"--bisect: no commit after the base has a result for {benchmark}")
+    if same_code(0, last):
+        # Pooled, both sides would be the same runs: the two ends' own runs say what moved.
+        st, rec = noise_of(walker, benchmark, scanned, warn=walker.log)
+        v = verdict(sessions(0), sessions(last), store=st, record=rec)
+        return done(last, None, f"{benchmark}: the measured code is identical at {shas[0][:10]} and {shas[last][:10]} "
+                                f"(code hash {same_code(0, last)}): a difference between them ({figures(v)}) is "
+                                "the machine between the runs, not a commit; nothing to bisect")
     v = judge(last)
     if v.kind == UNKNOWN:
         return done(0, None, f"undecided: the data cannot tell whether {benchmark} is slower at "
@@ -542,6 +552,13 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
         probe = next((i for i in order if sessions(i) is not None), None)
         if probe is None:
             break
+        # Code identical to one end is that end's code: no commit in between changed it.
+        if same_code(probe, good):
+            good = probe
+            continue
+        if same_code(probe, bad):
+            bad = probe
+            continue
         v = judge(probe)
         if v.kind == UNKNOWN:
             return done(good, bad, f"undecided: {benchmark} turned slower between {shas[good][:10]} and "
