@@ -9,7 +9,7 @@ from bench.config import AVX_STATE_BITS
 from bench.gen.codegen import kernel_unsafe
 from bench.measure import serialize
 from bench.measure.model import Measurement, Sample, SampleBlock, Spec, UnavailableError
-from bench.measure.sampler import Screen
+from bench.measure.sampler import MAX_ROUNDS, Screen
 from bench.native import backends
 from bench.native.kmod import (EXPECTED_STATUS, KMOD_LEAF, MAX_CALLS, MAX_REF_HUNDREDS, KEntry, KmodDevice,
                                KmodError)
@@ -87,11 +87,12 @@ def measure_kmod(spec: Spec, ctx, verdict) -> Measurement:
             ref = ref_hundreds_for(batch, ctx.clocks["tsc_per_core_cycle"])
             runs = []
             screen = Screen()  # the one exclusion policy, as in user space (no perf events in ring 0)
-            n = s.values + s.warmups
-            while len(runs) < s.runs:
+
+            def ioctl(count):
+                nonlocal calls, ref
                 for shrink in range(4):
                     try:
-                        r = d.run(e, calls, n, emul, ref)
+                        r = d.run(e, calls, count, emul, ref)
                         break
                     except KmodError as exc:
                         # A slow warm-up (another load, TCG translating) made a sample too long
@@ -103,15 +104,24 @@ def measure_kmod(spec: Spec, ctx, verdict) -> Measurement:
                 if r.bad_status:
                     # e.g. a CPU the TDX module was not initialised on: that is an error path, not the call
                     raise UnavailableError(
-                        f"{spec.name}: {r.bad_status} of {calls * n} {b.crossing} calls returned a status other "
-                        f"than {EXPECTED_STATUS[b.crossing]:#x} (the first {r.first_bad_status:#x}); "
+                        f"{spec.name}: {r.bad_status} of {calls * count} {b.crossing} calls returned a status "
+                        f"other than {EXPECTED_STATUS[b.crossing]:#x} (the first {r.first_bad_status:#x}); "
                         "not measuring an error path")
-                samples = [Sample(t=0, n_calls=calls, ticks=(entry,), empty=empty, ref=ref_ticks,
-                                  ref_adds=100 * r.ref_hundreds) for entry, empty, ref_ticks in r.samples]
+                return [Sample(t=0, n_calls=calls, ticks=(entry,), empty=empty, ref=ref_ticks,
+                               ref_adds=100 * r.ref_hundreds) for entry, empty, ref_ticks in r.samples]
+
+            while len(runs) < s.runs:
                 before = len(screen.log)
-                judged = screen.screen(samples[s.warmups:])
-                runs.append(SampleBlock.of([x for x in judged if x.excluded is None], 0, samples[:s.warmups],
-                                           screen.excluded(before)))
+                fresh = ioctl(s.values + s.warmups)
+                warm, kept = fresh[:s.warmups], []
+                fresh = fresh[s.warmups:]
+                # Excluded samples are measured again, as the user-space sampler does.
+                for _ in range(MAX_ROUNDS + 1):
+                    kept += [x for x in screen.screen(fresh) if x.excluded is None]
+                    if len(kept) >= s.values:
+                        break
+                    fresh = ioctl(s.values - len(kept))
+                runs.append(SampleBlock.of(kept, 0, warm, screen.excluded(before)))
         except KmodError as exc:
             raise UnavailableError(str(exc)) from None
     # The kernel flavor's table records no code ranges: no code hash for kmod:* (yet).

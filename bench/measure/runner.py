@@ -160,9 +160,15 @@ def run_plan(plan: Plan, ctx: Context, allow_unsafe=False, progress=None) -> lis
     out = []
     for spec in plan.specs:
         try:
-            out.append(measure_one(spec, ctx, allow_unsafe=allow_unsafe))
+            m = measure_one(spec, ctx, allow_unsafe=allow_unsafe)
         except (UnsafeError, UnavailableError) as exc:
             plan.skipped.append((spec.name, str(exc)))
+        else:
+            if m.values:
+                out.append(m)
+            else:  # nothing to report: say why rather than store an empty benchmark
+                why = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in m.excluded_by_reason.items())
+                plan.skipped.append((spec.name, f"every sample was excluded ({why or 'none kept'})"))
         if progress:
             progress(spec)
     return out
