@@ -232,3 +232,18 @@ def test_code_hash_follows_instructions_not_declarations(tmp_path):
     f.write_text(TWINS.replace("# only a comment", "# another comment"))
     assert Registry(load_builtin().with_user_file(f)).code_hash(*Registry(load_builtin().with_user_file(f))
                                                                 .lookup("sr_twin", "emulated", "vp_info")) == h("sr_twin")
+
+
+def test_the_gap_test_works_from_the_first_sample(monkeypatch, registry):
+    """A worker's first judged sample is already checked for a TSC gap: the calibration samples
+    seed the history (a pyperf worker takes one sample a call, so it would otherwise keep its
+    first few samples unchecked)."""
+    loop = FakeLoop()
+    monkeypatch.setattr(_core, "measure_set", loop)
+    from bench.measure.sampler import Sampler, Target
+    s = Sampler([Target(1, 1, None)], None).resize(64)
+    assert len(s.screen.kept) >= policy.GAP_MIN_HISTORY and not s.screen.log
+    slow = FakeLoop(lambda k: RATIO * 3)  # every batch 3x as long: the host took the vCPU
+    slow.k = 10 ** 6 + 2  # a clean sample number
+    monkeypatch.setattr(_core, "measure_set", slow)
+    assert s.take(1) == [] and s.screen.log[0].excluded == "tsc_gap"

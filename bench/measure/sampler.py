@@ -58,6 +58,14 @@ class Screen:
             return None
         return tuple(float(x) for x in np.median(np.array([s.per_call() for s in pool]), axis=0))
 
+    def seed(self, samples: list) -> None:
+        """History from calibration samples (not logged, not kept for figures): the gap test then
+        works from the first sample judged, instead of waiting for GAP_MIN_HISTORY of them."""
+        for s in samples:
+            if policy.event_reason(s.events) is None and all(t > s.empty for t in s.ticks):
+                self.kept.append(s)
+        del self.kept[:-HISTORY]
+
     def screen(self, fresh: list) -> list:
         """The fresh samples with their verdicts set (a new Sample each); all go to the log."""
         usual = self._usual(fresh)
@@ -155,10 +163,11 @@ class Sampler:
     def resize(self, n_calls: int) -> "Sampler":
         """n_calls per batch (a multiple of 4), and a reference chain about as long as the
         slowest target's batch: its TSC-per-core ratio is measured here, never assumed."""
-        fresh = self._raw(3, n_calls, CALIBRATION_ADDS)
-        batch = sorted(max(s.ticks) for s in fresh)[1]
+        fresh = self._raw(2 * policy.GAP_MIN_HISTORY, n_calls, CALIBRATION_ADDS)
+        batch = float(np.median([max(s.ticks) for s in fresh]))
         ratio = float(np.median([s.tsc_per_core for s in fresh]))
         self.n_calls, self.ref_hundreds = n_calls, reference_hundreds(batch, ratio)
+        self.screen.seed(fresh)  # per call (per ADD for the reference): comparable at any chain length
         return self
 
     # -- sampling ---------------------------------------------------------------------
