@@ -107,22 +107,26 @@ class Measurement:
     from_workers: bool = False  # runs are pyperf worker processes (else blocks of one process)
     excluded_workers: int = 0   # workers dropped as far noisier than their peers
 
+    def _pooled(self, field: str) -> list:
+        """One SampleBlock field over every block, in order."""
+        return [v for r in self.runs for v in getattr(r, field)]
+
     @property
     def values(self):
         """Core cycles per call of every kept sample."""
-        return [v for r in self.runs for v in r.core]
+        return self._pooled("core")
 
     @property
     def tsc_values(self):
-        return [v for r in self.runs for v in r.tsc]
+        return self._pooled("tsc")
 
     @property
     def ratios(self):
-        return [v for r in self.runs for v in r.tsc_per_core]
+        return self._pooled("tsc_per_core")
 
     @property
     def baseline_values(self):
-        return [v for r in self.runs for v in r.baseline]
+        return self._pooled("baseline")
 
     @property
     def excluded_by_reason(self) -> dict:
