@@ -120,6 +120,30 @@ def test_bench_run_whose_final_write_fails_keeps_the_measurement(tmp_path, monke
     assert saved.exists() and rd.read_result_file(saved, any_name=True).benchmarks
 
 
+def test_a_noise_record_that_cannot_be_written_is_a_warning(tmp_path, monkeypatch, capsys):
+    """The record is derived from results files: the run's own file is kept, exit 0, and no copy
+    of the record is "recovered" (a read-only checkout, as in the kernel-module guest)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SEAMBENCH_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("SEAMBENCH_MACHINE", "testbox")
+    (tmp_path / "results" / "testbox" / "noise.record").mkdir(parents=True)  # cannot be replaced
+    assert cli.main(["run", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "cannot update the noise record" in err and "Traceback" not in err
+    assert list((tmp_path / "results" / "testbox" / "explore").glob("*.json"))
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_run_with_output_leaves_the_store_alone(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("the results folder is a file: any write there would fail")
+    monkeypatch.setenv("SEAMBENCH_RESULTS", str(blocker))
+    monkeypatch.setenv("SEAMBENCH_MACHINE", "testbox")
+    assert cli.main(["run", *TINY, "-o", str(tmp_path / "mine.json")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert (tmp_path / "mine.json").exists() and blocker.read_text().startswith("the results")
+
+
 # -- 2. atomic name reservation ---------------------------------------------------------------
 
 def test_concurrent_writers_all_keep_their_results(tmp_path):

@@ -135,7 +135,8 @@ def _run(args) -> int:
         except store.RecoveredError as e:
             lost.append(e)
         else:
-            _update_noise_record(path, info["machine"])
+            if not args.output:  # a file the user placed with -o is theirs, not the store's
+                _update_noise_record(path, info["machine"])
     if args.trace:
         from bench.report import trace
         try:
@@ -191,7 +192,8 @@ def _destination(args, suite, suite_path, conv_files, settings, info, store, dri
 
 def _update_noise_record(path, machine_name):
     """The machine's noise record (bench.results.noise) learns this run's medians: beside the file
-    when it sits in the store's layout (results/<machine>/), else in the default results folder."""
+    when it sits in the store's layout (results/<machine>/), else (explore/) in the default
+    results folder."""
     from bench.results import noise, store
     root = path.parent.parent if path.parent.name == machine_name else store.results_root()
     try:

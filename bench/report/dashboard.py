@@ -128,7 +128,7 @@ def _write_cache(cache: Path | None, entries: dict, warn) -> None:
     if cache is None:
         return
     try:
-        store.atomic_write(cache, rd.json_dumps({"version": CACHE_VERSION, "entries": entries}))
+        store.atomic_write(cache, rd.json_dumps({"version": CACHE_VERSION, "entries": entries}), recover_to=False)
     except OSError as e:
         warn(f"cannot write the summary cache {cache}: {e}")
 

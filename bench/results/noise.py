@@ -126,7 +126,8 @@ def record_noise(path: Path, warn=None) -> tuple:
 
 
 def update_record(path: Path, results_file: Path, warn=None) -> Path:
-    """Add one results file's sessions to the record (newest kept), atomically."""
+    """Add one results file's sessions to the record (newest kept), atomically.  The record is
+    derived from results files, so a failed write raises OSError rather than being recovered."""
     from bench.results.store import atomic_write  # store imports pyperf: only the writer needs it
 
     path = Path(path)
@@ -143,5 +144,6 @@ def update_record(path: Path, results_file: Path, warn=None) -> Path:
     for name, codes in doc.items():
         while len(codes) > KEEP_CODES:
             codes.pop(next(iter(codes)))
-    atomic_write(path, json.dumps({"version": RECORD_VERSION, "benchmarks": doc}, separators=(",", ":")) + "\n")
+    atomic_write(path, json.dumps({"version": RECORD_VERSION, "benchmarks": doc}, separators=(",", ":")) + "\n",
+                 recover_to=False)
     return path

@@ -306,11 +306,12 @@ def recover(dest, what: str, reason: str, write) -> None:
     raise RecoveredError(f"cannot write the {what} {dest} ({reason}); saved instead as {saved}", saved)
 
 
-def write_bytes(data, dest, replace=False, what="results file") -> Path:
+def write_bytes(data, dest, replace=False, what="results file", recover_to=True) -> Path:
     """Write `data` (bytes, or str as UTF-8) atomically: a crash mid-write leaves whatever was
     there before intact; an existing file is never replaced unless `replace`.  `dest` is a path,
     or an iterable of candidate paths (candidates()): the first free one is taken.  If it cannot
-    be written, the data is saved under recovery_dir() and RecoveredError says where."""
+    be written, the data is saved under recovery_dir() and RecoveredError says where; with
+    `recover_to=False` (a cache that can be rebuilt) the OSError is the caller's."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     names = [Path(dest)] if isinstance(dest, (str, os.PathLike)) else (Path(p) for p in dest)
@@ -318,16 +319,17 @@ def write_bytes(data, dest, replace=False, what="results file") -> Path:
     first = next(names)
     try:
         return _write_new(data, itertools.chain([first], names), replace)
-    except FileExistsError:
-        reason = "it exists; results are never overwritten (choose another -o)"
     except OSError as e:
-        reason = _reason(e)
+        if not recover_to:
+            raise
+        reason = ("it exists; results are never overwritten (choose another -o)"
+                  if isinstance(e, FileExistsError) else _reason(e))
     recover(first, what, reason, lambda folder: _write_new(data, _numbered(folder, first.name), False))
 
 
-def atomic_write(path, data, replace=True) -> Path:
+def atomic_write(path, data, replace=True, recover_to=True) -> Path:
     """write_bytes for one path, replacing by default (caches, logs, pages)."""
-    return write_bytes(data, path, replace=replace, what="file")
+    return write_bytes(data, path, replace=replace, what="file", recover_to=recover_to)
 
 
 def suite_text(suite: pyperf.BenchmarkSuite) -> str:
