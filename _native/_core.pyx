@@ -56,6 +56,7 @@ cdef extern from "measure.h" nogil:
         uint32_t ref_hundreds
         uint64_t *ticks
         uint64_t *t_start
+        uint64_t *probe
         int perf_fd
         uint32_t n_events
         uint64_t *events
@@ -66,6 +67,8 @@ cdef extern from "measure.h" nogil:
     uint64_t sb_xgetbv(uint32_t index)
     double sb_tsc_hz(double seconds)
     uint64_t sb_chain_ticks(uint64_t hundreds)
+    int SB_PROBE_OPS
+    uint64_t sb_probe_ticks()
     void sb_timed_code(const void **lo, const void **hi)
     int SB_PERF_NEVENTS
     const char *sb_perf_event_names[5]
@@ -81,6 +84,7 @@ cdef extern from *:
 ABI_VERSION = SB_ABI_VERSION
 SET_MAX = SB_SET_MAX
 REF_MAX_HUNDREDS = SB_REF_MAX_HUNDREDS
+PROBE_OPS = SB_PROBE_OPS
 EMPTY_FN = <size_t>&sb_empty
 
 
@@ -186,9 +190,10 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
                 uint32_t n_events=0, uint32_t ref_hundreds=0):
     """Interleaved batches of up to SB_SET_MAX functions (addresses), each with its leaf
     number and Args, plus, with ref_hundreds, a reference batch of 100 * ref_hundreds
-    dependent ADDs.  Returns (ticks, t_start, events): TSC ticks per batch
-    ([sample][slot], row-major; slots are the functions, then the reference), the TSC at
-    each sample's start, and event deltas over each batch ([sample][slot][event])."""
+    dependent ADDs and the load/store probe (sb_probe_ticks).  Returns (ticks, t_start,
+    events, probe): TSC ticks per batch ([sample][slot], row-major; slots are the functions,
+    then the reference), the TSC at each sample's start, event deltas over each batch
+    ([sample][slot][event]), and the probe's TSC ticks per sample (empty without a reference)."""
     cdef uint32_t n = len(fns)
     if n == 0 or n > SB_SET_MAX or len(leaves) != n or len(args) != n:
         raise ValueError(f"need 1..{SB_SET_MAX} functions with one leaf and one Args each")
@@ -214,12 +219,14 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     cdef array ticks = clone(tmpl, n_samples * slots, True)
     cdef array t0 = clone(tmpl, n_samples, True)
     cdef array ev = clone(tmpl, n_samples * slots * n_events if perf_fd >= 0 else 0, True)
+    cdef array probe = clone(tmpl, n_samples if ref_hundreds else 0, True)
     cdef sb_set_req r
     r.n_fns = n
     r.fns, r.leaves, r.args = c_fns, c_leaves, c_args
     r.n_calls, r.n_samples, r.ref_hundreds = n_calls, n_samples, ref_hundreds
     r.ticks = ticks.data.as_ulonglongs
     r.t_start = t0.data.as_ulonglongs
+    r.probe = probe.data.as_ulonglongs if ref_hundreds else NULL
     r.perf_fd = perf_fd
     r.n_events = n_events if perf_fd >= 0 else 0
     r.events = ev.data.as_ulonglongs if perf_fd >= 0 else NULL
@@ -228,7 +235,7 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
         rc = sb_measure_set(&r)
     if rc != 0:
         raise OSError(-rc, f"sb_measure_set failed ({rc})")
-    return ticks, t0, ev
+    return ticks, t0, ev, probe
 
 
 def timed_code():

@@ -101,6 +101,20 @@ SB_TIMED __attribute__((noinline)) uint64_t sb_chain_ticks(uint64_t hundreds)
 	return tsc_end() - t0;
 }
 
+SB_TIMED __attribute__((noinline)) uint64_t sb_probe_ticks(void)
+{
+	uint64_t buf[8] __attribute__((aligned(64))) = {0};
+	uint64_t t0 = tsc_begin();
+	/* 128 x 32 = SB_PROBE_OPS: two loads and two stores per group of four, to distinct
+	 * words of one line (no store-to-load forwarding chain), so ports, not latency, bound it. */
+	for (int i = 0; i < 128; i++)
+		__asm__ __volatile__(".rept 8\n\t"
+				     "movq %%rax, (%0)\n\tmovq 8(%0), %%rcx\n\t"
+				     "movq %%rcx, 16(%0)\n\tmovq 24(%0), %%rdx\n\t"
+				     ".endr" : : "r"(buf) : "rax", "rcx", "rdx", "memory");
+	return tsc_end() - t0;
+}
+
 SB_TIMED int sb_measure_set(const struct sb_set_req *r)
 {
 	uint64_t prev[SB_PERF_NEVENTS];
@@ -127,9 +141,11 @@ SB_TIMED int sb_measure_set(const struct sb_set_req *r)
 		for (uint32_t j = 0; j < slots; j++) {
 			uint32_t f = (s & 1) ? (rot + slots - 1 - j) % slots : (rot + j) % slots;
 			uint64_t slot = (uint64_t)s * slots + f;
-			if (f == r->n_fns)
+			if (f == r->n_fns) {
 				r->ticks[slot] = sb_chain_ticks(r->ref_hundreds);
-			else
+				if (r->probe)
+					r->probe[s] = sb_probe_ticks();
+			} else
 				r->ticks[slot] = batch(r->fns[f], r->leaves[f], r->args[f], r->n_calls);
 			/* Counters are read between batches, outside the timed windows. */
 			if (perf && read_delta(r, prev, r->events + slot * r->n_events))

@@ -25,6 +25,8 @@ struct sb_set_req {
 	uint64_t *ticks;	/* [n_samples][n_slots]: TSC ticks of one batch; n_slots =
 				 * n_fns + (ref_hundreds != 0), the reference last */
 	uint64_t *t_start;	/* [n_samples]: TSC when the sample began (to find gaps) */
+	uint64_t *probe;	/* [n_samples]: TSC ticks of the load/store probe, timed in the
+				 * reference slot after the chain; NULL: not timed */
 	int perf_fd;		/* group leader from sb_perf_open, or -1 */
 	uint32_t n_events;
 	uint64_t *events;	/* [n_samples][n_slots][n_events]: deltas over each batch */
@@ -38,6 +40,11 @@ void sb_cpuid(uint32_t leaf, uint32_t sub, uint32_t out[4]);
 uint64_t sb_xgetbv(uint32_t index);
 double sb_tsc_hz(double seconds);
 uint64_t sb_chain_ticks(uint64_t hundreds);
+/* TSC ticks of SB_PROBE_OPS independent L1 loads and stores: throughput-bound on
+ * the core's load/store ports, which a busy sibling hyperthread (on the host:
+ * another tenant) shares, while the latency-bound chain does not see it. */
+#define SB_PROBE_OPS 4096
+uint64_t sb_probe_ticks(void);
 
 /* The code every timed sample executes besides the measured functions (the
  * loop, the empty function, the reference chain) lies in one section, so its

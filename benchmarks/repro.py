@@ -90,6 +90,9 @@ def markdown(rows: list, meta: dict) -> str:
     out += ["", f"medians in core cycles per call; {within}/{len(rows)} benchmarks within their limit; "
             f"a run's 95% CI covers another run's median in {cov[0]}/{cov[1]} pairs"
             + (f" ({cov[0] / cov[1]:.0%})" if cov[1] else "")]
+    for i, r in enumerate(meta.get("per_run", [])):
+        out.append(f"- run {i + 1}: {r['seconds']:.1f} s; samples excluded as contention {r['contention']}, "
+                   f"kept on a shared core after the wait ran out {r['contended']}")
     return "\n".join(out) + "\n"
 
 
@@ -103,19 +106,22 @@ def main(argv=None) -> int:
         p.error("--runs must be at least 2")
     suites = a.suite or list(DEFAULT_SUITES)
     t0 = time.time()
-    runs = []
+    runs, per_run = [], []
     with tempfile.TemporaryDirectory(prefix="seambench-repro-") as tmp:
         for i in range(a.runs):
-            merged = []
+            merged, t_run = [], time.time()
             for k, suite in enumerate(suites):
                 merged += run_once(suite, Path(tmp) / f"run{i}-{k}.json")
             runs.append(merged)
+            per_run.append({"seconds": time.time() - t_run,
+                            "contention": sum(r.get("excluded_by_reason", {}).get("contention", 0) for r in merged),
+                            "contended": sum(r.get("contended", 0) for r in merged)})
             print(f"repro: run {i + 1}/{a.runs} done ({time.time() - t0:.0f} s)", file=sys.stderr)
     rows = summarize(runs)
     first = runs[0][0] if runs and runs[0] else {}
     meta = {"machine": first.get("machine", "?"), "commit": first.get("commit", "?"),
             "date": datetime.datetime.now().isoformat(" ", "minutes"), "seconds": time.time() - t0,
-            "suites": suites, "runs": a.runs}
+            "suites": suites, "runs": a.runs, "per_run": per_run}
     text = markdown(rows, meta)
     print(text)
     out = Path(a.out)

@@ -140,7 +140,7 @@ def test_non_positive_pairs_are_counted_apart_from_disturbed_ones(monkeypatch, c
             calls["n"] += 1
             y = 500 if len(fns) == 3 and calls["n"] % 4 == 0 else 3000
             rows += [1000, 3000] + ([y] if len(fns) == 3 else []) + ([70 * ref_hundreds] if ref_hundreds else [])
-        return rows, list(range(count)), [0] * (len(rows) * n_ev)
+        return rows, list(range(count)), [0] * (len(rows) * n_ev), [0] * (count if ref_hundreds else 0)
     monkeypatch.setattr(_core, "measure_set", fake)
     ctx = Context(catalog, registry, Settings())
     try:

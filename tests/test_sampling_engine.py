@@ -2,7 +2,8 @@
 cycles ignore the host's clock steps; the code hash tells code apart, not declarations.
 
 The native loop is replaced by a fake that produces a known stream: sample k (numbered
-through its start TSC) has a context switch when k % 6 == 1 and its first measured batch
+through its start TSC) has a context switch when k % 6 == 1, a load/store probe 20% over the
+machine's floor (a busy sibling hyperthread) when k % 11 == 5, and its first measured batch
 below the empty batch when k % 7 == 3; every other sample is clean.  Each timing path must
 exclude exactly those, with those reasons, and nothing else.
 """
@@ -24,11 +25,14 @@ from bench.native import _core, kmod
 from bench.native.registry import Registry
 
 EMPTY, COST, RATIO = 1000, 3000, 0.7   # ticks of the empty and of a measured batch; TSC per core cycle
+PROBE = 1000  # core cycles of the load/store probe on a quiet core: the machine's floor
 
 
 def expected(k):
     if k % 6 == 1:
         return "context_switch"
+    if k % 11 == 5:
+        return "contention"
     if k % 7 == 3:
         return "nonpositive"
     return None
@@ -42,7 +46,7 @@ class FakeLoop:
         self.ratio = ratio
 
     def __call__(self, fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0):
-        ticks, t0, ev = [], [], []
+        ticks, t0, ev, probe = [], [], [], []
         for _ in range(count):
             k, self.k = self.k, self.k + 1
             scale = self.ratio(k) / RATIO  # a clock step: every batch takes longer in TSC ticks alike
@@ -52,9 +56,11 @@ class FakeLoop:
             row = [int(x * n / 4 * scale) for x in row] + ([int(self.ratio(k) * 100 * ref_hundreds)] if ref_hundreds else [])
             ticks += row
             t0.append(k)
+            if ref_hundreds:  # in TSC ticks: a clock step moves it like the chain, contention does not
+                probe.append(int(PROBE * self.ratio(k) * (1.2 if expected(k) == "contention" else 1)))
             for slot in range(len(row)):
                 ev += [1 if (slot == 0 and expected(k) == "context_switch" and i == CS) else 0 for i in range(n_ev)]
-        return ticks, t0, ev
+        return ticks, t0, ev, probe
 
 
 CS = 0  # the context-switch event's slot in the fake perf group
@@ -86,7 +92,7 @@ def fake(monkeypatch, registry):
     return spy_screen(monkeypatch)
 def context(catalog, registry):
     return Context(catalog, registry, Settings(runs=2, values=15, warmups=1, batch_us=50),
-                   clocks={"tsc_hz": 2.6e9, "tsc_per_core_cycle": RATIO})
+                   clocks={"tsc_hz": 2.6e9, "tsc_per_core_cycle": RATIO, "probe_floor": PROBE})
 
 
 def check(seen, path):
@@ -114,7 +120,7 @@ def path_validate(ctx):
 
 
 def path_serialize(ctx):
-    serialize.costs.__wrapped__(ctx.registry)
+    serialize.measure_costs(ctx.registry, ctx.clocks["probe_floor"])
 
 
 def path_plugin(ctx, monkeypatch):
@@ -136,7 +142,7 @@ def test_every_user_space_path_excludes_by_the_one_policy(fake, catalog, registr
     ctx = context(catalog, registry)
     path(ctx, monkeypatch) if path is path_plugin else path(ctx)
     check(fake, path.__name__)
-    assert {s.excluded for s in fake} >= {None, "context_switch", "nonpositive"}
+    assert {s.excluded for s in fake} >= {None, "context_switch", "contention", "nonpositive"}
 
 
 def test_the_kernel_module_path_excludes_by_the_one_policy(monkeypatch, catalog):
@@ -188,15 +194,21 @@ def test_policy_reasons_in_order():
     assert policy.judge({"page_faults": 2}, (1,), (1,), (1,)) == "page_fault"
     assert policy.judge({}, (1.6, 1), (1, 1), (1,)) == "tsc_gap"
     assert policy.judge({}, (1.4, 1), (1, 1), (0,)) == "nonpositive"
+    assert policy.judge({}, (1.4, 1), (1, 1), (0,), contention=1.2) == "contention"
+    assert policy.judge({}, (1.4, 1), (1, 1), (1,), contention=1 + policy.CONTENTION_TOLERANCE) is None
     assert policy.judge({}, (1.4, 1), None, (1,)) is None
     assert list(policy.counts(["tsc_gap", None, "tsc_gap"])) == list(policy.REASONS)
 
 
 def test_samples_cross_processes_unchanged():
     s = Sample(t=5, n_calls=8, ticks=(900, 1200), empty=100, ref=700, ref_adds=1000,
-               events={"context_switches": 0}, hw={"cycles": (1.5, 2.5)}, excluded="tsc_gap")
+               events={"context_switches": 0}, hw={"cycles": (1.5, 2.5)}, excluded="tsc_gap", probe=840)
     assert Sample.from_dict(s.as_dict()) == s
     assert s.core(1) == pytest.approx((1200 - 100) / 8 / 0.7)
+    assert s.probe_core == pytest.approx(1200)
+    old = s.as_dict()
+    del old["probe"]  # a record written before the probe existed
+    assert Sample.from_dict(old).probe == 0
 
 
 # --- code identity -------------------------------------------------------------------------
@@ -247,3 +259,62 @@ def test_the_gap_test_works_from_the_first_sample(monkeypatch, registry):
     slow.k = 10 ** 6 + 2  # a clean sample number
     monkeypatch.setattr(_core, "measure_set", slow)
     assert s.take(1) == [] and s.screen.log[0].excluded == "tsc_gap"
+
+
+# --- a core shared with a sibling hyperthread -------------------------------------------------
+
+class SharedCore(FakeLoop):
+    """Every sample's probe at `over` x the floor from sample `start` on (clean samples else)."""
+
+    def __init__(self, over, start=0):
+        super().__init__()
+        self.over, self.start = over, start
+
+    def __call__(self, *a, **kw):
+        k0 = self.k
+        ticks, t0, ev, probe = super().__call__(*a, **kw)
+        clean = [PROBE * RATIO] * len(probe)
+        return ticks, [10**6] * len(t0), ev, [int(c * (self.over if k0 + i >= self.start else 1))
+                                             for i, c in enumerate(clean)]
+
+
+def test_contended_samples_are_waited_out_then_kept_and_counted(monkeypatch):
+    from bench.measure import sampler as sm
+    from bench.measure.model import SampleBlock
+    monkeypatch.setattr(_core, "measure_set", SharedCore(1.15))
+    monkeypatch.setattr(sm, "CONTENTION_WAIT_S", 0.05)
+    s = sm.Sampler([sm.Target(1, 1, None)], None, probe_floor=PROBE).resize(64)
+    kept = s.take(30)
+    # the budget ran out: every sample asked for came back, each flagged, none silently
+    assert len(kept) == 30 and all(x.contended for x in kept)
+    assert s.screen.excluded()["contention"] > 0 and s.screen.tolerate
+    assert SampleBlock.of(kept).contended == 30
+
+
+def test_a_quieter_core_than_the_floor_lowers_it(monkeypatch):
+    from bench.measure import sampler as sm
+    monkeypatch.setattr(_core, "measure_set", SharedCore(1.0))
+    # the parent started while the core was shared: its floor is 10% high
+    s = sm.Sampler([sm.Target(1, 1, None)], None, probe_floor=PROBE * 1.1).resize(64)
+    assert s.take(5) and s.screen.probe_floor == pytest.approx(PROBE, rel=1e-3)
+    monkeypatch.setattr(_core, "measure_set", SharedCore(1.1))
+    assert {x.excluded for x in s.screen.screen(s._raw(5, s.n_calls, s.ref_hundreds))} == {"contention"}
+
+
+def test_the_machine_floor_is_kept_across_runs_and_only_trusted_nearby(monkeypatch, tmp_path):
+    from bench.native import machine
+    monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))
+
+    def probe_at(core):
+        def loop(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0):
+            return [100, int(RATIO * 100 * ref_hundreds)] * count, list(range(count)), [], \
+                [int(core * RATIO)] * count
+        monkeypatch.setattr(_core, "measure_set", loop)
+    probe_at(1000)
+    assert machine.probe_floor() == (pytest.approx(1000, rel=2e-3), "measured at start-up")
+    probe_at(1150)  # a run that starts on a shared core takes the quieter floor kept before
+    assert machine.probe_floor() == (pytest.approx(1000, rel=2e-3), "kept from an earlier, quieter run on this CPU")
+    probe_at(900)   # quieter than ever: the new floor, kept
+    assert machine.probe_floor()[0] == pytest.approx(900, rel=2e-3)
+    probe_at(1500)  # a kept floor this far below is not this machine's: measured again
+    assert machine.probe_floor() == (pytest.approx(1500, rel=2e-3), "measured at start-up")

@@ -55,7 +55,7 @@ def cmd_ab(args) -> int:
     cpu = machine.pin(args.cpu)
     clocks = machine.clocks()
     # decided once, here, for every worker
-    ser = serialize.choice(registry)["mode"] if backend.serialize == "auto" else None
+    ser = serialize.choice(registry, clocks["probe_floor"])["mode"] if backend.serialize == "auto" else None
     os.sched_setaffinity(0, allowed)
     r = ab.run_ab_processes(args.x, args.y, backend=args.backend, leaf=leaf.name, pairs=args.pairs,
                             processes=args.processes, threshold=args.threshold / 100,

@@ -11,19 +11,20 @@ def register(sub) -> None:
 
 
 def cmd_doctor(args) -> int:
-    from bench.measure import serialize
+    from bench.measure import policy, serialize
     from bench.measure.runner import CYCLES_SOURCE
     from bench.native import backends, machine
     from bench.native.registry import Registry
 
     registry = Registry(common.catalog(args))
-    choice = serialize.choice(registry)
+    clock = machine.clocks()
+    choice = serialize.choice(registry, clock["probe_floor"])
     probes = backends.probe_all(registry, backends.default_names(), choice)
     doc = {
         "machine": machine.machine_id(),
         "cpu": machine.cpu(),
         "kernel": machine.kernel(),
-        "clock": machine.clocks(),
+        "clock": clock,
         "xsave": {**machine.xsave(), "xcr0": hex(machine.xsave()["xcr0"]),
                   "xinuse": None if machine.xsave()["xinuse"] is None else hex(machine.xsave()["xinuse"])},
         "tuning": machine.tuning_hints(),
@@ -52,6 +53,10 @@ def cmd_doctor(args) -> int:
     console.print(f"cycles    core cycles per call from the {CYCLES_SOURCE}; hardware counters: "
                   + ("recorded beside it, must agree within 5%" if perf["hardware"] else
                      "not available, so the reference chain is the only source"))
+    console.print(f"shared    load/store probe floor {clk['probe_floor']:,.0f} core cycles "
+                  f"({clk['probe_floor_source']}); samples more than "
+                  f"{policy.CONTENTION_TOLERANCE:.0%} above it are excluded as contention (a sibling "
+                  "hyperthread sharing the core)")
     console.print(f"xsave     XCR0 {x['xcr0']} ({', '.join(x['components'])}); XINUSE {x['xinuse']}; "
                   f"area {x['size_xcr0']} B standard for XCR0, {x['size_compacted']} B compacted, "
                   f"{x['size_max']} B max; " + ", ".join(k for k, v in x["features"].items() if v))

@@ -258,6 +258,11 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
     if reasons:
         console.print(f"{sum(reasons.values())} samples were excluded and measured again ("
                       + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in reasons.items()) + ").")
+    contended = sum(r["contended"] for r in records)
+    if contended:
+        console.print(f"warning: {contended} samples were kept although a sibling hyperthread shared the core "
+                      "(the wait for a quiet core ran out): figures may be high; measure again on a quieter "
+                      "machine.")
     workers = sum(r["excluded_workers"] for r in records)
     if workers:
         console.print(f"{workers} worker processes far noisier than their peers (MAD/median) were dropped "

@@ -166,7 +166,8 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     if cpu is not None:
         base_cmd += ["--cpu", str(cpu)]
     if clocks:
-        base_cmd += ["--tsc-hz", repr(clocks["tsc_hz"]), "--tsc-per-core", repr(clocks["tsc_per_core_cycle"])]
+        base_cmd += ["--tsc-hz", repr(clocks["tsc_hz"]), "--tsc-per-core", repr(clocks["tsc_per_core_cycle"]),
+                     "--probe-floor", repr(clocks.get("probe_floor") or 0.0)]
     if serialize:
         base_cmd += ["--serialize", serialize]
 
@@ -223,6 +224,7 @@ def _worker_main(argv=None):
     p.add_argument("--cpu", type=int)
     p.add_argument("--tsc-hz", type=float, help="the parent's clocks (else measured here)")
     p.add_argument("--tsc-per-core", type=float)
+    p.add_argument("--probe-floor", type=float, default=0.0, help="the load/store probe's floor (0: none)")
     p.add_argument("--serialize", help="the emulated stub's serialization (the parent's choice)")
     a = p.parse_args(argv)
     machine.pin(a.cpu)
@@ -232,7 +234,7 @@ def _worker_main(argv=None):
     clocks = None
     if a.tsc_hz and a.tsc_per_core:
         clocks = {"tsc_hz": a.tsc_hz, "tsc_per_core_cycle": a.tsc_per_core,
-                  "core_hz_estimate": a.tsc_hz / a.tsc_per_core}
+                  "core_hz_estimate": a.tsc_hz / a.tsc_per_core, "probe_floor": a.probe_floor or None}
     ctx = Context(catalog, Registry(catalog), Settings(), clocks=clocks, serialize=a.serialize)
     r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False)
     json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,

@@ -78,11 +78,13 @@ def worker_command(suite_path, conv_files, specs, clocks, serialize, side, pyper
     for f in conv_files:
         cmd += ["--sb-conv-file", str(Path(f).resolve())]
     cmd += ["--sb-specs", ",".join(s.name for s in specs), "--sb-tsc-hz", repr(clocks["tsc_hz"]),
-            "--sb-tsc-per-core", repr(clocks["tsc_per_core_cycle"]), "--sb-serialize", serialize,
+            "--sb-tsc-per-core", repr(clocks["tsc_per_core_cycle"]),
+            "--sb-probe-floor", repr(clocks.get("probe_floor") or 0.0), "--sb-serialize", serialize,
             "--sb-side", str(side)]
     # Workers get a filtered environment from pyperf: pass on what changes our behaviour.
     cmd += [*pyperf_args, "--quiet", "--inherit-environ",
-            "SEAMBENCH_CACHE,SEAMBENCH_SERIALIZE,SEAMBENCH_MACHINE,XDG_CACHE_HOME,CC", "-o", str(output)]
+            "SEAMBENCH_CACHE,SEAMBENCH_SERIALIZE,SEAMBENCH_MACHINE,SEAMBENCH_CONTENTION_WAIT_S,XDG_CACHE_HOME,CC",
+            "-o", str(output)]
     return cmd
 
 

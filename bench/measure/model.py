@@ -31,8 +31,10 @@ class Sample:
     ref: int                  # TSC ticks of the reference chain (0: none)
     ref_adds: int             # ADDs in the reference chain
     events: dict = field(default_factory=dict)  # perf software events over the whole sample
+    probe: int = 0            # TSC ticks of the load/store probe (0: none, e.g. the kernel module)
     hw: dict = field(default_factory=dict)      # counter name -> per function, per call, net of empty
     excluded: str | None = None                 # a policy.REASONS entry, or None: kept
+    contended: bool = False   # kept although its probe said contention: the wait budget had run out
 
     @property
     def tsc_per_core(self) -> float:
@@ -47,6 +49,12 @@ class Sample:
         """Core cycles per call of function i: net TSC ticks over this sample's own ratio."""
         return self.net_tsc(i) / self.tsc_per_core
 
+    @property
+    def probe_core(self) -> float:
+        """Core cycles of the load/store probe (nan where none): above the machine's floor, a
+        sibling hyperthread was sharing this core's ports (policy: contention)."""
+        return self.probe / self.tsc_per_core if self.probe > 0 else math.nan
+
     def per_call(self) -> tuple:
         """TSC ticks per call of every slot (per ADD for the reference): for the gap test."""
         out = tuple(t / self.n_calls for t in self.ticks) + (self.empty / self.n_calls,)
@@ -54,16 +62,18 @@ class Sample:
 
     def as_dict(self) -> dict:
         return {"t": self.t, "n_calls": self.n_calls, "ticks": list(self.ticks), "empty": self.empty,
-                "ref": self.ref, "ref_adds": self.ref_adds, "events": dict(self.events),
-                "hw": {k: list(v) for k, v in self.hw.items()}, "excluded": self.excluded}
+                "ref": self.ref, "ref_adds": self.ref_adds, "probe": self.probe, "events": dict(self.events),
+                "hw": {k: list(v) for k, v in self.hw.items()}, "excluded": self.excluded,
+                "contended": self.contended}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Sample":
         return cls(t=int(d["t"]), n_calls=int(d["n_calls"]), ticks=tuple(int(x) for x in d["ticks"]),
                    empty=int(d["empty"]), ref=int(d["ref"]), ref_adds=int(d["ref_adds"]),
+                   probe=int(d.get("probe", 0)),
                    events={k: int(v) for k, v in d.get("events", {}).items()},
                    hw={k: tuple(float(x) for x in v) for k, v in d.get("hw", {}).items()},
-                   excluded=d.get("excluded"))
+                   excluded=d.get("excluded"), contended=bool(d.get("contended", False)))
 
 
 @dataclass
@@ -77,6 +87,7 @@ class SampleBlock:
     warmups: list = field(default_factory=list)    # core cycles per call of the warm-up samples
     excluded: dict = field(default_factory=dict)   # reason (policy.REASONS) -> samples measured again
     hw: dict = field(default_factory=dict)         # counter name -> per-call values, where counters exist
+    contended: int = 0    # kept samples measured while a sibling hyperthread shared the core
 
     @property
     def values(self):
@@ -91,7 +102,8 @@ class SampleBlock:
                 hw.setdefault(name, []).append(per_fn[i])
         return cls(core=[s.core(i) for s in kept], tsc=[s.net_tsc(i) for s in kept],
                    tsc_per_core=[s.tsc_per_core for s in kept], baseline=[s.empty / s.n_calls for s in kept],
-                   warmups=[s.core(i) for s in warmups], excluded=dict(excluded or {}), hw=hw)
+                   warmups=[s.core(i) for s in warmups], excluded=dict(excluded or {}), hw=hw,
+                   contended=sum(s.contended for s in kept))
 
 
 @dataclass
@@ -139,6 +151,11 @@ class Measurement:
     @property
     def excluded(self) -> int:
         return sum(self.excluded_by_reason.values())
+
+    @property
+    def contended(self) -> int:
+        """Kept samples taken on a shared core (SampleBlock.contended): the figure may be high."""
+        return sum(r.contended for r in self.runs)
 
     @property
     def hw_counters(self) -> dict | None:

@@ -10,6 +10,12 @@ and measured again, for the first of these that applies:
 - tsc_gap: one of its batches took GAP_FACTOR times the usual TSC ticks per call of that
   slot (time the host took from the vCPU, which the guest kernel does not report); the
   reference chain is a slot like the others, so a gap in it is caught too;
+- contention: the sample's load/store probe (a fixed block of independent L1 loads and
+  stores, timed beside the reference chain) took more than CONTENTION_TOLERANCE over the
+  machine's floor, in core cycles.  On a shared host a sibling hyperthread of another tenant
+  takes this core's ports for seconds at a time: the latency-bound chain, and so the clock
+  conversion, does not see it, but every call that loads and stores does (measured here:
+  +14% and +44% states lasting up to 20 s, XSAVE +11% and +35%);
 - nonpositive: the measured batch was not slower than the empty one.
 
 Samples never stand alone for the gap test: `usual` is the median per slot over recent
@@ -17,12 +23,14 @@ kept samples (the sampler keeps that history).
 """
 from __future__ import annotations
 
-REASONS = ("context_switch", "migration", "page_fault", "tsc_gap", "nonpositive")
+REASONS = ("context_switch", "migration", "page_fault", "tsc_gap", "contention", "nonpositive")
 # perf software event (sb_perf_event_names) -> the reason it gives
 EVENT_REASONS = {"context_switches": "context_switch", "cpu_migrations": "migration",
                  "page_faults": "page_fault"}
 GAP_FACTOR = 1.5
 GAP_MIN_HISTORY = 5
+# The probe's quiet-state spread is ~0.5% per sample here; the states it must catch are +14% and up.
+CONTENTION_TOLERANCE = 0.03
 
 
 def event_reason(events: dict) -> str | None:
@@ -33,18 +41,22 @@ def event_reason(events: dict) -> str | None:
     return None
 
 
-def judge(events: dict, per_call: tuple, usual: tuple | None, net_ticks: tuple) -> str | None:
+def judge(events: dict, per_call: tuple, usual: tuple | None, net_ticks: tuple,
+          contention: float | None = None) -> str | None:
     """The reason a sample is excluded, or None.
 
     events: event name -> count over the whole sample (all its batches);
     per_call: TSC ticks per call (per ADD for the reference) of each slot of the sample;
     usual: the same, typical for this sampler (None while it has too little history);
-    net_ticks: each measured function's batch net of the empty batch."""
+    net_ticks: each measured function's batch net of the empty batch;
+    contention: the probe's core cycles over the machine's floor (None: no probe or floor)."""
     reason = event_reason(events)
     if reason:
         return reason
     if usual is not None and any(x > GAP_FACTOR * u for x, u in zip(per_call, usual) if u > 0):
         return "tsc_gap"
+    if contention is not None and contention > 1 + CONTENTION_TOLERANCE:
+        return "contention"
     if any(n <= 0 for n in net_ticks):
         return "nonpositive"
     return None

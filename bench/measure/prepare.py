@@ -34,7 +34,7 @@ class Context:
     def serialize(self) -> str:
         """The emulated stub's serialization mode name, measured the first time it is needed."""
         if self._serialize is None:
-            self._serialize = serialize.choice(self.registry)["mode"]
+            self._serialize = serialize.choice(self.registry, self.clocks.get("probe_floor"))["mode"]
         return self._serialize
 
     def ser_mode(self, backend: str) -> int:
@@ -54,7 +54,8 @@ class Context:
 
     def sampler(self, prepared: list) -> Sampler:
         """A sampler of these Prepared benchmarks, interleaved in every sample."""
-        return Sampler([Target(p.fn, p.leaf.rax, p.args) for p in prepared], self.args(), self.perf)
+        return Sampler([Target(p.fn, p.leaf.rax, p.args) for p in prepared], self.args(), self.perf,
+                       probe_floor=self.clocks.get("probe_floor"))
 
 
 def prepare(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> Prepared:

@@ -129,6 +129,7 @@ def record(m: Measurement, ctx: Context, reference: dict) -> dict:
         "n_values": s.n,
         "excluded": m.excluded,
         "excluded_by_reason": m.excluded_by_reason,
+        "contended": m.contended,
         "baseline_tsc_cycles": base.median,
         "n_calls": m.n_calls,
         "relative": (s.median / ref) if ref else None,

@@ -13,6 +13,12 @@ are the primary figure; TSC ticks stay in the records.
 Where hardware counters exist, each sample carries the counter's core cycles too; the two
 sources must agree (`agreement`).
 
+The reference slot also times a load/store probe (sb_probe_ticks): in core cycles it sits at
+a floor that is the machine's, except while a sibling hyperthread shares the core; such
+samples are excluded (policy: contention) and the sampler waits, within a per-process
+budget, for the core to be its own again.  The floor is the parent's (machine.clocks, kept
+per machine across runs), lowered here if this process sees the core quieter.
+
 Samples are judged by bench.measure.policy, the one exclusion policy: an excluded sample is
 kept in the log with its reason and measured again.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -29,6 +36,10 @@ from bench.measure.model import Sample
 from bench.native import _core
 
 MAX_ROUNDS = 20           # re-measure at most this many times for the samples asked for
+# Per sampler: how long it may wait, in all, for a contended core to clear; after that contended
+# samples are kept and counted (Sample.contended).  The host's shared-core states last from a
+# fraction of a second to ~20 s: a wait outlasts the short ones without stalling a run.
+CONTENTION_WAIT_S = float(os.environ.get("SEAMBENCH_CONTENTION_WAIT_S", "0.5"))
 HISTORY = 64              # kept samples the gap test takes its "usual" from
 MAX_CALLS = 1 << 20
 CALIBRATION_ADDS = 100    # hundreds of ADDs in the calibration samples' reference (10,000 ADDs)
@@ -48,9 +59,19 @@ class Screen:
     """Judges fresh samples against the history of kept ones (policy.judge), so every
     sampler, in user space or the kernel module's client, excludes by the same rule."""
 
-    def __init__(self):
+    def __init__(self, probe_floor: float | None = None):
         self.kept = []   # recent kept samples, for the gap test
         self.log = []    # every sample judged, kept or not, in order
+        self.probe_floor = probe_floor  # the probe's uncontended core cycles (None: not judged)
+        self.tolerate = False  # the wait budget is spent: contended samples are kept, flagged
+
+    def _contention(self, s) -> float | None:
+        if not self.probe_floor or not s.probe:
+            return None
+        c = s.probe_core / self.probe_floor
+        if c < 1 - policy.CONTENTION_TOLERANCE:  # quieter than the floor said: this is the floor
+            self.probe_floor, c = s.probe_core, 1.0
+        return c
 
     def _usual(self, fresh):
         pool = self.kept[-HISTORY:] + [s for s in fresh if policy.event_reason(s.events) is None]
@@ -72,8 +93,11 @@ class Screen:
         out = []
         for s in fresh:
             reason = policy.judge(s.events, s.per_call(), usual,
-                                  tuple(t - s.empty for t in s.ticks))
+                                  tuple(t - s.empty for t in s.ticks), self._contention(s))
             s = replace(s, excluded=reason)
+            if reason == "contention" and self.tolerate:
+                s = replace(s, excluded=None, contended=True)
+                reason = None
             out.append(s)
             self.log.append(s)
             if reason is None:
@@ -110,7 +134,8 @@ class Perf:
 class Sampler:
     """Times `targets` interleaved with the empty function and the reference chain."""
 
-    def __init__(self, targets, empty_args, perf: Perf = Perf(), n_calls=None, ref_hundreds=None):
+    def __init__(self, targets, empty_args, perf: Perf = Perf(), n_calls=None, ref_hundreds=None,
+                 probe_floor: float | None = None):
         if not 1 <= len(targets) < _core.SET_MAX:
             raise ValueError(f"a sampler times 1..{_core.SET_MAX - 1} functions")
         self.targets = list(targets)
@@ -118,7 +143,8 @@ class Sampler:
         self.perf = perf
         self.n_calls = n_calls
         self.ref_hundreds = ref_hundreds
-        self.screen = Screen()
+        self.screen = Screen(probe_floor)
+        self.wait_left = CONTENTION_WAIT_S
 
     # -- the native call -----------------------------------------------------------
     def _raw(self, count, n_calls, ref_hundreds) -> list:
@@ -126,7 +152,8 @@ class Sampler:
         leaves = (0,) + tuple(t.rax for t in self.targets)
         args = (self.empty_args,) + tuple(t.args for t in self.targets)
         n_ev = len(self.perf.slots)
-        ticks, t0, ev = _core.measure_set(fns, leaves, args, n_calls, count, self.perf.fd, n_ev, ref_hundreds)
+        ticks, t0, ev, probe = _core.measure_set(fns, leaves, args, n_calls, count, self.perf.fd, n_ev,
+                                                 ref_hundreds)
         width = len(fns) + (1 if ref_hundreds else 0)
         t = np.asarray(ticks, dtype=np.uint64).reshape(count, width).astype(np.int64)
         e = np.asarray(ev, dtype=np.uint64).reshape(count, width, n_ev).astype(np.int64) if n_ev else None
@@ -143,7 +170,8 @@ class Sampler:
                     hw[name] = tuple(float(c[1 + j] - c[0]) / n_calls for j in range(k))
             out.append(Sample(t=int(t0[i]), n_calls=n_calls, ticks=tuple(int(x) for x in t[i, 1:1 + k]),
                               empty=int(t[i, 0]), ref=int(t[i, 1 + k]) if ref_hundreds else 0,
-                              ref_adds=100 * ref_hundreds, events=events, hw=hw))
+                              ref_adds=100 * ref_hundreds, events=events, hw=hw,
+                              probe=int(probe[i]) if ref_hundreds else 0))
         return out
 
     # -- sizing ----------------------------------------------------------------------
@@ -178,17 +206,23 @@ class Sampler:
 
     def take(self, count: int, warmups: int = 0) -> list:
         """`count` kept samples (after `warmups` warm-up samples); excluded samples are measured
-        again, up to MAX_ROUNDS rounds, so fewer may come back.  Every judged sample is in
+        again, up to MAX_ROUNDS rounds and, while the core is contended, for as long as the
+        sampler's wait budget lasts, so fewer may come back.  Every judged sample is in
         self.screen.log."""
         self._check()
         self.warm(warmups)
-        kept = []
-        for _ in range(MAX_ROUNDS + 1):
-            want = count - len(kept)
-            if want <= 0:
+        kept, rounds = [], 0
+        while len(kept) < count:
+            t0 = time.monotonic()
+            fresh = self.screen.screen(self._raw(count - len(kept), self.n_calls, self.ref_hundreds))
+            kept += [s for s in fresh if s.excluded is None]
+            if any(s.excluded == "contention" for s in fresh) and not self.screen.tolerate:
+                self.wait_left -= time.monotonic() - t0  # waiting: not a round of the limit
+                self.screen.tolerate = self.wait_left <= 0
+                continue
+            rounds += 1
+            if rounds > MAX_ROUNDS:
                 break
-            kept += [s for s in self.screen.screen(self._raw(want, self.n_calls, self.ref_hundreds))
-                     if s.excluded is None]
         return kept
 
     def _check(self):

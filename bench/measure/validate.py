@@ -138,7 +138,8 @@ def _interleaved(ctx: Context, names, backend, leaf) -> list:
     unit.set_emulation(ctx.ser_mode(backend))
     rax = ctx.catalog.leaf(leaf).rax
     s = ctx.settings
-    sampler = Sampler([Target(fn, rax, ctx.args()) for fn in fns], ctx.args(), ctx.perf)
+    sampler = Sampler([Target(fn, rax, ctx.args()) for fn in fns], ctx.args(), ctx.perf,
+                      probe_floor=ctx.clocks.get("probe_floor"))
     try:
         sampler.calibrate(ctx.target_ticks())
         return [x for _ in range(s.runs) for x in sampler.take(s.values, warmups=s.warmups)]

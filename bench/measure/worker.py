@@ -41,6 +41,7 @@ def own_parser() -> argparse.ArgumentParser:
     p.add_argument("--sb-specs", required=True, help="comma-separated convention/backend/leaf")
     p.add_argument("--sb-tsc-hz", type=float, required=True)
     p.add_argument("--sb-tsc-per-core", type=float, required=True)
+    p.add_argument("--sb-probe-floor", type=float, default=0.0, help="the load/store probe's floor (0: none)")
     p.add_argument("--sb-serialize", required=True, help="the emulated stub's serialization (parent's choice)")
     p.add_argument("--sb-side", required=True, help="folder for side files and progress")
     return p
@@ -96,7 +97,8 @@ def _build(opts):
         catalog = catalog.with_user_file(path)
     suite, catalog = parse_suite(opts.sb_suite, catalog, list(backends.BACKENDS))
     clocks = {"tsc_hz": opts.sb_tsc_hz, "tsc_per_core_cycle": opts.sb_tsc_per_core,
-              "core_hz_estimate": opts.sb_tsc_hz / opts.sb_tsc_per_core}
+              "core_hz_estimate": opts.sb_tsc_hz / opts.sb_tsc_per_core,
+              "probe_floor": opts.sb_probe_floor or None}
     registry = Registry(catalog)
     ctx = Context(catalog, registry, suite.settings, clocks=clocks, serialize=opts.sb_serialize)
     specs = [Spec(*s.split("/")) for s in opts.sb_specs.split(",") if s]

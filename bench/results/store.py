@@ -112,6 +112,8 @@ def store_run(block, md: dict) -> pyperf.Run:
     median moves only if most are."""
     md = dict(md)
     md[f"{META}clamped"] = sum(v <= 0 for v in block.core)
+    if block.contended:
+        md[f"{META}run_contended"] = block.contended  # kept on a shared core (policy: contention)
     if block.tsc:
         md[f"{META}run_tsc_cycles"] = _median(block.tsc)
         md[f"{META}run_tsc_per_core"] = _median(block.tsc_per_core)
