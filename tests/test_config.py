@@ -162,3 +162,17 @@ def test_shipped_suites_parse(catalog):
     for name in ("default.yaml", "quick.yaml"):
         suite, _ = parse_suite(configs_dir() / name, catalog, list(backends.BACKENDS))
         assert suite.reference == "seamcall"
+
+
+def test_the_builtin_catalog_kept_parsed_is_the_parsed_one(tmp_path, monkeypatch):
+    from bench import config
+    monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))
+    d = config.configs_dir()
+    contents = tuple((d / f).read_bytes() for f in config.BUILTIN_FILES)
+    parsed = config._load_builtin.__wrapped__(d, contents)
+    assert list(tmp_path.glob("catalog-*.pickle"))
+    kept = config._load_builtin.__wrapped__(d, contents)
+    assert kept is not parsed and kept == parsed
+    # another content, another key: a changed conventions.yaml is parsed, never served stale
+    other = config._load_builtin.__wrapped__(d, contents[:1] + (contents[1] + b"\n# changed\n",))
+    assert len(list(tmp_path.glob("catalog-*.pickle"))) == 2 and other == parsed

@@ -7,12 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-
-def cache_dir() -> Path:
-    """~/.cache/seambench (XDG_CACHE_HOME respected; SEAMBENCH_CACHE overrides)."""
-    base = os.environ.get("SEAMBENCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "seambench")
-    return Path(base)
+from bench.config import cache_dir  # noqa: F401  (the folder lives with the lowest stage that caches)
 
 
 def find_compiler() -> str | None:

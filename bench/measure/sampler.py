@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 
 from bench.measure import policy
 from bench.measure.model import Sample
@@ -77,7 +77,7 @@ class Screen:
         pool = self.kept[-HISTORY:] + [s for s in fresh if policy.event_reason(s.events) is None]
         if len(pool) < policy.GAP_MIN_HISTORY:
             return None
-        return tuple(float(x) for x in np.median(np.array([s.per_call() for s in pool]), axis=0))
+        return tuple(float(statistics.median(col)) for col in zip(*(s.per_call() for s in pool)))
 
     def seed(self, samples: list) -> None:
         """History from calibration samples (not logged, not kept for figures): the gap test then
@@ -155,21 +155,22 @@ class Sampler:
         ticks, t0, ev, probe = _core.measure_set(fns, leaves, args, n_calls, count, self.perf.fd, n_ev,
                                                  ref_hundreds)
         width = len(fns) + (1 if ref_hundreds else 0)
-        t = np.asarray(ticks, dtype=np.uint64).reshape(count, width).astype(np.int64)
-        e = np.asarray(ev, dtype=np.uint64).reshape(count, width, n_ev).astype(np.int64) if n_ev else None
         k = len(self.targets)
         counters = [name for name in HW_COUNTERS if name in self.perf.slots]
         out = []
         for i in range(count):
+            t = [_signed(x) for x in ticks[i * width:(i + 1) * width]]
             events, hw = {}, {}
-            if e is not None:
-                events = {name: int(e[i, :, slot].sum()) for name, slot in self.perf.slots.items()
+            if n_ev:
+                def per_slot(slot):  # one event's deltas over the sample's batches, slot by slot
+                    return [_signed(ev[(i * width + j) * n_ev + slot]) for j in range(width)]
+                events = {name: sum(per_slot(slot)) for name, slot in self.perf.slots.items()
                           if name in policy.EVENT_REASONS}
                 for name in counters:  # per call, net of the empty batch, like the TSC figure
-                    c = e[i, :, self.perf.slots[name]]
+                    c = per_slot(self.perf.slots[name])
                     hw[name] = tuple(float(c[1 + j] - c[0]) / n_calls for j in range(k))
-            out.append(Sample(t=int(t0[i]), n_calls=n_calls, ticks=tuple(int(x) for x in t[i, 1:1 + k]),
-                              empty=int(t[i, 0]), ref=int(t[i, 1 + k]) if ref_hundreds else 0,
+            out.append(Sample(t=int(t0[i]), n_calls=n_calls, ticks=tuple(t[1:1 + k]),
+                              empty=t[0], ref=t[1 + k] if ref_hundreds else 0,
                               ref_adds=100 * ref_hundreds, events=events, hw=hw,
                               probe=int(probe[i]) if ref_hundreds else 0))
         return out
@@ -192,8 +193,8 @@ class Sampler:
         """n_calls per batch (a multiple of 4), and a reference chain about as long as the
         slowest target's batch: its TSC-per-core ratio is measured here, never assumed."""
         fresh = self._raw(2 * policy.GAP_MIN_HISTORY, n_calls, CALIBRATION_ADDS)
-        batch = float(np.median([max(s.ticks) for s in fresh]))
-        ratio = float(np.median([s.tsc_per_core for s in fresh]))
+        batch = float(statistics.median(max(s.ticks) for s in fresh))
+        ratio = float(statistics.median(s.tsc_per_core for s in fresh))
         self.n_calls, self.ref_hundreds = n_calls, reference_hundreds(batch, ratio)
         self.screen.seed(fresh)  # per call (per ADD for the reference): comparable at any chain length
         return self
@@ -237,6 +238,11 @@ def reference_hundreds(batch_ticks: float, tsc_per_core: float) -> int:
     return int(min(max(1, round(batch_ticks / tsc_per_core / 100)), _core.REF_MAX_HUNDREDS))
 
 
+def _signed(x: int) -> int:
+    """A uint64 from the native loop as the signed difference it is (a counter can step back)."""
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
 def _round4(n) -> int:
     return max(4, int(math.ceil(n / 4.0)) * 4)
 
@@ -248,4 +254,4 @@ def agreement(block) -> float | None:
     if not hw:
         return None
     pairs = [(h, c) for h, c in zip(hw, block.core) if c > 0]
-    return float(np.median([h / c for h, c in pairs])) if pairs else None
+    return float(statistics.median(h / c for h, c in pairs)) if pairs else None

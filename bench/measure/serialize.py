@@ -8,8 +8,7 @@ measured here is taken.  The parent process decides and hands the mode to every 
 from __future__ import annotations
 
 import os
-
-import numpy as np
+import statistics
 
 from bench.measure.sampler import Perf, Sampler, Target
 from bench.native import _core, machine
@@ -47,7 +46,7 @@ def measure_costs(registry, probe_floor=None) -> dict:
             unit.set_emulation(value)
             s = Sampler([Target(fn, 1, _core.Args(64))], _core.Args(64), perf, probe_floor=probe_floor)
             s.resize(4 if mode == "cpuid" else 64)
-            out[mode] = float(np.median([x.net_tsc() for x in s.take(SAMPLES, warmups=3)]))
+            out[mode] = float(statistics.median(x.net_tsc() for x in s.take(SAMPLES, warmups=3)))
     finally:
         unit.set_emulation(0)
         perf.close()

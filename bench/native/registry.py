@@ -55,7 +55,7 @@ class Registry:
 
     def _is_builtin_decl(self, name):
         conv = self.catalog.conventions[name]
-        builtin = load_builtin_catalog().conventions.get(name)
+        builtin = load_builtin().conventions.get(name)
         return builtin is not None and builtin.declaration() == conv.declaration()
 
     def lookup(self, convention: str, crossing: str, leaf: str):
@@ -93,16 +93,6 @@ class Registry:
 
     def units(self):
         return list(self._units)
-
-
-_BUILTIN_CATALOG = None
-
-
-def load_builtin_catalog():
-    global _BUILTIN_CATALOG
-    if _BUILTIN_CATALOG is None:
-        _BUILTIN_CATALOG = load_builtin()
-    return _BUILTIN_CATALOG
 
 
 def _compiler():
