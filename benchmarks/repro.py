@@ -66,6 +66,7 @@ def summarize(runs: list) -> list:
         backend = recs[0]["backend"]
         spread_core = (max(core) - min(core)) / float(np.median(core))
         rows.append({"name": name, "backend": backend, "core": list(core), "tsc": list(tsc),
+                     "n_calls": [r.get("n_calls") for r in recs],
                      "spread_core": spread_core,
                      "spread_tsc": (max(tsc) - min(tsc)) / float(np.median(tsc)),
                      "covered": covered, "pairs": total,
@@ -90,6 +91,9 @@ def markdown(rows: list, meta: dict) -> str:
     out += ["", f"medians in core cycles per call; {within}/{len(rows)} benchmarks within their limit; "
             f"a run's 95% CI covers another run's median in {cov[0]}/{cov[1]} pairs"
             + (f" ({cov[0] / cov[1]:.0%})" if cov[1] else "")]
+    varied = [r["name"] for r in rows if len(set(r.get("n_calls", []))) > 1]
+    if varied:
+        out.append(f"- calls per batch differed between runs (pyperf's calibration) for {len(varied)} benchmarks")
     for i, r in enumerate(meta.get("per_run", [])):
         out.append(f"- run {i + 1}: {r['seconds']:.1f} s; samples excluded as contention {r['contention']}, "
                    f"kept on a shared core after the wait ran out {r['contended']}")
