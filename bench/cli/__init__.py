@@ -6,7 +6,7 @@
     bench validate [--json]
     bench list [--json]
     bench kmod build|load|unload|status [--kdir DIR] [--json]
-    bench kernel import PATH [--rev REV] [-o FILE]
+    bench kernel import PATH [--rev REV] [-o FILE] | bench kernel history PATH A..B [--bisect]
 
 Every subcommand is a module of this package with `register(subparsers)`, listed once in
 COMMANDS.  Command modules import their stages inside the command, so that building the

@@ -187,6 +187,9 @@ def cmd_history(args) -> int:
             found.append(bisect(w, every, name))
     else:
         run_history(w, every, progress=not args.no_progress)
+    if not rd.load_commits(w.results).keys() >= set(every):  # a --bisect that measured the base only
+        rd.save_commits(w.results, git_commit_info(repo, every))
+    kh.save_order(w, every)
     series = kh.series(w, every, threshold=args.threshold / 100)
     info = rd.load_commits(w.results)
     measured = {p.sha for s in series for p in s.points}
@@ -232,6 +235,9 @@ def _print_history(console, args, tree, w, series, commits, found):
                         if st.change is not None else st.verdict)
                 if st.verdict in ("slower", "faster"):
                     what = f"[bold]{what}[/]"
+                elif st.verdict == "unknown":  # what would decide it, as bench compare says
+                    what += (f"; ~{st.more_sessions} more runs a side would decide (--rerun adds one)"
+                             if st.more_sessions else "; many more runs a side")
                 noises.append(st.noise)
             table.add_row(p.sha[:12], escape(p.version), common.fmt(p.median),
                           f"{common.fmt(p.ci95[0])}-{common.fmt(p.ci95[1])}", (p.code or "?")[:10], what,

@@ -325,6 +325,19 @@ def series(walker: KernelWalker, shas, threshold=DEFAULT_THRESHOLD) -> list:
     return out
 
 
+def save_order(walker: KernelWalker, shas) -> None:
+    """results/kernel/<tree-id>/commits.json, with each commit's parent the one before it in the
+    walk: the commits between them touch no TDX code and are not there, and the dashboard orders
+    by parents."""
+    info = rd.load_commits(walker.results)
+    order = {}
+    for prev, sha in zip([None] + list(shas), shas):
+        entry = dict(info.get(sha) or {"subject": "", "date": 0})
+        entry["parents"] = [prev] if prev else []
+        order[sha] = entry
+    rd.save_commits(walker.results, order)
+
+
 def request_json(request: dict) -> str:
     """The canonical text of a request (equal requests, equal text)."""
     return json.dumps(request, sort_keys=True, separators=(",", ":"))
