@@ -107,7 +107,7 @@ def _forwarded(args) -> list:
 
 
 def cmd_history(args) -> int:
-    from bench.cli import build_parser, run
+    from bench.cli import run
     from bench.config import ConfigError, configs_dir, load_builtin, parse_suite
     from bench.gen import kernel
     from bench.gen.toolchain import cache_dir
@@ -138,6 +138,8 @@ def cmd_history(args) -> int:
         "backends": sorted(common.names(args.backends, "--backends") or []),
         "leaves": sorted(common.names(args.leaves, "--leaves") or []), "functions": sorted(functions or []),
         "pyperf": fwd, "frame_pointer": bool(args.frame_pointer)})
+    run_parser = common.Parser(prog="bench")  # `bench run`'s own options and defaults, per commit
+    run.register(run_parser.add_subparsers(dest="command", required=True))
     state = vcs.git_state()
     build = state["commit"] + ("-dirty" if state["dirty"] else "")
     measure_errors = (ConfigError, NativeError, DriverError, UnavailableError, UnsafeError, run.NothingToMeasure,
@@ -163,7 +165,7 @@ def cmd_history(args) -> int:
             if getattr(args, opt):
                 argv += [f"--{opt}", getattr(args, opt)]
         try:
-            ran = run.execute(build_parser().parse_args(argv), dest=dest, quiet=True,
+            ran = run.execute(run_parser.parse_args(argv), dest=dest, quiet=True,
                               metadata=dict(metadata, kernel_version=ktree.version or "unknown"))
         except measure_errors as e:
             raise kh.CommitFailed("measure", str(e)) from None

@@ -47,8 +47,9 @@ PREFIX = "kernel"  # the conventions' name at every commit: kernel:<symbol>
 TRACKED = TDX_DIRS + HEADERS + (ASM_OFFSETS,)  # what the importer reads (the Makefile only for the version)
 
 
-class CommitFailed(Exception):
-    """A kernel commit could not be imported or measured; `phase` is "import" or "measure"."""
+class CommitFailed(HistoryError):
+    """A kernel commit could not be imported or measured; `phase` is "import" or "measure".  Raised
+    by the measuring function, recorded by KernelWalker.measure (the walk goes on)."""
 
     def __init__(self, phase: str, message: str):
         super().__init__(message)
