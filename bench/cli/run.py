@@ -167,11 +167,9 @@ def _run(args, dest_override=None, metadata=None, quiet=False) -> Ran:
             lost.append(e)
     for r in records:
         r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
-    if quiet:
-        pass
-    elif args.json:
+    if args.json and not quiet:
         common.emit_json(records)
-    else:
+    elif not quiet:
         _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
         if args.trace and not lost:
             console.print(f"trace: {args.trace} (open in ui.perfetto.dev)", markup=False)
