@@ -156,3 +156,11 @@ def test_hand_edited_entries_are_refused(imported, tmp_path):
     ext.write_text(f"conventions:\n  mine:\n    extends: '{P}__tdcall'\n")
     with pytest.raises(ConfigError, match="extends imported convention"):
         load_builtin().with_user_file(imported).with_user_file(ext)
+
+
+def test_the_same_tree_imports_to_the_same_digest(tmp_path):
+    """The digest (and so the declaration hash results record) depends on the tree, not on the
+    import's temporary folders: identical code imported twice is a replicate."""
+    _, one = kernel.import_tree(TREE, out_dir=tmp_path / "a")
+    _, two = kernel.import_tree(TREE, out_dir=tmp_path / "b")
+    assert [i.digest for i in one] == [i.digest for i in two]

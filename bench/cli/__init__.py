@@ -6,7 +6,7 @@
     bench validate [--json]
     bench list [--json]
     bench kmod build|load|unload|status [--kdir DIR] [--json]
-    bench kernel import PATH [--rev REV] [-o FILE]
+    bench kernel import PATH [--rev REV] [-o FILE] | bench kernel history PATH A..B [--bisect]
 
 Every subcommand is a module of this package with `register(subparsers)`, listed once in
 COMMANDS.  Command modules import their stages inside the command, so that building the
@@ -42,6 +42,7 @@ def project_errors() -> tuple:
     is one line to the user.  Imported only when an exception is on its way (the results and
     report stages load pyperf and numpy, which `bench list` and `bench --help` never need).
     Anything else is a bug in bench and keeps its traceback."""
+    from bench.cli.run import NothingToMeasure
     from bench.config import ConfigError
     from bench.gen.kernel import KernelImportError
     from bench.history.walk import HistoryError
@@ -55,7 +56,7 @@ def project_errors() -> tuple:
     from bench.safety import CheckFailed, RuntimeUnavailable
     return (ConfigError, StoreError, ResultsFileError, GitError, NativeError, KmodError, CheckFailed,
             RuntimeUnavailable, UnsafeError, UnavailableError, DriverError, ABError, CompareError,
-            HistoryError, KernelImportError)
+            HistoryError, KernelImportError, NothingToMeasure)
 
 
 def main(argv=None) -> int:

@@ -5,6 +5,7 @@ import itertools
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cli import common
@@ -43,15 +44,35 @@ def pyperf_opts(sp):
                    help="pyperf: pin workers to these CPUs (like 0,2-3)")
 
 
+class NothingToMeasure(ValueError):
+    """Every benchmark of the selection was skipped (the reasons are in the message): a run that
+    measures nothing is no success."""
+
+
+@dataclass
+class Ran:
+    """What one `bench run` measured: its records, and the results file (None: not stored)."""
+    records: list
+    path: Path | None
+
+
 def cmd_run(args) -> int:
+    return 0 if execute(args).records else 1  # NothingToMeasure: one line, exit 2 (bench.cli.main)
+
+
+def execute(args, dest=None, metadata=None, quiet=False) -> Ran:
+    """One `bench run` of parsed run arguments (also `bench kernel history`'s, per kernel commit).
+    `dest` (candidate paths, store.candidates) stores the results there instead of where the run
+    would put them, with `metadata` (seambench_* keys) added to every benchmark; the caller then
+    owns the file (no noise record is updated).  `quiet`: no table, no JSON."""
     allowed = os.sched_getaffinity(0)
     try:
-        return _run(args)
+        return _run(args, dest, metadata, quiet)
     finally:
         os.sched_setaffinity(0, allowed)  # bench.cli.main may be called in-process (tests, tools)
 
 
-def _run(args) -> int:
+def _run(args, dest_override=None, metadata=None, quiet=False) -> Ran:
     from bench.measure import driver
     from bench.measure.prepare import Context, context_info
     from bench.measure.runner import Plan, expand, pair_verdict, record, references, run_plan
@@ -80,10 +101,9 @@ def _run(args) -> int:
     cpu = machine.pin(settings.cpu)
     registry = Registry(catalog)
     plan = expand(suite, catalog, registry, conventions, backend_names, leaves, allow_unsafe=args.allow_unsafe)
-    if not plan.specs:  # every benchmark skipped: a run that measures nothing is no success
+    if not plan.specs:
         why = "; ".join(f"{what}: {reason}" for what, reason in plan.skipped) or "the selection is empty"
-        print(f"bench: error: nothing to measure here: {why}", file=sys.stderr)
-        return 2
+        raise NothingToMeasure(f"nothing to measure here: {why}")
     ctx = Context(catalog, registry, settings)
     # The emulated stub's serialization is measured once, here, and handed to every worker.
     serialize = (ctx.serialize if any(backends.BACKENDS[sp.backend].serialize == "auto" for sp in plan.specs)
@@ -92,7 +112,9 @@ def _run(args) -> int:
     # Only the workers stay on the measured CPU: this process (progress bar, polling) moves off it.
     os.sched_setaffinity(0, (allowed - {cpu}) or allowed)
     conv_files = getattr(args, "conventions_file", None) or []
-    prov, dest = _destination(args, suite, suite_path, conv_files, settings, info, store, driver)
+    prov, dest = _destination(args, suite, suite_path, conv_files, settings, info, store, driver,
+                              dest_override)
+    prov.update(metadata or {})
     t0 = time.monotonic()
     # pyperf runs the user-space suite: worker processes, warm-ups, loop calibration
     # (bench/measure/driver.py).  Backends in the kernel module are timed through its device, here.
@@ -102,7 +124,7 @@ def _run(args) -> int:
     # worker: each gets its own pyperf run, so a crash costs that pair, not the suite.
     risky = [sp for sp in user_specs if not pair_verdict(registry, catalog.convention(sp.convention),
                                                          catalog.leaf(sp.leaf)).safe]
-    with _progress(console, len(plan.specs), disable=args.json) as advance:
+    with _progress(console, len(plan.specs), disable=args.json or quiet) as advance:
         results = driver.run_suite(suite_path, conv_files, [sp for sp in user_specs if sp not in risky],
                                    ctx.clocks, serialize, driver.pyperf_options(args), on_done=advance, cpu=cpu)
         for sp in risky:
@@ -135,7 +157,7 @@ def _run(args) -> int:
         except store.RecoveredError as e:
             lost.append(e)
         else:
-            if not args.output:  # a file the user placed with -o is theirs, not the store's
+            if not args.output and dest_override is None:  # -o or the caller's file: not the store's
                 _update_noise_record(path, info["machine"])
     if args.trace:
         from bench.report import trace
@@ -143,20 +165,20 @@ def _run(args) -> int:
             trace.write_run_trace(args.trace, results, ctx.clocks["tsc_hz"], info)
         except store.RecoveredError as e:
             lost.append(e)
-    if args.json:
-        for r in records:
-            r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
+    for r in records:
+        r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
+    if args.json and not quiet:
         common.emit_json(records)
-    else:
+    elif not quiet:
         _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
         if args.trace and not lost:
             console.print(f"trace: {args.trace} (open in ui.perfetto.dev)", markup=False)
     if lost:
         raise store.StoreError("; ".join(str(e) for e in lost))
-    return 0 if records else 1
+    return Ran(records, path)
 
 
-def _destination(args, suite, suite_path, conv_files, settings, info, store, driver):
+def _destination(args, suite, suite_path, conv_files, settings, info, store, driver, override=None):
     """(provenance, where the results go), checked writable before anything is measured.  A run
     is exploratory, stored under results/<machine>/explore/, unless it is a project suite
     (configs/) with its own settings, every convention and backend, and no -C file."""
@@ -179,6 +201,8 @@ def _destination(args, suite, suite_path, conv_files, settings, info, store, dri
         store.check_writable(args.trace, "trace")
     if args.no_store:
         return prov, None
+    if override is not None:
+        return prov, override
     if args.output:
         if Path(args.output).exists():
             raise store.StoreError(f"{args.output} exists; results are never overwritten (choose another -o)")

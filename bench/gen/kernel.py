@@ -499,7 +499,9 @@ def import_tree(path, rev=None, name=None, frame_pointer=False, out_dir=None) ->
                    "-DCONFIG_X86_64", f"-I{shim}"] + (["-DSB_FRAME_POINTER"] if frame_pointer else []) + \
                   [str(src / rel)]
             text = _run(cmd, f"{tree.label}: preprocessing {rel} failed").stdout
-            text = text.replace(str(src) + "/", "")  # line markers name the file as in the tree
+            # Line markers name the file as in the tree, and the shim without this import's temporary
+            # folder: the same tree gives the same text (digest), whenever it is imported.
+            text = text.replace(str(src) + "/", "").replace(str(shim) + "/", "seambench-shim/")
             text, n = _INSN_BYTES.subn(CROSSING, text)
             text, m = _INSN_MNEMONIC.subn(r"\1" + CROSSING, text)
             if not n + m:

@@ -133,10 +133,14 @@ class Outcome:
     path: Path | None = None
     phase: str = ""
     seconds: float = 0.0
+    message: str = ""    # a failure's reason in one line, where known (the kernel importer's)
 
 
 class Walker:
     """Measures commits one at a time in one cached worktree."""
+
+    prog = "bench history"  # how messages name the command (bench.history.kernel walks otherwise)
+    skip_hint = "--rerun to measure again, --retry-failed for failed ones"
 
     def __init__(self, repo, results="results", machine=None, suite="configs/quick.yaml",
                  worktree=None, build_cmd=None, run_cmd=None, timeout=900, rerun=False,
@@ -155,6 +159,10 @@ class Walker:
         self.retry_failed = retry_failed
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self._failures: list[str] = []  # shas recorded as failed under self.machine by this walker
+
+    def compare_command(self, a: str, b: str, benchmark: str) -> str:
+        """The `bench compare` line for one benchmark between two measured commits."""
+        return compare_command(a, b, benchmark)
 
     # The state of a commit in results/.
     def is_done(self, sha: str) -> bool:
@@ -366,10 +374,10 @@ def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[
     todo = [s for s in shas if s not in recorded]
     outcomes = [Outcome(s, "skipped") for s in shas if s in recorded]
     if outcomes:
-        walker.log(f"bench history: {len(outcomes)} of {len(shas)} commits already recorded; skipped "
-                   f"(--rerun to measure again, --retry-failed for failed ones)")
+        walker.log(f"{walker.prog}: {len(outcomes)} of {len(shas)} commits already recorded; skipped "
+                   f"({walker.skip_hint})")
     console = Console(stderr=True, highlight=False)
-    with Progress(TextColumn("bench history {task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn(f"{walker.prog} {{task.description}}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
                   disable=not progress) as bar:
         task = bar.add_task("", total=len(todo))
@@ -378,11 +386,13 @@ def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[
             o = walker.measure(sha)
             outcomes.append(o)
             if o.status == "failed":
-                bar.console.print(f"bench history: {sha[:10]} failed at {o.phase}; log: {o.path}")
+                why = f": {o.message}" if o.message else ""
+                bar.console.print(f"{walker.prog}: {sha[:10]} failed at {o.phase}{why}; log: {o.path}",
+                                  markup=False, highlight=False, soft_wrap=True)
             bar.advance(task)
     n_ok = sum(o.status == "measured" for o in outcomes)
     n_fail = sum(o.status == "failed" for o in outcomes)
-    walker.log(f"bench history: {n_ok} measured, {n_fail} failed, {len(shas) - len(todo)} skipped; "
+    walker.log(f"{walker.prog}: {n_ok} measured, {n_fail} failed, {len(shas) - len(todo)} skipped; "
                f"results in {walker.results / walker.machine}")
     return outcomes
 
@@ -459,7 +469,7 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
             first = sha not in looked
             looked.add(sha)
             if first and (walker.rerun or not walker.is_done(sha)):
-                walker.log(f"bench history --bisect: measuring {sha[:10]} ({i + 1}/{len(shas)})")
+                walker.log(f"{walker.prog} --bisect: measuring {sha[:10]} ({i + 1}/{len(shas)})")
                 walker.measure(sha)
                 measured += 1
             files = sorted(rd.group_by_commit(walker.results, walker.machine).get(sha, []), key=rd.session_order)
@@ -468,7 +478,7 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
             readable = walker.readable(files)
             groups = rd.comparable_groups(readable)
             for other in groups[1:]:
-                walker.log(f"bench history: warning: {', '.join(str(rf.path) for rf in other)}: measured "
+                walker.log(f"{walker.prog}: warning: {', '.join(str(rf.path) for rf in other)}: measured "
                            f"{rd.describe_key(other[0].key)}; not pooled with {sha[:10]}'s other runs")
             for rf in groups[0] if groups else ():
                 br = rf.benchmarks.get(benchmark)
@@ -497,14 +507,14 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
             if v.kind != UNKNOWN or extra == extra_runs or v.more_sessions is None:
                 return v
             for j in (0, i):
-                walker.log(f"bench history --bisect: undecided ({v.change:+.1%}); another run of {shas[j][:10]}")
+                walker.log(f"{walker.prog} --bisect: undecided ({v.change:+.1%}); another run of {shas[j][:10]}")
                 walker.measure(shas[j])
                 measured += 1
                 cache.pop(shas[j], None)
         return v
 
     def done(good, bad, msg, undecided=False):
-        cmd = compare_command(shas[good], shas[bad], benchmark) if bad is not None else ""
+        cmd = walker.compare_command(shas[good], shas[bad], benchmark) if bad is not None else ""
         return BisectResult(benchmark, shas[good], shas[bad] if bad is not None else None,
                             bad is not None and bad - good == 1 and not undecided, measured, msg, cmd,
                             undecided)

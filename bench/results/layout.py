@@ -12,6 +12,10 @@ The contract (written by ``bench run``)::
 Files are pooled (a commit's sessions, compare, bisect, the dashboard) only when they
 measured the same thing: ``comparable_key``.
 
+A kernel tree's own TDX call code measured commit by commit (``bench kernel history``,
+bench.history.kernel) has a results folder of this same layout of its own, under
+``results/kernel/<tree-id>/``: ``kernel`` is therefore never a machine folder.
+
 Added by ``bench history`` (names chosen so that a loader globbing ``*.json``
 under a machine folder never mistakes them for results)::
 
@@ -121,10 +125,14 @@ def classify(path: Path):
     return m.group("sha"), rest.startswith("-dirty")
 
 
+KERNEL_DIR = "kernel"  # results/kernel/<tree-id>/: kernel trees' results folders (above)
+
+
 def machines(results: Path) -> list[str]:
     if not results.is_dir():
         return []
-    return sorted(p.name for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in results.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name != KERNEL_DIR)
 
 
 def result_paths(results: Path, machine: str, sha: str | None = None) -> list[Path]:
