@@ -2,7 +2,7 @@
 
 Each commit is checked out into one cached worktree (``.cache/history/worktree``),
 cleaned (``git clean -ffdx``), built in place and measured with *its own*
-``python -m bench run``; the result goes to ``results/<machine>/<sha>.json``.
+``python -m bench run``; the result goes to ``results/<machine>/<sha>.json.gz``.
 The build uses this environment when it has the commit's build requirements
 (``pyproject.toml`` ``[build-system] requires``), else a cached virtualenv beside the
 worktree with them installed; a missing module or requirement is this environment's
@@ -313,9 +313,10 @@ class Walker:
                 tmp.write_text(scrubbed)
                 rd.read_result_file(tmp)  # still a valid suite
             # The name bench run would give a further run of this commit (store's layout), taken
-            # the way it takes them: atomically, the next one if a concurrent run took it.
-            dst = store.write_bytes(tmp.read_bytes(), store.candidates({"commit": sha, "dirty": False}, self.machine,
-                                                                       root=self.results))
+            # the way it takes them: atomically, the next one if a concurrent run took it; in the
+            # stored form whichever form the commit's own bench run wrote (store.write_results).
+            dst = store.write_results(rd.read_doc(tmp), store.candidates({"commit": sha, "dirty": False},
+                                                                         self.machine, root=self.results))
             tmp.unlink()
             # The commit's own `bench run` wrote into its worktree: the record is kept here.
             rnoise.update_record(rnoise.record_path(self.results, self.machine), dst, warn=self.log)
