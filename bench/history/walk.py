@@ -362,7 +362,7 @@ def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
+    store.save_commits(walker.results, git_commit_info(walker.repo, shas))
     recorded = set() if walker.rerun else walker.recorded()  # one listing, not one per commit
     todo = [s for s in shas if s not in recorded]
     outcomes = [Outcome(s, "skipped") for s in shas if s in recorded]
@@ -514,7 +514,7 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
         p = "" if v.p_value is None else f", p = {v.p_value:.3g}"
         return f"{v.change:+.1%}, 95% CI {v.lo:+.1%} .. {v.hi:+.1%}{p}"
 
-    rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
+    store.save_commits(walker.results, git_commit_info(walker.repo, shas))
     if len(shas) < 2:
         raise HistoryError("--bisect needs a range of at least two commits")
     ref = sessions(0)

@@ -351,16 +351,6 @@ def load_commits(results: Path, warn=None) -> dict:
         return {}
 
 
-def save_commits(results: Path, commits: dict) -> None:
-    """Atomically write results/commits.json (merged with what is there)."""
-    from bench.results.store import atomic_write  # here: store imports pyperf, which fast readers never need
-
-    merged = load_commits(results)
-    merged.update(commits)
-    atomic_write(commits_path(results),
-                 json.dumps({"version": 1, "commits": merged}, indent=1, sort_keys=True) + "\n")
-
-
 def topo_order(commits: dict) -> list[str]:
     """Order shas parents-first (git history order), ties broken by commit date.
 

@@ -349,6 +349,14 @@ def atomic_write(path, data, replace=True, recover_to=True) -> Path:
     return write_bytes(data, path, replace=replace, what="file", recover_to=recover_to)
 
 
+def save_commits(results: Path, commits: dict) -> None:
+    """Atomically write results/commits.json (layout.load_commits reads it), merged with what is there."""
+    merged = layout.load_commits(results)
+    merged.update(commits)
+    atomic_write(layout.commits_path(results),
+                 json.dumps({"version": 1, "commits": merged}, indent=1, sort_keys=True) + "\n")
+
+
 def suite_text(suite: pyperf.BenchmarkSuite) -> str:
     """The suite's JSON as pyperf writes it, with this machine's paths scrubbed (scrub_paths)."""
     buf = io.StringIO()
