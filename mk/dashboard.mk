@@ -23,7 +23,7 @@ test-dashboard: install
 browser-deps:
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
-# Build time for a synthetic 1,000 commits x 100 benchmarks history (figures in docs/dashboard.md).
+# Build time for a synthetic 1,000 commits x 100 benchmarks history, plain .json and .json.gz
+# (benchmarks/dashboard.py; figures in docs/dashboard.md, stored in benchmarks/out/dashboard.json).
 dashboard-perf: install
-	rm -rf build/perf && $(BIN)/python tests/synth_history.py build/perf/results --commits 1000 --benchmarks 100
-	$(BIN)/bench dashboard --results build/perf/results -o build/perf/site --repo none --cache none
+	$(BIN)/python benchmarks/dashboard.py --commits 1000 --benchmarks 100

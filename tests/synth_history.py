@@ -1,9 +1,10 @@
 """Synthetic results/ trees in the exact ``bench run`` format, for tests and timing.
 
-    python tests/synth_history.py OUT --commits 1000 --benchmarks 100
+    python tests/synth_history.py OUT --commits 1000 --benchmarks 100 [--gz]
 
 writes OUT/<machine>/<sha>.json (pyperf BenchmarkSuite JSON, the layout
-``pyperf.BenchmarkSuite.dump`` produces) and OUT/commits.json. A step can be
+``pyperf.BenchmarkSuite.dump`` produces; with ``gz``, ``<sha>.json.gz`` in the stored form
+``bench run`` writes now, bench.results.store) and OUT/commits.json. A step can be
 planted: from commit index ``step_at`` on, benchmark ``step_bench`` costs
 ``1 + step`` times as much.
 """
@@ -36,7 +37,7 @@ def bench_names(n: int) -> list[str]:
 
 def make_history(out, n_commits=30, n_benchmarks=6, machines=("synth-a",), step_at=None,
                  step_bench=None, step=0.05, runs=20, values=3, noise=0.005, seed=1,
-                 fail_at=(), salt="", core=False, drift_at=None, drift=0.0):
+                 fail_at=(), salt="", core=False, drift_at=None, drift=0.0, gz=False):
     """Write a synthetic history; returns the list of shas in history order.
 
     core: write the current format (core cycles per call, seambench_unit, a code hash per
@@ -84,8 +85,12 @@ def make_history(out, n_commits=30, n_benchmarks=6, machines=("synth-a",), step_
                 "seambench_tsc_hz": TSC_HZ, "seambench_tsc_per_core_cycle": 0.7, "seambench_conv_hash": "synthetic",
                 "seambench_baseline_cycles": 40.0, "cpu_model_name": "Synthetic CPU", "unit": "second",
                 "loops": 1000}}
-            with open(d / f"{sha}.json", "w") as f:
-                json.dump(suite, f, separators=(",", ":"))
+            if gz:
+                from bench.results import store
+                (d / f"{sha}.json.gz").write_bytes(store.encode(store.compact(suite), ".gz"))
+            else:
+                with open(d / f"{sha}.json", "w") as f:
+                    json.dump(suite, f, separators=(",", ":"))
     with open(out / "commits.json", "w") as f:
         json.dump({"version": 1, "commits": commits}, f)
     return shas
@@ -100,9 +105,10 @@ def main(argv=None):
     ap.add_argument("--step-at", type=int, default=None)
     ap.add_argument("--step-bench", default=None)
     ap.add_argument("--noise", type=float, default=0.005, help="relative noise per value (default 0.005)")
+    ap.add_argument("--gz", action="store_true", help="<sha>.json.gz in the stored form, as bench run writes now")
     a = ap.parse_args(argv)
     make_history(a.out, a.commits, a.benchmarks, tuple(a.machines.split(",")), a.step_at, a.step_bench,
-                 noise=a.noise)
+                 noise=a.noise, gz=a.gz)
     return 0
 
 

@@ -49,7 +49,7 @@ def test_default_results_path_adds_beside(tmp_path):
                   "--values", "5", "--save-as-history", env=env)  # narrowed: else under explore/
         assert p.returncode == 0, p.stderr
     files = sorted(f.name for f in (tmp_path / "testbox").iterdir() if f.name != "noise.record")
-    assert len(files) == 2 and all(f.endswith(".json") for f in files)
+    assert len(files) == 2 and all(f.endswith(".json.gz") for f in files)
     assert (tmp_path / "testbox" / "noise.record").exists()  # the machine's noise record, kept by bench run
 
 

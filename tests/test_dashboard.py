@@ -282,3 +282,27 @@ def test_older_tsc_only_results_form_their_own_series(tmp_path):
     model = dashboard.build_model(dashboard.load_history(tmp_path / "results", repo=None, jobs=1))
     assert model["unit"] == "core cycles"
     assert set(model["benchmarks"][0]["series"]) == {"synth-a", "synth-a (TSC-only)"}
+
+
+def test_reading_workers_need_no_scipy_and_agree_with_it():
+    """The median interval's ranks are summed exactly here (importing scipy.stats cost every
+    reading worker ~2 s); they are scipy's binom.ppf, and median_and_ci is np.median and
+    median_ci from one sort."""
+    import subprocess
+
+    import numpy as np
+    from scipy import stats as st
+
+    from bench.stats import summary
+    for n in list(range(1, 400)) + [997, 1000, 1600, 4801, 12000]:
+        for q in (0.025, 0.005, 0.05):
+            assert summary._binom_half_ppf(q, n) == int(st.binom.ppf(q, n, 0.5)), (n, q)
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 6, 7, 40, 41, 120, 160):
+        x = rng.normal(150, 8, n)
+        assert summary.median_and_ci(x) == (float(np.median(x)), *summary.median_ci(x))
+    code = ("import sys; from bench.report import dashboard as d; d.summarise_commit([], 'm'); "
+            "from bench.stats import summary as s; s.median_and_ci(list(range(160))); "
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -4,6 +4,7 @@ Each commit of the repository carries its own fake ``bench`` package whose
 ``run`` writes a pyperf suite like main's ``bench run``; so the walk really
 checks out, builds and runs each commit's own code.
 """
+import gzip
 import json
 import math
 import re
@@ -16,7 +17,7 @@ import pytest
 
 from bench import cli
 from bench.history import walk as history
-from bench.results import layout as rd
+from bench.results import layout as rd, store
 from bench.stats.verdict import compare_runs
 
 FAKE_MAIN = textwrap.dedent('''
@@ -122,11 +123,11 @@ def test_walk_records_measured_and_failed_then_skips(repo, tmp_path):
     assert re.search(r"\$ <(env|python)>/bin/python\S* setup.py build_ext --inplace", log), log
     assert "does not exist in this commit" in rd.failed_path(results, "testbox", shas[0]).read_text()
     # Stored files are pyperf suites of the commit they are named after.
-    suite = pyperf.BenchmarkSuite.load(str(results / "testbox" / f"{measured[0]}.json"))
+    suite = pyperf.BenchmarkSuite.load(str(results / "testbox" / f"{measured[0]}.json.gz"))
     assert suite.get_benchmark("a/emulated/vp_info").get_metadata()["seambench_commit"] == measured[0]
     assert sorted(rd.load_commits(results)) == sorted(shas)
     # No path of this machine in what is stored (pyperf's python_executable, say).
-    stored = (results / "testbox" / f"{measured[0]}.json").read_text()
+    stored = gzip.decompress((results / "testbox" / f"{measured[0]}.json.gz").read_bytes()).decode()
     assert sys.prefix not in stored and sys.base_prefix not in stored
     assert rd.load_commits(results)[shas[3]]["subject"] == "commit 3"
     # Second walk: nothing to do.
@@ -140,8 +141,8 @@ def test_walk_records_measured_and_failed_then_skips(repo, tmp_path):
     # --rerun stores beside, never replaces.
     w.rerun = True
     history.run_history(w, shas[-1:], progress=False)
-    assert (results / "testbox" / f"{shas[-1]}.2.json").exists()  # store.default_path's contract
-    assert (results / "testbox" / f"{shas[-1]}.json").exists()
+    assert (results / "testbox" / f"{shas[-1]}.2.json.gz").exists()  # store.default_path's contract
+    assert (results / "testbox" / f"{shas[-1]}.json.gz").exists()
     pooled = rd.read_commit(results, "testbox", shas[-1])
     assert len(pooled["a/emulated/vp_info"].values) == 60
 
@@ -170,7 +171,7 @@ def test_cli_history_and_bisect(repo, tmp_path, capsys):
     common = ["--repo", str(repo), "--results", str(results), "--machine", "testbox",
               "--worktree", str(tmp_path / "wt"), "--no-progress"]
     assert cli.main(["history", "HEAD~2..", *common]) == 0
-    assert len(list((results / "testbox").glob("*.json"))) == 2
+    assert len(list((results / "testbox").glob("*.json.gz"))) == 2
     rc = cli.main(["history", f"HEAD~{N - 2}..HEAD", "--bisect", "a/emulated/vp_info", *common])
     out = capsys.readouterr().out
     assert rc == 0 and "first slower commit" in out and "bench compare" in out
@@ -225,13 +226,13 @@ def test_bisect_with_three_runs_per_commit_the_quick_suite(repo3, tmp_path):
 
 def _set_code_hash(results, machine, sha, bench, code):
     for path in rd.result_paths(results, machine, sha):
-        doc = json.loads(path.read_text())
+        doc = rd.read_doc(path)
         for b in doc["benchmarks"]:
             names = [(b.get("metadata") or {}).get("name")] + [(r.get("metadata") or {}).get("name") for r in b["runs"]]
             if bench in names:
                 for r in b["runs"]:
                     r.setdefault("metadata", {})["seambench_code_hash"] = code
-        path.write_text(json.dumps(doc))
+        path.write_bytes(store.encode(doc, path.name))
 
 
 def test_bisect_knows_identical_code(repo, tmp_path):

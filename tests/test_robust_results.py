@@ -130,7 +130,7 @@ def test_a_noise_record_that_cannot_be_written_is_a_warning(tmp_path, monkeypatc
     assert cli.main(["run", *TINY]) == 0
     err = capsys.readouterr().err
     assert "cannot update the noise record" in err and "Traceback" not in err
-    assert list((tmp_path / "results" / "testbox" / "explore").glob("*.json"))
+    assert list((tmp_path / "results" / "testbox" / "explore").glob("*.json.gz"))
     assert not (tmp_path / "state").exists()
 
 

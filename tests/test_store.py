@@ -103,8 +103,8 @@ def test_default_path_never_reuses_a_name(tmp_path):
     p1.parent.mkdir(parents=True)
     p1.write_text("{}")
     p2 = store.default_path(state, "m", tmp_path)
-    assert p1.name == "abc.json" and p2.name == "abc.2.json"
-    assert store.default_path({"commit": "abc", "dirty": True}, "m", tmp_path).name == "abc-dirty-1.json"
+    assert p1.name == "abc.json.gz" and p2.name == "abc.2.json.gz"
+    assert store.default_path({"commit": "abc", "dirty": True}, "m", tmp_path).name == "abc-dirty-1.json.gz"
 
 
 def test_the_names_store_writes_are_the_ones_resultsdir_reads(tmp_path):
@@ -121,7 +121,7 @@ def test_the_names_store_writes_are_the_ones_resultsdir_reads(tmp_path):
     assert rd.classify(dirty) == (sha, True)
     assert rd.classify(tmp_path / "m" / f"{sha}.notes.json") is None
     names = [p.name for p in sorted(rd.group_by_commit(tmp_path, "m")[sha], key=rd.session_order)]
-    assert names == [f"{sha}.json"] + [f"{sha}.{n}.json" for n in range(2, 12)]
+    assert names == [f"{sha}.json.gz"] + [f"{sha}.{n}.json.gz" for n in range(2, 12)]
 
 
 KILLER = textwrap.dedent("""
@@ -136,7 +136,7 @@ KILLER = textwrap.dedent("""
 
 def test_killed_mid_write_leaves_the_old_file_intact(stored, tmp_path):
     _, _, records = stored
-    path = tmp_path / "results.json"
+    path = tmp_path / "results.json.gz"
     path.write_bytes(open(records[0]["results_file"], "rb").read())
     before = path.read_bytes()
     p = subprocess.run([sys.executable, "-c", KILLER, str(path)], capture_output=True, text=True)
@@ -146,9 +146,9 @@ def test_killed_mid_write_leaves_the_old_file_intact(stored, tmp_path):
     # The killed writer's temporary is left behind, with its pid in the name; the next write
     # into the folder removes it (its writer is dead).
     stale = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
-    assert len(stale) == 1 and re.match(r"^\.results\.json\.[0-9]+\.\w+\.tmp$", stale[0])
+    assert len(stale) == 1 and re.match(r"^\.results\.json\.gz\.[0-9]+\.\w+\.tmp$", stale[0])
     store.atomic_write(tmp_path / "other.json", "{}")
-    assert sorted(os.listdir(tmp_path)) == ["other.json", "results.json"]
+    assert sorted(os.listdir(tmp_path)) == ["other.json", "results.json.gz"]
 
 
 def test_a_live_writers_temporary_is_kept(tmp_path):

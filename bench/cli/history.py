@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "history", help="measure each commit of a git range into results/",
         description="Measure each commit of RANGE (v1..v2, HEAD~20.., a rev, or a file of revs) with "
-                    "that commit's own code, storing results/<machine>/<sha>.json.")
+                    "that commit's own code, storing results/<machine>/<sha>.json.gz.")
     p.add_argument("range", metavar="RANGE")
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--repo", default=".", help="git repository (default: .)")

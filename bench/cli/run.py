@@ -21,7 +21,8 @@ def register(sub) -> None:
     r.add_argument("--leaves", help="these leaf profiles instead of each convention's meant_for")
     pyperf_opts(r)
     r.add_argument("--trace", metavar="FILE", help="also write a Perfetto trace of every sample")
-    r.add_argument("-o", "--output", help="results file (default: results/<machine>/<commit>.json)")
+    r.add_argument("-o", "--output", help="results file (default: results/<machine>/<commit>.json.gz; "
+                                          "gzipped if the name ends in .gz)")
     r.add_argument("--no-store", action="store_true", help="do not write a results file")
     r.add_argument("--save-as-history", action="store_true",
                    help="store an exploratory run (-C, a narrowed selection, another suite or pyperf "

@@ -2,7 +2,7 @@
 
 Each commit is checked out into one cached worktree (``.cache/history/worktree``),
 cleaned (``git clean -ffdx``), built in place and measured with *its own*
-``python -m bench run``; the result goes to ``results/<machine>/<sha>.json``.
+``python -m bench run``; the result goes to ``results/<machine>/<sha>.json.gz``.
 The build uses this environment when it has the commit's build requirements
 (``pyproject.toml`` ``[build-system] requires``), else a cached virtualenv beside the
 worktree with them installed; a missing module or requirement is this environment's
@@ -321,9 +321,10 @@ class Walker:
                 tmp.write_text(scrubbed)
                 rd.read_result_file(tmp)  # still a valid suite
             # The name bench run would give a further run of this commit (store's layout), taken
-            # the way it takes them: atomically, the next one if a concurrent run took it.
-            dst = store.write_bytes(tmp.read_bytes(), store.candidates({"commit": sha, "dirty": False}, self.machine,
-                                                                       root=self.results))
+            # the way it takes them: atomically, the next one if a concurrent run took it; in the
+            # stored form whichever form the commit's own bench run wrote (store.write_results).
+            dst = store.write_results(rd.read_doc(tmp), store.candidates({"commit": sha, "dirty": False},
+                                                                         self.machine, root=self.results))
             tmp.unlink()
             # The commit's own `bench run` wrote into its worktree: the record is kept here.
             rnoise.update_record(rnoise.record_path(self.results, self.machine), dst, warn=self.log)
@@ -369,7 +370,7 @@ def run_history(walker: Walker, shas: list[str], progress: bool = True) -> list[
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
+    store.save_commits(walker.results, git_commit_info(walker.repo, shas))
     recorded = set() if walker.rerun else walker.recorded()  # one listing, not one per commit
     todo = [s for s in shas if s not in recorded]
     outcomes = [Outcome(s, "skipped") for s in shas if s in recorded]
@@ -523,7 +524,7 @@ def bisect(walker: Walker, shas: list[str], benchmark: str, verdict=compare_runs
         p = "" if v.p_value is None else f", p = {v.p_value:.3g}"
         return f"{v.change:+.1%}, 95% CI {v.lo:+.1%} .. {v.hi:+.1%}{p}"
 
-    rd.save_commits(walker.results, git_commit_info(walker.repo, shas))
+    store.save_commits(walker.results, git_commit_info(walker.repo, shas))
     if len(shas) < 2:
         raise HistoryError("--bisect needs a range of at least two commits")
     ref = sessions(0)

@@ -66,9 +66,7 @@ def summarise_commit(paths: list, machine: str):
     date = None
     for name, br in pooled.items():
         try:
-            x = np.asarray(br.values, dtype=float)
-            med = float(np.median(x)) if x.size else math.nan
-            lo, hi = stats.median_ci(x)
+            med, lo, hi = stats.median_and_ci(br.values)
         except (TypeError, ValueError):
             med = math.nan
         if not br.values or med != med:

@@ -2,12 +2,15 @@
 
 The contract (written by ``bench run``)::
 
-    results/<machine>/<sha>.json            pyperf BenchmarkSuite, one run of commit <sha>
-    results/<machine>/<sha>.<n>.json        a further run of the same commit (never replaces)
-    results/<machine>/<sha>-dirty-<n>.json  a run of a dirty tree based on <sha>
-    results/<machine>/explore/...           the same names: runs that are not the project's
-                                            history (own conventions, narrowed selection,
-                                            another suite or settings); never pooled with it
+    results/<machine>/<sha>.json.gz            pyperf BenchmarkSuite, one run of commit <sha>
+    results/<machine>/<sha>.<n>.json.gz        a further run of the same commit (never replaces)
+    results/<machine>/<sha>-dirty-<n>.json.gz  a run of a dirty tree based on <sha>
+    results/<machine>/explore/...              the same names: runs that are not the project's
+                                               history (own conventions, narrowed selection,
+                                               another suite or settings); never pooled with it
+
+Each name may also be plain ``.json`` (files written before results were gzipped, or ``-o`` so
+named): both forms are read everywhere, and a name is taken if either form exists (``forms``).
 
 Files are pooled (a commit's sessions, compare, bisect, the dashboard) only when they
 measured the same thing: ``comparable_key``.
@@ -33,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import zlib
 
 try:  # 3-5x faster parsing of large result files; the stdlib is the fallback
     import orjson as _orjson
@@ -43,8 +47,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The one pattern of a result file name (the layout above; store.default_path writes it).
-SHA_RE = re.compile(r"^(?P<sha>[0-9a-f]{40})(?P<rest>(?:\.[0-9]+)?|-dirty-[0-9]+)\.json$")
+SHA_RE = re.compile(r"^(?P<sha>[0-9a-f]{40})(?P<rest>(?:\.(?P<n>[0-9]+))?|-dirty-(?P<dn>[0-9]+))"
+                    r"\.json(?P<gz>\.gz)?$")
 FAILED_SUFFIX = ".failed.log"
+GZ = ".gz"  # pyperf reads and writes a file so named gzip-compressed
+
+
+def forms(path: Path) -> tuple:
+    """The two forms of a result file name (<name>.json, <name>.json.gz); a name is taken when
+    either exists.  A name that is not a result file's is its only form."""
+    path = Path(path)
+    m = SHA_RE.match(path.name)
+    if not m:
+        return (path,)
+    plain = path.name[:-len(GZ)] if m.group("gz") else path.name
+    return (path.with_name(plain), path.with_name(plain + GZ))
+
+
+def taken(path: Path) -> bool:
+    return any(p.exists() for p in forms(path))
 
 
 def json_loads(raw: bytes):
@@ -117,7 +138,7 @@ def classify(path: Path):
     """Return (sha, dirty) for a result file name, or None if it is not one.
 
     ``<sha>.json`` and ``<sha>.<n>.json`` are clean runs, ``<sha>-dirty-<n>.json`` a dirty
-    tree; any other name is not a result file."""
+    tree, each also as ``.json.gz``; any other name is not a result file."""
     m = SHA_RE.match(path.name)
     if not m:
         return None
@@ -175,8 +196,42 @@ def read_bounded(path: Path, limit: int = MAX_RESULT_BYTES) -> bytes:
     return raw
 
 
+def gunzip_bounded(raw: bytes, path: Path, limit: int = MAX_RESULT_BYTES) -> bytes:
+    """The content of gzip data (every member, as gzip.open reads it), at most `limit` bytes: a
+    small file that inflates without end is refused, not inflated."""
+    out, total = [], 0
+    while raw:
+        d = zlib.decompressobj(wbits=31)  # 31: the gzip container
+        try:
+            chunk = d.decompress(raw, limit + 1 - total)
+        except zlib.error as e:
+            raise ResultsFileError(f"{path}: not gzip data ({e})") from None
+        total += len(chunk)
+        if total > limit or d.unconsumed_tail:
+            raise ResultsFileError(f"{path}: more than {limit:,} bytes when decompressed")
+        if not d.eof:
+            raise ResultsFileError(f"{path}: gzip data cut short")
+        out.append(chunk)
+        raw = d.unused_data
+    return b"".join(out)
+
+
+def read_doc(path: Path):
+    """The JSON document of a results file, .json or .json.gz (bounded: read_bounded)."""
+    path = Path(path)
+    raw = read_bounded(path)
+    if path.name.endswith(GZ):
+        raw = gunzip_bounded(raw, path)
+    try:
+        return json_loads(raw)
+    except ValueError as e:  # orjson.JSONDecodeError is a ValueError; so is a bad UTF-8 byte
+        raise ResultsFileError(f"{path}: cannot read JSON: {e}") from None
+    except RecursionError:
+        raise ResultsFileError(f"{path}: JSON nested too deeply") from None
+
+
 def read_result_file(path: Path, machine: str | None = None, any_name=False) -> ResultFile:
-    """Read one pyperf BenchmarkSuite JSON file (bounded: read_bounded).
+    """Read one pyperf BenchmarkSuite JSON file, plain or gzipped (bounded: read_bounded).
 
     Metadata follows pyperf's layering: suite metadata, then the benchmark's,
     then its first run's (keys common to all runs are hoisted by pyperf).
@@ -187,15 +242,9 @@ def read_result_file(path: Path, machine: str | None = None, any_name=False) -> 
     c = classify(path)
     if c is None:
         if not any_name:
-            raise ResultsFileError(f"{path}: not a result file name (<40-hex sha>[...].json)")
+            raise ResultsFileError(f"{path}: not a result file name (<40-hex sha>[...].json[.gz])")
         c = (None, False)
-    raw = read_bounded(path)
-    try:
-        doc = json_loads(raw)
-    except ValueError as e:  # orjson.JSONDecodeError is a ValueError; so is a bad UTF-8 byte
-        raise ResultsFileError(f"{path}: cannot read JSON: {e}") from None
-    except RecursionError:
-        raise ResultsFileError(f"{path}: JSON nested too deeply") from None
+    doc = read_doc(path)
     try:
         if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
             raise ResultsFileError(f"{path}: not a pyperf BenchmarkSuite (no 'benchmarks' list)")
@@ -239,8 +288,12 @@ def read_commit(results: Path, machine: str, sha: str, warn=None) -> dict:
 
 
 def session_order(path: Path):
-    """Sort key: ``<sha>.json``, ``<sha>.2.json`` ... ``<sha>.10.json``, in the order they were run."""
-    return len(path.name), path.name
+    """Sort key: ``<sha>.json``, ``<sha>.2.json`` ... ``<sha>.10.json``, in the order they were run
+    (by their number, whichever form each has)."""
+    m = SHA_RE.match(Path(path).name)
+    if not m:
+        return (0, len(path.name), path.name)
+    return (int(m.group("n") or m.group("dn") or 1), len(path.name), path.name)
 
 
 def group_by_commit(results: Path, machine: str) -> dict:
@@ -304,16 +357,6 @@ def load_commits(results: Path, warn=None) -> dict:
         if warn:
             warn(f"{p}: cannot read commit log cache ({e}); ordering falls back to git/run dates")
         return {}
-
-
-def save_commits(results: Path, commits: dict) -> None:
-    """Atomically write results/commits.json (merged with what is there)."""
-    from bench.results.store import atomic_write  # here: store imports pyperf, which fast readers never need
-
-    merged = load_commits(results)
-    merged.update(commits)
-    atomic_write(commits_path(results),
-                 json.dumps({"version": 1, "commits": merged}, indent=1, sort_keys=True) + "\n")
 
 
 def topo_order(commits: dict) -> list[str]:

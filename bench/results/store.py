@@ -1,20 +1,24 @@
-"""Results on disk: pyperf BenchmarkSuite JSON, written atomically, never overwritten.
+"""Results on disk: pyperf BenchmarkSuite JSON, gzipped, written atomically, never overwritten.
 
-Layout: results/<machine>/<commit>.json (a clean tree), <commit>.<n>.json for a
-second run of the same commit, <commit>-dirty-<n>.json for an uncommitted tree; runs that are
+Layout: results/<machine>/<commit>.json.gz (a clean tree), <commit>.<n>.json.gz for a
+second run of the same commit, <commit>-dirty-<n>.json.gz for an uncommitted tree; runs that are
 not the project's history (own conventions, a narrowed selection, another suite or settings)
-the same names under results/<machine>/explore/.  A file that cannot be written where asked
-is saved under recovery_dir() instead, and the error says where: a measurement is never lost.
-`python -m pyperf stats FILE` and `python -m pyperf compare_to A B` read them.
-Values are seconds per call, net of the empty-loop baseline.
+the same names under results/<machine>/explore/.  Older files are plain .json and read the same
+(results.layout); a name is free only if neither form exists.  A file that cannot be written
+where asked is saved under recovery_dir() instead, and the error says where: a measurement is
+never lost.  `python -m pyperf stats FILE` and `python -m pyperf compare_to A B` read them (pyperf
+opens .gz itself).  Values are core cycles per call, net of the empty-loop baseline, stored to
+their resolution (compact()).
 """
 from __future__ import annotations
 
 import datetime
 import errno
+import gzip
 import io
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -22,6 +26,8 @@ import tempfile
 from pathlib import Path
 
 import pyperf
+
+from bench.results import layout
 
 META = "seambench_"
 # Stored values are core cycles per call (converted sample by sample by the measure stage).
@@ -52,15 +58,15 @@ def candidates(state: dict, machine_name: str, root: Path | None = None, explore
     commit = state["commit"]
     for n in range(1, 100000):
         if state["dirty"]:
-            yield folder / f"{commit}-dirty-{n}.json"
+            yield folder / f"{commit}-dirty-{n}.json{layout.GZ}"
         else:
-            yield folder / (f"{commit}.json" if n == 1 else f"{commit}.{n}.json")
+            yield folder / (f"{commit}.json{layout.GZ}" if n == 1 else f"{commit}.{n}.json{layout.GZ}")
 
 
 def default_path(state: dict, machine_name: str, root: Path | None = None, explore=False) -> Path:
     """The first name for this commit that is free now (what a write would take, barring a race)."""
     for path in candidates(state, machine_name, root, explore):
-        if not path.exists():
+        if not layout.taken(path):
             return path
     raise StoreError(f"no free result file name in {path.parent}")
 
@@ -259,6 +265,10 @@ def _write_new(data: bytes, names, replace: bool) -> Path:
             os.replace(tmp, first)
             return first
         for path in (first, *names):
+            # A results name is taken in either form (layout.forms): checked before taking it,
+            # and again after, in case the other form appeared in between.
+            if _other_form_exists(path):
+                continue
             try:
                 os.link(tmp, path)
             except FileExistsError:
@@ -273,11 +283,18 @@ def _write_new(data: bytes, names, replace: bool) -> Path:
                     continue
                 os.replace(tmp, path)
                 return path
+            if _other_form_exists(path):
+                os.unlink(path)
+                continue
             return path
         raise FileExistsError(errno.EEXIST, "every name is taken", str(first))
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _other_form_exists(path: Path) -> bool:
+    return any(p != path and p.exists() for p in layout.forms(path))
 
 
 def new_folder(parent: Path, name: str) -> Path:
@@ -334,17 +351,117 @@ def atomic_write(path, data, replace=True, recover_to=True) -> Path:
     return write_bytes(data, path, replace=replace, what="file", recover_to=recover_to)
 
 
+def save_commits(results: Path, commits: dict) -> None:
+    """Atomically write results/commits.json (layout.load_commits reads it), merged with what is there."""
+    merged = layout.load_commits(results)
+    merged.update(commits)
+    atomic_write(layout.commits_path(results),
+                 json.dumps({"version": 1, "commits": merged}, indent=1, sort_keys=True) + "\n")
+
+
 def suite_text(suite: pyperf.BenchmarkSuite) -> str:
     """The suite's JSON as pyperf writes it, with this machine's paths scrubbed (scrub_paths)."""
     buf = io.StringIO()
-    suite.dump(buf, compact=False)
+    suite.dump(buf, compact=True)
     return scrub_paths(buf.getvalue())
 
 
+# -- the stored form: values to their resolution, pyperf's run metadata to what it shows ------
+# A value is (batch ticks - empty batch ticks) / calls / (chain ticks / chain ADDs): whole TSC
+# tick counts, so it is known to about +-2 ticks per batch (its resolution).  It is stored rounded
+# to the largest 1-2-5 step not above that, so rounding moves it by at most one tick per batch:
+# the digits below are the counters' quantization, not the call.
+
+def resolution(loops, tsc_per_unit) -> float | None:
+    """Two TSC ticks over a batch of `loops` calls, in the stored unit (`tsc_per_unit` TSC ticks
+    per unit: TSC per core cycle, or the TSC rate for older files in seconds); None if unknown."""
+    try:
+        r = 2.0 / (float(loops) * float(tsc_per_unit))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return r if r > 0 and math.isfinite(r) else None
+
+
+def _step(res):
+    """(step, decimals): the largest of 1, 2, 5 x 10^k not above `res`; None for no rounding."""
+    if res is None:
+        return None
+    k = math.floor(math.log10(res))
+    m = next(m for m in (5, 2, 1) if m * 10.0 ** k <= res)
+    return m * 10.0 ** k, max(-k, 0)
+
+
+def _round(v, step):
+    """`v` to a multiple of `step` (_step's pair); never to zero or below (pyperf values are > 0):
+    then left as it is."""
+    if step is None or not isinstance(v, float):
+        return v
+    r = round(round(v / step[0]) * step[0], step[1])  # the outer round: no 128.76000000000001
+    return r if r > 0 else v
+
+
+def _run_resolution(md: dict):
+    """The resolution of one run's values: md is the run's metadata layered as pyperf reads it."""
+    if md.get(f"{META}unit") == VALUE_UNIT:
+        return resolution(md.get("loops"), md.get(f"{META}run_tsc_per_core") or md.get(f"{META}tsc_per_core_cycle"))
+    return resolution(md.get("loops"), md.get(f"{META}tsc_hz"))  # older files: seconds at the TSC rate
+
+
+# Per-run metadata as stored: pyperf prints dates to the second, durations as ms; uptime is the
+# run's date minus the suite's boot_time; the worker token only joined a worker's side file to
+# its run, during the run.
+_RUN_DROP = (f"{META}worker", "uptime")
+_RUN_STEP = {"duration": (1e-3, 3), f"{META}run_tsc_per_core": (1e-6, 6)}
+
+
+def compact(doc: dict) -> dict:
+    """A pyperf suite document (as json.load gives it) in its stored form, changed in place:
+    values and warm-ups to their resolution, run metadata to the precision pyperf shows.  Any
+    version of the format is accepted; what it does not recognise is left as it is."""
+    suite_md = doc.get("metadata") or {}
+    for b in doc.get("benchmarks") or ():
+        bench_md = {**suite_md, **(b.get("metadata") or {})}
+        for run in b.get("runs") or ():
+            rmd = run.get("metadata") or {}
+            md = {**bench_md, **rmd}
+            step = _step(_run_resolution(md))
+            if isinstance(run.get("values"), list):
+                run["values"] = [_round(v, step) for v in run["values"]]
+            if isinstance(run.get("warmups"), list):
+                run["warmups"] = [[w[0], _round(w[1], _step(_run_resolution({**md, "loops": w[0]})))]
+                                  if isinstance(w, list) and len(w) == 2 else w for w in run["warmups"]]
+            for k in _RUN_DROP:
+                rmd.pop(k, None)
+            for k, st in _RUN_STEP.items():
+                if k in rmd:
+                    rmd[k] = _round(rmd[k], st)
+            if f"{META}run_tsc_cycles" in rmd:  # TSC ticks per call, as the values
+                rmd[f"{META}run_tsc_cycles"] = _round(rmd[f"{META}run_tsc_cycles"],
+                                                      _step(resolution(md.get("loops"), 1.0)))
+            if isinstance(rmd.get("date"), str) and "." in rmd["date"]:
+                rmd["date"] = rmd["date"].split(".", 1)[0]
+    return doc
+
+
+def encode(doc: dict, name: str) -> bytes:
+    """A results document as file content: JSON as pyperf writes it (sorted keys, no spaces),
+    gzipped when `name` ends in .gz (with no time stamp: equal documents, equal bytes)."""
+    data = (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+    return gzip.compress(data, compresslevel=9, mtime=0) if str(name).endswith(layout.GZ) else data
+
+
+def write_results(doc: dict, dest, replace=False) -> Path:
+    """A results document, compacted, as a file (write_bytes: atomic, never overwritten, never
+    lost); `dest` is a path or candidates(), whose names share one form (.json or .json.gz)."""
+    names = iter([Path(dest)] if isinstance(dest, (str, os.PathLike)) else dest)
+    first = Path(next(names))
+    return write_bytes(encode(compact(doc), first.name), itertools.chain([first], names), replace=replace,
+                       what="results file")
+
+
 def write_suite(suite: pyperf.BenchmarkSuite, dest, replace=False) -> Path:
-    """A results file (write_bytes: atomic, never overwritten, never lost); `dest` is a path or
-    candidates()."""
-    return write_bytes(suite_text(suite), dest, replace=replace, what="results file")
+    """A results file (write_results); `dest` is a path or candidates()."""
+    return write_results(json.loads(suite_text(suite)), dest, replace=replace)
 
 
 def stamp(suite: pyperf.BenchmarkSuite, provenance: dict) -> pyperf.BenchmarkSuite:
@@ -367,7 +484,8 @@ def provenance(suite_name: str, selection: dict, settings: dict, conv_files, kin
 
 
 def load_suite(path) -> pyperf.BenchmarkSuite:
-    """Load a results file, or say clearly why it cannot be."""
+    """Load a results file (.json or .json.gz: pyperf decides by the name), or say clearly why it
+    cannot be."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no such results file")

@@ -20,7 +20,24 @@ def median_ci(values, confidence=0.95):
     (the binomial rank method, e.g. Conover, *Practical Nonparametric Statistics*, 3rd ed.,
     3.2): no normality assumed, exact coverage >= confidence.  With fewer than 6 values it
     is the full range."""
+    return _ci_of_sorted(np.sort(np.asarray(values, dtype=float)), confidence)
+
+
+def median_and_ci(values, confidence=0.95):
+    """(median, lo, hi): np.median and median_ci of `values`, from one sort."""
     x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    if math.isnan(x[-1]):  # NaN sorts last; np.median is NaN then
+        med = math.nan
+    else:
+        # np.median's value: the middle order statistic, or the mean of the middle two
+        med = float(x[n // 2]) if n % 2 else (float(x[n // 2 - 1]) + float(x[n // 2])) / 2
+    return (med, *_ci_of_sorted(x, confidence))
+
+
+def _ci_of_sorted(x, confidence):
     n = len(x)
     if n == 0:
         return math.nan, math.nan
@@ -30,14 +47,34 @@ def median_ci(values, confidence=0.95):
     return float(x[lo]), float(x[hi])
 
 
+EXACT_RANKS_UP_TO = 20000  # n beyond which the exact sum costs more than importing scipy
+
+
 @functools.lru_cache(maxsize=4096)
 def _median_ci_ranks(n, confidence):
     """0-based indexes of the interval's order statistics; cached, since the dashboard asks
     for thousands of points with a handful of distinct n."""
-    from scipy import stats as _st  # imported here: scipy costs ~1 s, and workers never need it
-    # 1-based rank k: P(Binomial(n, 1/2) < k) <= alpha/2; the interval is [x(k), x(n-k+1)].
-    k = int(_st.binom.ppf((1 - confidence) / 2, n, 0.5))
+    # 1-based rank k = binom.ppf(alpha/2, n, 1/2): the least k with P(Binomial(n, 1/2) <= k) >=
+    # alpha/2; the interval is [x(k), x(n-k+1)].
+    k = _binom_half_ppf((1 - confidence) / 2, n)
     return max(k - 1, 0), min(n - k, n - 1)
+
+
+def _binom_half_ppf(q: float, n: int) -> int:
+    """scipy.stats.binom.ppf(q, n, 0.5), summed exactly in integers: the dashboard's reading
+    workers need it for every point, and importing scipy.stats costs each of them ~2 s."""
+    if n > EXACT_RANKS_UP_TO or not 0 < q < 1:
+        from scipy import stats as _st  # rare: very large pooled samples
+        return int(_st.binom.ppf(q, n, 0.5))
+    num, den = q.as_integer_ratio()  # q exactly: CDF(k) >= q  <=>  sum C(n, i) * den >= num * 2^n
+    target = num << n
+    c = cum = 1  # C(n, 0)
+    k = 0
+    while cum * den < target:
+        c = c * (n - k) // (k + 1)
+        k += 1
+        cum += c
+    return k
 
 
 def mad(values):
