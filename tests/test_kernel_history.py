@@ -93,10 +93,10 @@ def test_history_finds_the_planted_step_and_no_step_where_the_code_is_unchanged(
     # the layout: results/kernel/<tree-id>/<machine>/<sha>.json, and the failure's log beside it
     folder = Path(doc["results"])
     assert folder.parent.parent == results / "kernel"
-    assert (folder / f"{shas['slower']}.json").exists()
+    assert (folder / f"{shas['slower']}.json.gz").exists()
     log = (folder / f"{shas['broken']}.failed.log").read_text()
     assert "phase: import" in log and "rzx" in log
-    rf = layout.read_result_file(folder / f"{shas['slower']}.json")
+    rf = layout.read_result_file(folder / f"{shas['slower']}.json.gz")
     md = rf.benchmarks["kernel:__tdcall/emulated/vp_info"].metadata
     assert md["seambench_kernel_commit"] == shas["slower"] and md["seambench_kernel_version"] == "9.99"
     assert md["seambench_commit"] != shas["slower"]  # the seambench build that measured it
@@ -104,7 +104,7 @@ def test_history_finds_the_planted_step_and_no_step_where_the_code_is_unchanged(
 
 def test_a_rerun_reuses_and_bisect_names_the_commit(history, capsys):
     tree, shas, results = history
-    before = sorted(p.name for p in results.rglob("*.json"))
+    before = sorted(p.name for p in results.rglob("*.json*"))
     code, out, err = _run(capsys, tree, f"{shas['base']}..HEAD", "--results", results, "--json", "--bisect", *FAST)
     doc = json.loads(out)
     assert code == 0, err
@@ -114,7 +114,7 @@ def test_a_rerun_reuses_and_bisect_names_the_commit(history, capsys):
     assert "identical" in by["kernel:__seamcall_ret/emulated/vp_info"]["message"]
     assert "bench compare" in by["kernel:__tdcall/emulated/vp_info"]["compare"]
     # nothing was measured again, unless the bisect asked for more runs of an undecided pair
-    after = sorted(p.name for p in results.rglob("*.json"))
+    after = sorted(p.name for p in results.rglob("*.json*"))
     assert set(before) <= set(after)
     if "undecided" not in err:
         assert after == before

@@ -12,8 +12,8 @@ Layout: a kernel tree's results folder is a results folder of the store's own la
 reader of results (bench.results, the noise estimates, ``bench history``'s bisect, ``bench
 dashboard --results results/kernel/<tree-id>``) works on it unchanged::
 
-    results/kernel/<tree-id>/<machine>/<sha>.json         one measurement of kernel commit <sha>
-    results/kernel/<tree-id>/<machine>/<sha>.<n>.json     a further one (never overwritten)
+    results/kernel/<tree-id>/<machine>/<sha>.json.gz      one measurement of kernel commit <sha>
+    results/kernel/<tree-id>/<machine>/<sha>.<n>.json.gz  a further one (never overwritten)
     results/kernel/<tree-id>/<machine>/<sha>.failed.log   the import or the run failed: its message
     results/kernel/<tree-id>/<machine>/noise.record       this tree's noise record (untracked)
     results/kernel/<tree-id>/commits.json                 the kernel commits' subjects, dates, parents
@@ -336,7 +336,7 @@ def save_order(walker: KernelWalker, shas) -> None:
         entry = dict(info.get(sha) or {"subject": "", "date": 0})
         entry["parents"] = [prev] if prev else []
         order[sha] = entry
-    rd.save_commits(walker.results, order)
+    store.save_commits(walker.results, order)
 
 
 def request_json(request: dict) -> str:
