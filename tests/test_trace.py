@@ -87,6 +87,8 @@ def test_ab_trace(tmp_path):
     ratio = by_name(ts, "lean / seamcall_ret")[0]
     assert len(events(t, x, TrackEvent.TYPE_COUNTER)) == len(r.samples) == len(r.ratios) + sum(r.excluded.values())
     values = sorted(e.track_event.double_counter_value for e in events(t, ratio, TrackEvent.TYPE_COUNTER))
-    assert values[len(values) // 2] == pytest.approx(r.ratio, rel=0.01)
+    # every pair, excluded ones too (they are marked): the kept ones alone give r.ratio
+    every = sorted(s.net_tsc(1) / s.net_tsc(0) for s in r.samples if s.net_tsc(0) > 0)
+    assert values == pytest.approx(every)
     kinds = collections.Counter(p.track_event.type for p in t.packet if p.HasField("track_event"))
     assert kinds[TrackEvent.TYPE_SLICE_BEGIN] == kinds[TrackEvent.TYPE_SLICE_END] == 1
