@@ -385,6 +385,14 @@ class Imported:
     digest: str
     adapter: str = ""
     undefined: tuple = ()
+    # For the kernel module (gen/ring0.py): the tree's release (VERSION.PATCHLEVEL.SUBLEVEL), the
+    # cache folder holding the tree's own TDX files as they are, whether the function takes the
+    # leaf number as an argument (one without, a hand-written TDVMCALL, chooses its own leaf), and
+    # what the function itself calls outside its file.  Empty in files of older imports.
+    release: str = ""
+    raw: str = ""
+    leaf_arg: bool = True
+    calls: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -428,8 +436,9 @@ class Convention:
     def kernel_only(self) -> bool:
         return self.fpu == "kernel_fpu"
 
-    def resolve(self, leaf: Leaf) -> "Resolved":
-        """Register sets for one leaf: `leaf` words replaced by the profile's sets."""
+    def resolve(self, leaf: Leaf, observed=None) -> "Resolved":
+        """Register sets for one leaf: `leaf` words replaced by the profile's sets.  `observed`:
+        for imported code, the C-ABI breaks the runtime check saw (Resolved.abi_breaks)."""
         load = leaf.reads if self.load == LEAF_WORD else self.load
         store = leaf.outputs if self.store == LEAF_WORD else self.store
         if self.preserve == LEAF_WORD:
@@ -440,7 +449,8 @@ class Convention:
         rbp = self.rbp
         if rbp == LEAF_WORD:
             rbp = "stack" if leaf.clobbers_rbp else "none"
-        return Resolved(self, leaf, tuple(load), tuple(store), tuple(preserve), rbp)
+        return Resolved(self, leaf, tuple(load), tuple(store), tuple(preserve), rbp,
+                        None if observed is None else tuple(observed))
 
 
 @dataclass(frozen=True)
@@ -452,6 +462,7 @@ class Resolved:
     store: tuple
     preserve: tuple
     rbp: str
+    observed: tuple | None = None  # imported code: the breaks the runtime check saw (None: not run)
 
     @property
     def saved(self) -> frozenset:
@@ -476,7 +487,13 @@ class Resolved:
         The one fact both readers use: the static safety prediction (bench/safety.py) turns
         each into a reason, and the kernel module's build filter (gen/codegen.kernel_unsafe)
         refuses every wrapper that has any, since in ring 0 each is a corrupted register of the
-        module's own C code."""
+        module's own C code.
+
+        Imported code has no declaration to derive this from: its breaks are what the runtime
+        check saw (`observed`, safety.abi_breaks_seen: causes "changed", "pointer", "stack",
+        "flags", "crash"), and without that check one "unchecked" break."""
+        if self.conv.imported:
+            return self.observed if self.observed is not None else (("unchecked", ()),)
         unsaved = self.unsaved_callee_saved
         written = tuple(reg for reg in unsaved if reg in self.leaf.all_writes)
         loaded = tuple(reg for reg in unsaved if reg not in self.leaf.all_writes)
@@ -628,7 +645,8 @@ def _conv_to_raw(conv: Convention) -> dict:
 
 
 _IMPORTED_KEYS = {"description", "family", "meant_for", "imported"}
-_IMPORTED_FIELDS = {"tree", "symbol", "layout", "file", "source", "digest", "adapter", "undefined"}
+_IMPORTED_FIELDS = {"tree", "symbol", "layout", "file", "source", "digest", "adapter", "undefined", "release",
+                    "raw", "leaf_arg", "calls"}
 
 
 def _build_imported(path, name, body, leaves) -> Convention:
@@ -644,9 +662,9 @@ def _build_imported(path, name, body, leaves) -> Convention:
         raise ConfigError(path, line, f"{what}: imported must be a mapping (as `bench kernel import` writes it)")
     _check_keys(path, imp, _IMPORTED_FIELDS, f"{what} imported")
     values = {}
-    for key in ("tree", "symbol", "layout", "file", "source", "digest", "adapter"):
+    for key in ("tree", "symbol", "layout", "file", "source", "digest", "adapter", "release", "raw"):
         v = imp.get(key, "")
-        if not isinstance(v, str) or (not v and key != "adapter"):
+        if not isinstance(v, str) or (not v and key not in ("adapter", "release", "raw")):
             raise ConfigError(path, _line(imp, key, line), f"{what}: imported.{key} must be text, got {_show(v)}")
         values[key] = v
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", values["symbol"]) or \
@@ -659,8 +677,8 @@ def _build_imported(path, name, body, leaves) -> Convention:
     if (values["layout"] == "adapter") != bool(values["adapter"]):
         raise ConfigError(path, _line(imp, "layout", line), f"{what}: layout adapter needs imported.adapter, "
                           "and only it")
-    for key in ("source", "adapter"):
-        if values[key] and not os.path.isfile(values[key]):
+    for key in ("source", "adapter", "raw"):
+        if values[key] and not (os.path.isdir if key == "raw" else os.path.isfile)(values[key]):
             raise ConfigError(path, _line(imp, key, line), f"{what}: imported.{key} {values[key]} does not "
                               "exist (seambench's cache was cleared?): run `bench kernel import` again")
     undefined = imp.get("undefined", [])
@@ -668,6 +686,13 @@ def _build_imported(path, name, body, leaves) -> Convention:
                                                   for u in undefined):
         raise ConfigError(path, _line(imp, "undefined", line), f"{what}: imported.undefined must be a list "
                           "of symbol names")
+    calls = imp.get("calls", [])
+    if not isinstance(calls, list) or not all(isinstance(u, str) and re.fullmatch(r"[A-Za-z_]\w{0,127}", u)
+                                              for u in calls):
+        raise ConfigError(path, _line(imp, "calls", line), f"{what}: imported.calls must be a list of symbol names")
+    leaf_arg = imp.get("leaf_arg", True)
+    if not isinstance(leaf_arg, bool):
+        raise ConfigError(path, _line(imp, "leaf_arg", line), f"{what}: imported.leaf_arg must be true or false")
     family = body.get("family", "tdcall")
     if family not in FAMILIES:
         raise ConfigError(path, _line(body, "family"), f"{what}: family must be one of {', '.join(FAMILIES)}")
@@ -675,7 +700,8 @@ def _build_imported(path, name, body, leaves) -> Convention:
                            "must be a list of leaf profiles", what=what, allow_empty=True)
     return Convention(name=name, description=" ".join(_text(path, body, "description", what).split()),
                       family=family, meant_for=meant_for, source=f"{path}:{_line(body, None, body.line)}",
-                      imported=Imported(undefined=tuple(undefined), **values))
+                      imported=Imported(undefined=tuple(undefined), calls=tuple(calls), leaf_arg=leaf_arg,
+                                        **values))
 
 
 def _build_convention(path, name, body, leaves) -> Convention:

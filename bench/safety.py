@@ -443,6 +443,25 @@ def _fault_finding(res, r: Resolved) -> Finding:
     return Finding("crash", f"{conv.name} under leaf {leaf.name} crashed ({sig} at rip {regs['rip']:#x})", (), True)
 
 
+# --- the C-ABI fact from a runtime verdict ---------------------------------------------
+
+# Findings of the runtime check that break the C calling convention (Resolved.abi_breaks'
+# causes); the others (outputs, status, vector state) are about the leaf, not the caller's C.
+_ABI_CAUSE = {"callee_saved": "changed", "rbp": "changed", "pointer": "pointer", "rsp": "stack", "df": "flags",
+              "crash": "crash"}
+
+
+def abi_breaks_seen(verdict: Verdict) -> tuple:
+    """The runtime verdict's C-ABI breaks, in Resolved.abi_breaks' form ((cause, regs), ...): what
+    imported code, which has no declaration, hands the kernel module's build filter."""
+    out = {}
+    for f in verdict.findings:
+        cause = _ABI_CAUSE.get(f.kind)
+        if cause:
+            out.setdefault(cause, set()).update(f.regs)
+    return tuple((cause, tuple(sorted(regs))) for cause, regs in sorted(out.items()))
+
+
 # --- both ----------------------------------------------------------------------------
 
 _RUNTIME_CACHE = {}
