@@ -147,6 +147,8 @@ def _run(args) -> int:
         for r in records:
             r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
         common.emit_json(records)
+        for what, why in plan.skipped:  # notes go to stderr: stdout is the document
+            print(f"bench run: skipped {what}: {why}", file=sys.stderr)
     else:
         _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
         if args.trace and not lost:

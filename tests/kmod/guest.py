@@ -306,9 +306,10 @@ def run_checks(c: Checks, a, out: Path):
     missing = sorted(set(catalog.conventions) - measured)
     # TCG's CPU has no XSAVEC: those conventions must be refused cleanly (their fault path), not oops.
     allowed_missing = {n for n, conv in catalog.conventions.items() if conv.fpu in ("xsavec", "xinuse")}
+    skips = [ln for ln in res.stderr.splitlines() if "skipped" in ln]
     c.check("every built-in convention measured on kmod:emulated (XSAVEC ones only if the CPU has it)",
             set(missing) <= allowed_missing, f"measured {len(measured)}/{len(catalog.conventions)}; "
-            f"not measured: {', '.join(missing) or 'none'}")
+            f"not measured: {', '.join(missing) or 'none'}" + (f" ({'; '.join(skips)[:600]})" if skips else ""))
     for n in missing:
         # Ask the module directly: an EOPNOTSUPP from the fault counter, not a crash.
         with kmod.KmodDevice() as d:
@@ -394,9 +395,9 @@ def imported_checks(c: Checks, a, out: Path):
     if results.exists():
         results.unlink()
     res = bench("run", "-C", a.imported, "--backends", "kmod:emulated", "--conventions", conv, "--leaves", leaf,
-                "--runs", "1", "--values", "3", "-o", str(results), "--json")
+                "--runs", "2", "--values", "5", "-o", str(results), "--json")
     if c.check(f"bench run -C ... --backends kmod:emulated --conventions {conv} succeeds", res.returncode == 0,
-               res.stderr[-1500:]):
+               f"exit {res.returncode}: {res.stderr[-1500:]} {res.stdout[-300:]}"):
         recs = json.loads(res.stdout)
         c.check(f"{conv} was run in ring 0 on kmod:emulated (one benchmark, untimed here: TCG)",
                 [(r["convention"], r["backend"], r["leaf"]) for r in recs] == [(conv, "kmod:emulated", leaf)],
