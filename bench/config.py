@@ -409,6 +409,7 @@ class Convention:
     fpu_mask: object = "xcr0"  # "xcr0" or int
     retry_status: int | None = None
     retry_max: int = 0
+    retry_kernel: bool = False  # each attempt as today's host kernels make it (module only)
     inject_chain: int = 0
     emul_latency: int = 0      # extra dependent cycles in the emulated module, for this convention's calls
     meant_for: tuple = ()
@@ -425,6 +426,8 @@ class Convention:
             d["imported"] = {k: imp[k] for k in ("symbol", "layout", "digest")}
         if not d["emul_latency"]:
             d.pop("emul_latency")  # keeps the hashes of results stored before the field existed
+        if not d["retry_kernel"]:
+            d.pop("retry_kernel")  # the same
         return d
 
     @property
@@ -434,7 +437,16 @@ class Convention:
 
     @property
     def kernel_only(self) -> bool:
-        return self.fpu == "kernel_fpu"
+        return self.fpu == "kernel_fpu" or self.retry_kernel
+
+    @property
+    def kernel_only_why(self) -> str:
+        """Why it runs only in the kernel module ("" if it runs anywhere)."""
+        if self.fpu == "kernel_fpu":
+            return "runs only in the kernel module (fpu: kernel_fpu)"
+        if self.retry_kernel:
+            return "runs only in the kernel module (retry: kernel, preempt_disable and a per-CPU store)"
+        return ""
 
     def resolve(self, leaf: Leaf, observed=None) -> "Resolved":
         """Register sets for one leaf: `leaf` words replaced by the profile's sets.  `observed`:
@@ -544,16 +556,19 @@ def _parse_retry(path, body, what):
     value = body["retry"]
     line = _line(body, "retry")
     if value in (None, "none", False):
-        return None, 0
+        return None, 0, False
     if not isinstance(value, dict):
-        raise ConfigError(path, line, f"{what}: retry must be `none` or {{status: N, max: N}}")
-    _check_keys(path, value, {"status", "max"}, f"{what} retry")
+        raise ConfigError(path, line, f"{what}: retry must be `none` or {{status: N, max: N[, kernel: true]}}")
+    _check_keys(path, value, {"status", "max", "kernel"}, f"{what} retry")
     status, max_tries = value.get("status"), value.get("max")
     if not isinstance(status, int) or isinstance(status, bool) or not 0 < status < 2**64:
         raise ConfigError(path, line, f"{what}: retry status must be a 64-bit status code, got {status!r}")
     if not isinstance(max_tries, int) or isinstance(max_tries, bool) or not 1 <= max_tries <= 1000:
         raise ConfigError(path, line, f"{what}: retry max must be 1..1000, got {max_tries!r}")
-    return status, max_tries
+    kernel = value.get("kernel", False)
+    if not isinstance(kernel, bool):
+        raise ConfigError(path, line, f"{what}: retry kernel must be true or false, got {kernel!r}")
+    return status, max_tries, kernel
 
 
 def _merge(path, pool, name):
@@ -641,6 +656,8 @@ def _conv_to_raw(conv: Convention) -> dict:
         d[k] = v if v == LEAF_WORD else list(v)
     d["scrub"] = list(conv.scrub)
     d["retry"] = {"status": conv.retry_status, "max": conv.retry_max} if conv.retry_status else None
+    if conv.retry_kernel:
+        d["retry"]["kernel"] = True
     return d
 
 
@@ -718,7 +735,7 @@ def _build_convention(path, name, body, leaves) -> Convention:
         raise ConfigError(path, _line(body, "fpu"), f"{what}: fpu must be one of {', '.join(FPU_POLICIES)}, "
                           f"got {fpu!r}")
     fpu_mask = _parse_fpu_mask(path, body, what) if "fpu_mask" in body else "xcr0"
-    retry_status, retry_max = _parse_retry(path, body, what) if "retry" in body else (None, 0)
+    retry_status, retry_max, retry_kernel = _parse_retry(path, body, what) if "retry" in body else (None, 0, False)
     chain = body.get("inject_chain", 0)
     if isinstance(chain, bool) or not isinstance(chain, int) or not 0 <= chain <= 100000:
         raise ConfigError(path, _line(body, "inject_chain"), f"{what}: inject_chain must be 0..100000")
@@ -740,6 +757,7 @@ def _build_convention(path, name, body, leaves) -> Convention:
         fpu_mask=fpu_mask,
         retry_status=retry_status,
         retry_max=retry_max,
+        retry_kernel=retry_kernel,
         inject_chain=chain,
         emul_latency=latency,
         meant_for=meant_for,

@@ -306,7 +306,7 @@ def runtime_verdict(registry, conv: Convention, leaf: Leaf, xsave=None, fn_unit=
     (vector state excepted: saving it is the C part's job) and the findings are merged."""
     from bench.native import machine
     if conv.kernel_only:
-        raise RuntimeUnavailable(f"{conv.name} runs only in the kernel module (fpu: {conv.fpu})")
+        raise RuntimeUnavailable(f"{conv.name} {conv.kernel_only_why}")
     why = machine.fpu_support(conv.fpu)
     if why:
         raise RuntimeUnavailable(f"{conv.name}: {why}")

@@ -269,12 +269,17 @@ _PRELUDE = {
 #include <asm/asm.h>
 #include <asm/ibt.h>
 #include <asm/fpu/api.h>
+#include <linux/percpu.h>
+#include <linux/preempt.h>
 #include "sb_abi.h"
 #define SB_HIDDEN
 #define SB_EXPORT
 extern int sb_gen_faults; /* sb_kloop.h: faults caught in the FPU instructions below */
 """,
 }
+
+
+CACHE_STATE = "sb_cache_state_incoherent"  # the module's stand-in for the kernel's per-CPU flag
 
 
 def _fpu_insn(flavor: str, insn: str, operands: str) -> str:
@@ -325,8 +330,16 @@ def _c_wrapper(name: str, asm_sym: str, conv: Convention, flavor: str) -> str | 
     if conv.fpu == "none" and conv.retry_status is None:
         return None
     before, after = _fpu_c(conv, flavor)
+    if conv.retry_kernel and flavor != "kernel":
+        raise ValueError(f"{conv.name}: retry kernel exists only in the kernel module")
     if conv.retry_status is not None:
-        call = (f"\tint tries = {conv.retry_max};\n\tdo {{\n\t\tstatus = {asm_sym}(leaf, a);\n"
+        # retry kernel: as sc_retry in today's host kernels, each attempt with preemption off
+        # and the per-CPU "cache incoherent" flag set before the SEAMCALL (kexec flushes the
+        # caches of CPUs that may hold dirty TDX-private lines).
+        attempt = (f"\t\tpreempt_disable();\n\t\tthis_cpu_write({CACHE_STATE}, true);\n"
+                   f"\t\tstatus = {asm_sym}(leaf, a);\n\t\tpreempt_enable();\n" if conv.retry_kernel
+                   else f"\t\tstatus = {asm_sym}(leaf, a);\n")
+        call = (f"\tint tries = {conv.retry_max};\n\tdo {{\n{attempt}"
                 f"\t}} while (status == {conv.retry_status:#x}ULL && --tries > 0);\n")
     else:
         call = f"\tstatus = {asm_sym}(leaf, a);\n"
@@ -410,6 +423,8 @@ def generate(entries: list, flavor: str = "user") -> str:
            f"_Static_assert(offsetof(struct sb_emul_cfg, poison_area) == {CFG_POISON_AREA}, \"cfg layout\");",
            "",
            f"SB_HIDDEN struct sb_emul_cfg {cfg};",
+           *([f"static DEFINE_PER_CPU(bool, {CACHE_STATE});"]
+             if flavor == "kernel" and any(e.resolved.conv.retry_kernel for e in entries) else []),
            "/* XRSTOR image with every component INIT: header zero, MXCSR at its default. */",
            f"SB_HIDDEN const unsigned int {init_area}[1024 / 4] __attribute__((aligned(64))) = "
            "{ [6] = 0x1f80 };",

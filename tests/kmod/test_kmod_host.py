@@ -204,6 +204,11 @@ def test_kernel_flavor_text(kernel_unit):
     fixups = len(re.findall(r"_ASM_EXTABLE_FAULT\(\.Lsb_x_(\d+), \.Lsb_fault_\1\)", text))
     assert fixups == sum(e.crossing.name != "emulated" for e in entries)
     assert "#define offsetof" not in text
+    # sc_retry as today's host kernels run it: preemption off around each attempt, the per-CPU
+    # cache-state store before the call
+    attempt = ("preempt_disable();\n\t\tthis_cpu_write(sb_cache_state_incoherent, true);\n\t\t"
+               "status = sb_gen_f")
+    assert attempt in text and "static DEFINE_PER_CPU(bool, sb_cache_state_incoherent);" in text
 
 
 def test_kmod_backends_without_the_device(monkeypatch):
