@@ -395,7 +395,7 @@ def imported_checks(c: Checks, a, out: Path):
     if results.exists():
         results.unlink()
     res = bench("run", "-C", a.imported, "--backends", "kmod:emulated", "--conventions", conv, "--leaves", leaf,
-                "--runs", "2", "--values", "5", "-o", str(results), "--json")
+                "--runs", "1", "--values", "5", "-o", str(results), "--json")
     if c.check(f"bench run -C ... --backends kmod:emulated --conventions {conv} succeeds", res.returncode == 0,
                f"exit {res.returncode}: {res.stderr[-1500:]} {res.stdout[-300:]}"):
         recs = json.loads(res.stdout)
