@@ -386,6 +386,14 @@ class Imported:
     digest: str
     adapter: str = ""
     undefined: tuple = ()
+    # For the kernel module (gen/ring0.py): the tree's release (VERSION.PATCHLEVEL.SUBLEVEL), the
+    # cache folder holding the tree's own TDX files as they are, whether the function takes the
+    # leaf number as an argument (one without, a hand-written TDVMCALL, chooses its own leaf), and
+    # what the function itself calls outside its file.  Empty in files of older imports.
+    release: str = ""
+    raw: str = ""
+    leaf_arg: bool = True
+    calls: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -402,6 +410,7 @@ class Convention:
     fpu_mask: object = "xcr0"  # "xcr0" or int
     retry_status: int | None = None
     retry_max: int = 0
+    retry_kernel: bool = False  # each attempt as today's host kernels make it (module only)
     inject_chain: int = 0
     emul_latency: int = 0      # extra dependent cycles in the emulated module, for this convention's calls
     meant_for: tuple = ()
@@ -418,6 +427,8 @@ class Convention:
             d["imported"] = {k: imp[k] for k in ("symbol", "layout", "digest")}
         if not d["emul_latency"]:
             d.pop("emul_latency")  # keeps the hashes of results stored before the field existed
+        if not d["retry_kernel"]:
+            d.pop("retry_kernel")  # the same
         return d
 
     @property
@@ -427,10 +438,20 @@ class Convention:
 
     @property
     def kernel_only(self) -> bool:
-        return self.fpu == "kernel_fpu"
+        return self.fpu == "kernel_fpu" or self.retry_kernel
 
-    def resolve(self, leaf: Leaf) -> "Resolved":
-        """Register sets for one leaf: `leaf` words replaced by the profile's sets."""
+    @property
+    def kernel_only_why(self) -> str:
+        """Why it runs only in the kernel module ("" if it runs anywhere)."""
+        if self.fpu == "kernel_fpu":
+            return "runs only in the kernel module (fpu: kernel_fpu)"
+        if self.retry_kernel:
+            return "runs only in the kernel module (retry: kernel, preempt_disable and a per-CPU store)"
+        return ""
+
+    def resolve(self, leaf: Leaf, observed=None) -> "Resolved":
+        """Register sets for one leaf: `leaf` words replaced by the profile's sets.  `observed`:
+        for imported code, the C-ABI breaks the runtime check saw (Resolved.abi_breaks)."""
         load = leaf.reads if self.load == LEAF_WORD else self.load
         store = leaf.outputs if self.store == LEAF_WORD else self.store
         if self.preserve == LEAF_WORD:
@@ -441,7 +462,8 @@ class Convention:
         rbp = self.rbp
         if rbp == LEAF_WORD:
             rbp = "stack" if leaf.clobbers_rbp else "none"
-        return Resolved(self, leaf, tuple(load), tuple(store), tuple(preserve), rbp)
+        return Resolved(self, leaf, tuple(load), tuple(store), tuple(preserve), rbp,
+                        None if observed is None else tuple(observed))
 
 
 @dataclass(frozen=True)
@@ -453,6 +475,7 @@ class Resolved:
     store: tuple
     preserve: tuple
     rbp: str
+    observed: tuple | None = None  # imported code: the breaks the runtime check saw (None: not run)
 
     @property
     def saved(self) -> frozenset:
@@ -477,7 +500,13 @@ class Resolved:
         The one fact both readers use: the static safety prediction (bench/safety.py) turns
         each into a reason, and the kernel module's build filter (gen/codegen.kernel_unsafe)
         refuses every wrapper that has any, since in ring 0 each is a corrupted register of the
-        module's own C code."""
+        module's own C code.
+
+        Imported code has no declaration to derive this from: its breaks are what the runtime
+        check saw (`observed`, safety.abi_breaks_seen: causes "changed", "pointer", "stack",
+        "flags", "crash"), and without that check one "unchecked" break."""
+        if self.conv.imported:
+            return self.observed if self.observed is not None else (("unchecked", ()),)
         unsaved = self.unsaved_callee_saved
         written = tuple(reg for reg in unsaved if reg in self.leaf.all_writes)
         loaded = tuple(reg for reg in unsaved if reg not in self.leaf.all_writes)
@@ -528,16 +557,19 @@ def _parse_retry(path, body, what):
     value = body["retry"]
     line = _line(body, "retry")
     if value in (None, "none", False):
-        return None, 0
+        return None, 0, False
     if not isinstance(value, dict):
-        raise ConfigError(path, line, f"{what}: retry must be `none` or {{status: N, max: N}}")
-    _check_keys(path, value, {"status", "max"}, f"{what} retry")
+        raise ConfigError(path, line, f"{what}: retry must be `none` or {{status: N, max: N[, kernel: true]}}")
+    _check_keys(path, value, {"status", "max", "kernel"}, f"{what} retry")
     status, max_tries = value.get("status"), value.get("max")
     if not isinstance(status, int) or isinstance(status, bool) or not 0 < status < 2**64:
         raise ConfigError(path, line, f"{what}: retry status must be a 64-bit status code, got {status!r}")
     if not isinstance(max_tries, int) or isinstance(max_tries, bool) or not 1 <= max_tries <= 1000:
         raise ConfigError(path, line, f"{what}: retry max must be 1..1000, got {max_tries!r}")
-    return status, max_tries
+    kernel = value.get("kernel", False)
+    if not isinstance(kernel, bool):
+        raise ConfigError(path, line, f"{what}: retry kernel must be true or false, got {kernel!r}")
+    return status, max_tries, kernel
 
 
 def _merge(path, pool, name):
@@ -625,11 +657,14 @@ def _conv_to_raw(conv: Convention) -> dict:
         d[k] = v if v == LEAF_WORD else list(v)
     d["scrub"] = list(conv.scrub)
     d["retry"] = {"status": conv.retry_status, "max": conv.retry_max} if conv.retry_status else None
+    if conv.retry_kernel:
+        d["retry"]["kernel"] = True
     return d
 
 
 _IMPORTED_KEYS = {"description", "family", "meant_for", "imported"}
-_IMPORTED_FIELDS = {"tree", "symbol", "layout", "file", "source", "digest", "adapter", "undefined"}
+_IMPORTED_FIELDS = {"tree", "symbol", "layout", "file", "source", "digest", "adapter", "undefined", "release",
+                    "raw", "leaf_arg", "calls"}
 
 
 def _build_imported(path, name, body, leaves) -> Convention:
@@ -645,9 +680,9 @@ def _build_imported(path, name, body, leaves) -> Convention:
         raise ConfigError(path, line, f"{what}: imported must be a mapping (as `bench kernel import` writes it)")
     _check_keys(path, imp, _IMPORTED_FIELDS, f"{what} imported")
     values = {}
-    for key in ("tree", "symbol", "layout", "file", "source", "digest", "adapter"):
+    for key in ("tree", "symbol", "layout", "file", "source", "digest", "adapter", "release", "raw"):
         v = imp.get(key, "")
-        if not isinstance(v, str) or (not v and key != "adapter"):
+        if not isinstance(v, str) or (not v and key not in ("adapter", "release", "raw")):
             raise ConfigError(path, _line(imp, key, line), f"{what}: imported.{key} must be text, got {_show(v)}")
         values[key] = v
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", values["symbol"]) or \
@@ -660,8 +695,8 @@ def _build_imported(path, name, body, leaves) -> Convention:
     if (values["layout"] == "adapter") != bool(values["adapter"]):
         raise ConfigError(path, _line(imp, "layout", line), f"{what}: layout adapter needs imported.adapter, "
                           "and only it")
-    for key in ("source", "adapter"):
-        if values[key] and not os.path.isfile(values[key]):
+    for key in ("source", "adapter", "raw"):
+        if values[key] and not (os.path.isdir if key == "raw" else os.path.isfile)(values[key]):
             raise ConfigError(path, _line(imp, key, line), f"{what}: imported.{key} {values[key]} does not "
                               "exist (seambench's cache was cleared?): run `bench kernel import` again")
     undefined = imp.get("undefined", [])
@@ -669,6 +704,13 @@ def _build_imported(path, name, body, leaves) -> Convention:
                                                   for u in undefined):
         raise ConfigError(path, _line(imp, "undefined", line), f"{what}: imported.undefined must be a list "
                           "of symbol names")
+    calls = imp.get("calls", [])
+    if not isinstance(calls, list) or not all(isinstance(u, str) and re.fullmatch(r"[A-Za-z_]\w{0,127}", u)
+                                              for u in calls):
+        raise ConfigError(path, _line(imp, "calls", line), f"{what}: imported.calls must be a list of symbol names")
+    leaf_arg = imp.get("leaf_arg", True)
+    if not isinstance(leaf_arg, bool):
+        raise ConfigError(path, _line(imp, "leaf_arg", line), f"{what}: imported.leaf_arg must be true or false")
     family = body.get("family", "tdcall")
     if family not in FAMILIES:
         raise ConfigError(path, _line(body, "family"), f"{what}: family must be one of {', '.join(FAMILIES)}")
@@ -676,7 +718,8 @@ def _build_imported(path, name, body, leaves) -> Convention:
                            "must be a list of leaf profiles", what=what, allow_empty=True)
     return Convention(name=name, description=" ".join(_text(path, body, "description", what).split()),
                       family=family, meant_for=meant_for, source=f"{path}:{_line(body, None, body.line)}",
-                      imported=Imported(undefined=tuple(undefined), **values))
+                      imported=Imported(undefined=tuple(undefined), calls=tuple(calls), leaf_arg=leaf_arg,
+                                        **values))
 
 
 def _build_convention(path, name, body, leaves) -> Convention:
@@ -693,7 +736,7 @@ def _build_convention(path, name, body, leaves) -> Convention:
         raise ConfigError(path, _line(body, "fpu"), f"{what}: fpu must be one of {', '.join(FPU_POLICIES)}, "
                           f"got {fpu!r}")
     fpu_mask = _parse_fpu_mask(path, body, what) if "fpu_mask" in body else "xcr0"
-    retry_status, retry_max = _parse_retry(path, body, what) if "retry" in body else (None, 0)
+    retry_status, retry_max, retry_kernel = _parse_retry(path, body, what) if "retry" in body else (None, 0, False)
     chain = body.get("inject_chain", 0)
     if isinstance(chain, bool) or not isinstance(chain, int) or not 0 <= chain <= 100000:
         raise ConfigError(path, _line(body, "inject_chain"), f"{what}: inject_chain must be 0..100000")
@@ -715,6 +758,7 @@ def _build_convention(path, name, body, leaves) -> Convention:
         fpu_mask=fpu_mask,
         retry_status=retry_status,
         retry_max=retry_max,
+        retry_kernel=retry_kernel,
         inject_chain=chain,
         emul_latency=latency,
         meant_for=meant_for,

@@ -306,7 +306,7 @@ def runtime_verdict(registry, conv: Convention, leaf: Leaf, xsave=None, fn_unit=
     (vector state excepted: saving it is the C part's job) and the findings are merged."""
     from bench.native import machine
     if conv.kernel_only:
-        raise RuntimeUnavailable(f"{conv.name} runs only in the kernel module (fpu: {conv.fpu})")
+        raise RuntimeUnavailable(f"{conv.name} {conv.kernel_only_why}")
     why = machine.fpu_support(conv.fpu)
     if why:
         raise RuntimeUnavailable(f"{conv.name}: {why}")
@@ -441,6 +441,25 @@ def _fault_finding(res, r: Resolved) -> Finding:
         return Finding("crash", f"{conv.name} crashed using leaf {leaf.name}'s value of {holders[0][1]} ({sig})",
                        (holders[0][1],), True)
     return Finding("crash", f"{conv.name} under leaf {leaf.name} crashed ({sig} at rip {regs['rip']:#x})", (), True)
+
+
+# --- the C-ABI fact from a runtime verdict ---------------------------------------------
+
+# Findings of the runtime check that break the C calling convention (Resolved.abi_breaks'
+# causes); the others (outputs, status, vector state) are about the leaf, not the caller's C.
+_ABI_CAUSE = {"callee_saved": "changed", "rbp": "changed", "pointer": "pointer", "rsp": "stack", "df": "flags",
+              "crash": "crash"}
+
+
+def abi_breaks_seen(verdict: Verdict) -> tuple:
+    """The runtime verdict's C-ABI breaks, in Resolved.abi_breaks' form ((cause, regs), ...): what
+    imported code, which has no declaration, hands the kernel module's build filter."""
+    out = {}
+    for f in verdict.findings:
+        cause = _ABI_CAUSE.get(f.kind)
+        if cause:
+            out.setdefault(cause, set()).update(f.regs)
+    return tuple((cause, tuple(sorted(regs))) for cause, regs in sorted(out.items()))
 
 
 # --- both ----------------------------------------------------------------------------

@@ -23,6 +23,13 @@ def rejects(catalog, tmp_path, text, line, *words):
     return msg
 
 
+def test_sc_retry_is_the_module_only_kernel_path(catalog):
+    sc, plain = catalog.conventions["sc_retry"], catalog.conventions["seamcall_ret"]
+    assert sc.retry_kernel and sc.kernel_only and "retry: kernel" in sc.kernel_only_why
+    assert (sc.retry_status, sc.retry_max) == (plain.retry_status, plain.retry_max) and not plain.kernel_only
+    assert "retry_kernel" not in plain.declaration()  # the other conventions' hashes stay as stored
+
+
 def test_builtins_load(catalog):
     assert {"tdcall", "tdcall_ret", "tdcall_saved_ret", "seamcall", "seamcall_ret", "seamcall_saved_ret",
             "full_pushpop", "lean", "xsave", "xsaveopt", "xsavec", "xinuse"} <= set(catalog.conventions)

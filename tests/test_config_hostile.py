@@ -39,6 +39,7 @@ def rejects(catalog, tmp_path, content, line, *words, parse=convention_file, nam
     ("conventions:\n  mine:\n    description: {a: 1}\n", 3, ["description must be text"]),
     ("conventions:\n  mine:\n    load: [[rcx]]\n", 3, ["unknown register ['rcx']"]),
     ("conventions:\n  mine:\n    retry: {status: [1], max: 2}\n", 3, ["retry status"]),
+    ("conventions:\n  mine:\n    retry: {status: 1, max: 2, kernel: 1}\n", 3, ["retry kernel must be true or false"]),
 ])
 def test_type_errors_in_conventions(catalog, tmp_path, text, line, words):
     rejects(catalog, tmp_path, text, line, *words)

@@ -1,6 +1,7 @@
 """`bench kernel import`: the kernel's own TDX call code, from a tree in the kernel's shape
 (tests/data/kernel-tree, written for these tests), as conventions that run, A/B and check."""
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -82,8 +83,75 @@ def test_crossings_other_than_the_stub(kcat, registry):
     assert fn and args is not None
 
 
-def test_never_in_the_kernel_module(kcat):
+def test_never_in_the_kernel_module_unchecked(kcat):
+    # Without the runtime check's C-ABI facts (bench kmod build -C runs it) imported code stays out,
+    # and its abi_breaks say why: there is no declaration to derive them from.
     assert not [e for e in codegen.plan(kcat, "kernel") if e.resolved.conv.imported]
+    r = kcat.conventions[P + "__tdcall"].resolve(kcat.leaves["vp_info"])
+    assert r.abi_breaks == (("unchecked", ()),) and "runtime check" in codegen.kernel_unsafe(r)[0]
+    assert kcat.conventions[P + "__tdcall"].resolve(kcat.leaves["vp_info"], observed=()).abi_breaks == ()
+
+
+def _ring0(kcat, registry):
+    """What `bench kmod build -C` hands the generator: the runtime check's C-ABI breaks."""
+    reg = type(registry)(kcat)
+    return {(c.name, lf.name): safety.abi_breaks_seen(safety.runtime_verdict(reg, c, lf))
+            for c in kcat.conventions.values() if c.imported for lf in kcat.leaves.values()}
+
+
+def test_ring0_plan_reads_the_runtime_checks_abi_facts(kcat, registry):
+    ring0 = _ring0(kcat, registry)
+    assert ring0[(P + "__tdcall", "vp_info")] == ()
+    assert dict(ring0[(P + "__tdcall", "hypercall")])["changed"]  # RBX, R12-R15 come back changed
+    entries = [e for e in codegen.plan(kcat, "kernel", ring0=ring0) if e.resolved.conv.imported]
+    keys = {e.key for e in entries}
+    assert (P + "__tdcall", "emulated", "vp_info") in keys and (P + "__tdcall", "tdcall", "vp_info") in keys
+    assert (P + "__tdcall", "emulated", "hypercall") not in keys
+    assert (P + "__seamcall_saved_ret", "emulated", "hypercall") in keys
+    # the real instruction only for the file's family; no cpuid/vmcall copies of the kernel's code
+    assert {x for _, x, _ in keys} == {"emulated", "tdcall", "seamcall"}
+    assert not any(c.startswith(P + "__seamcall") and x == "tdcall" for c, x, _ in keys)
+    for e in entries:
+        assert not codegen.kernel_unsafe(e.resolved), e.key
+
+
+def test_ring0_sources_are_the_trees_own_files(kcat, registry):
+    from bench.gen import ring0 as r0
+    entries = codegen.plan(kcat, "kernel", ring0=_ring0(kcat, registry))
+    files = r0.sources(entries)
+    text = codegen.generate(entries, "kernel")
+    i, e = next((i, e) for i, e in enumerate(entries) if e.key == (P + "__tdcall", "emulated", "vp_info"))
+    w = files[f"sb_k{i}.S"]
+    assert f"#define __tdcall sb_k{i}___tdcall" in w and "#define SB_CROSSING call sb_gen_stub_vp_info" in w
+    assert "#include <asm/asm-offsets.h>" in w and "#ifndef TDX_MODULE_rcx" in w
+    inc = re.search(r'#include "(imported/[^"]+)"', w).group(1)
+    raw = Path(e.resolved.conv.imported.raw)
+    copy = files[inc.replace("arch/x86/coco/tdx/tdcall.S", "arch/x86/virt/vmx/tdx/tdxcall.S")]
+    # the instruction, in any spelling, became SB_CROSSING
+    assert "SB_CROSSING" in copy and not kernel._INSN_BYTES.search(copy) and not kernel._INSN_MNEMONIC.search(copy)
+    j = next(j for j, f in enumerate(entries) if f.key == (P + "__tdcall", "tdcall", "vp_info"))
+    real = re.search(r'#include "(imported/[^"]+)"', files[f"sb_k{j}.S"]).group(1)
+    assert files[real] == (raw / "arch/x86/coco/tdx/tdcall.S").read_text()  # untouched
+    assert "DEFINE(SB_KIMP_TDX_MODULE_rcx, offsetof(struct tdx_module_args, rcx));" in files[r0.OFFSETS_C]
+    assert f"sb_k{i}.o" in files[r0.KBUILD_FRAGMENT]
+    assert re.search(rf"^\tX\({i}, sb_k{i}___tdcall, ", text, re.M)
+    k = next(k for k, f in enumerate(entries) if f.key == (P + "__tdx_module_call", "emulated", "vp_info"))
+    adapter = text.split(f"sb_gen_w{k}:", 1)[1].split(".size", 1)[0]
+    assert adapter.lstrip("\\n\"\n\t").startswith("ASM_ENDBR") and "ASM_RET" in adapter and '"ret\\n"' not in adapter
+
+
+def test_kmod_build_refuses_another_kernels_tree(imported, tmp_path, capsys):
+    from bench.gen import ring0 as r0
+    kdir = tmp_path / "build"
+    (kdir.parent / "common").mkdir()
+    (kdir.parent / "common" / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 192\n")
+    kdir.mkdir()
+    (kdir / "Makefile").write_text(f"include {kdir.parent / 'common' / 'Makefile'}\n")
+    assert r0.headers_release(kdir) == "6.1.192"  # Debian's headers: the arch Makefile includes the common one
+    assert cli.main(["kmod", "build", "-C", str(imported), "--kdir", str(kdir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Linux 9.99.0" in err[0] and "6.1.192" in err[0] and "--any-release" in err[0]
+    assert cli.main(["kmod", "load", "-C", str(imported)]) == 2
 
 
 def test_code_ranges_name_adapter_function_and_stub(kcat):

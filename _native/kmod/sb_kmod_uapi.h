@@ -18,7 +18,7 @@ typedef uint64_t __u64;
 
 #include "sb_abi.h"
 
-#define SB_KMOD_API_VERSION 2
+#define SB_KMOD_API_VERSION 3
 
 /* Crossings the module knows.  Nothing else is ever issued. */
 #define SB_KX_EMULATED 0
@@ -134,9 +134,22 @@ struct sb_krun {
 	__u64 reserved[4];	/* in: 0 */
 };
 
+/* CALL: one untimed call of a kmod:emulated entry (the stub, never an instruction), with
+ * regs[] as its struct sb_args before and, on return, after it: what the wrapper wrote back. */
+struct sb_kcall {
+	__u32 size;		/* in: sizeof(struct sb_kcall) */
+	__u32 entry;		/* in: a row whose crossing is emulated */
+	__u64 regs[SB_NREGS];	/* in/out: rcx rdx r8..r15 rbx rdi rsi, as in struct sb_args */
+	__u64 status;		/* out: RAX */
+	__u32 cpu;		/* out: where it ran */
+	__u32 flags;		/* in: 0 */
+	__u64 reserved[2];	/* in: 0 */
+};
+
 #define SB_IOC_MAGIC 0xB5
 #define SB_IOC_CAPS _IOWR(SB_IOC_MAGIC, 1, struct sb_kcaps)
 #define SB_IOC_ENTRY _IOWR(SB_IOC_MAGIC, 2, struct sb_kentry)
 #define SB_IOC_RUN _IOWR(SB_IOC_MAGIC, 3, struct sb_krun)
+#define SB_IOC_CALL _IOWR(SB_IOC_MAGIC, 4, struct sb_kcall)
 
 #endif

@@ -4,9 +4,9 @@
  * (bench/gen/codegen.py, flavor "kernel") around a real SEAMCALL, TDCALL,
  * VMCALL or VMMCALL issued from ring 0, or around the emulated TDX stub.
  *
- * /dev/seambench (0600, CAP_SYS_ADMIN) has three ioctls: CAPS probes which
+ * /dev/seambench (0600, CAP_SYS_ADMIN) has four ioctls: CAPS probes which
  * crossings work here, ENTRY lists the generated wrappers, RUN times one of
- * them.  User space never supplies a leaf number or an instruction: the
+ * them, CALL calls an emulated one once and hands back its struct.  User space never supplies a leaf number or an instruction: the
  * crossing and its leaf come from the built-in table and the allow-list
  * below.
  */
@@ -842,6 +842,81 @@ out_free:
 	return ret;
 }
 
+/* One call of an emulated entry, untimed, with the caller's struct: the wrapper only moves
+ * these values between the struct and registers and the stub ignores them, so any value is
+ * harmless; nothing but the stub is ever crossed to. */
+static long sb_ioctl_call(void __user *uarg)
+{
+	struct sb_kcall c;
+	struct sb_kstat ks;
+	const struct sb_gen_entry *g;
+	const struct sb_leafrule *rule;
+	struct sb_args *args;
+	unsigned long xarea = 0;
+	unsigned int xorder = 0;
+	u64 xcr0 = 0;
+	int faults0;
+	long ret = 0;
+
+	if (copy_from_user(&c, uarg, sizeof(c)))
+		return -EFAULT;
+	if (c.size != sizeof(c) || c.flags || !sb_zero(c.reserved, sizeof(c.reserved)))
+		return -EINVAL;
+	if (!sb_entry_ok(c.entry))
+		return -EINVAL;
+	g = &sb_gen_unit.entries[c.entry];
+	if (sb_kx_of(g->crossing) != SB_KX_EMULATED)
+		return -EOPNOTSUPP;
+	rule = sb_rule(SB_KX_EMULATED, g->leaf);
+	if (!rule)
+		return -EOPNOTSUPP;
+	if (!may_use_simd())
+		return -EBUSY;
+	args = kzalloc(sizeof(*args), GFP_KERNEL);
+	if (!args)
+		return -ENOMEM;
+	memcpy(args->regs, c.regs, sizeof(args->regs));
+	if (boot_cpu_has(X86_FEATURE_OSXSAVE))
+		xcr0 = xgetbv(XCR_XFEATURE_ENABLED_MASK);
+	if (xcr0) {
+		u32 a, b, cc, d;
+
+		cpuid_count(0xd, 0, &a, &b, &cc, &d);
+		xorder = get_order(max_t(u32, cc, PAGE_SIZE));
+		xarea = __get_free_pages(GFP_KERNEL | __GFP_ZERO, xorder);
+		if (!xarea) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+		args->xsave_area = xarea;
+		args->fpu_mask = xcr0 & ~SB_XFEATURE_AMX & sb_gen_fpu_mask(c.entry);
+	}
+	ret = mutex_lock_interruptible(&sb_lock);
+	if (ret)
+		goto out_free;
+	memset(sb_gen_unit.emul, 0, sizeof(*sb_gen_unit.emul));
+	faults0 = SB_GEN_FAULTS();
+	preempt_disable();
+	c.cpu = smp_processor_id();
+	sb_claim_fpu();
+	sb_gen_kloop(c.entry, rule->rax, args, 1, rule->set_rdx ? &rule->rdx : NULL, 0, &ks);
+	preempt_enable();
+	mutex_unlock(&sb_lock);
+	if (SB_GEN_FAULTS() != faults0) {
+		ret = -EOPNOTSUPP;	/* an XSAVE variant this CPU lacks */
+		goto out_free;
+	}
+	c.status = ks.last;
+	memcpy(c.regs, args->regs, sizeof(c.regs));
+	if (copy_to_user(uarg, &c, sizeof(c)))
+		ret = -EFAULT;
+out_free:
+	if (xarea)
+		free_pages(xarea, xorder);
+	kfree(args);
+	return ret;
+}
+
 static long sb_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -853,6 +928,8 @@ static long sb_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return sb_ioctl_entry(uarg);
 	case SB_IOC_RUN:
 		return sb_ioctl_run(uarg);
+	case SB_IOC_CALL:
+		return sb_ioctl_call(uarg);
 	default:
 		return -ENOTTY;
 	}

@@ -1,25 +1,53 @@
-"""`bench kmod build|load|unload|status`: the kernel module behind the kmod:* backends."""
+"""`bench kmod build|load|unload|status`: the kernel module behind the kmod:* backends.
+
+    bench kmod build [--kdir DIR] [-C IMPORTED.yaml [--conventions a,b] [--any-release]]
+
+With -C, the module also carries the imported kernel functions of that file (bench kernel
+import), assembled from the tree's own files with the headers at --kdir (gen/ring0.py): only
+where the tree is the kernel those headers are of (same VERSION.PATCHLEVEL.SUBLEVEL, unless
+--any-release), and only for the leaf profiles where the runtime check, run here first, saw the
+function keep the C calling convention (Resolved.abi_breaks: in ring 0 a break is the module's
+own registers corrupted).
+"""
 from __future__ import annotations
 
+import json
 import sys
 
 from bench.cli import common
 
 
 def register(sub) -> None:
-    k = sub.add_parser("kmod", help="the kernel module: build, load, unload, status (kmod:* backends)")
+    k = sub.add_parser("kmod", help="the kernel module: build, load, unload, status (kmod:* backends)",
+                       description=__doc__.split("\n\n")[0])
     k.add_argument("action", choices=["build", "load", "unload", "status"])
     k.add_argument("--kdir", help="kernel build tree (default: /lib/modules/$(uname -r)/build)")
     k.add_argument("--ko", help="module file to load (default: the one `build` made)")
     k.add_argument("--json", action="store_true", help="status as one JSON document")
+    k.add_argument("-C", "--conventions-file", action="append", metavar="FILE",
+                   help="build: also the imported kernel functions of this file (bench kernel import)")
+    k.add_argument("--conventions", metavar="A,B",
+                   help="build -C: only these imported conventions (default: all of the file)")
+    k.add_argument("--any-release", action="store_true",
+                   help="build -C: take a tree whose release differs from the headers' (its code may not "
+                        "be what that kernel runs)")
     k.set_defaults(func=cmd_kmod)
 
 
 def cmd_kmod(args) -> int:
     from bench.native import kmod
+    if args.action != "build" and (args.conventions_file or args.conventions or args.any_release):
+        print("bench: kmod: -C, --conventions and --any-release go with `build` only", file=sys.stderr)
+        return 2
     try:
         if args.action == "build":
-            print(f"built {kmod.build(args.kdir)}")
+            ring0 = None
+            if args.conventions_file:
+                ring0 = ring0_plan(args, kmod)
+            elif args.conventions or args.any_release:
+                print("bench: kmod build: --conventions and --any-release need -C FILE", file=sys.stderr)
+                return 2
+            print(f"built {kmod.build(args.kdir, conventions=args.conventions_file, ring0=ring0)}")
         elif args.action == "load":
             kmod.load(args.ko)
             print(f"loaded: {kmod.DEVICE} {'present' if kmod.device_present() else 'ABSENT'}")
@@ -35,3 +63,59 @@ def cmd_kmod(args) -> int:
         print(f"bench: kmod {args.action}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def ring0_plan(args, kmod):
+    """Check the imported conventions of -C for the module; write what may go in (the file the
+    generator reads, codegen --ring0) and return its path.  Bad input raises ConfigError."""
+    from bench import safety
+    from bench.config import ConfigError
+    from bench.gen import codegen, ring0
+    from bench.native.errors import NativeError
+    from bench.native.registry import Registry
+    catalog = common.catalog(args)
+    files = ", ".join(args.conventions_file)
+    imported = [c for c in catalog.conventions.values() if c.imported]
+    wanted = common.names(args.conventions, "--conventions")
+    if wanted:
+        for n in wanted:
+            if not catalog.convention(n).imported:
+                raise ConfigError("--conventions", 0, f"{n} is not an imported convention of {files}")
+        imported = [c for c in imported if c.name in wanted]
+    if not imported:
+        raise ConfigError("-C", 0, f"{files}: no imported convention (`bench kernel import` writes them)")
+    kdir = args.kdir or kmod.default_kdir()
+    have = ring0.headers_release(kdir)
+    if not have:
+        raise ConfigError("--kdir", 0, f"{kdir}: no kernel build tree with a release in its Makefile")
+    keep = []
+    for conv in imported:
+        why = ring0.refusal(conv)
+        if not why and conv.imported.release != have and not args.any_release:
+            raise ConfigError("-C", 0, f"{files}: {conv.name} is from Linux {conv.imported.release or '?'}, the headers "
+                             f"at {kdir} are {have}: the module carries only the code of the kernel it is built "
+                             "for (--any-release to build it anyway)")
+        if why:
+            print(f"bench: kmod build: leaving out {conv.name}: {why}", file=sys.stderr)
+        else:
+            keep.append(conv)
+    registry, checked = Registry(catalog), []
+    for conv in keep:
+        for leaf in catalog.leaves.values():
+            try:
+                breaks = safety.abi_breaks_seen(safety.runtime_verdict(registry, conv, leaf))
+            except (safety.RuntimeUnavailable, safety.CheckFailed, NativeError) as exc:
+                print(f"bench: kmod build: leaving out {conv.name}/{leaf.name}: runtime check: {exc}",
+                      file=sys.stderr)
+                continue
+            checked.append({"convention": conv.name, "leaf": leaf.name,
+                            "abi_breaks": [[c, list(r)] for c, r in breaks]})
+    plan = codegen.plan(catalog, "kernel", ring0=codegen.read_ring0_doc({"checked": checked}))
+    going = sorted({"/".join(e.key) for e in plan if e.resolved.conv.imported})
+    if not going:
+        raise ConfigError("-C", 0, f"{files}: none of its functions keeps the C calling convention for any leaf "
+                         "profile in the runtime check, so none may run in ring 0")
+    print(f"bench: kmod build: imported code in ring 0 (headers {have}): {', '.join(going)}", file=sys.stderr)
+    out = kmod.KMOD_DIR / ".ring0.json"  # an input of the build: `make clean` keeps it
+    out.write_text(json.dumps({"headers": have, "kdir": kdir, "checked": checked}, indent=1) + "\n")
+    return out

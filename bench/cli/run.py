@@ -170,6 +170,8 @@ def _run(args, dest_override=None, metadata=None, quiet=False) -> Ran:
         r.update(machine=info["machine"], commit=info["commit"], results_file=str(path) if path else None)
     if args.json and not quiet:
         common.emit_json(records)
+        for what, why in plan.skipped:  # notes go to stderr: stdout is the document
+            print(f"bench run: skipped {what}: {why}", file=sys.stderr)
     elif not quiet:
         _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path)
         if args.trace and not lost:

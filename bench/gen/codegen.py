@@ -18,6 +18,8 @@ from pathlib import Path
 from bench.config import ARG_REGS, Catalog, ConfigError, Convention, Resolved, load_builtin
 from bench.gen.crossings import Crossing, crossings_for
 from bench.gen.kernel import ADAPTER_CALLEE, ADAPTER_FN, instance, read_imported
+from bench.gen.ring0 import UNREACHED, crossing_ok as ring0_crossing_ok, refusal as ring0_refusal
+from bench.gen import ring0 as ring0_src
 
 OFF = {reg: 8 * i for i, reg in enumerate(ARG_REGS)}
 OFF_RBP_SLOT = 8 * len(ARG_REGS)
@@ -72,13 +74,19 @@ def kernel_unsafe(r: Resolved) -> tuple:
     space survives these and reports them (bench/safety.py); in the module they corrupt its own
     registers, so they are not generated for it."""
     what = {"written": "written by the leaf, not saved", "loaded": "loaded from the struct, not saved",
-            "scrubbed": "zeroed by the scrub, not saved"}
-    return tuple("struct pointer used after RSI was overwritten" if cause == "pointer"
-                 else f"{', '.join(regs)} {what[cause]}" for cause, regs in r.abi_breaks)
+            "scrubbed": "zeroed by the scrub, not saved", "changed": "come back changed (runtime check)"}
+    alone = {"pointer": "struct pointer used after RSI was overwritten",
+             "stack": "RSP comes back moved (runtime check)", "flags": "returns with DF set (runtime check)",
+             "crash": "crashed in the runtime check",
+             "unchecked": "imported code the runtime check has not run (bench kmod build -C runs it)"}
+    return tuple(alone[cause] if cause in alone else f"{', '.join(regs)} {what[cause]}"
+                 for cause, regs in r.abi_breaks)
 
 
-def plan(catalog: Catalog, flavor: str, conventions=None, crossings=None, leaves=None) -> list:
-    """Every (convention, crossing, leaf) the flavor can run, optionally narrowed."""
+def plan(catalog: Catalog, flavor: str, conventions=None, crossings=None, leaves=None, ring0=None) -> list:
+    """Every (convention, crossing, leaf) the flavor can run, optionally narrowed.  Imported code
+    enters the kernel flavor only with `ring0`: {(convention, leaf): the C-ABI breaks the runtime
+    check saw}, for the imported conventions of a tree matching the module's kernel (cli/kmod.py)."""
     convs = [catalog.conventions[n] for n in (conventions or catalog.conventions)]
     xs = [c for c in crossings_for(flavor) if crossings is None or c.name in crossings]
     lvs = [catalog.leaves[n] for n in (leaves or catalog.leaves)]
@@ -86,11 +94,13 @@ def plan(catalog: Catalog, flavor: str, conventions=None, crossings=None, leaves
     for conv in convs:
         if conv.kernel_only and flavor != "kernel":
             continue
-        if conv.imported and flavor == "kernel":
-            continue  # the module builds declared conventions only (imported code is user space's)
+        if conv.imported and flavor == "kernel" and (ring0 is None or ring0_refusal(conv)):
+            continue
         for x in xs:
+            if conv.imported and flavor == "kernel" and not ring0_crossing_ok(conv, x.name):
+                continue
             for leaf in lvs:
-                r = conv.resolve(leaf)
+                r = conv.resolve(leaf, ring0.get((conv.name, leaf.name)) if conv.imported and ring0 else None)
                 if flavor == "kernel" and kernel_unsafe(r):
                     continue
                 out.append(Entry(r, x))
@@ -259,12 +269,17 @@ _PRELUDE = {
 #include <asm/asm.h>
 #include <asm/ibt.h>
 #include <asm/fpu/api.h>
+#include <linux/percpu.h>
+#include <linux/preempt.h>
 #include "sb_abi.h"
 #define SB_HIDDEN
 #define SB_EXPORT
 extern int sb_gen_faults; /* sb_kloop.h: faults caught in the FPU instructions below */
 """,
 }
+
+
+CACHE_STATE = "sb_cache_state_incoherent"  # the module's stand-in for the kernel's per-CPU flag
 
 
 def _fpu_insn(flavor: str, insn: str, operands: str) -> str:
@@ -315,8 +330,16 @@ def _c_wrapper(name: str, asm_sym: str, conv: Convention, flavor: str) -> str | 
     if conv.fpu == "none" and conv.retry_status is None:
         return None
     before, after = _fpu_c(conv, flavor)
+    if conv.retry_kernel and flavor != "kernel":
+        raise ValueError(f"{conv.name}: retry kernel exists only in the kernel module")
     if conv.retry_status is not None:
-        call = (f"\tint tries = {conv.retry_max};\n\tdo {{\n\t\tstatus = {asm_sym}(leaf, a);\n"
+        # retry kernel: as sc_retry in today's host kernels, each attempt with preemption off
+        # and the per-CPU "cache incoherent" flag set before the SEAMCALL (kexec flushes the
+        # caches of CPUs that may hold dirty TDX-private lines).
+        attempt = (f"\t\tpreempt_disable();\n\t\tthis_cpu_write({CACHE_STATE}, true);\n"
+                   f"\t\tstatus = {asm_sym}(leaf, a);\n\t\tpreempt_enable();\n" if conv.retry_kernel
+                   else f"\t\tstatus = {asm_sym}(leaf, a);\n")
+        call = (f"\tint tries = {conv.retry_max};\n\tdo {{\n{attempt}"
                 f"\t}} while (status == {conv.retry_status:#x}ULL && --tries > 0);\n")
     else:
         call = f"\tstatus = {asm_sym}(leaf, a);\n"
@@ -348,21 +371,21 @@ def generate(entries: list, flavor: str = "user") -> str:
         if any(e.resolved.conv.imported for e in entries):
             asm.append(f".globl {stub_sym[name]}")  # called from the imported code's own files
         asm += _stub_asm(stub_sym[name], leaf, flavor, cfg, init_area)
-    wrappers, rows, decls, called = [], [], [], set()
+    wrappers, rows, decls = [], [], []
     if flavor == "user":
         decls += [f"extern const char {stub}[] SB_HIDDEN, {stub}_end[] SB_HIDDEN;" for stub in stub_sym.values()]
     traps = set()
+    fns = []  # per entry, the function the table (and the module's batch loop) calls
     for i, e in enumerate(entries):
         if e.resolved.conv.imported:
-            if flavor != "user":
-                raise ValueError(f"{e.resolved.conv.name}: imported code runs in user space only")
-            fn, lines, decl, ranges = _imported_row(i, e, stub_sym[e.resolved.leaf.name])
+            fn, lines, decl, ranges = _imported_row(i, e, stub_sym[e.resolved.leaf.name], flavor)
             asm += lines
             decls += decl
             traps |= set(e.resolved.conv.imported.undefined)
-            code = ", { " + ", ".join(f"{{ {lo}, {hi} }}" for lo, hi in ranges) + " }"
+            code = ", { " + ", ".join(f"{{ {lo}, {hi} }}" for lo, hi in ranges) + " }" if flavor == "user" else ""
             conv, x, leaf = e.key
             rows.append(f'\t{{ "{conv}", "{x}", "{leaf}", {fn}{code} }},')
+            fns.append(fn)
             continue
         sym = f"sb_gen_f{i}"
         asm += _wrapper_asm(sym, i, e, stub_sym[e.resolved.leaf.name], flavor)
@@ -379,8 +402,13 @@ def generate(entries: list, flavor: str = "user") -> str:
             code = ", { " + ", ".join(f"{{ {lo}, {hi} }}" for lo, hi in ranges) + " }"
             decls.append(f"extern const char {sym}_end[] SB_HIDDEN;")
         rows.append(f'\t{{ "{conv}", "{x}", "{leaf}", {"sb_gen_w" if c else "sb_gen_f"}{i}{code} }},')
-        if c:
-            called.add(f"sb_gen_w{i}(")
+        fns.append(f"{'sb_gen_w' if c else 'sb_gen_f'}{i}")
+    if flavor == "kernel" and traps:
+        # The copies of the tree's files call this instead of the kernel's functions outside them
+        # (6.1's __tdx_hypercall_failed): only the functions that do not call it are in the
+        # table (gen/ring0.refusal), so it is never reached.
+        wrappers.append(f"void {UNREACHED}(void);\nvoid {UNREACHED}(void)\n{{\n}}\n")
+        traps = set()
     for sym in sorted(traps):
         # What the imported code calls in the rest of the kernel (6.1's __tdx_hypercall_failed,
         # its panic path): a trap here, so such a path ends in SIGILL instead of a stray jump.
@@ -395,6 +423,8 @@ def generate(entries: list, flavor: str = "user") -> str:
            f"_Static_assert(offsetof(struct sb_emul_cfg, poison_area) == {CFG_POISON_AREA}, \"cfg layout\");",
            "",
            f"SB_HIDDEN struct sb_emul_cfg {cfg};",
+           *([f"static DEFINE_PER_CPU(bool, {CACHE_STATE});"]
+             if flavor == "kernel" and any(e.resolved.conv.retry_kernel for e in entries) else []),
            "/* XRSTOR image with every component INIT: header zero, MXCSR at its default. */",
            f"SB_HIDDEN const unsigned int {init_area}[1024 / 4] __attribute__((aligned(64))) = "
            "{ [6] = 0x1f80 };",
@@ -409,10 +439,9 @@ def generate(entries: list, flavor: str = "user") -> str:
         # The module's batch loop (_native/kmod/sb_kloop.h) expands this list into one loop per
         # wrapper with a direct call (no retpoline inside a sample); the third column is the
         # convention's fpu_mask (all ones: every XCR0 component), ANDed with XCR0 there.
-        wrapped = {i for i, e in enumerate(entries) if f"sb_gen_w{i}(" in called}
         masks = [e.resolved.conv.fpu_mask for e in entries]
         out += ["#define SB_GEN_FOREACH(X) \\",
-                *(f"\tX({i}, {'sb_gen_w' if i in wrapped else 'sb_gen_f'}{i}, "
+                *(f"\tX({i}, {fns[i]}, "
                   f"{(0xFFFFFFFFFFFFFFFF if m == 'xcr0' else m):#x}ULL) \\" for i, m in enumerate(masks)),
                 "", '#include "sb_kloop.h"', ""]
     return "\n".join(out)
@@ -424,13 +453,33 @@ def _kernel_sym(i: int, e: Entry) -> str:
     return f"sb_k{i}_{e.resolved.conv.imported.symbol}"
 
 
-def _imported_row(i: int, e: Entry, stub: str):
+def _kernel_adapter(lines: list) -> list:
+    """The adapter as the module needs it: an ENDBR where the table's indirect call lands, the
+    return through ASM_RET (objtool: no bare `ret` with return thunks)."""
+    out = []
+    for line in lines:
+        if line.startswith(".hidden"):
+            continue
+        out.append(RAW + "ASM_RET" if line.strip() == "ret" else line)
+        if line.endswith(":") and not line.startswith((".", "#")) and not line.endswith("_end:"):
+            out.append(RAW + "ASM_ENDBR")
+    return out
+
+
+def _imported_row(i: int, e: Entry, stub: str, flavor: str = "user"):
     """(table function, asm lines, declarations, code ranges) of an imported entry: the kernel's
-    function itself (its copy for this crossing and leaf, see imported_asm), or the adapter to
-    its own prototype; ranges [adapter, the kernel function, the stub]."""
+    function itself (its copy for this crossing and leaf, see imported_asm, or in the module
+    gen/ring0.py), or the adapter to its own prototype; ranges [adapter, the kernel function,
+    the stub] (user space only: the module's copies have no end labels)."""
     imp = e.resolved.conv.imported
-    _, adapter = read_imported(imp.source, imp.adapter, imp.symbol, imp.digest)
+    _, adapter = read_imported(imp.source, imp.adapter, imp.symbol, imp.digest, imp.raw)
     ksym = _kernel_sym(i, e)
+    if flavor == "kernel":
+        if imp.layout == "adapter":
+            fn = f"sb_gen_w{i}"
+            lines = _kernel_adapter(adapter.replace(ADAPTER_FN, fn).replace(ADAPTER_CALLEE, ksym).splitlines())
+            return fn, lines, [f"sb_u64 {fn}(sb_u64 leaf, struct sb_args *args);"], []
+        return ksym, [], [f"sb_u64 {ksym}(sb_u64 leaf, struct sb_args *args);"], []
     decls = [f"extern const char {ksym}_end[] SB_HIDDEN;"]
     stub_range = (stub, f"{stub}_end") if e.crossing.calls_stub else ("0", "0")
     if imp.layout == "adapter":
@@ -456,7 +505,7 @@ def imported_asm(entries: list) -> list:
         imp = e.resolved.conv.imported
         if not imp:
             continue
-        text, _ = read_imported(imp.source, imp.adapter, imp.symbol, imp.digest)
+        text, _ = read_imported(imp.source, imp.adapter, imp.symbol, imp.digest, imp.raw)
         x, leaf = e.crossing, e.resolved.leaf
         around = x.extra_clobbers(leaf)
         lines = [f"pushq %{r}" for r in around] + x.text("user", f"sb_gen_stub_{leaf.name}") + \
@@ -472,25 +521,55 @@ def main(argv=None) -> int:
     p.add_argument("--flavor", choices=sorted(_PRELUDE), default="user")
     p.add_argument("--conventions", metavar="FILE", action="append", default=[],
                    help="extra conventions YAML (may repeat)")
+    p.add_argument("--ring0", metavar="FILE",
+                   help="kernel flavor: the imported conventions the module may carry, as `bench kmod build "
+                        "-C` writes it (the runtime check's C-ABI findings per convention and leaf)")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     args = p.parse_args(argv)
     try:
         catalog = load_builtin()
         for f in args.conventions:
             catalog = catalog.with_user_file(f)
-    except ConfigError as exc:
+        ring0 = read_ring0(args.ring0) if args.ring0 else None
+    except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = generate(plan(catalog, args.flavor), args.flavor)
+    entries = plan(catalog, args.flavor, ring0=ring0)
+    text = generate(entries, args.flavor)
     if args.output == "-":
         sys.stdout.write(text)
-    else:
-        path = Path(args.output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        return 0
+    path = Path(args.output)
+    files = {path.name: text}
+    if args.flavor == "kernel":
+        files.update(ring0_src.sources(entries))
+    for rel, body in files.items():
+        _write_if_changed(path.parent / rel, body)
     return 0
+
+
+def _write_if_changed(path: Path, text: str):
+    """Atomically, and not at all when the text is the same (kbuild then rebuilds nothing)."""
+    if path.is_file() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def read_ring0(path) -> dict:
+    """{(convention, leaf): breaks} from the file `bench kmod build -C` writes."""
+    import json
+    try:
+        return read_ring0_doc(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--ring0 {path}: not a file `bench kmod build -C` wrote ({exc})") from None
+
+
+def read_ring0_doc(doc: dict) -> dict:
+    return {(row["convention"], row["leaf"]): tuple((c, tuple(regs)) for c, regs in row["abi_breaks"])
+            for row in doc["checked"]}
 
 
 if __name__ == "__main__":

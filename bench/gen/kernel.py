@@ -155,6 +155,7 @@ class Tree:
     label: str                    # what the user named (a path, and the revision)
     files: dict                   # path inside the tree -> text (only what the import reads)
     version: str = ""             # "6.12"
+    release: str = ""             # "6.12.117": VERSION.PATCHLEVEL.SUBLEVEL of its Makefile
 
     def asm_files(self) -> list:
         return sorted(p for p in self.files if p.endswith(".S") and p.rsplit("/", 1)[0] in TDX_DIRS)
@@ -191,6 +192,7 @@ def read_tree(path, rev=None) -> Tree:
         label = str(path)
     tree = Tree(label, files)
     tree.version = _version(tree, p)
+    tree.release = makefile_release(tree.files.get("Makefile", ""))
     return tree
 
 
@@ -240,6 +242,12 @@ def _version(tree: Tree, p: Path) -> str:
         return f"{v.group(1)}.{pl.group(1)}"
     m = re.search(r"(\d+\.\d+)", p.name)
     return m.group(1) if m else ""
+
+
+def makefile_release(text: str) -> str:
+    """VERSION.PATCHLEVEL.SUBLEVEL from a kernel Makefile's text ("" if it names none)."""
+    got = [re.search(rf"^{k}\s*=\s*(\d+)\s*$", text, re.M) for k in ("VERSION", "PATCHLEVEL", "SUBLEVEL")]
+    return ".".join(m.group(1) for m in got) if all(got) else ""
 
 
 # --- what the tree declares -----------------------------------------------------------
@@ -313,6 +321,13 @@ class Function:
     meant_for: tuple
     adapter: str = ""         # assembly template (layout adapter)
     params: list = field(default_factory=list)
+    calls: tuple = ()         # what its own body calls outside its file
+
+    @property
+    def leaf_arg(self) -> bool:
+        """Whether the caller's leaf number reaches the instruction (a hand-written TDVMCALL
+        chooses its own)."""
+        return any(kind == "leaf" for kind, _ in self.params)
 
 
 def _function_body(text: str, sym: str) -> str:
@@ -457,6 +472,7 @@ class Imported:
     adapter_path: Path | None
     undefined: tuple
     digest: str
+    raw: Path | None = None       # the tree's own TDX files, as they are (for the kernel module)
 
 
 def import_tree(path, rev=None, name=None, frame_pointer=False, out_dir=None) -> tuple:
@@ -491,6 +507,14 @@ def import_tree(path, rev=None, name=None, frame_pointer=False, out_dir=None) ->
         for rel, text in tree.files.items():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_text(text)
+        # The tree's own files as they are, for the module (gen/ring0.py assembles them with the
+        # kernel's headers): the TDX call code and asm-offsets.c (which offset is which field).
+        raw_dir = out_dir / "tree"
+        for rel, text in tree.files.items():
+            if rel != "Makefile" and not rel.startswith("arch/x86/include/"):
+                (raw_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                (raw_dir / rel).write_text(text)
+        raw_text = raw_digest_text(raw_dir)
         for rel in files:
             syms = re.findall(r"^\s*SYM_FUNC_START\(\s*(\w+)\s*\)", tree.files[rel], re.M)
             if not syms:
@@ -517,24 +541,35 @@ def import_tree(path, rev=None, name=None, frame_pointer=False, out_dir=None) ->
                 params = _params(tree, sym, protos, structs_, consts)
                 host = re.search(r"\bhost\s*=\s*1", body) or re.search(r"\bseamcall\b", body)
                 ret, plist = protos[sym]
+                local = set(syms) | set(re.findall(r"^\s*SYM_FUNC_START(?:_LOCAL)?\(\s*(\w+)", raw, re.M))
+                calls = tuple(sorted({c for c in re.findall(r"\bcall\s+([A-Za-z_]\w*)", _strip_comments(body))
+                                      if c not in local}))
                 fn = Function(sym, rel, "seamcall" if host else "tdcall",
                               "direct" if _is_direct(params) else "adapter",
-                              f"{ret} {sym}({', '.join(plist)})", _meant_for(body, params), params=params)
+                              f"{ret} {sym}({', '.join(plist)})", _meant_for(body, params), params=params,
+                              calls=calls)
                 adapter_path = None
                 if fn.layout == "adapter":
                     fn.adapter = adapter_asm(sym, fn.prototype, params)
                     adapter_path = out_dir / f"{sym}.adapter.s"
                     adapter_path.write_text(fn.adapter)
-                digest = content_digest(sym, text, fn.adapter)
-                result.append(Imported(f"{name}:{sym}", fn, source, adapter_path, undefined, digest))
+                digest = content_digest(sym, text, fn.adapter, raw_text)
+                result.append(Imported(f"{name}:{sym}", fn, source, adapter_path, undefined, digest, raw_dir))
     if not result:
         raise KernelImportError(f"{tree.label}: no TDX call code (no SYM_FUNC_START in "
                                 f"{', '.join(files)})")
     return tree, result
 
 
-def content_digest(symbol: str, source_text: str, adapter_text: str) -> str:
-    return hashlib.sha256("\0".join((symbol, source_text, adapter_text)).encode()).hexdigest()[:16]
+def content_digest(symbol: str, source_text: str, adapter_text: str, raw_text: str = "") -> str:
+    parts = (symbol, source_text, adapter_text) + ((raw_text,) if raw_text else ())
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def raw_digest_text(raw: Path) -> str:
+    """The tree's own files under `raw`, as one text (for the digest)."""
+    files = sorted(p for p in raw.rglob("*") if p.is_file()) if raw.is_dir() else []
+    return "".join(f"{p.relative_to(raw)}\0{p.read_text()}\0" for p in files)
 
 
 def _check_assembles(cc, tmp: Path, rel: str, text: str, label: str) -> tuple:
@@ -563,6 +598,9 @@ def conventions_yaml(tree: Tree, imported: list) -> str:
                               "digest": imp.digest}}
         if imp.adapter_path:
             entry["imported"]["adapter"] = str(imp.adapter_path)
+        if imp.raw:
+            entry["imported"].update({"release": tree.release, "raw": str(imp.raw), "leaf_arg": fn.leaf_arg,
+                                      "calls": list(fn.calls)})
         convs[imp.name] = entry
     head = (f"# Generated by `bench kernel import {tree.label}`: the kernel's TDX call functions as\n"
             "# conventions (bench run/ab/check -C THIS_FILE).  The preprocessed code is in seambench's\n"
@@ -570,16 +608,18 @@ def conventions_yaml(tree: Tree, imported: list) -> str:
     return head + yaml.safe_dump({"conventions": convs}, sort_keys=False, width=100)
 
 
-def read_imported(source: str, adapter: str, symbol: str, digest: str) -> tuple:
+def read_imported(source: str, adapter: str, symbol: str, digest: str, raw: str = "") -> tuple:
     """(preprocessed text, adapter template) of an imported convention, checked against its
-    digest (the cache was edited or replaced: re-import)."""
+    digest, which covers the tree's own files under `raw` too (the cache was edited or
+    replaced: re-import)."""
     try:
         text = Path(source).read_text()
         adapter_text = Path(adapter).read_text() if adapter else ""
+        raw_text = raw_digest_text(Path(raw)) if raw else ""
     except OSError as exc:
         raise KernelImportError(f"imported code of {symbol} is gone ({exc.filename}): run "
                                 "`bench kernel import` again") from None
-    if content_digest(symbol, text, adapter_text) != digest:
+    if content_digest(symbol, text, adapter_text, raw_text) != digest:
         raise KernelImportError(f"imported code of {symbol} ({source}) changed since the import: run "
                                 "`bench kernel import` again")
     return text, adapter_text

@@ -7,6 +7,7 @@ import errno
 
 from bench.config import AVX_STATE_BITS
 from bench.gen.codegen import kernel_unsafe
+from bench.safety import abi_breaks_seen
 from bench.measure import serialize
 from bench.measure.model import Measurement, Sample, SampleBlock, Spec, UnavailableError
 from bench.measure.sampler import MAX_ROUNDS, Screen
@@ -57,7 +58,8 @@ def measure_kmod(spec: Spec, ctx, verdict) -> Measurement:
     leaf = ctx.catalog.leaf(spec.leaf)
     b = backends.BACKENDS[spec.backend]
     s = ctx.settings
-    crash = kernel_unsafe(conv.resolve(leaf))
+    observed = abi_breaks_seen(verdict) if conv.imported and verdict.source == "runtime" else None
+    crash = kernel_unsafe(conv.resolve(leaf, observed))
     if crash:
         raise UnavailableError(f"{spec.name}: not in the kernel module, it would crash the kernel "
                                f"({'; '.join(crash)})")

@@ -12,7 +12,7 @@ from bench.measure.model import Measurement, Prepared, SampleBlock, Spec, Unavai
 from bench.measure.sampler import Perf, Sampler, Target
 from bench.native import _core, backends, machine
 from bench.results.vcs import git_state
-from bench.safety import gate_verdict, static_verdict
+from bench.safety import gate_verdict
 
 
 class Context:
@@ -91,7 +91,9 @@ def measure_one(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) 
     """Time one benchmark in this process (blocks of samples, no pyperf workers); a kmod:*
     backend is timed by the kernel module (kmod_timer)."""
     if backends.BACKENDS[spec.backend].where == "kmod":
-        verdict = static_verdict(ctx.catalog.convention(spec.convention).resolve(ctx.catalog.leaf(spec.leaf)))
+        # The declaration's prediction; imported code has none, so the runtime check's verdict
+        # (its C-ABI findings are what kmod_timer's crash filter reads, as the build's did).
+        verdict = gate_verdict(ctx.registry, ctx.catalog.convention(spec.convention), ctx.catalog.leaf(spec.leaf))
         if not verdict.safe and not allow_unsafe:
             raise UnsafeError(f"{spec.name} is {verdict.text}; use --allow-unsafe to time it anyway")
         return kmod_timer.measure_kmod(spec, ctx, verdict)

@@ -41,7 +41,7 @@ def expand(suite: Suite, catalog: Catalog, registry: Registry, conventions=None,
         conv = catalog.conventions[cname]
         # The kernel module runs every FPU policy (kernel_fpu too) and checks the CPU itself.
         if conv.kernel_only:
-            why = "runs only in the kernel module (fpu: kernel_fpu)"
+            why = conv.kernel_only_why
         else:
             why = machine.fpu_support(conv.fpu)
         usable = [b for b in back_names if not why or backends.BACKENDS[b].where == "kmod"]
@@ -74,7 +74,7 @@ def refusal(registry, conv, leaf, backend, allow_unsafe=False):
         return "backend", f"{backend} is not available here: {probe.reason}"
     if backends.BACKENDS[backend].where != "kmod":
         if conv.kernel_only:
-            return "convention", f"{conv.name} runs only in the kernel module (fpu: kernel_fpu)"
+            return "convention", f"{conv.name} {conv.kernel_only_why}"
         why = machine.fpu_support(conv.fpu)
         if why:
             return "convention", f"{conv.name} (fpu: {conv.fpu}) cannot run here: {why}"

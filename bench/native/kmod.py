@@ -22,7 +22,7 @@ MODULE = "seambench"
 ROOT = Path(__file__).resolve().parents[2]  # the source checkout: bench/native/kmod.py
 KMOD_DIR = ROOT / "_native" / "kmod"
 
-API_VERSION = 2
+API_VERSION = 3
 KX = {"emulated": 0, "seamcall": 1, "tdcall": 2, "vmcall": 3, "vmmcall": 4}
 # The only leaf each real crossing is issued with (sb_rules[] in sb_main.c).
 KMOD_LEAF = {"seamcall": "sys_rd", "tdcall": "vp_info"}
@@ -78,6 +78,12 @@ class KRunReq(ctypes.Structure):
                 ("budget_ticks", u64), ("batches", u32), ("cpu", u32), ("reserved", u64 * 4)]
 
 
+class KCallReq(ctypes.Structure):
+    """struct sb_kcall: one untimed call of a kmod:emulated entry, its struct before and after."""
+    _fields_ = [("size", u32), ("entry", u32), ("regs", u64 * 13), ("status", u64), ("cpu", u32),
+                ("flags", u32), ("reserved", u64 * 2)]
+
+
 def _iowr(nr: int, size: int) -> int:
     return (3 << 30) | (size << 16) | (0xB5 << 8) | nr
 
@@ -85,6 +91,7 @@ def _iowr(nr: int, size: int) -> int:
 IOC_CAPS = _iowr(1, ctypes.sizeof(Caps))
 IOC_ENTRY = _iowr(2, ctypes.sizeof(Entry))
 IOC_RUN = _iowr(3, ctypes.sizeof(KRunReq))
+IOC_CALL = _iowr(4, ctypes.sizeof(KCallReq))
 
 
 class KmodError(RuntimeError):
@@ -252,6 +259,20 @@ class KmodDevice:
                          r.first_bad_status, r.warmup_ticks, r.budget_ticks, r.batches, r.cpu)
 
 
+    def call(self, entry: KEntry | int, regs) -> tuple:
+        """(status, struct sb_args registers after, CPU) of one untimed call of a kmod:emulated
+        entry with these 13 registers in its struct (rcx, rdx, r8..r15, rbx, rdi, rsi)."""
+        idx = entry if isinstance(entry, int) else entry.index
+        ent = self.entries()[idx] if isinstance(entry, int) else entry
+        c = KCallReq(size=ctypes.sizeof(KCallReq), entry=idx)
+        c.regs[:] = list(regs)
+        try:
+            self.ioctl(IOC_CALL, c)
+        except OSError as exc:
+            raise KmodError(_run_error(exc, ent).replace("kmod run", "kmod call"), exc.errno) from exc
+        return c.status, list(c.regs), c.cpu
+
+
 def _run_error(exc: OSError, e: KEntry) -> str:
     what = f"kmod run {e.convention} x {e.crossing} x {e.leaf}"
     hint = {errno.ENODEV: "the crossing is not available here (see bench kmod status)",
@@ -289,12 +310,16 @@ def ko_path() -> Path:
     return KMOD_DIR / f"{MODULE}.ko"
 
 
-def build(kdir: str | None = None, python: str | None = None) -> Path:
+def build(kdir: str | None = None, python: str | None = None, conventions=None, ring0=None) -> Path:
+    """make -C _native/kmod; with conventions files and the ring0 file (cli/kmod.py checked
+    them), the imported kernel code they allow too."""
     kdir = kdir or default_kdir()
     if not os.path.isdir(kdir):
         raise KmodError(f"no kernel build tree at {kdir}: install the headers "
                         f"(apt-get install linux-headers-{os.uname().release}) or pass --kdir")
-    cmd = ["make", "-C", str(KMOD_DIR), f"KDIR={kdir}", f"PYTHON={python or sys.executable}"]
+    cmd = ["make", "-C", str(KMOD_DIR), f"KDIR={kdir}", f"PYTHON={python or sys.executable}",
+           f"CONVENTIONS={' '.join(os.path.abspath(f) for f in conventions or [])}",
+           f"RING0={os.path.abspath(ring0) if ring0 else ''}"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise KmodError("module build failed:\n" + res.stdout[-4000:] + res.stderr[-4000:])

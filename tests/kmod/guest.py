@@ -94,14 +94,14 @@ def fuzz(c: Checks, n: int, seed: int):
         # ask for (65 samples): the fuzzer must not have the module write past its own buffer.
         page = ctypes.create_string_buffer(8 * kmod.SLOTS * 65)
         for i in range(n):
-            kind = rnd.randrange(6)
+            kind = rnd.randrange(7)
             try:
                 if kind == 0:  # unknown commands, any argument
                     req = rnd.choice([rnd.getrandbits(32), kmod._iowr(rnd.randrange(4, 256), 8),
                                       kmod.IOC_RUN ^ (1 << rnd.randrange(16, 30))])
                     fcntl_ioctl(d.fd, req, rnd.choice([0, unmapped, kernel_addr, rnd.getrandbits(64)]))
                 elif kind == 1:  # struct commands with bad pointers
-                    req = rnd.choice([kmod.IOC_CAPS, kmod.IOC_ENTRY, kmod.IOC_RUN])
+                    req = rnd.choice([kmod.IOC_CAPS, kmod.IOC_ENTRY, kmod.IOC_RUN, kmod.IOC_CALL])
                     fcntl_ioctl(d.fd, req, rnd.choice([0, 1, unmapped, kernel_addr, (1 << 47) - 8,
                                                        rnd.getrandbits(64)]))
                 elif kind == 2:  # CAPS with a wrong size field
@@ -110,6 +110,15 @@ def fuzz(c: Checks, n: int, seed: int):
                 elif kind == 3:  # ENTRY with any index
                     d.ioctl(kmod.IOC_ENTRY, kmod.Entry(index=rnd.choice([nent, nent + 1, 2**32 - 1,
                                                                           rnd.getrandbits(32), rnd.randrange(nent)])))
+                elif kind == 6:  # CALL with any entry, size, flags, reserved and register values
+                    call = kmod.KCallReq(size=rnd.choice([ctypes.sizeof(kmod.KCallReq)] * 3 + [0, rnd.getrandbits(32)]),
+                                         entry=rnd.choice([rnd.randrange(nent), nent, rnd.getrandbits(32)]),
+                                         flags=rnd.choice([0, 0, 0, 1, rnd.getrandbits(32)]))
+                    for j in range(13):
+                        call.regs[j] = rnd.choice([0, kernel_addr, rnd.getrandbits(64)])
+                    if rnd.random() < 0.2:
+                        call.reserved[rnd.randrange(2)] = rnd.getrandbits(64) | 1
+                    d.ioctl(kmod.IOC_CALL, call)
                 else:  # RUN with random fields; some nearly valid (small, so they finish fast)
                     r = kmod.KRunReq(size=rnd.choice([ctypes.sizeof(kmod.KRunReq)] * 4 + [0, 8, rnd.getrandbits(32)]))
                     r.entry = rnd.choice([rnd.randrange(nent), nent, 2**32 - 1, rnd.getrandbits(32)])
@@ -211,6 +220,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--fuzz", type=int, default=3000)
     p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--imported", help="conventions file of an imported kernel tree (bench kernel import)")
+    p.add_argument("--imported-ko", help="the module built with one of its functions (bench kmod build -C)")
+    p.add_argument("--imported-convention", help="that function's convention")
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -294,9 +306,10 @@ def run_checks(c: Checks, a, out: Path):
     missing = sorted(set(catalog.conventions) - measured)
     # TCG's CPU has no XSAVEC: those conventions must be refused cleanly (their fault path), not oops.
     allowed_missing = {n for n, conv in catalog.conventions.items() if conv.fpu in ("xsavec", "xinuse")}
+    skips = [ln for ln in res.stderr.splitlines() if "skipped" in ln]
     c.check("every built-in convention measured on kmod:emulated (XSAVEC ones only if the CPU has it)",
             set(missing) <= allowed_missing, f"measured {len(measured)}/{len(catalog.conventions)}; "
-            f"not measured: {', '.join(missing) or 'none'}")
+            f"not measured: {', '.join(missing) or 'none'}" + (f" ({'; '.join(skips)[:600]})" if skips else ""))
     for n in missing:
         # Ask the module directly: an EOPNOTSUPP from the fault counter, not a crash.
         with kmod.KmodDevice() as d:
@@ -334,6 +347,71 @@ def run_checks(c: Checks, a, out: Path):
                 f"{r.batches} batch(es)")
     kmod.unload()
     c.check("module unloads, device gone", not kmod.loaded() and not os.path.exists(kmod.DEVICE))
+    if a.imported:
+        imported_checks(c, a, out)
+    else:
+        print("SKIP  imported kernel code in ring 0: the host could not build it (see its SKIP line)", flush=True)
+
+
+def imported_checks(c: Checks, a, out: Path):
+    """The kernel's own function (the tree's .S assembled by kbuild with this kernel's headers)
+    in ring 0 on the emulated stub: functional only, nothing timed."""
+    from bench.config import ARG_REGS
+    from bench.gen.codegen import marker
+    from bench.safety import input_value
+    conv, leaf = a.imported_convention, "vp_info"
+    log0 = len(dmesg_lines())
+    kmod.load(a.imported_ko)
+    if not c.check(f"module with {conv} loads", kmod.loaded()):
+        return
+    with kmod.KmodDevice() as d:
+        ents = [e for e in d.entries() if e.convention == conv]
+        c.check(f"{conv} is in the module's table (emulated and the real TDCALL)",
+                {("emulated", leaf), ("tdcall", leaf)} <= {(e.crossing, e.leaf) for e in ents},
+                ", ".join(f"{e.crossing}/{e.leaf}" for e in ents) or "missing")
+        e = d.find(conv, "emulated", leaf)
+        regs_in = [input_value(r) for r in ARG_REGS]
+        status, regs, cpu = d.call(e, regs_in)
+        outputs = set(load_builtin_leaf(leaf).outputs)
+        want = [marker(r) if r in outputs else v for r, v in zip(ARG_REGS, regs_in)]
+        wrong = [f"{r}={g:#x}" for r, g, w in zip(ARG_REGS, regs, want) if g != w]
+        c.check(f"CALL {conv} x emulated x {leaf} in ring 0 returns TDX_SUCCESS", status == 0, f"{status:#x}")
+        c.check(f"{conv} wrote the stub's outputs ({', '.join(sorted(outputs))}) into the struct, left the rest",
+                not wrong, "; ".join(wrong) or f"cpu {cpu}")
+        tdc = d.find(conv, "tdcall", leaf)
+        try:
+            d.call(tdc, regs_in)
+            ok, why = False, "ran"
+        except kmod.KmodError as exc:
+            ok, why = exc.errno == errno.EOPNOTSUPP, str(exc)
+        try:
+            d.run(tdc, 1, 1)
+            ok, why = False, "RUN ran"
+        except kmod.KmodError as exc:
+            ok, why = ok and exc.errno == errno.ENODEV, why + "; " + str(exc)
+        c.check(f"{conv} x tdcall (the real instruction) is never issued here: CALL and RUN refuse it",
+                ok and not tdc.runnable, why)
+    results = out / "kmod-imported.json"
+    if results.exists():
+        results.unlink()
+    res = bench("run", "-C", a.imported, "--backends", "kmod:emulated", "--conventions", conv, "--leaves", leaf,
+                "--runs", "1", "--values", "5", "-o", str(results), "--json")
+    if c.check(f"bench run -C ... --backends kmod:emulated --conventions {conv} succeeds", res.returncode == 0,
+               f"exit {res.returncode}: {res.stderr[-1500:]} {res.stdout[-300:]}"):
+        recs = json.loads(res.stdout)
+        c.check(f"{conv} was run in ring 0 on kmod:emulated (one benchmark, untimed here: TCG)",
+                [(r["convention"], r["backend"], r["leaf"]) for r in recs] == [(conv, "kmod:emulated", leaf)],
+                str([r["name"] for r in recs]))
+    kmod.unload()
+    new = dmesg_lines()[log0:]
+    bad = [ln for ln in new if BAD_LOG.search(ln)]
+    c.check(f"kernel log: no oops or warning while {conv} ran in ring 0; module unloads",
+            not bad and not kmod.loaded(), "; ".join(bad[:5]) or f"{len(new)} new lines")
+
+
+def load_builtin_leaf(name):
+    from bench.config import load_builtin
+    return load_builtin().leaf(name)
 
 
 if __name__ == "__main__":

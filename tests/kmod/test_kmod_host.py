@@ -35,6 +35,7 @@ FIELDS = {
     "sb_krun": (kmod.KRunReq, ["size", "entry", "calls_per_sample", "samples", "flags", "ref_hundreds", "out",
                            "out_len", "emul", "status", "bad_status", "first_bad_status", "warmup_ticks",
                            "budget_ticks", "batches", "cpu", "reserved"]),
+    "sb_kcall": (kmod.KCallReq, ["size", "entry", "regs", "status", "cpu", "flags", "reserved"]),
 }
 
 
@@ -48,7 +49,7 @@ def c_layout(tmp_path_factory):
     for s, (_, fields) in FIELDS.items():
         lines.append(f'printf("{s} SIZEOF %zu\\n", sizeof(struct {s}));')
         lines += [f'printf("{s} {f} %zu\\n", offsetof(struct {s}, {f}));' for f in fields]
-    for name in ("SB_IOC_CAPS", "SB_IOC_ENTRY", "SB_IOC_RUN", "SB_KMOD_API_VERSION", "SB_KMAX_SAMPLES",
+    for name in ("SB_IOC_CAPS", "SB_IOC_ENTRY", "SB_IOC_RUN", "SB_IOC_CALL", "SB_KMOD_API_VERSION", "SB_KMAX_SAMPLES",
                  "SB_KMAX_CALLS", "SB_KMAX_LATENCY", "SB_KMAX_REF_HUNDREDS", "SB_KX_NONE", "SB_KSLOTS",
                  "SB_KSLOT_ENTRY", "SB_KSLOT_EMPTY", "SB_KSLOT_REF"):
         lines.append(f'printf("const {name} %llu\\n", (unsigned long long)({name}));')
@@ -71,6 +72,7 @@ def test_ioctl_numbers_and_limits_match_the_header(c_layout):
     assert kmod.IOC_CAPS == c_layout[("const", "SB_IOC_CAPS")]
     assert kmod.IOC_ENTRY == c_layout[("const", "SB_IOC_ENTRY")]
     assert kmod.IOC_RUN == c_layout[("const", "SB_IOC_RUN")]
+    assert kmod.IOC_CALL == c_layout[("const", "SB_IOC_CALL")]
     assert kmod.API_VERSION == c_layout[("const", "SB_KMOD_API_VERSION")]
     assert (kmod.MAX_SAMPLES, kmod.MAX_CALLS, kmod.MAX_LATENCY, kmod.MAX_REF_HUNDREDS) == (
         c_layout[("const", "SB_KMAX_SAMPLES")], c_layout[("const", "SB_KMAX_CALLS")],
@@ -202,6 +204,11 @@ def test_kernel_flavor_text(kernel_unit):
     fixups = len(re.findall(r"_ASM_EXTABLE_FAULT\(\.Lsb_x_(\d+), \.Lsb_fault_\1\)", text))
     assert fixups == sum(e.crossing.name != "emulated" for e in entries)
     assert "#define offsetof" not in text
+    # sc_retry as today's host kernels run it: preemption off around each attempt, the per-CPU
+    # cache-state store before the call
+    attempt = ("preempt_disable();\n\t\tthis_cpu_write(sb_cache_state_incoherent, true);\n\t\t"
+               "status = sb_gen_f")
+    assert attempt in text and "static DEFINE_PER_CPU(bool, sb_cache_state_incoherent);" in text
 
 
 def test_kmod_backends_without_the_device(monkeypatch):

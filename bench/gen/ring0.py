@@ -1,0 +1,140 @@
+"""The kernel's own TDX call code in the kernel module, built with the real kernel macros.
+
+User space assembles an imported tree with seambench's shim (gen/kernel.py).  The module instead
+gets the tree's own files, as they are, assembled by kbuild with the headers of the kernel it is
+built for: linkage (ENDBR, alignment), FRAME_BEGIN, the exception table, objtool's annotations
+and the asm-offsets are the kernel's.  That is only meaningful when the tree *is* that kernel, so
+the caller (`bench kmod build -C FILE`) matches the tree's release against the headers'.
+
+Per wrapper (convention x crossing x leaf) one small .S that renames the file's functions
+(sb_k<i>_<name>) and includes a copy of the tree's file:
+- crossing tdcall/seamcall: the tree's text untouched, the real instruction (the module runs it
+  only where its probe found the instruction working);
+- crossing emulated: the instruction replaced by SB_CROSSING, defined as a call of the module's
+  ring-0 stub for the leaf profile, as the declared conventions do.
+Offsets: whatever the headers' asm-offsets.h provides; every TDX_* offset the tree's
+asm-offsets.c names is also computed with offsetof from the headers' own struct definition
+(kbuild's asm-offsets machinery, sb_kimp_offsets.c), standing in where the headers lack one and
+checked against the headers' value where they have it.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from bench.gen.kernel import ASM_OFFSETS, _INSN_BYTES, _INSN_MNEMONIC, _strip_comments, makefile_release
+
+STUB_CROSSING = "SB_CROSSING"
+OFFSETS_C, OFFSETS_H, KBUILD_FRAGMENT = "sb_kimp_offsets.c", "sb_kimp_offsets.h", "sb_imported.mk"
+UNREACHED = "sb_kimp_unreached"  # what the copies call instead of the kernel's outside functions
+IMPORTED_DIR = "imported"
+
+
+def headers_release(kdir) -> str:
+    """VERSION.PATCHLEVEL.SUBLEVEL of the kernel whose build tree (headers) is at kdir.  Debian
+    splits it: the arch package's Makefile includes the common one's."""
+    path, seen = Path(kdir) / "Makefile", 0
+    while seen < 4:  # bounded: a chain of includes, never a loop
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return ""
+        rel = makefile_release(text)
+        if rel:
+            return rel
+        m = re.search(r"^include\s+(\S+/Makefile)\s*$", text, re.M)
+        if not m:
+            return ""
+        path, seen = Path(m.group(1)), seen + 1
+    return ""
+
+
+def refusal(conv) -> str | None:
+    """Why an imported convention cannot go into the module at all (None: it can)."""
+    imp = conv.imported
+    if not imp.raw:
+        return "imported before the module could take it (no copy of the tree's files): import it again"
+    if imp.calls:
+        return (f"calls {', '.join(imp.calls)} outside itself (the kernel's panic path), which the module "
+                "does not have")
+    return None
+
+
+def crossing_ok(conv, crossing: str) -> bool:
+    """The emulated stub for any imported function; the real instruction only for the family the
+    file was written for, and only where the function passes the caller's leaf on (a hand-written
+    TDVMCALL picks its own leaf, which the module never issues)."""
+    if crossing == "emulated":
+        return True
+    return crossing == conv.family and conv.imported.leaf_arg
+
+
+def _offset_specs(raw: Path) -> list:
+    """[(TDX_* symbol, struct, field)] the tree's asm-offsets.c names."""
+    path = raw / ASM_OFFSETS
+    text = _strip_comments(path.read_text()) if path.is_file() else ""
+    return re.findall(r"\bOFFSET\(\s*(TDX_\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*\)", text)
+
+
+def _globals(raw: Path, rel: str) -> list:
+    return re.findall(r"^\s*SYM_FUNC_START(?:_NOALIGN)?\(\s*(\w+)\s*\)", (raw / rel).read_text(), re.M)
+
+
+def sources(entries: list) -> dict:
+    """{path in the module folder: text} for the imported entries of a kernel-flavor plan (the
+    others are ignored), with i the entry's index in the plan, as in the generated table."""
+    out, objs, specs, trees = {}, [], {}, {}
+    for i, e in enumerate(entries):
+        imp = e.resolved.conv.imported
+        if not imp:
+            continue
+        raw = Path(imp.raw)
+        key = trees.setdefault(imp.raw, f"t{hashlib.sha256(imp.raw.encode()).hexdigest()[:8]}")
+        variant = "emulated" if e.crossing.name == "emulated" else "real"
+        base = f"{IMPORTED_DIR}/{key}/{variant}"
+        for p in sorted(raw.rglob("*")):
+            rel = p.relative_to(raw).as_posix()
+            if p.is_file() and (rel.endswith((".S", ".h"))):
+                text = p.read_text()
+                if variant == "emulated":
+                    text = _INSN_MNEMONIC.sub(r"\1" + STUB_CROSSING, _INSN_BYTES.sub(STUB_CROSSING, text))
+                out[f"{base}/{rel}"] = text
+        for sym, sname, fname in _offset_specs(raw):
+            specs.setdefault(sym, (sname, fname))
+        c, x, leaf = e.key
+        lines = [f"/* Generated by bench.gen.ring0 - do not edit.  {c} x {x} x {leaf}: {imp.file} of the",
+                 " * imported tree, assembled by kbuild with this kernel's headers. */",
+                 "#include <asm/asm-offsets.h>", f'#include "{OFFSETS_H}"']
+        for sym, sname, fname in sorted(_offset_specs(raw)):
+            lines += [f"#ifndef {sym}", f"#define {sym} SB_KIMP_{sym}", "#else",
+                      f".if {sym} - SB_KIMP_{sym}",
+                      f'.error "{sym}: the headers\' asm-offsets.h and offsetof(struct {sname}, {fname}) disagree"',
+                      ".endif", "#endif"]
+        lines += [f"#define {g} sb_k{i}_{g}" for g in _globals(raw, imp.file)]
+        lines += [f"#define {u} {UNREACHED}" for u in imp.undefined]
+        if variant == "emulated":
+            lines.append(f"#define {STUB_CROSSING} call sb_gen_stub_{leaf}")
+        lines += [f'#include "{base}/{imp.file}"', ""]
+        name = f"sb_k{i}.S"
+        out[name] = "\n".join(lines)
+        objs.append(name[:-2] + ".o")
+    if objs:
+        body = [f"\tDEFINE(SB_KIMP_{sym}, offsetof(struct {sname}, {fname}));"
+                for sym, (sname, fname) in sorted(specs.items())]
+        out[OFFSETS_C] = "\n".join([
+            "/* Generated by bench.gen.ring0 - do not edit.  The offsets the imported tree's asm-offsets.c",
+            " * names, from the struct definitions in this kernel's headers (kbuild's asm-offsets way). */",
+            "#define COMPILE_OFFSETS", "#include <linux/kbuild.h>", "#include <asm/tdx.h>",
+            "#if __has_include(<asm/shared/tdx.h>)", "#include <asm/shared/tdx.h>", "#endif", "",
+            "void sb_kimp_offsets(void);", "void sb_kimp_offsets(void)", "{", *body, "}", ""])
+    mk = ["# Generated by bench.gen.codegen (flavor kernel) - do not edit: the imported kernel code."]
+    if objs:
+        mk += [f"seambench-y += {' '.join(objs)}",
+               f"$(obj)/{OFFSETS_H}: $(obj)/{OFFSETS_C[:-2]}.s FORCE",
+               "\t$(call filechk,offsets,__SB_KIMP_OFFSETS_H__)",
+               f"targets += {OFFSETS_C[:-2]}.s {OFFSETS_H}",
+               f"$(addprefix $(obj)/,{' '.join(objs)}): $(obj)/{OFFSETS_H}",
+               f"clean-files += {OFFSETS_H}"]
+    out[KBUILD_FRAGMENT] = "\n".join(mk) + "\n"
+    return out
