@@ -10,6 +10,7 @@ exclude exactly those, with those reasons, and nothing else.
 import ctypes
 import os
 import textwrap
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -289,6 +290,12 @@ def test_contended_samples_are_waited_out_then_kept_and_counted(monkeypatch):
     assert len(kept) == 30 and all(x.contended for x in kept)
     assert s.screen.excluded()["contention"] > 0 and s.screen.tolerate
     assert SampleBlock.of(kept).contended == 30
+    # where enough uncontended samples stand beside them, those alone make the figure
+    quiet = [replace(x, contended=False, ticks=(x.ticks[0] // 2,)) for x in kept[:5]]
+    b = SampleBlock.of(kept[5:] + quiet, excluded={"contention": 3})
+    assert b.contended == 0 and b.core == [x.core() for x in quiet] and b.excluded == {"contention": 3 + 25}
+    b = SampleBlock.of(kept[4:] + quiet[:4])  # four are too few to stand alone: all stay, flagged
+    assert b.contended == 26 and len(b.core) == 30
 
 
 def test_a_quieter_core_than_the_floor_lowers_it(monkeypatch):

@@ -76,6 +76,9 @@ class Sample:
                    excluded=d.get("excluded"), contended=bool(d.get("contended", False)))
 
 
+MIN_UNCONTENDED = 5  # samples of a block that make its figure without the contended ones
+
+
 @dataclass
 class SampleBlock:
     """One block of consecutive samples of one benchmark (a pyperf worker's values, or a block
@@ -95,14 +98,22 @@ class SampleBlock:
 
     @classmethod
     def of(cls, kept, i=0, warmups=(), excluded=None) -> "SampleBlock":
-        """The block of function i from kept Samples (and warm-up Samples, figures only)."""
+        """The block of function i from kept Samples (and warm-up Samples, figures only).  Samples
+        kept on a shared core (the sampler's wait ran out) stand in the figure only where fewer
+        than MIN_UNCONTENDED others do; else they count as excluded for contention, like the
+        ones the sampler measured again."""
+        excluded = dict(excluded or {})
+        quiet = [s for s in kept if not s.contended]
+        if len(quiet) < len(kept) and len(quiet) >= MIN_UNCONTENDED:
+            excluded["contention"] = excluded.get("contention", 0) + len(kept) - len(quiet)
+            kept = quiet
         hw = {}
         for s in kept:
             for name, per_fn in s.hw.items():
                 hw.setdefault(name, []).append(per_fn[i])
         return cls(core=[s.core(i) for s in kept], tsc=[s.net_tsc(i) for s in kept],
                    tsc_per_core=[s.tsc_per_core for s in kept], baseline=[s.empty / s.n_calls for s in kept],
-                   warmups=[s.core(i) for s in warmups], excluded=dict(excluded or {}), hw=hw,
+                   warmups=[s.core(i) for s in warmups], excluded=excluded, hw=hw,
                    contended=sum(s.contended for s in kept))
 
 
