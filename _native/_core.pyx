@@ -69,6 +69,8 @@ cdef extern from "measure.h" nogil:
     uint64_t sb_chain_ticks(uint64_t hundreds)
     int SB_PROBE_OPS
     uint64_t sb_probe_ticks()
+    int sb_ioctl_pair_ticks(int fd, unsigned long req, void *a, void *b, uint32_t n, int dirty,
+                            uint64_t *ticks_a, uint64_t *ticks_b)
     void sb_timed_code(const void **lo, const void **hi)
     int SB_PERF_NEVENTS
     const char *sb_perf_event_names[5]
@@ -236,6 +238,25 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     if rc != 0:
         raise OSError(-rc, f"sb_measure_set failed ({rc})")
     return ticks, t0, ev, probe
+
+
+def ioctl_pair_ticks(int fd, unsigned long req, size_t a, size_t b, uint32_t n, int dirty):
+    """TSC ticks of n ioctl(fd, req, a) and n ioctl(fd, req, b), alternating, each from user
+    space with the vector registers made live first up to `dirty` (0 none .. 3 AVX-512; the
+    caller checks the CPU has them).  a, b: addresses of the argument structs.  Returns
+    (ticks_a, ticks_b); OSError on the first failing call."""
+    if not a or not b or n == 0 or not 0 <= dirty <= 3:
+        raise ValueError("need two argument addresses, n > 0 and dirty in 0..3")
+    cdef array tmpl = array('Q')
+    cdef array ta = clone(tmpl, n, True)
+    cdef array tb = clone(tmpl, n, True)
+    cdef int rc
+    with nogil:
+        rc = sb_ioctl_pair_ticks(fd, req, <void *>a, <void *>b, n, dirty, ta.data.as_ulonglongs,
+                                 tb.data.as_ulonglongs)
+    if rc != 0:
+        raise OSError(-rc, f"ioctl failed ({rc})")
+    return ta, tb
 
 
 def timed_code():

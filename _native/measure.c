@@ -155,6 +155,39 @@ SB_TIMED int sb_measure_set(const struct sb_set_req *r)
 	return 0;
 }
 
+/* Caller-saved registers only (every xmm/ymm/zmm and k register is, in the SysV ABI),
+ * in a function of its own that keeps nothing in them; the caller checks the CPU. */
+static __attribute__((noinline)) void dirty_vectors(int level)
+{
+	if (level >= 1)
+		__asm__ __volatile__("pcmpeqd %%xmm0, %%xmm0" ::: "memory");
+	if (level >= 2)
+		__asm__ __volatile__("vpcmpeqd %%ymm1, %%ymm1, %%ymm1" ::: "memory");
+	if (level >= 3)
+		__asm__ __volatile__("vpternlogd $0xff, %%zmm2, %%zmm2, %%zmm2\n\t"
+				     "vpternlogd $0xff, %%zmm16, %%zmm16, %%zmm16\n\tkxnorw %%k1, %%k1, %%k1"
+				     ::: "memory");
+}
+
+int sb_ioctl_pair_ticks(int fd, unsigned long req, void *a, void *b, uint32_t n, int dirty,
+			uint64_t *ticks_a, uint64_t *ticks_b)
+{
+	for (uint32_t i = 0; i < 2 * n; i++) {
+		/* AB BA BA AB: each side first as often, and after the other as often */
+		int second = (i & 1) ^ ((i >> 1) & 1);
+		void *arg = second ? b : a;
+		uint64_t *out = second ? &ticks_b[i / 2] : &ticks_a[i / 2];
+		dirty_vectors(dirty);
+		uint64_t t0 = tsc_begin();
+		int rc = ioctl(fd, req, arg);
+		uint64_t t1 = tsc_end();
+		if (rc < 0)
+			return -errno;
+		*out = t1 - t0;
+	}
+	return 0;
+}
+
 void sb_cpuid(uint32_t leaf, uint32_t sub, uint32_t out[4])
 {
 	__asm__ __volatile__("cpuid" : "=a"(out[0]), "=b"(out[1]), "=c"(out[2]), "=d"(out[3])

@@ -51,6 +51,16 @@ uint64_t sb_probe_ticks(void);
  * bytes can be hashed: [lo, hi). */
 void sb_timed_code(const void **lo, const void **hi);
 
+/* One ioctl(fd, req, a or b) at a time, each between two ordered TSC reads, A and B
+ * alternating (AB BA BA AB ...), n of each; ticks_a/ticks_b get the ticks.  Before
+ * each call the vector registers are made live up to `dirty` (0 none, 1 SSE, 2 AVX,
+ * 3 AVX-512): what a user process has in them when it enters the kernel, so that a
+ * kernel_fpu_begin() in the call must save them and the return to user space must
+ * restore them (the kernel module's cold kernel_fpu).  Returns 0 or -errno of the
+ * first failing call. */
+int sb_ioctl_pair_ticks(int fd, unsigned long req, void *a, void *b, uint32_t n, int dirty,
+			uint64_t *ticks_a, uint64_t *ticks_b);
+
 /* perf_event_open: events by index, see sb_perf_event_names.  Opens what it can
  * as one group; errnos[i] is 0 for each event that opened. */
 #define SB_PERF_NEVENTS 5

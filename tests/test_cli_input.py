@@ -143,3 +143,14 @@ def test_every_error_class_of_the_stages_is_caught_by_name():
                 found.append(cls)
     assert len(found) >= 14
     assert [c.__qualname__ for c in found if not issubclass(c, errors)] == []
+
+
+def test_kmod_fpu_cold_says_why_in_one_line(tmp_path):
+    import os
+    if os.path.exists("/dev/seambench"):
+        pytest.skip("the module is loaded here")
+    for args, code, text in ((["--pairs", "0"], 2, "--pairs must be 1..100000"),
+                             ([], 1, "/dev/seambench does not exist")):
+        p = subprocess.run([sys.executable, "-m", "bench", "kmod", "fpu-cold", *args], capture_output=True, text=True)
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert p.returncode == code and len(lines) == 1 and text in lines[0] and "Traceback" not in p.stderr, p.stderr

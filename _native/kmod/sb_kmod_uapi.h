@@ -18,7 +18,7 @@ typedef uint64_t __u64;
 
 #include "sb_abi.h"
 
-#define SB_KMOD_API_VERSION 3
+#define SB_KMOD_API_VERSION 4
 
 /* Crossings the module knows.  Nothing else is ever issued. */
 #define SB_KX_EMULATED 0
@@ -142,9 +142,13 @@ struct sb_kcall {
 	__u64 regs[SB_NREGS];	/* in/out: rcx rdx r8..r15 rbx rdi rsi, as in struct sb_args */
 	__u64 status;		/* out: RAX */
 	__u32 cpu;		/* out: where it ran */
-	__u32 flags;		/* in: 0 */
+	__u32 flags;		/* in: 0 or SB_KCALL_COLD */
 	__u64 reserved[2];	/* in: 0 */
 };
+/* The FPU is not claimed first: a kernel_fpu entry's kernel_fpu_begin() then saves the
+ * caller's live user registers, and the return to user space restores them (timed from
+ * user space, that is kernel_fpu's cost to the first call after user code). */
+#define SB_KCALL_COLD 1u
 
 #define SB_IOC_MAGIC 0xB5
 #define SB_IOC_CAPS _IOWR(SB_IOC_MAGIC, 1, struct sb_kcaps)

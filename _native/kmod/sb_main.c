@@ -860,7 +860,7 @@ static long sb_ioctl_call(void __user *uarg)
 
 	if (copy_from_user(&c, uarg, sizeof(c)))
 		return -EFAULT;
-	if (c.size != sizeof(c) || c.flags || !sb_zero(c.reserved, sizeof(c.reserved)))
+	if (c.size != sizeof(c) || (c.flags & ~SB_KCALL_COLD) || !sb_zero(c.reserved, sizeof(c.reserved)))
 		return -EINVAL;
 	if (!sb_entry_ok(c.entry))
 		return -EINVAL;
@@ -898,7 +898,8 @@ static long sb_ioctl_call(void __user *uarg)
 	faults0 = SB_GEN_FAULTS();
 	preempt_disable();
 	c.cpu = smp_processor_id();
-	sb_claim_fpu();
+	if (!(c.flags & SB_KCALL_COLD))
+		sb_claim_fpu();
 	sb_gen_kloop(c.entry, rule->rax, args, 1, rule->set_rdx ? &rule->rdx : NULL, 0, &ks);
 	preempt_enable();
 	mutex_unlock(&sb_lock);

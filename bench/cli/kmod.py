@@ -1,6 +1,7 @@
-"""`bench kmod build|load|unload|status`: the kernel module behind the kmod:* backends.
+"""`bench kmod build|load|unload|status|fpu-cold`: the kernel module behind the kmod:* backends.
 
     bench kmod build [--kdir DIR] [-C IMPORTED.yaml [--conventions a,b] [--any-release]]
+    bench kmod fpu-cold [--pairs N] [--vectors none|sse|avx|avx512] [--leaf LEAF] [--json]
 
 With -C, the module also carries the imported kernel functions of that file (bench kernel
 import), assembled from the tree's own files with the headers at --kdir (gen/ring0.py): only
@@ -8,6 +9,13 @@ where the tree is the kernel those headers are of (same VERSION.PATCHLEVEL.SUBLE
 --any-release), and only for the leaf profiles where the runtime check, run here first, saw the
 function keep the C calling convention (Resolved.abi_breaks: in ring 0 a break is the module's
 own registers corrupted).
+
+fpu-cold times kernel_fpu the way a caller meets it the first time after user code ran: one
+call per ioctl, timed from user space around it, with the user's vector registers live, so
+kernel_fpu_begin() must save them and the return to user space restores them.  It alternates
+that with seamcall_saved_ret (the same call without the bracket) on kmod:emulated; the paired
+difference is the cold bracket.  `bench run --backends kmod:emulated --conventions kernel_fpu`
+measures the steady state instead (state already saved, every call alike).
 """
 from __future__ import annotations
 
@@ -20,7 +28,7 @@ from bench.cli import common
 def register(sub) -> None:
     k = sub.add_parser("kmod", help="the kernel module: build, load, unload, status (kmod:* backends)",
                        description=__doc__.split("\n\n")[0])
-    k.add_argument("action", choices=["build", "load", "unload", "status"])
+    k.add_argument("action", choices=["build", "load", "unload", "status", "fpu-cold"])
     k.add_argument("--kdir", help="kernel build tree (default: /lib/modules/$(uname -r)/build)")
     k.add_argument("--ko", help="module file to load (default: the one `build` made)")
     k.add_argument("--json", action="store_true", help="status as one JSON document")
@@ -31,11 +39,21 @@ def register(sub) -> None:
     k.add_argument("--any-release", action="store_true",
                    help="build -C: take a tree whose release differs from the headers' (its code may not "
                         "be what that kernel runs)")
+    k.add_argument("--pairs", type=int, default=2000,
+                   help="fpu-cold: calls of each side (default 2000)")
+    k.add_argument("--vectors", choices=list(VECTORS), help="fpu-cold: the vector registers user code leaves "
+                   "live before each call (default: the widest this CPU has)")
+    k.add_argument("--leaf", default="migration", help="fpu-cold: the leaf profile (default migration)")
     k.set_defaults(func=cmd_kmod)
+
+
+VECTORS = {"none": 0, "sse": 1, "avx": 2, "avx512": 3}
 
 
 def cmd_kmod(args) -> int:
     from bench.native import kmod
+    if args.action == "fpu-cold":
+        return cmd_fpu_cold(args, kmod)
     if args.action != "build" and (args.conventions_file or args.conventions or args.any_release):
         print("bench: kmod: -C, --conventions and --any-release go with `build` only", file=sys.stderr)
         return 2
@@ -62,6 +80,47 @@ def cmd_kmod(args) -> int:
     except kmod.KmodError as exc:
         print(f"bench: kmod {args.action}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_fpu_cold(args, kmod) -> int:
+    import statistics
+    from bench.native import machine
+    from bench.stats.summary import median_and_ci
+    if args.pairs < 1 or args.pairs > 100000:
+        print("bench: kmod fpu-cold: --pairs must be 1..100000", file=sys.stderr)
+        return 2
+    cpu = machine.cpu()
+    widest = "avx512" if cpu["avx512f"] else "avx" if cpu["avx"] and cpu["osxsave"] else "sse"
+    vectors = args.vectors or widest
+    if VECTORS[vectors] > VECTORS[widest]:
+        print(f"bench: kmod fpu-cold: --vectors {vectors}: this CPU has at most {widest}", file=sys.stderr)
+        return 2
+    try:
+        with kmod.KmodDevice() as d:
+            hz = d.caps()["tsc_khz"] * 1e3 or machine.clocks()["tsc_hz"]
+            base = d.find("seamcall_saved_ret", "emulated", args.leaf)
+            fpu = d.find("kernel_fpu", "emulated", args.leaf)
+            d.cold_pairs(base, fpu, [0] * 13, min(args.pairs, 50), VECTORS[vectors])  # warm the path
+            ta, tb = d.cold_pairs(base, fpu, [0] * 13, args.pairs, VECTORS[vectors])
+    except kmod.KmodError as exc:
+        print(f"bench: kmod fpu-cold: {exc}", file=sys.stderr)
+        return 1
+    diff = [b - a for a, b in zip(ta, tb)]
+    med, lo, hi = median_and_ci(diff)
+    doc = {"leaf": args.leaf, "vectors": vectors, "pairs": args.pairs, "tsc_hz": hz,
+           "base_ticks": statistics.median(ta), "kernel_fpu_ticks": statistics.median(tb),
+           "cold_bracket_ticks": med, "cold_bracket_ci95": [lo, hi], "cold_bracket_ns": med / hz * 1e9}
+    if args.json:
+        common.emit_json(doc)
+        return 0
+    print(f"one CALL per ioctl, timed from user space, {vectors} registers live before each "
+          f"({args.pairs} pairs, leaf {args.leaf}):")
+    print(f"  seamcall_saved_ret  {doc['base_ticks']:,.0f} TSC ticks per ioctl (median)")
+    print(f"  kernel_fpu          {doc['kernel_fpu_ticks']:,.0f}")
+    print(f"  cold bracket        {med:,.0f} ({lo:,.0f} .. {hi:,.0f}, 95% CI) TSC ticks = "
+          f"{doc['cold_bracket_ns']:,.0f} ns: the XSAVE of the user's registers and their restore on "
+          "the way back to user space")
     return 0
 
 

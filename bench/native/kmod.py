@@ -22,7 +22,7 @@ MODULE = "seambench"
 ROOT = Path(__file__).resolve().parents[2]  # the source checkout: bench/native/kmod.py
 KMOD_DIR = ROOT / "_native" / "kmod"
 
-API_VERSION = 3
+API_VERSION = 4
 KX = {"emulated": 0, "seamcall": 1, "tdcall": 2, "vmcall": 3, "vmmcall": 4}
 # The only leaf each real crossing is issued with (sb_rules[] in sb_main.c).
 KMOD_LEAF = {"seamcall": "sys_rd", "tdcall": "vp_info"}
@@ -92,6 +92,7 @@ IOC_CAPS = _iowr(1, ctypes.sizeof(Caps))
 IOC_ENTRY = _iowr(2, ctypes.sizeof(Entry))
 IOC_RUN = _iowr(3, ctypes.sizeof(KRunReq))
 IOC_CALL = _iowr(4, ctypes.sizeof(KCallReq))
+KCALL_COLD = 1  # SB_KCALL_COLD
 
 
 class KmodError(RuntimeError):
@@ -271,6 +272,25 @@ class KmodDevice:
         except OSError as exc:
             raise KmodError(_run_error(exc, ent).replace("kmod run", "kmod call"), exc.errno) from exc
         return c.status, list(c.regs), c.cpu
+
+
+    def cold_pairs(self, a: KEntry, b: KEntry, regs, n: int, dirty: int) -> tuple:
+        """(ticks of a, ticks of b): n CALLs of each with SB_KCALL_COLD, alternating, each timed
+        from user space around the ioctl (bench.native._core.ioctl_pair_ticks), the vector
+        registers made live up to `dirty` before each: what a call costs the first time after
+        user code ran, the deferred register restore on the way back included."""
+        from bench.native import _core
+        reqs = []
+        for e in (a, b):
+            c = KCallReq(size=ctypes.sizeof(KCallReq), entry=e.index, flags=KCALL_COLD)
+            c.regs[:] = list(regs)
+            reqs.append(c)
+        try:
+            ta, tb = _core.ioctl_pair_ticks(self.fd, IOC_CALL, ctypes.addressof(reqs[0]),
+                                            ctypes.addressof(reqs[1]), n, dirty)
+        except OSError as exc:
+            raise KmodError(_run_error(exc, a).replace("kmod run", "kmod call"), exc.errno) from exc
+        return list(ta), list(tb)
 
 
 def _run_error(exc: OSError, e: KEntry) -> str:

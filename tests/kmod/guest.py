@@ -303,6 +303,12 @@ def run_checks(c: Checks, a, out: Path):
     c.check("results file reads back with one benchmark per record",
             names == {r["name"] for r in records}, f"{len(names)} benchmarks")
     c.check("kernel_fpu (real kernel_fpu_begin/end) was measured in ring 0", "kernel_fpu" in measured)
+    # cold: one call per ioctl with the user's registers live (functional here: TCG's times are not the CPU's)
+    res = bench("kmod", "fpu-cold", "--pairs", "40", "--json")
+    cold = json.loads(res.stdout) if res.returncode == 0 and res.stdout.strip() else {}
+    c.check("bench kmod fpu-cold times kernel_fpu cold, one ioctl per call, from user space",
+            res.returncode == 0 and cold.get("pairs") == 40 and cold.get("base_ticks", 0) > 0
+            and cold.get("kernel_fpu_ticks", 0) > 0, (res.stderr or res.stdout)[-800:])
     missing = sorted(set(catalog.conventions) - measured)
     # TCG's CPU has no XSAVEC: those conventions must be refused cleanly (their fault path), not oops.
     allowed_missing = {n for n, conv in catalog.conventions.items() if conv.fpu in ("xsavec", "xinuse")}

@@ -51,7 +51,7 @@ def c_layout(tmp_path_factory):
         lines += [f'printf("{s} {f} %zu\\n", offsetof(struct {s}, {f}));' for f in fields]
     for name in ("SB_IOC_CAPS", "SB_IOC_ENTRY", "SB_IOC_RUN", "SB_IOC_CALL", "SB_KMOD_API_VERSION", "SB_KMAX_SAMPLES",
                  "SB_KMAX_CALLS", "SB_KMAX_LATENCY", "SB_KMAX_REF_HUNDREDS", "SB_KX_NONE", "SB_KSLOTS",
-                 "SB_KSLOT_ENTRY", "SB_KSLOT_EMPTY", "SB_KSLOT_REF"):
+                 "SB_KSLOT_ENTRY", "SB_KSLOT_EMPTY", "SB_KSLOT_REF", "SB_KCALL_COLD"):
         lines.append(f'printf("const {name} %llu\\n", (unsigned long long)({name}));')
     lines.append("return 0; }")
     (d / "t.c").write_text("\n".join(lines))
@@ -78,6 +78,7 @@ def test_ioctl_numbers_and_limits_match_the_header(c_layout):
         c_layout[("const", "SB_KMAX_SAMPLES")], c_layout[("const", "SB_KMAX_CALLS")],
         c_layout[("const", "SB_KMAX_LATENCY")], c_layout[("const", "SB_KMAX_REF_HUNDREDS")])
     assert kmod.KX_NONE == c_layout[("const", "SB_KX_NONE")]
+    assert kmod.KCALL_COLD == c_layout[("const", "SB_KCALL_COLD")]
     # RunResult reads each sample as (entry, empty, reference): the header's slot order
     assert kmod.SLOTS == c_layout[("const", "SB_KSLOTS")]
     assert [c_layout[("const", f"SB_KSLOT_{n}")] for n in ("ENTRY", "EMPTY", "REF")] == [0, 1, 2]
