@@ -306,6 +306,16 @@ def test_a_quieter_core_than_the_floor_lowers_it(monkeypatch):
     assert s.take(5) and s.screen.probe_floor == pytest.approx(PROBE, rel=1e-3)
     monkeypatch.setattr(_core, "measure_set", SharedCore(1.1))
     assert {x.excluded for x in s.screen.screen(s._raw(5, s.n_calls, s.ref_hundreds))} == {"contention"}
+    # a preempted chain makes the probe look fast in core cycles: a TSC gap, and no new floor
+    loop = SharedCore(1.0)
+
+    def preempted_chain(*a, **kw):
+        ticks, t0, ev, probe = loop(*a, **kw)
+        width = len(a[0]) + 1
+        return [x * 3 if i % width == width - 1 else x for i, x in enumerate(ticks)], t0, ev, probe
+    monkeypatch.setattr(_core, "measure_set", preempted_chain)
+    assert {x.excluded for x in s.screen.screen(s._raw(3, s.n_calls, s.ref_hundreds))} == {"tsc_gap"}
+    assert s.screen.probe_floor == pytest.approx(PROBE, rel=1e-3)
 
 
 def test_the_machine_floor_is_kept_across_runs_and_only_trusted_nearby(monkeypatch, tmp_path):

@@ -30,7 +30,6 @@ import statistics
 import time
 from dataclasses import dataclass, field, replace
 
-
 from bench.measure import policy
 from bench.measure.model import Sample
 from bench.native import _core
@@ -66,12 +65,7 @@ class Screen:
         self.tolerate = False  # the wait budget is spent: contended samples are kept, flagged
 
     def _contention(self, s) -> float | None:
-        if not self.probe_floor or not s.probe:
-            return None
-        c = s.probe_core / self.probe_floor
-        if c < 1 - policy.CONTENTION_TOLERANCE:  # quieter than the floor said: this is the floor
-            self.probe_floor, c = s.probe_core, 1.0
-        return c
+        return s.probe_core / self.probe_floor if self.probe_floor and s.probe else None
 
     def _usual(self, fresh):
         pool = self.kept[-HISTORY:] + [s for s in fresh if policy.event_reason(s.events) is None]
@@ -92,8 +86,13 @@ class Screen:
         usual = self._usual(fresh)
         out = []
         for s in fresh:
+            contention = self._contention(s)
             reason = policy.judge(s.events, s.per_call(), usual,
-                                  tuple(t - s.empty for t in s.ticks), self._contention(s))
+                                  tuple(t - s.empty for t in s.ticks), contention)
+            if reason is None and contention is not None and contention < 1 - policy.CONTENTION_TOLERANCE:
+                # an undisturbed sample quieter than the floor said: this is the floor (only an
+                # undisturbed one: a preempted chain would make any probe look fast)
+                self.probe_floor = s.probe_core
             s = replace(s, excluded=reason)
             if reason == "contention" and self.tolerate:
                 s = replace(s, excluded=None, contended=True)
