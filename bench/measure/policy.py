@@ -29,7 +29,7 @@ EVENT_REASONS = {"context_switches": "context_switch", "cpu_migrations": "migrat
                  "page_faults": "page_fault"}
 GAP_FACTOR = 1.5
 GAP_MIN_HISTORY = 5
-# The probe's quiet-state spread is ~0.5% per sample here; the states it must catch are +14% and up.
+# Quiet windows of the probe sit within ~0.5% of the floor here; the states to catch are +14% and up.
 CONTENTION_TOLERANCE = 0.03
 
 

@@ -146,15 +146,15 @@ def probe_floor() -> tuple:
     while a sibling hyperthread was busy.  The host's contention comes and goes for seconds at
     a time, so one start-up alone would often take a contended floor."""
     import json
-    from bench.gen.toolchain import cache_dir
 
     ticks, _, _, probe = _core.measure_set([_core.EMPTY_FN], [0], [_core.Args(64)], 4, PROBE_SAMPLES,
                                            ref_hundreds=20)
     ref = ticks[1::2]
-    own = sorted(p * 2000 / r for p, r in zip(probe, ref) if r > 0)[PROBE_SAMPLES // 10]
+    seen = sorted(p * 2000 / r for p, r in zip(probe, ref) if r > 0)
+    own = seen[len(seen) // 10]
     c = cpu()
     key = f"{c['vendor']} {c['family']}/{c['model']}/{c['stepping']} {c['model_name']} ucode {c['microcode']}"
-    path = cache_dir() / PROBE_FLOOR_FILE
+    path = config.cache_dir() / PROBE_FLOOR_FILE
     try:
         doc = json.loads(path.read_text())
         kept = float(doc[key]) if isinstance(doc, dict) and key in doc else None
