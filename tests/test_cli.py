@@ -58,7 +58,9 @@ def test_doctor_json(tmp_path):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert set(doc["backends"]) >= {"emulated", "vmcall", "vmmcall", "cpuid", "syscall"}
-    assert doc["clock"]["tsc_hz"] > 0 and 0 < doc["clock"]["tsc_per_core_cycle"] < 5
+    # the start-up estimate only sizes chains; a preempted one may come out far off: no bound
+    assert doc["clock"]["tsc_hz"] > 0 and doc["clock"]["tsc_per_core_cycle"] > 0
+    assert doc["clock"]["probe_floor"] > 0 and doc["clock"]["probe_floor_source"]
     assert doc["serialize"]["mode"] in ("serialize", "iret", "cpuid")
 
 
