@@ -46,6 +46,7 @@ cdef extern from "sb_abi.h" nogil:
 cdef extern from "measure.h" nogil:
     int SB_SET_MAX
     int SB_REF_MAX_HUNDREDS
+    int SB_REF_PIECES
     struct sb_set_req:
         uint32_t n_fns
         const sb_conv_fn *fns
@@ -86,6 +87,7 @@ cdef extern from *:
 ABI_VERSION = SB_ABI_VERSION
 SET_MAX = SB_SET_MAX
 REF_MAX_HUNDREDS = SB_REF_MAX_HUNDREDS
+REF_PIECES = SB_REF_PIECES
 PROBE_OPS = SB_PROBE_OPS
 EMPTY_FN = <size_t>&sb_empty
 
@@ -140,17 +142,18 @@ cdef class Unit:
 
 
 cdef class Args:
-    """A struct sb_args with its XSAVE area, 64-byte aligned and zeroed."""
+    """A struct sb_args and its XSAVE area, each at the start of a page of its own, zeroed: the
+    same offsets in every process (see SB_STACK_PAGE_OFFSET in measure.h)."""
     cdef sb_args *p
     cdef void *area
     cdef readonly size_t area_size
 
     def __cinit__(self, size_t xsave_size=4096, uint64_t fpu_mask=0):
-        if posix_memalign(<void **>&self.p, 64, sizeof(sb_args)) != 0:
+        if posix_memalign(<void **>&self.p, 4096, sizeof(sb_args)) != 0:
             raise MemoryError()
         memset(self.p, 0, sizeof(sb_args))
         self.area_size = (xsave_size + 63) & ~(<size_t>63)
-        if posix_memalign(&self.area, 64, self.area_size) != 0:
+        if posix_memalign(&self.area, 4096, self.area_size) != 0:
             raise MemoryError()
         memset(self.area, 0, self.area_size)
         self.p.xsave_area = <size_t>self.area
@@ -192,7 +195,8 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
                 uint32_t n_events=0, uint32_t ref_hundreds=0):
     """Interleaved batches of up to SB_SET_MAX functions (addresses), each with its leaf
     number and Args, plus, with ref_hundreds, a reference batch of 100 * ref_hundreds
-    dependent ADDs and the load/store probe (sb_probe_ticks).  Returns (ticks, t_start,
+    dependent ADDs (timed in REF_PIECES pieces: the median one times REF_PIECES) and the
+    load/store probe (sb_probe_ticks).  Returns (ticks, t_start,
     events, probe): TSC ticks per batch ([sample][slot], row-major; slots are the functions,
     then the reference), the TSC at each sample's start, event deltas over each batch
     ([sample][slot][event]), and the probe's TSC ticks per sample (empty without a reference)."""
@@ -205,8 +209,8 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
         raise ValueError("n_calls must be a positive multiple of 4")
     if n_samples == 0:
         raise ValueError("n_samples must be positive")
-    if ref_hundreds > <uint32_t>SB_REF_MAX_HUNDREDS:
-        raise ValueError(f"ref_hundreds must be at most {SB_REF_MAX_HUNDREDS}")
+    if ref_hundreds > <uint32_t>SB_REF_MAX_HUNDREDS or ref_hundreds % SB_REF_PIECES:
+        raise ValueError(f"ref_hundreds must be a multiple of {SB_REF_PIECES} up to {SB_REF_MAX_HUNDREDS}")
     cdef uint32_t slots = n + (1 if ref_hundreds else 0)
     cdef sb_conv_fn c_fns[16]
     cdef sb_u64 c_leaves[16]

@@ -14,6 +14,12 @@
  * host, and whatever one batch leaves for the next, hit all alike. */
 #define SB_SET_MAX 16
 #define SB_REF_MAX_HUNDREDS (1u << 24)
+/* The reference is timed in this many pieces and stands as the median one times
+ * this (see ref_ticks in measure.c): ref_hundreds must be a multiple of it. */
+#define SB_REF_PIECES 5
+/* Where in its page the timed loop's stack sits (see sb_measure_set): half a page
+ * away from the page-aligned Args, which the stubs read and write. */
+#define SB_STACK_PAGE_OFFSET 0x800
 struct sb_set_req {
 	uint32_t n_fns;		/* 1..SB_SET_MAX */
 	const sb_conv_fn *fns;
@@ -21,7 +27,8 @@ struct sb_set_req {
 	struct sb_args *const *args;
 	uint32_t n_calls;	/* calls per batch, a multiple of 4 */
 	uint32_t n_samples;
-	uint32_t ref_hundreds;	/* 0: no reference slot; else 1..SB_REF_MAX_HUNDREDS */
+	uint32_t ref_hundreds;	/* 0: no reference slot; else a multiple of SB_REF_PIECES
+				 * up to SB_REF_MAX_HUNDREDS */
 	uint64_t *ticks;	/* [n_samples][n_slots]: TSC ticks of one batch; n_slots =
 				 * n_fns + (ref_hundreds != 0), the reference last */
 	uint64_t *t_start;	/* [n_samples]: TSC when the sample began (to find gaps) */
@@ -43,7 +50,10 @@ uint64_t sb_chain_ticks(uint64_t hundreds);
 /* TSC ticks of SB_PROBE_OPS independent L1 loads and stores: throughput-bound on
  * the core's load/store ports, which a busy sibling hyperthread (on the host:
  * another tenant) shares, while the latency-bound chain does not see it. */
-#define SB_PROBE_OPS 4096
+/* 32768 ops: ~5,600 TSC ticks on a Zen 5 whose TSC counts in steps of 26, so
+ * its quantum is 0.5% of the probe, well inside the contention tolerance (4096
+ * ops were 700 ticks, a 3.7% quantum, and the floor drifted with it). */
+#define SB_PROBE_OPS 32768
 uint64_t sb_probe_ticks(void);
 
 /* The code every timed sample executes besides the measured functions (the

@@ -318,6 +318,35 @@ def test_a_quieter_core_than_the_floor_lowers_it(monkeypatch):
     assert s.screen.probe_floor == pytest.approx(PROBE, rel=1e-3)
 
 
+def test_only_a_run_of_quiet_samples_lowers_the_floor(monkeypatch):
+    from bench.measure import sampler as sm
+    monkeypatch.setattr(_core, "measure_set", SharedCore(1.0))
+    s = sm.Sampler([sm.Target(1, 1, None)], None, probe_floor=PROBE * 1.1).resize(64)
+    s.take(sm.FLOOR_RUN - 1)
+    monkeypatch.setattr(_core, "measure_set", SharedCore(1.1))  # one at the floor breaks the run
+    s.take(1)
+    monkeypatch.setattr(_core, "measure_set", SharedCore(1.0))
+    s.take(sm.FLOOR_RUN - 1)
+    assert s.screen.probe_floor == pytest.approx(PROBE * 1.1, rel=1e-3)
+    s.take(1)
+    assert s.screen.probe_floor == pytest.approx(PROBE, rel=1e-3)
+
+
+def test_the_reference_is_a_whole_number_of_pieces():
+    from bench.measure import sampler as sm
+    k = _core.REF_PIECES
+    for batch in (1, 5e3, 1e5, 3.3e5, 1e12):
+        for ratio in (0.5, 0.7, 1.3, 0.0):
+            h = sm.reference_hundreds(batch, ratio)
+            assert h % k == 0 and k <= h <= _core.REF_MAX_HUNDREDS
+    assert abs(sm.reference_hundreds(1e6, 1.0) * 100 - 1e6) <= 100 * k / 2
+    args = _core.Args(64)
+    with pytest.raises(ValueError, match=f"multiple of {k}"):
+        _core.measure_set([_core.EMPTY_FN], [0], [args], 4, 1, ref_hundreds=k + 1)
+    ticks, _, _, probe = _core.measure_set([_core.EMPTY_FN], [0], [args], 4, 3, ref_hundreds=k)
+    assert len(ticks) == 6 and all(t > 0 for t in ticks[1::2]) and len(probe) == 3
+
+
 def test_the_machine_floor_is_kept_across_runs_and_only_trusted_nearby(monkeypatch, tmp_path):
     from bench.native import machine
     monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))

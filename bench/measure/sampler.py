@@ -40,6 +40,7 @@ MAX_ROUNDS = 20           # re-measure at most this many times for the samples a
 # fraction of a second to ~20 s: a wait outlasts the short ones without stalling a run.
 CONTENTION_WAIT_S = float(os.environ.get("SEAMBENCH_CONTENTION_WAIT_S", "0.5"))
 HISTORY = 64              # kept samples the gap test takes its "usual" from
+FLOOR_RUN = 5             # undisturbed samples in a row below the probe's floor that lower it
 MAX_CALLS = 1 << 20
 CALIBRATION_ADDS = 100    # hundreds of ADDs in the calibration samples' reference (10,000 ADDs)
 COUNTER_TOLERANCE = 0.05  # counter vs reference-chain core cycles
@@ -63,6 +64,7 @@ class Screen:
         self.log = []    # every sample judged, kept or not, in order
         self.probe_floor = probe_floor  # the probe's uncontended core cycles (None: not judged)
         self.tolerate = False  # the wait budget is spent: contended samples are kept, flagged
+        self.quiet = []  # probe core cycles of the latest undisturbed samples (FLOOR_RUN at most)
 
     def _contention(self, s) -> float | None:
         return s.probe_core / self.probe_floor if self.probe_floor and s.probe else None
@@ -89,10 +91,8 @@ class Screen:
             contention = self._contention(s)
             reason = policy.judge(s.events, s.per_call(), usual,
                                   tuple(t - s.empty for t in s.ticks), contention)
-            if reason is None and contention is not None and contention < 1 - policy.CONTENTION_TOLERANCE:
-                # an undisturbed sample quieter than the floor said: this is the floor (only an
-                # undisturbed one: a preempted chain would make any probe look fast)
-                self.probe_floor = s.probe_core
+            if reason is None and contention is not None:
+                self._lower_floor(s.probe_core)
             s = replace(s, excluded=reason)
             if reason == "contention" and self.tolerate:
                 s = replace(s, excluded=None, contended=True)
@@ -103,6 +103,16 @@ class Screen:
                 self.kept.append(s)
                 del self.kept[:-HISTORY]
         return out
+
+    def _lower_floor(self, probe_core: float) -> None:
+        """FLOOR_RUN undisturbed samples in a row quieter than the floor said: their median is the
+        floor.  Undisturbed only (a preempted chain makes any probe look fast), and a run of
+        them, not one: a sample whose chain was slowed would set a floor nothing else reaches."""
+        self.quiet = self.quiet[-(FLOOR_RUN - 1):] + [probe_core]
+        limit = self.probe_floor * (1 - policy.CONTENTION_TOLERANCE)
+        if len(self.quiet) == FLOOR_RUN and all(q < limit for q in self.quiet):
+            self.probe_floor = float(statistics.median(self.quiet))
+            self.quiet = []
 
     def excluded(self, since: int = 0) -> dict:
         """reason -> samples excluded (from log entry `since` on), reasons with none left out."""
@@ -231,10 +241,13 @@ class Sampler:
 
 
 def reference_hundreds(batch_ticks: float, tsc_per_core: float) -> int:
-    """Hundreds of ADDs for a reference chain as long as a batch of batch_ticks."""
+    """Hundreds of ADDs for a reference chain as long as a batch of batch_ticks: a multiple of
+    the pieces the native loop times it in (_core.REF_PIECES)."""
     if not tsc_per_core > 0:
         tsc_per_core = 1.0
-    return int(min(max(1, round(batch_ticks / tsc_per_core / 100)), _core.REF_MAX_HUNDREDS))
+    k = _core.REF_PIECES
+    pieces = min(max(1, round(batch_ticks / tsc_per_core / 100 / k)), _core.REF_MAX_HUNDREDS // k)
+    return int(pieces * k)
 
 
 def _signed(x: int) -> int:

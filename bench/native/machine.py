@@ -135,6 +135,9 @@ def clocks() -> dict:
 
 
 PROBE_SAMPLES = 2000
+# The floor's reference chain: ~30,000 TSC ticks, whose pieces dwarf a TSC that counts in steps
+# of 26 (Zen); a 2,000-ADD chain made each sample's ratio 2% coarse and the 10th percentile low.
+PROBE_REF_HUNDREDS = 500
 PROBE_FLOOR_FILE = "probe-floor.json"
 PROBE_FLOOR_TRUST = 0.8  # a kept floor this far below what this process sees is another machine's
 
@@ -148,12 +151,14 @@ def probe_floor() -> tuple:
     import json
 
     ticks, _, _, probe = _core.measure_set([_core.EMPTY_FN], [0], [_core.Args(64)], 4, PROBE_SAMPLES,
-                                           ref_hundreds=20)
+                                           ref_hundreds=PROBE_REF_HUNDREDS)
     ref = ticks[1::2]
-    seen = sorted(p * 2000 / r for p, r in zip(probe, ref) if r > 0)
+    seen = sorted(p * PROBE_REF_HUNDREDS * 100 / r for p, r in zip(probe, ref) if r > 0)
     own = seen[len(seen) // 10]
     c = cpu()
-    key = f"{c['vendor']} {c['family']}/{c['model']}/{c['stepping']} {c['model_name']} ucode {c['microcode']}"
+    # the probe's length is in the key: a floor is the core cycles of that many operations
+    key = (f"{c['vendor']} {c['family']}/{c['model']}/{c['stepping']} {c['model_name']} ucode {c['microcode']}"
+           f" probe {_core.PROBE_OPS}")
     path = config.cache_dir() / PROBE_FLOOR_FILE
     try:
         doc = json.loads(path.read_text())
