@@ -199,7 +199,8 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     load/store probe (sb_probe_ticks).  Returns (ticks, t_start,
     events, probe): TSC ticks per batch ([sample][slot], row-major; slots are the functions,
     then the reference), the TSC at each sample's start, event deltas over each batch
-    ([sample][slot][event]), and the probe's TSC ticks per sample (empty without a reference)."""
+    ([sample][slot][event]), and the probe's TSC ticks per sample, the slowest of those timed
+    after each batch (empty without a reference)."""
     cdef uint32_t n = len(fns)
     if n == 0 or n > SB_SET_MAX or len(leaves) != n or len(args) != n:
         raise ValueError(f"need 1..{SB_SET_MAX} functions with one leaf and one Args each")

@@ -32,8 +32,9 @@ struct sb_set_req {
 	uint64_t *ticks;	/* [n_samples][n_slots]: TSC ticks of one batch; n_slots =
 				 * n_fns + (ref_hundreds != 0), the reference last */
 	uint64_t *t_start;	/* [n_samples]: TSC when the sample began (to find gaps) */
-	uint64_t *probe;	/* [n_samples]: TSC ticks of the load/store probe, timed in the
-				 * reference slot after the chain; NULL: not timed */
+	uint64_t *probe;	/* [n_samples]: TSC ticks of the load/store probe, timed after
+				 * every batch of the sample, the slowest kept; NULL: not timed
+				 * (only with a reference slot, which converts it) */
 	int perf_fd;		/* group leader from sb_perf_open, or -1 */
 	uint32_t n_events;
 	uint64_t *events;	/* [n_samples][n_slots][n_events]: deltas over each batch */

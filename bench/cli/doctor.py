@@ -55,7 +55,7 @@ def cmd_doctor(args) -> int:
                      "not available, so the reference chain is the only source"))
     console.print(f"shared    load/store probe floor {clk['probe_floor']:,.0f} core cycles "
                   f"({clk['probe_floor_source']}); samples more than "
-                  f"{policy.CONTENTION_TOLERANCE:.0%} above it are excluded as contention (a sibling "
+                  f"{policy.CONTENTION_TOLERANCE:.1%} above it are excluded as contention (a sibling "
                   "hyperthread sharing the core)")
     console.print(f"xsave     XCR0 {x['xcr0']} ({', '.join(x['components'])}); XINUSE {x['xinuse']}; "
                   f"area {x['size_xcr0']} B standard for XCR0, {x['size_compacted']} B compacted, "

@@ -13,7 +13,8 @@ are the primary figure; TSC ticks stay in the records.
 Where hardware counters exist, each sample carries the counter's core cycles too; the two
 sources must agree (`agreement`).
 
-The reference slot also times a load/store probe (sb_probe_ticks): in core cycles it sits at
+The loop also times a load/store probe after every batch (sb_probe_ticks; a sample keeps
+its slowest): in core cycles it sits at
 a floor that is the machine's, except while a sibling hyperthread shares the core; such
 samples are excluded (policy: contention) and the sampler waits, within a per-process
 budget, for the core to be its own again.  The floor is the parent's (machine.clocks, kept

@@ -138,6 +138,7 @@ PROBE_SAMPLES = 2000
 # The floor's reference chain: ~30,000 TSC ticks, whose pieces dwarf a TSC that counts in steps
 # of 26 (Zen); a 2,000-ADD chain made each sample's ratio 2% coarse and the 10th percentile low.
 PROBE_REF_HUNDREDS = 500
+PROBE_VERSION = 2  # 2: the slowest of the probes timed after each batch of a sample
 PROBE_FLOOR_FILE = "probe-floor.json"
 PROBE_FLOOR_TRUST = 0.8  # a kept floor this far below what this process sees is another machine's
 
@@ -156,9 +157,9 @@ def probe_floor() -> tuple:
     seen = sorted(p * PROBE_REF_HUNDREDS * 100 / r for p, r in zip(probe, ref) if r > 0)
     own = seen[len(seen) // 10]
     c = cpu()
-    # the probe's length is in the key: a floor is the core cycles of that many operations
+    # what the probe is, in the key: a floor is the core cycles of that many operations, timed so
     key = (f"{c['vendor']} {c['family']}/{c['model']}/{c['stepping']} {c['model_name']} ucode {c['microcode']}"
-           f" probe {_core.PROBE_OPS}")
+           f" probe {_core.PROBE_OPS} v{PROBE_VERSION}")
     path = config.cache_dir() / PROBE_FLOOR_FILE
     try:
         doc = json.loads(path.read_text())
