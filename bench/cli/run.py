@@ -292,8 +292,8 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
                       "machine.")
     workers = sum(r["excluded_workers"] for r in records)
     if workers:
-        console.print(f"{workers} worker processes far noisier than their peers (MAD/median) were dropped "
-                      "and replaced.")
+        console.print(f"{workers} worker processes were dropped and replaced: far noisier than their peers "
+                      "(MAD/median), or their figure stood on samples from a shared core.")
     for what, why in plan.skipped:
         console.print(f"[dim]skipped {escape(str(what))}: {escape(str(why))}[/]")
     console.print(f"{len(records)} benchmarks in {elapsed:.1f} s" + (f"; results: {escape(str(path))}" if path else ""))

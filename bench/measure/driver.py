@@ -7,7 +7,9 @@ Disturbance is handled at two levels:
 - a worker process whose spread (MAD/median of its values) is far above its
   peers' was disturbed in a way the guest kernel cannot see (the host took the
   vCPU away).  Its run is dropped from the benchmark, counted, and replaced by a
-  fresh worker with the same loops and warm-ups.
+  fresh worker with the same loops and warm-ups;
+- so is a worker whose figure stands on samples kept on a shared core (its wait for a
+  quiet one ran out; bench.measure.sampler): its figure would carry the sibling's load.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class Result:
     calls: dict = field(default_factory=dict)     # worker token -> [Sample] per pyperf call
     excluded: dict = field(default_factory=dict)  # worker token -> [Sample] excluded and measured again
     forced: int = 0                    # calls whose every attempt was excluded (the last one stands)
-    excluded_runs: list = field(default_factory=list)  # (token, spread) of dropped workers
+    excluded_runs: list = field(default_factory=list)  # (token, spread) of dropped workers (noisy or contended)
     serialize_mode: int = 0
     code_hash: str | None = None
 
@@ -180,44 +182,65 @@ def run_suite(suite_path, conv_files, specs, clocks, serialize, pyperf_args=(),
             except KeyError:
                 continue
             results[spec.name] = Result(spec, bench)
-        # Drop and re-measure workers far noisier than their peers.
+        # Drop and re-measure workers far noisier than their peers, and workers whose figure
+        # stands on samples from a shared core (their wait for a quiet one ran out): the
+        # re-measurement comes after the whole suite, when the sibling may have gone.
         for round_no in range(REMEASURE_ROUNDS):
+            side_docs = load_side(side)
             redo = {}
             for res in results.values():
+                _attach(res, side_docs)
                 runs = value_runs(res.bench)
-                bad = noisy_runs(runs)
-                if not bad or len(bad) == len(runs):
+                noisy, contended = noisy_runs(runs), contended_runs(res)
+                if len(noisy) == len(runs):
+                    noisy = []  # noisy is judged against peers: with none quieter, none is
+                bad = sorted(set(noisy) | set(contended))
+                if not bad:
                     continue
                 keep = [r for r in res.bench.get_runs() if not r.values or r not in [runs[i] for i in bad]]
                 res.excluded_runs += [(runs[i].get_metadata().get("seambench_worker"), spread(runs[i].values))
                                       for i in bad]
-                res.bench = pyperf.Benchmark(keep)
-                redo[res.spec.name] = (res, len(bad), runs[0].get_metadata())
+                res.bench = pyperf.Benchmark(keep) if any(r.values for r in keep) else None
+                redo[res.spec.name] = (res, len(bad), runs[0].get_metadata(),
+                                       len(runs[0].warmups), len(runs[0].values))
             if not redo:
                 break
-            for name, (res, count, md) in redo.items():
+            for name, (res, count, md, n_warm, n_val) in redo.items():
                 again = Path(side) / f"again-{round_no}-{abs(hash(name))}.json"
                 fixed = [a for a in pyperf_args if a not in ("--rigorous", "--fast")
                          and not a.startswith("--affinity")]
                 fixed = _strip(fixed, ("--processes", "--warmups", "--values"))
                 args = fixed + ["--processes", str(count), "--loops", str(md["loops"]),
-                                "--warmups", str(len(value_runs(res.bench)[0].warmups)),
-                                "--values", str(len(value_runs(res.bench)[0].values))]
+                                "--warmups", str(n_warm), "--values", str(n_val)]
                 args += [a for a in pyperf_args if a.startswith("--affinity")]
                 _run_manager(worker_command(suite_path, conv_files, [res.spec], clocks, serialize, side,
                                             args, again), side, cpu=cpu)
                 extra = pyperf.BenchmarkSuite.load(str(again)).get_benchmark(name)
-                res.bench.add_runs(extra)
+                if res.bench is None:
+                    res.bench = extra
+                else:
+                    res.bench.add_runs(extra)
         side_docs = load_side(side)
     for res in results.values():
-        for token, doc in side_docs.items():
-            b = doc["benchmarks"].get(res.spec.name)
-            if b:
-                res.calls[token] = [Sample.from_dict(x) for x in b["calls"]]
-                res.excluded[token] = [Sample.from_dict(x) for x in b["excluded"]]
-                res.forced += b["forced"]
-                res.serialize_mode, res.code_hash = b["serialize_mode"], b["code_hash"]
+        _attach(res, side_docs)
     return [results[s.name] for s in specs if s.name in results]
+
+
+def _attach(res: Result, side_docs: dict) -> None:
+    """The side files' samples of res's workers (calls, excluded ones, forced count, code)."""
+    res.calls, res.excluded, res.forced = {}, {}, 0
+    for token, doc in side_docs.items():
+        b = doc["benchmarks"].get(res.spec.name)
+        if b:
+            res.calls[token] = [Sample.from_dict(x) for x in b["calls"]]
+            res.excluded[token] = [Sample.from_dict(x) for x in b["excluded"]]
+            res.forced += b["forced"]
+            res.serialize_mode, res.code_hash = b["serialize_mode"], b["code_hash"]
+
+
+def contended_runs(res: Result) -> list:
+    """Indexes of value runs whose figure includes samples kept on a shared core."""
+    return [i for i, (_, block) in enumerate(_blocks(res)) if block.contended]
 
 
 def _strip(args, options):

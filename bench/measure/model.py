@@ -128,7 +128,7 @@ class Measurement:
     safe: bool | None
     safety: str
     from_workers: bool = False  # runs are pyperf worker processes (else blocks of one process)
-    excluded_workers: int = 0   # workers dropped as far noisier than their peers
+    excluded_workers: int = 0   # workers dropped and replaced: noisy, or figures from a shared core
 
     def _pooled(self, field: str) -> list:
         """One SampleBlock field over every block, in order."""
