@@ -11,6 +11,7 @@ import pyperf
 import pytest
 
 from bench import cli
+from bench.config import Settings
 from bench.measure import driver
 from bench.results import store
 
@@ -26,6 +27,7 @@ settings:
   warmups: 1
   batch_us: 50
 """
+TINY_SETTINGS = Settings(runs=3, values=5, warmups=1, batch_us=50)
 
 
 @pytest.fixture(scope="module")
@@ -204,12 +206,14 @@ def test_noisy_worker_is_dropped_and_replaced(tmp_path, monkeypatch):
         return [0] if len(calls) == 1 else []
     monkeypatch.setattr(driver, "noisy_runs", judge_first_noisy)
     monkeypatch.setattr(driver, "contended_runs", lambda res: [])  # the machine's own contention aside
-    [res] = driver.run_suite(suite, [], [Spec("seamcall", "emulated", "vp_info")], machine.clocks(), "lfence")
+    [res] = driver.run_suite(suite, [], [Spec("seamcall", "emulated", "vp_info")], machine.clocks(), "lfence",
+                             TINY_SETTINGS)
     runs = [r for r in res.bench.get_runs() if r.values]
     assert len(res.excluded_runs) == 1 and len(runs) == 3
     assert len({r.get_metadata()["seambench_worker"] for r in runs}) == 3
     assert res.excluded_runs[0][0] not in {r.get_metadata()["seambench_worker"] for r in runs}
     assert len({r.get_metadata()["loops"] for r in runs}) == 1
+    assert {len(r.values) for r in runs} == {5}
     # the dropped worker's samples stay available (for --trace), beside the others'
     assert res.excluded_runs[0][0] in res.calls and len(res.calls) >= 4
 
@@ -228,10 +232,47 @@ def test_workers_whose_figure_stood_on_a_shared_core_are_all_replaced(tmp_path, 
         return list(range(len(driver.value_runs(res.bench)))) if len(rounds) == 1 else []
     monkeypatch.setattr(driver, "contended_runs", contended_at_first)
     monkeypatch.setattr(driver, "noisy_runs", lambda runs: [])
-    [res] = driver.run_suite(suite, [], [Spec("seamcall", "emulated", "vp_info")], machine.clocks(), "lfence")
+    [res] = driver.run_suite(suite, [], [Spec("seamcall", "emulated", "vp_info")], machine.clocks(), "lfence",
+                             TINY_SETTINGS)
     runs = [r for r in res.bench.get_runs() if r.values]
     tokens = {r.get_metadata()["seambench_worker"] for r in runs}
     assert len(runs) == 3 and len(res.excluded_runs) == 3
     assert not tokens & {tok for tok, _ in res.excluded_runs}
     # a real block of a replacement: its samples are attached
     assert all(t in res.calls for t in tokens)
+
+
+def test_rounds_follow_pyperf_s_own_options():
+    plan = driver.Plan.of
+    assert plan(TINY_SETTINGS) == driver.Plan(3, 5, 1)
+    assert plan(TINY_SETTINGS, ["--processes", "4", "--values", "7", "--warmups", "0"]) == driver.Plan(4, 7, 0)
+    assert plan(TINY_SETTINGS, ["--rigorous"]).rounds == 6
+    assert plan(Settings(runs=8, values=30, warmups=1, batch_us=50), ["--fast"]) == driver.Plan(4, 20, 1)
+    args = plan(TINY_SETTINGS, ["--rigorous", "--affinity=1", "--values", "9"]).args(["--rigorous", "--affinity=1"], 2)
+    assert args == ["--affinity=1", "--processes", "2", "--values", "9", "--warmups", "1", "--loops", "1"]
+
+
+def test_calls_per_batch_are_kept_per_machine(tmp_path, monkeypatch):
+    from bench.measure.model import Spec
+    monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))
+    specs = [Spec("seamcall", "emulated", "vp_info"), Spec("lean", "emulated", "vp_info")]
+    assert driver.kept_calls(specs, 50) == {}
+    driver.keep_calls({"seamcall/emulated/vp_info": 512}, 50)
+    assert driver.kept_calls(specs, 50) == {"seamcall/emulated/vp_info": 512}
+    assert driver.kept_calls(specs, 100) == {}  # another batch length is another size
+    (tmp_path / driver.CALLS_FILE).write_text("[not a mapping")
+    assert driver.kept_calls(specs, 50) == {}  # a damaged cache is no cache
+
+
+def test_a_given_size_stands_only_near_its_target(monkeypatch):
+    from bench.measure import sampler as sm
+    from bench.native import _core as core
+
+    def loop(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0):  # 10 ticks a call
+        row = [n * 2, n * 12] + ([70 * ref_hundreds] if ref_hundreds else [])
+        return row * count, list(range(count)), [], [0] * (count if ref_hundreds else 0)
+    monkeypatch.setattr(core, "measure_set", loop)
+    s = sm.Sampler([sm.Target(1, 1, None)], None).size(12_000, 1000)
+    assert s.n_calls == 1000
+    s = sm.Sampler([sm.Target(1, 1, None)], None).size(12_000, 40)  # a batch of 480 ticks: far off
+    assert 800 <= s.n_calls <= 1200

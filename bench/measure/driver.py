@@ -30,6 +30,7 @@ import pyperf
 from bench.measure.model import DriverError, Measurement, Sample, SampleBlock, Spec
 from bench.measure.prepare import serialize_name
 from bench.measure.worker import SIDE_PREFIX
+from bench.native import machine
 from bench.native.machine import child_setup
 from bench.results.store import META, run_metadata, store_run
 from bench.safety import static_verdict
@@ -50,6 +51,7 @@ class Result:
     excluded_runs: list = field(default_factory=list)  # (token, spread) of dropped workers (noisy or contended)
     serialize_mode: int = 0
     code_hash: str | None = None
+    n_calls: int = 0                   # calls per batch of its workers (their side files)
 
     @property
     def samples(self) -> list:
@@ -75,7 +77,7 @@ def pyperf_options(args) -> list:
     return out
 
 
-def worker_command(suite_path, conv_files, specs, clocks, serialize, side, pyperf_args, output):
+def worker_command(suite_path, conv_files, specs, clocks, serialize, side, pyperf_args, output, calls=None):
     cmd = [sys.executable, "-m", "bench.measure.worker", "--sb-suite", str(suite_path)]
     for f in conv_files:
         cmd += ["--sb-conv-file", str(Path(f).resolve())]
@@ -83,6 +85,9 @@ def worker_command(suite_path, conv_files, specs, clocks, serialize, side, pyper
             "--sb-tsc-per-core", repr(clocks["tsc_per_core_cycle"]),
             "--sb-probe-floor", repr(clocks.get("probe_floor") or 0.0), "--sb-serialize", serialize,
             "--sb-side", str(side)]
+    given = {sp.name: (calls or {})[sp.name] for sp in specs if sp.name in (calls or {})}
+    if given:
+        cmd += ["--sb-calls", ",".join(f"{name}={n}" for name, n in given.items())]
     # Workers get a filtered environment from pyperf: pass on what changes our behaviour.
     cmd += [*pyperf_args, "--quiet", "--inherit-environ",
             "SEAMBENCH_CACHE,SEAMBENCH_SERIALIZE,SEAMBENCH_MACHINE,SEAMBENCH_CONTENTION_WAIT_S,XDG_CACHE_HOME,CC",
@@ -164,24 +169,98 @@ def value_runs(bench):
     return [r for r in bench.get_runs() if r.values]
 
 
-def run_suite(suite_path, conv_files, specs, clocks, serialize, pyperf_args=(),
+CALLS_FILE = "calls-per-batch.json"  # per machine: calls per batch each benchmark was sized to
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How pyperf runs a suite here: `rounds` rounds of one worker per benchmark, each with
+    `values` values after `warmups` warm-ups.  Rounds, not pyperf's processes back to back:
+    a state of the host that lasts seconds then meets one worker of several benchmarks, not
+    every worker of one (seen here: one benchmark +9% in one run, its neighbours unmoved)."""
+    rounds: int
+    values: int
+    warmups: int
+
+    @classmethod
+    def of(cls, settings, pyperf_args=()) -> "Plan":
+        """The suite's settings with `bench run`'s pyperf options applied as pyperf applies them
+        (pyperf's Runner.parse_args: --rigorous doubles the processes, --fast halves them, to
+        no fewer than 3, and takes two thirds of the values)."""
+        args = list(pyperf_args)
+
+        def given(option):
+            return int(args[args.index(option) + 1]) if option in args else None
+        rounds, values = given("--processes") or settings.runs, given("--values") or settings.values
+        warmups = given("--warmups")
+        if "--rigorous" in args:
+            rounds = settings.runs * 2
+        elif "--fast" in args:
+            rounds, values = max(settings.runs // 2, 3), max(settings.values * 2 // 3, 2)
+        return cls(rounds, values, settings.warmups if warmups is None else warmups)
+
+    def args(self, pyperf_args, processes=1) -> list:
+        """pyperf's options for one round (or a re-measurement of `processes` workers): the
+        counts explicit, --loops given so that pyperf never runs a calibration worker."""
+        rest = [a for a in _strip(list(pyperf_args), ("--processes", "--warmups", "--values"))
+                if a not in ("--rigorous", "--fast")]
+        return rest + ["--processes", str(processes), "--values", str(self.values),
+                       "--warmups", str(self.warmups), "--loops", "1"]
+
+
+def kept_calls(specs, batch_us) -> dict:
+    """name -> calls per batch this machine sized the benchmark to before (machine.cache_read)."""
+    doc = machine.cache_read(CALLS_FILE).get(machine.cpu_key(), {})
+    out = {}
+    for sp in specs:
+        n = doc.get(f"{sp.name} {batch_us:g}us") if isinstance(doc, dict) else None
+        if isinstance(n, int) and n > 0 and n % 4 == 0:
+            out[sp.name] = n
+    return out
+
+
+def keep_calls(calls: dict, batch_us) -> None:
+    doc = machine.cache_read(CALLS_FILE)
+    mine = doc.get(machine.cpu_key())
+    mine = dict(mine) if isinstance(mine, dict) else {}
+    mine.update({f"{name} {batch_us:g}us": n for name, n in calls.items()})
+    machine.cache_write(CALLS_FILE, {**doc, machine.cpu_key(): mine})
+
+
+def run_suite(suite_path, conv_files, specs, clocks, serialize, settings, pyperf_args=(),
               on_done=None, cpu=None) -> list:
     """Measure every spec through pyperf; returns [Result] in spec order.  `clocks` and
-    `serialize` (the emulated stub's mode name) are the parent's, handed to every worker."""
+    `serialize` (the emulated stub's mode name) are the parent's, handed to every worker, and
+    so are the calls per batch: kept per machine, so that every run measures the same batch
+    (else the first round's workers size it and later rounds take theirs).  on_done(name) is
+    called once per benchmark and round (Plan.of(...).rounds of them)."""
     if not specs:
         return []
+    plan = Plan.of(settings, pyperf_args)
+    calls = kept_calls(specs, settings.batch_us)
     with tempfile.TemporaryDirectory(prefix="seambench-run-") as side:
-        out = Path(side) / "pyperf.json"
-        _run_manager(worker_command(suite_path, conv_files, specs, clocks, serialize, side,
-                                    list(pyperf_args), out), side, on_done, cpu)
-        suite = pyperf.BenchmarkSuite.load(str(out))
         results = {}
-        for spec in specs:
-            try:
-                bench = suite.get_benchmark(spec.name)
-            except KeyError:
-                continue
-            results[spec.name] = Result(spec, bench)
+        for round_no in range(plan.rounds):
+            out = Path(side) / f"round-{round_no}.json"
+            _run_manager(worker_command(suite_path, conv_files, specs, clocks, serialize, side,
+                                        plan.args(pyperf_args), out, calls), side, on_done, cpu)
+            suite = pyperf.BenchmarkSuite.load(str(out))
+            for spec in specs:
+                try:
+                    bench = suite.get_benchmark(spec.name)
+                except KeyError:
+                    continue
+                if spec.name in results:
+                    results[spec.name].bench.add_runs(bench)
+                else:
+                    results[spec.name] = Result(spec, bench)
+            if round_no == 0:
+                side_docs = load_side(side)
+                for res in results.values():
+                    _attach(res, side_docs)
+                    if res.n_calls:
+                        calls.setdefault(res.spec.name, res.n_calls)
+                keep_calls({n: c for n, c in calls.items() if n in results}, settings.batch_us)
         # Drop and re-measure workers far noisier than their peers, and workers whose figure
         # stands on samples from a shared core (their wait for a quiet one ran out): the
         # re-measurement comes after the whole suite, when the sibling may have gone.
@@ -201,20 +280,13 @@ def run_suite(suite_path, conv_files, specs, clocks, serialize, pyperf_args=(),
                 res.excluded_runs += [(runs[i].get_metadata().get("seambench_worker"), spread(runs[i].values))
                                       for i in bad]
                 res.bench = pyperf.Benchmark(keep) if any(r.values for r in keep) else None
-                redo[res.spec.name] = (res, len(bad), runs[0].get_metadata(),
-                                       len(runs[0].warmups), len(runs[0].values))
+                redo[res.spec.name] = (res, len(bad))
             if not redo:
                 break
-            for name, (res, count, md, n_warm, n_val) in redo.items():
+            for name, (res, count) in redo.items():
                 again = Path(side) / f"again-{round_no}-{abs(hash(name))}.json"
-                fixed = [a for a in pyperf_args if a not in ("--rigorous", "--fast")
-                         and not a.startswith("--affinity")]
-                fixed = _strip(fixed, ("--processes", "--warmups", "--values"))
-                args = fixed + ["--processes", str(count), "--loops", str(md["loops"]),
-                                "--warmups", str(n_warm), "--values", str(n_val)]
-                args += [a for a in pyperf_args if a.startswith("--affinity")]
                 _run_manager(worker_command(suite_path, conv_files, [res.spec], clocks, serialize, side,
-                                            args, again), side, cpu=cpu)
+                                            plan.args(pyperf_args, count), again, calls), side, cpu=cpu)
                 extra = pyperf.BenchmarkSuite.load(str(again)).get_benchmark(name)
                 if res.bench is None:
                     res.bench = extra
@@ -228,7 +300,7 @@ def run_suite(suite_path, conv_files, specs, clocks, serialize, pyperf_args=(),
 
 def _attach(res: Result, side_docs: dict) -> None:
     """The side files' samples of res's workers (calls, excluded ones, forced count, code)."""
-    res.calls, res.excluded, res.forced = {}, {}, 0
+    res.calls, res.excluded, res.forced, res.n_calls = {}, {}, 0, 0
     for token, doc in side_docs.items():
         b = doc["benchmarks"].get(res.spec.name)
         if b:
@@ -236,6 +308,7 @@ def _attach(res: Result, side_docs: dict) -> None:
             res.excluded[token] = [Sample.from_dict(x) for x in b["excluded"]]
             res.forced += b["forced"]
             res.serialize_mode, res.code_hash = b["serialize_mode"], b["code_hash"]
+            res.n_calls = res.n_calls or b["n_calls"]
 
 
 def contended_runs(res: Result) -> list:
@@ -280,8 +353,7 @@ def to_measurement(res: Result, catalog) -> Measurement:
     conv = catalog.convention(res.spec.convention)
     verdict = static_verdict(conv.resolve(catalog.leaf(res.spec.leaf)))
     blocks = _blocks(res)
-    n_calls = blocks[0][0].get_metadata().get("loops", 0) if blocks else 0
-    return Measurement(res.spec, int(n_calls), [b for _, b in blocks], serialize_name(res.spec, res.serialize_mode),
+    return Measurement(res.spec, int(res.n_calls), [b for _, b in blocks], serialize_name(res.spec, res.serialize_mode),
                        conv.decl_hash, res.code_hash, verdict.safe, verdict.text,
                        from_workers=True, excluded_workers=len(res.excluded_runs))
 
@@ -291,8 +363,9 @@ def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
     call (store.VALUE_UNIT), pyperf's metadata kept and seambench's added.  pyperf's calibration
     runs (warm-ups in seconds, no values) are not stored."""
     common = run_metadata(m, info)
-    for k in ("loops", "date", "name", "cpu_model_name", "platform"):
+    for k in ("date", "name", "cpu_model_name", "platform"):
         common.pop(k)  # pyperf's own, per run
+    # "loops" stays ours: the calls per batch (pyperf was told 1 and never calibrated)
     common[f"{META}excluded_workers"] = m.excluded_workers
     runs = []
     for run, block in _blocks(res):

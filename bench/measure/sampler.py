@@ -43,6 +43,7 @@ CONTENTION_WAIT_S = float(os.environ.get("SEAMBENCH_CONTENTION_WAIT_S", "0.5"))
 HISTORY = 64              # kept samples the gap test takes its "usual" from
 FLOOR_RUN = 5             # undisturbed samples in a row below the probe's floor that lower it
 MAX_CALLS = 1 << 20
+SIZE_SLACK = 2.0          # a given calls-per-batch stands while its batch is within 2x of the target
 CALIBRATION_ADDS = 100    # hundreds of ADDs in the calibration samples' reference (10,000 ADDs)
 COUNTER_TOLERANCE = 0.05  # counter vs reference-chain core cycles
 HW_COUNTERS = ("cycles", "instructions")  # hardware counters recorded per sample, where they exist
@@ -153,6 +154,7 @@ class Sampler:
         self.perf = perf
         self.n_calls = n_calls
         self.ref_hundreds = ref_hundreds
+        self.batch_ticks = None  # the slowest target's batch when last sized (resize)
         self.screen = Screen(probe_floor)
         self.wait_left = CONTENTION_WAIT_S
 
@@ -199,6 +201,15 @@ class Sampler:
         per_call = batch / n
         return self.resize(min(_round4(target_ticks / max(per_call, 1e-3)), MAX_CALLS))
 
+    def size(self, target_ticks: float, n_calls: int | None = None) -> "Sampler":
+        """n_calls per batch where given (the parent's, the same run after run) and its batch
+        lasts within SIZE_SLACK of target_ticks, else calibrate(target_ticks)."""
+        if n_calls:
+            self.resize(n_calls)
+            if 1 / SIZE_SLACK <= self.batch_ticks / target_ticks <= SIZE_SLACK:
+                return self
+        return self.calibrate(target_ticks)
+
     def resize(self, n_calls: int) -> "Sampler":
         """n_calls per batch (a multiple of 4), and a reference chain about as long as the
         slowest target's batch: its TSC-per-core ratio is measured here, never assumed."""
@@ -206,6 +217,7 @@ class Sampler:
         batch = float(statistics.median(max(s.ticks) for s in fresh))
         ratio = float(statistics.median(s.tsc_per_core for s in fresh))
         self.n_calls, self.ref_hundreds = n_calls, reference_hundreds(batch, ratio)
+        self.batch_ticks = batch
         self.screen.seed(fresh)  # per call (per ADD for the reference): comparable at any chain length
         return self
 

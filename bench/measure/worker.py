@@ -6,12 +6,14 @@ re-executes `python -m bench.measure.worker <our options> --worker ...` for ever
 process, so this module, not the `bench` console script, is what sys.argv names.
 Our options all start with --sb- so they never collide with pyperf's.
 
-Each pyperf call is one kept sample of bench.measure.sampler: a batch of `loops` calls of
-the convention, a batch of the empty function and a reference ADD chain, interleaved by
-the C loop; samples that bench.measure.policy excludes are measured again there.  pyperf
-gets seconds per call net of the empty batch (it calibrates `loops` with them); the
-driver stores core cycles per call, converted sample by sample, from the side file that
-carries every call's sample and every excluded one (also for --trace).
+Each pyperf call is one kept sample of bench.measure.sampler: a batch of calls of the
+convention, a batch of the empty function and a reference ADD chain, interleaved by the C
+loop; samples that bench.measure.policy excludes are measured again there.  The calls per
+batch are the parent's (--sb-calls, the same in every run on a machine), else sized here
+once; pyperf's `loops` only scales what it is told (it gets seconds per call net of the
+empty batch and is never asked to calibrate).  The driver stores core cycles per call,
+converted sample by sample, from the side file that carries every call's sample and every
+excluded one (also for --trace).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def own_parser() -> argparse.ArgumentParser:
     p.add_argument("--sb-probe-floor", type=float, default=0.0, help="the load/store probe's floor (0: none)")
     p.add_argument("--sb-serialize", required=True, help="the emulated stub's serialization (parent's choice)")
     p.add_argument("--sb-side", required=True, help="folder for side files and progress")
+    p.add_argument("--sb-calls", default="", help="comma-separated NAME=N: calls per batch (else sized here)")
     return p
 
 
@@ -52,9 +55,10 @@ class PyperfTimer:
     bench.measure.sampler (excluded samples are measured again there).  Set up lazily, on the
     first call, so the manager and the workers measuring other benchmarks never pay for it."""
 
-    def __init__(self, spec, ctx, prepared=None):
+    def __init__(self, spec, ctx, prepared=None, n_calls=None):
         self.spec, self.ctx = spec, ctx
         self.prepared = prepared  # a bench.measure.model.Prepared, when the caller has one (the pytest plugin)
+        self.n_calls = n_calls    # the parent's calls per batch (None: sized on the first call)
         self.sampler = None
         self.calls = []     # per pyperf call (warm-ups, then values): the Sample that stands for it
         self.forced = 0     # calls for which every attempt was excluded: the last one stands
@@ -69,10 +73,8 @@ class PyperfTimer:
     def __call__(self, loops):
         if self.sampler is None:
             self.setup()
-        # The C loop runs calls in fours; pyperf calibrates loops as powers of two.
-        n = max(4, (loops + 3) // 4 * 4)
-        if self.sampler.n_calls != n:
-            self.sampler.resize(n)
+        if self.sampler.n_calls is None:
+            self.sampler.size(self.ctx.target_ticks(), self.n_calls)
         kept = self.sampler.take(1)
         if kept:
             sample = kept[0]
@@ -102,7 +104,8 @@ def _build(opts):
     registry = Registry(catalog)
     ctx = Context(catalog, registry, suite.settings, clocks=clocks, serialize=opts.sb_serialize)
     specs = [Spec(*s.split("/")) for s in opts.sb_specs.split(",") if s]
-    return suite, ctx, specs
+    calls = {name: int(n) for name, n in (x.rsplit("=", 1) for x in opts.sb_calls.split(",") if x)}
+    return suite, ctx, specs, calls
 
 
 def main(argv=None):
@@ -111,7 +114,7 @@ def main(argv=None):
     own = argv[:len(argv) - len(rest)]
     if rest and argv[len(own):] != rest:
         raise SystemExit("bench.measure.worker: put the --sb-* options before pyperf's")
-    suite, ctx, specs = _build(opts)
+    suite, ctx, specs, calls = _build(opts)
     s = suite.settings
     token = f"{os.getpid()}-{time.time_ns()}"
     runner = pyperf.Runner(values=s.values, processes=s.runs, warmups=s.warmups,
@@ -122,7 +125,7 @@ def main(argv=None):
     progress = None if args.worker else open(os.path.join(opts.sb_side, "progress"), "a", buffering=1)
     quiet = sys.stderr if args.worker else open(os.devnull, "w")
     for spec in specs:
-        timer = PyperfTimer(spec, ctx)
+        timer = PyperfTimer(spec, ctx, n_calls=calls.get(spec.name))
         timers.append(timer)
         # pyperf prints a summary line per benchmark even with --quiet; the driver prints its own.
         with contextlib.redirect_stdout(quiet):

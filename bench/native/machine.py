@@ -149,34 +149,52 @@ def probe_floor() -> tuple:
     from earlier runs on this CPU (a cache, beside the build cache) when this process started
     while a sibling hyperthread was busy.  The host's contention comes and goes for seconds at
     a time, so one start-up alone would often take a contended floor."""
-    import json
-
     ticks, _, _, probe = _core.measure_set([_core.EMPTY_FN], [0], [_core.Args(64)], 4, PROBE_SAMPLES,
                                            ref_hundreds=PROBE_REF_HUNDREDS)
     ref = ticks[1::2]
     seen = sorted(p * PROBE_REF_HUNDREDS * 100 / r for p, r in zip(probe, ref) if r > 0)
     own = seen[len(seen) // 10]
-    c = cpu()
     # what the probe is, in the key: a floor is the core cycles of that many operations, timed so
-    key = (f"{c['vendor']} {c['family']}/{c['model']}/{c['stepping']} {c['model_name']} ucode {c['microcode']}"
-           f" probe {_core.PROBE_OPS} v{PROBE_VERSION}")
-    path = config.cache_dir() / PROBE_FLOOR_FILE
+    key = f"{cpu_key()} probe {_core.PROBE_OPS} v{PROBE_VERSION}"
+    doc = cache_read(PROBE_FLOOR_FILE)
     try:
-        doc = json.loads(path.read_text())
-        kept = float(doc[key]) if isinstance(doc, dict) and key in doc else None
-    except (OSError, ValueError, TypeError):
-        doc, kept = {}, None
+        kept = float(doc[key]) if key in doc else None
+    except (TypeError, ValueError):
+        kept = None
     if kept is not None and PROBE_FLOOR_TRUST * own <= kept <= own:
         return kept, "kept from an earlier, quieter run on this CPU"
-    doc = {**(doc if isinstance(doc, dict) else {}), key: own}
+    cache_write(PROBE_FLOOR_FILE, {**doc, key: own})
+    return own, "measured at start-up"
+
+
+def cpu_key() -> str:
+    """This CPU, as the per-machine caches key what they keep (model, stepping, microcode)."""
+    c = cpu()
+    return f"{c['vendor']} {c['family']}/{c['model']}/{c['stepping']} {c['model_name']} ucode {c['microcode']}"
+
+
+def cache_read(name: str) -> dict:
+    """The document of per-machine cache file `name` (beside the build cache); {} if none."""
+    import json
+    try:
+        doc = json.loads((config.cache_dir() / name).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def cache_write(name: str, doc: dict) -> None:
+    """Replace cache file `name` atomically; a failure is ignored: only a cache, the next run
+    measures its own."""
+    import json
+    path = config.cache_dir() / name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         tmp.replace(path)
     except OSError:
-        pass  # only a cache: the next run measures its own
-    return own, "measured at start-up"
+        pass
 
 
 def perf_counters() -> dict:
