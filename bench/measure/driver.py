@@ -258,8 +258,8 @@ def run_suite(suite_path, conv_files, specs, clocks, serialize, settings, pyperf
                 side_docs = load_side(side)
                 for res in results.values():
                     _attach(res, side_docs)
-                    if res.n_calls:
-                        calls.setdefault(res.spec.name, res.n_calls)
+                    if res.n_calls:  # what its worker used: the kept size, or its own if that was far off
+                        calls[res.spec.name] = res.n_calls
                 keep_calls({n: c for n, c in calls.items() if n in results}, settings.batch_us)
         # Drop and re-measure workers far noisier than their peers, and workers whose figure
         # stands on samples from a shared core (their wait for a quiet one ran out): the
