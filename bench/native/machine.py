@@ -135,6 +135,7 @@ def clocks() -> dict:
 
 
 PROBE_SAMPLES = 2000
+PROBE_CHUNK = 100
 # The floor's reference chain: ~30,000 TSC ticks, whose pieces dwarf a TSC that counts in steps
 # of 26 (Zen); a 2,000-ADD chain made each sample's ratio 2% coarse and the 10th percentile low.
 PROBE_REF_HUNDREDS = 500
@@ -150,17 +151,22 @@ PROBE_FLOOR_TRUST = 0.5
 
 def probe_floor() -> tuple:
     """(core cycles, source) of the load/store probe on an uncontended core (policy:
-    contention): the median of PROBE_SAMPLES samples here, or the lower floor kept
+    contention): the lowest median of chunks of PROBE_SAMPLES samples here, or the lower floor kept
     from earlier runs on this CPU (a cache, beside the build cache) when this process started
     while a sibling hyperthread was busy.  The host's contention comes and goes for seconds at
     a time, so one start-up alone would often take a contended floor."""
-    # shaped like a worker's sample of one benchmark (three slots, so the slowest of three probes)
+    # Shaped like a worker's sample of one benchmark (three slots, so the slowest of three probes);
+    # in chunks of ~5 ms, the quietest chunk's median: a sibling busy for part of the ~0.1 s
+    # leaves the others.
     args = _core.Args(64)
-    ticks, _, _, probe = _core.measure_set([_core.EMPTY_FN] * 2, [0, 0], [args, args], 4, PROBE_SAMPLES,
-                                           ref_hundreds=PROBE_REF_HUNDREDS)
-    ref = ticks[2::3]
-    seen = sorted(p * PROBE_REF_HUNDREDS * 100 / r for p, r in zip(probe, ref) if r > 0)
-    own = seen[len(seen) // 2]
+    medians = []
+    for _ in range(PROBE_SAMPLES // PROBE_CHUNK):
+        ticks, _, _, probe = _core.measure_set([_core.EMPTY_FN] * 2, [0, 0], [args, args], 4, PROBE_CHUNK,
+                                               ref_hundreds=PROBE_REF_HUNDREDS)
+        seen = [p * PROBE_REF_HUNDREDS * 100 / r for p, r in zip(probe, ticks[2::3]) if r > 0]
+        if seen:
+            medians.append(statistics.median(seen))
+    own = min(medians)
     # what the probe is, in the key: a floor is the core cycles of that many operations, timed so
     key = f"{cpu_key()} probe {_core.PROBE_OPS} v{PROBE_VERSION}"
     doc = cache_read(PROBE_FLOOR_FILE)
