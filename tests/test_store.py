@@ -78,6 +78,10 @@ def test_round_trip_through_pyperf(stored):
     assert md["seambench_unit"] == "core_cycles" and bench.get_unit() == "integer"
     assert bench.median() == pytest.approx(records[0]["cycles"], rel=0.02)
     assert md["seambench_code_hash"] == records[0]["code_hash"]
+    # the calls per batch are ours (pyperf was told one loop); the workers' address layout is said
+    assert md["loops"] == records[0]["n_calls"] > 1
+    from bench.native import machine
+    assert {r.get_metadata()["seambench_address_layout"] for r in value_runs} == {machine.child_layout()}
     for tool in (["stats", path], ["compare_to", path, path], ["show", path]):
         p = subprocess.run([sys.executable, "-m", "pyperf", *tool], capture_output=True, text=True)
         assert p.returncode == 0, p.stderr

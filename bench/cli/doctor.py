@@ -53,6 +53,10 @@ def cmd_doctor(args) -> int:
     console.print(f"cycles    core cycles per call from the {CYCLES_SOURCE}; hardware counters: "
                   + ("recorded beside it, must agree within 5%" if perf["hardware"] else
                      "not available, so the reference chain is the only source"))
+    layout = machine.child_layout()
+    console.print(f"layout    measuring processes run with a {layout} address layout"
+                  + (" (ADDR_NO_RANDOMIZE: the same addresses run after run)" if layout == "fixed" else
+                     ": the kernel refused ADDR_NO_RANDOMIZE, so where code and data land differs per process"))
     console.print(f"shared    load/store probe floor {clk['probe_floor']:,.0f} core cycles "
                   f"({clk['probe_floor_source']}); samples more than "
                   f"{policy.CONTENTION_TOLERANCE:.1%} above it are excluded as contention (a sibling "

@@ -172,7 +172,7 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
         base_cmd += ["--serialize", serialize]
 
     def spawn():
-        proc = subprocess.run(base_cmd, capture_output=True, text=True)
+        proc = subprocess.run(base_cmd, capture_output=True, text=True, preexec_fn=machine.child_setup())
         if proc.returncode != 0:
             # A crash in the timed loop (an instruction this CPU lacks) leaves stderr empty: say the signal.
             rc = proc.returncode

@@ -52,6 +52,7 @@ class Result:
     serialize_mode: int = 0
     code_hash: str | None = None
     n_calls: int = 0                   # calls per batch of its workers (their side files)
+    layouts: dict = field(default_factory=dict)   # worker token -> machine.address_layout() there
 
     @property
     def samples(self) -> list:
@@ -309,6 +310,7 @@ def _attach(res: Result, side_docs: dict) -> None:
             res.forced += b["forced"]
             res.serialize_mode, res.code_hash = b["serialize_mode"], b["code_hash"]
             res.n_calls = res.n_calls or b["n_calls"]
+            res.layouts[token] = doc.get("layout", "unknown")
 
 
 def contended_runs(res: Result) -> list:
@@ -372,5 +374,6 @@ def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
         md = run.get_metadata()
         md.update(common)
         md[f"{META}run_excluded"] = sum(block.excluded.values())
+        md[f"{META}address_layout"] = res.layouts.get(md.get("seambench_worker"), "unknown")
         runs.append(store_run(block, md))
     return pyperf.Benchmark(runs)

@@ -29,7 +29,7 @@ import pyperf
 from bench.config import load_builtin, parse_suite
 from bench.measure.model import Spec
 from bench.measure.prepare import Context, prepare
-from bench.native import backends
+from bench.native import backends, machine
 from bench.native.registry import Registry
 from bench.results.store import atomic_write
 
@@ -134,6 +134,7 @@ def main(argv=None):
             progress.write(spec.name + "\n")
     if args.worker:
         side = {"token": token, "pid": os.getpid(), "tsc_hz": ctx.clocks["tsc_hz"],
+                "layout": machine.address_layout(),
                 "benchmarks": {x.spec.name: x.side() for x in timers if x.calls}}
         atomic_write(os.path.join(opts.sb_side, f"{SIDE_PREFIX}{token}.json"), json.dumps(side))
     ctx.perf.close()
