@@ -147,10 +147,11 @@ SB_TIMED int sb_measure_set(const struct sb_set_req *r)
 		return -EINVAL;
 	if (perf && (r->n_events > SB_PERF_NEVENTS || !r->events))
 		return -EINVAL;
-	/* The measured calls' stack at one offset in its page in every process: where the
+	/* The measured calls' stack at one offset in its page in every process.  Where the
 	 * stub's pushes and its loads from the Args (page-aligned, _core.Args) alias in the
-	 * low 12 address bits, a load waits on a store it does not depend on, and with ASLR
-	 * that came and went between processes (one function 7% slower in one of nine). */
+	 * low 12 address bits, a load waits on a store it does not depend on; with the stack
+	 * wherever the process's start put it, that aliasing differed from process to
+	 * process.  Now it is the same in all of them, whatever it is. */
 	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
 	volatile char *pad = __builtin_alloca(((sp - SB_STACK_PAGE_OFFSET) & 4095) + 16);
 	pad[0] = 0;

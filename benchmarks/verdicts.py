@@ -6,9 +6,10 @@ stored under benchmarks/out/verdicts.{md,json}:
   aa      --aa-runs back-to-back `bench run --suite configs/quick.yaml` of this build, every pair
           compared: the share of compares with any faster/slower row (target <= 5%).
   power   a planted change: the quick suite plus one convention `planted`, answered on side B by
-          an emulated module `--latency` units slower (emul_latency); --pairs single-run-per-side
-          compares, and --pairs3 compares of three runs a side: the share calling it "slower"
-          (target >= 90%).  The planted change actually measured is printed beside it.
+          an emulated module `--latency` units slower (emul_latency; by default the smallest
+          that `bench ab` measures at --planted, 1%); --pairs single-run-per-side compares, and
+          --pairs3 compares of three runs a side: the share calling it "slower" (target >= 90%).
+          The planted change actually measured by the compares is printed beside it.
   bisect  `bench history --bisect` on --histories synthetic 32-commit histories (a real git
           repository; results in the quick suite's shape, 3 workers x 40 values a commit; a 1%
           step with new code at a random commit): the share that name the exact commit.
@@ -76,7 +77,7 @@ def env_for(store: Path) -> dict:
 
 
 def judged(a_files, b_files, force=False) -> compare.Report:
-    side = lambda fs: compare.Side(fs[0].name, list(fs), [compare.store.load_suite(f) for f in fs],
+    side = lambda fs: compare.Side(fs[0].name, list(fs), [compare.read(f) for f in fs],
                                    store_at=(fs[0].parent.parent, fs[0].parent.name))
     return compare.compare(side(a_files), side(b_files), force=force)
 
@@ -111,6 +112,34 @@ PLANTED = """conventions:
     description: seamcall_ret{what}
     extends: seamcall_ret
 {latency}"""
+
+
+TWINS = """conventions:
+  planted_a:
+    description: seamcall_ret
+    extends: seamcall_ret
+  planted_b:
+    description: seamcall_ret, answered {latency} units slower
+    extends: seamcall_ret
+    emul_latency: {latency}
+"""
+
+
+def size_latency(work: Path, target: float, log) -> int:
+    """The smallest emul_latency that `bench ab` (interleaved, in one run) measures at least
+    `target` slower than none: a unit is not a fixed share of every stub's cost on every CPU."""
+    y = work / "twins.yaml"
+    for latency in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
+        y.write_text(TWINS.format(latency=latency))
+        p = subprocess.run([sys.executable, "-m", "bench", "ab", "planted_a", "planted_b", "-C", str(y), "--json"],
+                           capture_output=True, text=True, cwd=ROOT)
+        if p.returncode != 0:
+            raise SystemExit(f"verdicts: bench ab of the planted twins failed:\n{p.stderr[-3000:]}")
+        change = json.loads(p.stdout)["change"]
+        log(f"power: emul_latency {latency} measures {change:+.2%} by bench ab")
+        if change >= target:
+            return latency
+    return latency
 
 
 def power(work: Path, pairs: int, pairs3: int, latency: int, log) -> dict:
@@ -232,7 +261,9 @@ def main(argv=None) -> int:
     ap.add_argument("--aa-runs", type=int, default=20)
     ap.add_argument("--pairs", type=int, default=10, help="single-run-per-side compares of the planted change")
     ap.add_argument("--pairs3", type=int, default=6, help="three-runs-a-side compares of the planted change")
-    ap.add_argument("--latency", type=int, default=3, help="emul_latency of the planted side (size it to ~1%%)")
+    ap.add_argument("--latency", type=int, default=0,
+                    help="emul_latency of the planted side (0: the smallest that bench ab measures at >= --planted)")
+    ap.add_argument("--planted", type=float, default=0.01, help="the planted change, when --latency is 0")
     ap.add_argument("--histories", type=int, default=20)
     ap.add_argument("--step", type=float, default=0.01)
     ap.add_argument("--between", type=float, default=0.001, help="synthetic between-run sd (bisect)")
@@ -247,7 +278,8 @@ def main(argv=None) -> int:
         if "aa" in only:
             doc["aa"] = aa(work, a.aa_runs, log)
         if "power" in only:
-            doc["power"] = power(work, a.pairs, a.pairs3, a.latency, log)
+            latency = a.latency or size_latency(work, a.planted, log)
+            doc["power"] = power(work, a.pairs, a.pairs3, latency, log)
         if "bisect" in only:
             doc["bisect"] = bisect(work, a.histories, a.step, a.between, log)
         ms = [p.name for p in work.glob("*/*") if p.is_dir() and p.parent.name in ("aa", "power")]

@@ -247,11 +247,11 @@ def test_workers_whose_figure_stood_on_a_shared_core_are_all_replaced(tmp_path, 
 
 
 def test_rounds_follow_pyperf_s_own_options():
-    plan = driver.Plan.of
-    assert plan(TINY_SETTINGS) == driver.Plan(3, 5, 1)
-    assert plan(TINY_SETTINGS, ["--processes", "4", "--values", "7", "--warmups", "0"]) == driver.Plan(4, 7, 0)
+    plan = driver.Rounds.of
+    assert plan(TINY_SETTINGS) == driver.Rounds(3, 5, 1)
+    assert plan(TINY_SETTINGS, ["--processes", "4", "--values", "7", "--warmups", "0"]) == driver.Rounds(4, 7, 0)
     assert plan(TINY_SETTINGS, ["--rigorous"]).rounds == 6
-    assert plan(Settings(runs=8, values=30, warmups=1, batch_us=50), ["--fast"]) == driver.Plan(4, 20, 1)
+    assert plan(Settings(runs=8, values=30, warmups=1, batch_us=50), ["--fast"]) == driver.Rounds(4, 20, 1)
     args = plan(TINY_SETTINGS, ["--rigorous", "--affinity=1", "--values", "9"]).args(["--rigorous", "--affinity=1"], 2)
     assert args == ["--affinity=1", "--processes", "2", "--values", "9", "--warmups", "1", "--loops", "1"]
 

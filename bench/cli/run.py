@@ -125,7 +125,7 @@ def _run(args, dest_override=None, metadata=None, quiet=False) -> Ran:
     # worker: each gets its own pyperf run, so a crash costs that pair, not the suite.
     risky = [sp for sp in user_specs if not pair_verdict(registry, catalog.convention(sp.convention),
                                                          catalog.leaf(sp.leaf)).safe]
-    rounds = driver.Plan.of(settings, driver.pyperf_options(args)).rounds  # one step per benchmark and round
+    rounds = driver.Rounds.of(settings, driver.pyperf_options(args)).rounds  # one step per benchmark and round
     with _progress(console, len(user_specs) * rounds + len(kplan.specs), disable=args.json or quiet) as advance:
         results = driver.run_suite(suite_path, conv_files, [sp for sp in user_specs if sp not in risky],
                                    ctx.clocks, serialize, settings, driver.pyperf_options(args),

@@ -174,7 +174,7 @@ CALLS_FILE = "calls-per-batch.json"  # per machine: calls per batch each benchma
 
 
 @dataclass(frozen=True)
-class Plan:
+class Rounds:
     """How pyperf runs a suite here: `rounds` rounds of one worker per benchmark, each with
     `values` values after `warmups` warm-ups.  Rounds, not pyperf's processes back to back:
     a state of the host that lasts seconds then meets one worker of several benchmarks, not
@@ -184,7 +184,7 @@ class Plan:
     warmups: int
 
     @classmethod
-    def of(cls, settings, pyperf_args=()) -> "Plan":
+    def of(cls, settings, pyperf_args=()) -> "Rounds":
         """The suite's settings with `bench run`'s pyperf options applied as pyperf applies them
         (pyperf's Runner.parse_args: --rigorous doubles the processes, --fast halves them, to
         no fewer than 3, and takes two thirds of the values)."""
@@ -234,17 +234,17 @@ def run_suite(suite_path, conv_files, specs, clocks, serialize, settings, pyperf
     `serialize` (the emulated stub's mode name) are the parent's, handed to every worker, and
     so are the calls per batch: kept per machine, so that every run measures the same batch
     (else the first round's workers size it and later rounds take theirs).  on_done(name) is
-    called once per benchmark and round (Plan.of(...).rounds of them)."""
+    called once per benchmark and round (Rounds.of(...).rounds of them)."""
     if not specs:
         return []
-    plan = Plan.of(settings, pyperf_args)
+    rounds = Rounds.of(settings, pyperf_args)
     calls = kept_calls(specs, settings.batch_us)
     with tempfile.TemporaryDirectory(prefix="seambench-run-") as side:
         results = {}
-        for round_no in range(plan.rounds):
+        for round_no in range(rounds.rounds):
             out = Path(side) / f"round-{round_no}.json"
             _run_manager(worker_command(suite_path, conv_files, specs, clocks, serialize, side,
-                                        plan.args(pyperf_args), out, calls), side, on_done, cpu)
+                                        rounds.args(pyperf_args), out, calls), side, on_done, cpu)
             suite = pyperf.BenchmarkSuite.load(str(out))
             for spec in specs:
                 try:
@@ -287,7 +287,7 @@ def run_suite(suite_path, conv_files, specs, clocks, serialize, settings, pyperf
             for name, (res, count) in redo.items():
                 again = Path(side) / f"again-{round_no}-{abs(hash(name))}.json"
                 _run_manager(worker_command(suite_path, conv_files, [res.spec], clocks, serialize, side,
-                                            plan.args(pyperf_args, count), again, calls), side, cpu=cpu)
+                                            rounds.args(pyperf_args, count), again, calls), side, cpu=cpu)
                 extra = pyperf.BenchmarkSuite.load(str(again)).get_benchmark(name)
                 if res.bench is None:
                     res.bench = extra

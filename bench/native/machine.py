@@ -304,12 +304,13 @@ def child_setup(cpu=None):
     libc = ctypes.CDLL(None, use_errno=True)
     prctl, personality = libc.prctl, libc.personality
     parent = os.getpid()
+    fixed = os.environ.get("SEAMBENCH_LAYOUT", "fixed") != "randomized"  # benchmarks/layout.py's other side
 
     def setup():
         prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the parent died before the flag was set
             os._exit(1)
-        current = personality(0xFFFFFFFF)  # query
+        current = personality(0xFFFFFFFF) if fixed else -1  # query
         if current != -1:
             personality(current | ADDR_NO_RANDOMIZE)
         if cpu is not None:
