@@ -31,6 +31,7 @@ def cmd_doctor(args) -> int:
         "perf": machine.perf_counters(),
         "serialize": choice,
         "cycles_source": CYCLES_SOURCE,
+        "address_layout": machine.child_layout(),  # of measuring processes (machine.child_setup)
         "backends": {name: p.as_dict() for name, p in probes.items()},
     }
     if args.json:
@@ -53,7 +54,7 @@ def cmd_doctor(args) -> int:
     console.print(f"cycles    core cycles per call from the {CYCLES_SOURCE}; hardware counters: "
                   + ("recorded beside it, must agree within 5%" if perf["hardware"] else
                      "not available, so the reference chain is the only source"))
-    layout = machine.child_layout()
+    layout = doc["address_layout"]
     console.print(f"layout    measuring processes run with a {layout} address layout"
                   + (" (ADDR_NO_RANDOMIZE: the same addresses run after run)" if layout == "fixed" else
                      ": the kernel refused ADDR_NO_RANDOMIZE, so where code and data land differs per process"))

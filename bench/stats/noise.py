@@ -57,14 +57,24 @@ def session_from_summary(median, lo, hi, n=0) -> Session | None:
     return Session(math.log(median), ((math.log(hi) - math.log(lo)) / (2 * Z95)) ** 2, int(n or 0))
 
 
+# Heavy tails: a benchmark whose runs now and then land in another state of the machine (seen
+# here: XSAVEOPT 18% slower in one run of twenty) has a between-run sd that a normal model turns
+# into intervals far too short for the jump.  From this many within-group pairs of replicates on,
+# their kurtosis sets the degrees of freedom of a Student t for b_j (see Moments.tail_df).
+MIN_TAIL_PAIRS = 10
+MIN_TAIL_DF = 3.0
+
+
 @dataclass(frozen=True)
 class Noise:
     """An estimate of sigma_b^2 (relative, log scale) with its degrees of freedom and where it came
-    from (said in every report that uses it)."""
+    from (said in every report that uses it); `tail_df`, the degrees of freedom of the t the
+    between-run shifts follow (inf: normal)."""
     var: float
     df: float
     source: str        # "replicates", "sessions", "noise record", "machine pool", "assumed"
     detail: str = ""
+    tail_df: float = math.inf
 
     @property
     def sd(self) -> float:
@@ -72,7 +82,8 @@ class Noise:
 
     def describe(self) -> str:
         d = f"; {self.detail}" if self.detail else ""
-        return f"between-run sd {self.sd:.2%} ({self.source}, {self.df:.0f} df{d})"
+        tail = f", heavy-tailed: t with {self.tail_df:.1f} df" if math.isfinite(self.tail_df) else ""
+        return f"between-run sd {self.sd:.2%} ({self.source}, {self.df:.0f} df{tail}{d})"
 
 
 ASSUMED = Noise(ASSUMED_SD ** 2, ASSUMED_DF, "assumed",
@@ -88,10 +99,25 @@ class Moments:
     df: int = 0
     within_sum: float = 0.0
     n: int = 0
+    d2: float = 0.0    # over every pair of sessions within a group: sum of squared differences
+    d4: float = 0.0    # ... and of their fourth powers
+    pairs: int = 0
 
     def __add__(self, other: "Moments") -> "Moments":
         return Moments(self.ss + other.ss, self.df + other.df, self.within_sum + other.within_sum,
-                       self.n + other.n)
+                       self.n + other.n, self.d2 + other.d2, self.d4 + other.d4, self.pairs + other.pairs)
+
+    def tail_df(self) -> float:
+        """Degrees of freedom of a Student t with the replicates' kurtosis (inf: no excess, or
+        too few pairs to tell).  A difference of two independent shifts has half their excess
+        kurtosis, and a t with nu df has 6 / (nu - 4): nu = 4 + 6 / (2 * excess of the pairs)."""
+        if self.pairs < MIN_TAIL_PAIRS or self.d2 <= 0 or self.n <= 0:
+            return math.inf
+        excess_pairs = self.d4 * self.pairs / (self.d2 * self.d2) - 3
+        # a normal sample of n shows an excess kurtosis of about +-sqrt(24/n): only 3x that counts
+        if excess_pairs <= 3 * math.sqrt(24 / self.n):
+            return math.inf
+        return max(4 + 6 / (2 * excess_pairs), MIN_TAIL_DF)
 
     def between(self) -> float | None:
         """sigma_b^2 by the method of moments (never negative); None without a degree of freedom."""
@@ -102,8 +128,8 @@ class Moments:
 
 def moments(groups) -> Moments:
     """Groups of Sessions that measured identical code; a group of one adds nothing."""
-    ss = within = 0.0
-    df = n = 0
+    ss = within = d2 = d4 = 0.0
+    df = n = pairs = 0
     for g in groups:
         g = [s for s in g if s is not None]
         if len(g) < 2:
@@ -114,7 +140,11 @@ def moments(groups) -> Moments:
         df += len(g) - 1
         within += sum(s.within_var for s in g)
         n += len(g)
-    return Moments(ss, df, within, n)
+        for i, x in enumerate(m):
+            for y in m[i + 1:]:
+                d = (x - y) ** 2
+                d2, d4, pairs = d2 + d, d4 + d * d, pairs + 1
+    return Moments(ss, df, within, n, d2, d4, pairs)
 
 
 def estimate(own: Moments, pool: Moments | None = None, source="replicates", detail="") -> Noise | None:
@@ -124,14 +154,16 @@ def estimate(own: Moments, pool: Moments | None = None, source="replicates", det
     pool_v = pool.between() if pool is not None else None
     if own_v is None and pool_v is None:
         return None
+    # The tails are the benchmark's own (a pool of benchmarks with different spreads would look
+    # heavy-tailed by mixing them).
     if pool_v is None:
-        return Noise(own_v, float(own.df), source, detail)
+        return Noise(own_v, float(own.df), source, detail, own.tail_df())
     prior_df = min(PRIOR_DF, float(pool.df))
     if own_v is None:
         return Noise(pool_v, prior_df, "machine pool" if source == "replicates" else source,
                      detail or "no replicates of this benchmark: the machine's other benchmarks")
     var = (prior_df * pool_v + own.df * own_v) / (prior_df + own.df)
-    return Noise(var, prior_df + own.df, source, detail)
+    return Noise(var, prior_df + own.df, source, detail, own.tail_df())
 
 
 def pooled(*noises) -> Noise | None:
@@ -144,4 +176,4 @@ def pooled(*noises) -> Noise | None:
     df = sum(n.df for n in ns)
     var = sum(n.var * n.df for n in ns) / df if df else float(np.mean([n.var for n in ns]))
     return Noise(var, df, " + ".join(dict.fromkeys(n.source for n in ns)),
-                 "; ".join(n.detail for n in ns if n.detail))
+                 "; ".join(n.detail for n in ns if n.detail), min(n.tail_df for n in ns))

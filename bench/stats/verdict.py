@@ -131,6 +131,9 @@ def estimate(sessions_a, sessions_b, noise: Noise) -> Estimate:
     between = noise.var * (1 / na + 1 / nb)
     # Satterthwaite: only sigma_b^2 is estimated from few units (within variances from 100s of values).
     df = min(noise.df * (var / between) ** 2, 1e6) if between > 0 and noise.df > 0 else 1e6
+    # Shifts with heavy tails (noise.tail_df): their t's degrees of freedom where they dominate.
+    if between > var / 2:
+        df = min(df, noise.tail_df)
     return Estimate(mean_b - mean_a, math.sqrt(var), max(df, 1.0), na, nb, wa, wb, noise)
 
 
