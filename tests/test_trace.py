@@ -58,7 +58,8 @@ def test_run_trace(tmp_path):
     stamps = [c.timestamp for c in counters]
     assert stamps == sorted(stamps)
     begins = events(t, workers, TrackEvent.TYPE_SLICE_BEGIN)
-    assert len(begins) >= 4 and all("worker pid" in b.track_event.name for b in begins)
+    # one worker a round (3), more where one was replaced; no calibration worker (pyperf is told the loops)
+    assert len(begins) >= 3 and all("worker pid" in b.track_event.name for b in begins)
     assert len(events(t, workers, TrackEvent.TYPE_SLICE_END)) == len(begins)
     # perf software events as counters, one value per sample
     for name in ("context switches", "CPU migrations", "page faults"):
