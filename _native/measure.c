@@ -103,8 +103,8 @@ SB_TIMED __attribute__((noinline)) uint64_t sb_chain_ticks(uint64_t hundreds)
 
 /* The reference slot's chain: SB_REF_PIECES consecutive pieces of hundreds /
  * SB_REF_PIECES each, and the median piece times SB_REF_PIECES.  An interrupt or a
- * host preemption inside one piece (measured here: 7% of 30 us chains, by up to
- * 2.5x) then leaves the sample's TSC-per-core ratio as it is, where the whole
+ * host preemption inside one piece (benchmarks/chain_pieces.py: 7-12% of 30 us
+ * chains had a piece over 5% long, one 61x) then leaves the sample's TSC-per-core ratio as it is, where the whole
  * chain would carry it into every figure the sample converts. */
 SB_TIMED static uint64_t ref_ticks(uint64_t hundreds)
 {

@@ -293,8 +293,8 @@ def child_setup(cpu=None):
     so a `bench run` killed with -9 leaves no manager measuring on, and is pinned to `cpu` if
     given.  It also runs without address-space randomization (ADDR_NO_RANDOMIZE, inherited by
     its own children): where code and data land moves branch-predictor and cache aliasing, and
-    with it a process's figures (seen here: 3 of 9 `bench ab` processes 1.2% off their peers
-    with it, none of 18 without).  Where the kernel refuses, the child runs as it is;
+    with it a process's figures (benchmarks/layout.py here: `bench ab`'s per-process ratios
+    spread by 0.54% within a run with it, 0.34% without).  Where the kernel refuses, the child runs as it is;
     address_layout() says which.  libc is looked up here, in the parent: the function runs
     between fork and exec, where dlopen may deadlock.  (PDEATHSIG is not inherited by the
     child's own children: pyperf's workers end when they next report to their dead manager.)"""
