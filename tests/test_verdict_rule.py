@@ -188,3 +188,13 @@ def test_the_tails_are_measured_not_assumed():
     assert 3 <= jumpy.tail_df() < 6
     assert "heavy-tailed" in noise_estimate(jumpy).describe()
     assert moments([[Session(0.0, 0.0), Session(0.5, 0.0)]]).tail_df() == math.inf  # one pair: no telling
+
+
+def test_pair_sums_are_the_pairwise_sums():
+    import itertools
+    rng = np.random.default_rng(15)
+    groups = [[Session(float(x), 0.0) for x in rng.normal(0, 0.01, k)] for k in (2, 5, 17)]
+    m = moments(groups)
+    d = [(a.log_median - b.log_median) ** 2 for g in groups for a, b in itertools.combinations(g, 2)]
+    assert m.pairs == len(d)
+    assert m.d2 == pytest.approx(sum(d), rel=1e-12) and m.d4 == pytest.approx(sum(x * x for x in d), rel=1e-12)

@@ -211,10 +211,12 @@ class Rounds:
 
 def kept_calls(specs, batch_us) -> dict:
     """name -> calls per batch this machine sized the benchmark to before (machine.cache_read)."""
-    doc = machine.cache_read(CALLS_FILE).get(machine.cpu_key(), {})
+    doc = machine.cache_read(CALLS_FILE).get(machine.cpu_key())
+    if not isinstance(doc, dict):
+        return {}
     out = {}
     for sp in specs:
-        n = doc.get(f"{sp.name} {batch_us:g}us") if isinstance(doc, dict) else None
+        n = doc.get(f"{sp.name} {batch_us:g}us")
         if isinstance(n, int) and n > 0 and n % 4 == 0:
             out[sp.name] = n
     return out
@@ -301,7 +303,7 @@ def run_suite(suite_path, conv_files, specs, clocks, serialize, settings, pyperf
 
 def _attach(res: Result, side_docs: dict) -> None:
     """The side files' samples of res's workers (calls, excluded ones, forced count, code)."""
-    res.calls, res.excluded, res.forced, res.n_calls = {}, {}, 0, 0
+    res.calls, res.excluded, res.forced, res.n_calls, res.layouts = {}, {}, 0, 0, {}
     for token, doc in side_docs.items():
         b = doc["benchmarks"].get(res.spec.name)
         if b:
