@@ -58,6 +58,9 @@ cdef extern from "measure.h" nogil:
         uint64_t *ticks
         uint64_t *t_start
         uint64_t *probe
+        uint64_t gate_ticks
+        uint32_t gate_max
+        uint32_t *waited
         int perf_fd
         uint32_t n_events
         uint64_t *events
@@ -69,6 +72,8 @@ cdef extern from "measure.h" nogil:
     double sb_tsc_hz(double seconds)
     uint64_t sb_chain_ticks(uint64_t hundreds)
     int SB_PROBE_OPS
+    int SB_GATE_RUN
+    unsigned int SB_GATE_MAX
     uint64_t sb_probe_ticks()
     int sb_ioctl_pair_ticks(int fd, unsigned long req, void *a, void *b, uint32_t n, int dirty,
                             uint64_t *ticks_a, uint64_t *ticks_b)
@@ -89,6 +94,8 @@ SET_MAX = SB_SET_MAX
 REF_MAX_HUNDREDS = SB_REF_MAX_HUNDREDS
 REF_PIECES = SB_REF_PIECES
 PROBE_OPS = SB_PROBE_OPS
+GATE_RUN = SB_GATE_RUN
+GATE_MAX = SB_GATE_MAX
 EMPTY_FN = <size_t>&sb_empty
 
 
@@ -192,7 +199,7 @@ def call_once(size_t fn, uint64_t leaf, Args args):
 
 
 def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int perf_fd=-1,
-                uint32_t n_events=0, uint32_t ref_hundreds=0):
+                uint32_t n_events=0, uint32_t ref_hundreds=0, uint64_t gate_ticks=0, uint32_t gate_max=0):
     """Interleaved batches of up to SB_SET_MAX functions (addresses), each with its leaf
     number and Args, plus, with ref_hundreds, a reference batch of 100 * ref_hundreds
     dependent ADDs (timed in REF_PIECES pieces: the median one times REF_PIECES) and the
@@ -200,7 +207,9 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     events, probe): TSC ticks per batch ([sample][slot], row-major; slots are the functions,
     then the reference), the TSC at each sample's start, event deltas over each batch
     ([sample][slot][event]), and the probe's TSC ticks per sample, the slowest of those timed
-    after each batch (empty without a reference)."""
+    after each batch (empty without a reference).  With gate_ticks, each sample starts once
+    GATE_RUN probes in a row took at most gate_ticks, or after gate_max probes; a fifth array
+    says how many probes each sample waited (empty without a gate)."""
     cdef uint32_t n = len(fns)
     if n == 0 or n > SB_SET_MAX or len(leaves) != n or len(args) != n:
         raise ValueError(f"need 1..{SB_SET_MAX} functions with one leaf and one Args each")
@@ -212,6 +221,8 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
         raise ValueError("n_samples must be positive")
     if ref_hundreds > <uint32_t>SB_REF_MAX_HUNDREDS or ref_hundreds % SB_REF_PIECES:
         raise ValueError(f"ref_hundreds must be a multiple of {SB_REF_PIECES} up to {SB_REF_MAX_HUNDREDS}")
+    if gate_ticks and not 0 < gate_max <= SB_GATE_MAX:
+        raise ValueError(f"gate_max must be 1..{SB_GATE_MAX} with a gate")
     cdef uint32_t slots = n + (1 if ref_hundreds else 0)
     cdef sb_conv_fn c_fns[16]
     cdef sb_u64 c_leaves[16]
@@ -227,6 +238,7 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     cdef array t0 = clone(tmpl, n_samples, True)
     cdef array ev = clone(tmpl, n_samples * slots * n_events if perf_fd >= 0 else 0, True)
     cdef array probe = clone(tmpl, n_samples if ref_hundreds else 0, True)
+    cdef array waited = clone(array('I'), n_samples if gate_ticks else 0, True)
     cdef sb_set_req r
     r.n_fns = n
     r.fns, r.leaves, r.args = c_fns, c_leaves, c_args
@@ -234,6 +246,8 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     r.ticks = ticks.data.as_ulonglongs
     r.t_start = t0.data.as_ulonglongs
     r.probe = probe.data.as_ulonglongs if ref_hundreds else NULL
+    r.gate_ticks, r.gate_max = gate_ticks, gate_max
+    r.waited = waited.data.as_uints if gate_ticks else NULL
     r.perf_fd = perf_fd
     r.n_events = n_events if perf_fd >= 0 else 0
     r.events = ev.data.as_ulonglongs if perf_fd >= 0 else NULL
@@ -242,7 +256,7 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
         rc = sb_measure_set(&r)
     if rc != 0:
         raise OSError(-rc, f"sb_measure_set failed ({rc})")
-    return ticks, t0, ev, probe
+    return ticks, t0, ev, probe, waited
 
 
 def ioctl_pair_ticks(int fd, unsigned long req, size_t a, size_t b, uint32_t n, int dirty):

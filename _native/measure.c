@@ -147,6 +147,8 @@ SB_TIMED int sb_measure_set(const struct sb_set_req *r)
 		return -EINVAL;
 	if (perf && (r->n_events > SB_PERF_NEVENTS || !r->events))
 		return -EINVAL;
+	if (r->gate_ticks && (!r->waited || !r->gate_max || r->gate_max > SB_GATE_MAX))
+		return -EINVAL;
 	/* The measured calls' stack at one offset in its page in every process.  Where the
 	 * stub's pushes and its loads from the Args (page-aligned, _core.Args) alias in the
 	 * low 12 address bits, a load waits on a store it does not depend on; with the stack
@@ -165,6 +167,14 @@ SB_TIMED __attribute__((noinline)) static int measure_loop(const struct sb_set_r
 	if (perf && sb_perf_read(r->perf_fd, r->n_events, prev))
 		return -EIO;
 	for (uint32_t s = 0; s < r->n_samples; s++) {
+		if (r->gate_ticks) {
+			uint32_t k = 0, run = 0;
+			while (run < SB_GATE_RUN && k < r->gate_max) {
+				run = sb_probe_ticks() <= r->gate_ticks ? run + 1 : 0;
+				k++;
+			}
+			r->waited[s] = k;
+		}
 		r->t_start[s] = tsc_begin();
 		/* Rotated, and reversed every other sample (AB, BA, BA, AB for two): a cyclic
 		 * rotation alone keeps each slot behind the same neighbour, which biases a pair. */

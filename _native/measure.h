@@ -35,6 +35,14 @@ struct sb_set_req {
 	uint64_t *probe;	/* [n_samples]: TSC ticks of the load/store probe, timed after
 				 * every batch of the sample, the slowest kept; NULL: not timed
 				 * (only with a reference slot, which converts it) */
+	/* The gate: before each sample, probes until SB_GATE_RUN in a row take at most
+	 * gate_ticks (the floor of a quiet core, in TSC ticks, with the tolerance), at most
+	 * gate_max probes.  A sibling hyperthread of another tenant that shares the core
+	 * leaves it quiet in windows of a few hundred microseconds: a sample started in one
+	 * is one the policy keeps.  0: no gate. */
+	uint64_t gate_ticks;
+	uint32_t gate_max;
+	uint32_t *waited;	/* [n_samples]: probes the gate ran (NULL: no gate) */
 	int perf_fd;		/* group leader from sb_perf_open, or -1 */
 	uint32_t n_events;
 	uint64_t *events;	/* [n_samples][n_slots][n_events]: deltas over each batch */
@@ -55,6 +63,8 @@ uint64_t sb_chain_ticks(uint64_t hundreds);
  * its quantum is 0.5% of the probe, well inside the contention tolerance (4096
  * ops were 700 ticks, a 3.7% quantum, and the floor drifted with it). */
 #define SB_PROBE_OPS 32768
+#define SB_GATE_RUN 2
+#define SB_GATE_MAX (1u << 20)
 uint64_t sb_probe_ticks(void);
 
 /* The code every timed sample executes besides the measured functions (the

@@ -135,14 +135,14 @@ def test_non_positive_pairs_are_counted_apart_from_disturbed_ones(monkeypatch, c
     serialize.choice(registry)  # measured (and cached) with the real loop, before the fake
     calls = {"n": 0}
 
-    def fake(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0):
+    def fake(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0):
         # slots: empty, X, Y, then the reference; every 4th pair has Y below the empty batch
         rows = []
         for i in range(count):
             calls["n"] += 1
             y = 500 if len(fns) == 3 and calls["n"] % 4 == 0 else 3000
             rows += [1000, 3000] + ([y] if len(fns) == 3 else []) + ([70 * ref_hundreds] if ref_hundreds else [])
-        return rows, list(range(count)), [0] * (len(rows) * n_ev), [0] * (count if ref_hundreds else 0)
+        return rows, list(range(count)), [0] * (len(rows) * n_ev), [0] * (count if ref_hundreds else 0), [0] * count if gate_ticks else []
     monkeypatch.setattr(_core, "measure_set", fake)
     ctx = Context(catalog, registry, Settings())
     try:

@@ -46,8 +46,9 @@ class FakeLoop:
         self.k = 0
         self.ratio = ratio
 
-    def __call__(self, fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0):
+    def __call__(self, fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0):
         ticks, t0, ev, probe = [], [], [], []
+        self.gates = getattr(self, "gates", []) + [gate_ticks]
         for _ in range(count):
             k, self.k = self.k, self.k + 1
             scale = self.ratio(k) / RATIO  # a clock step: every batch takes longer in TSC ticks alike
@@ -61,7 +62,7 @@ class FakeLoop:
                 probe.append(int(PROBE * self.ratio(k) * (1.2 if expected(k) == "contention" else 1)))
             for slot in range(len(row)):
                 ev += [1 if (slot == 0 and expected(k) == "context_switch" and i == CS) else 0 for i in range(n_ev)]
-        return ticks, t0, ev, probe
+        return ticks, t0, ev, probe, [0] * count if gate_ticks else []
 
 
 CS = 0  # the context-switch event's slot in the fake perf group
@@ -273,10 +274,10 @@ class SharedCore(FakeLoop):
 
     def __call__(self, *a, **kw):
         k0 = self.k
-        ticks, t0, ev, probe = super().__call__(*a, **kw)
+        ticks, t0, ev, probe, waited = super().__call__(*a, **kw)
         clean = [PROBE * RATIO] * len(probe)
         return ticks, [10**6] * len(t0), ev, [int(c * (self.over if k0 + i >= self.start else 1))
-                                             for i, c in enumerate(clean)]
+                                             for i, c in enumerate(clean)], waited
 
 
 def test_contended_samples_are_waited_out_then_kept_and_counted(monkeypatch):
@@ -310,9 +311,9 @@ def test_a_quieter_core_than_the_floor_lowers_it(monkeypatch):
     loop = SharedCore(1.0)
 
     def preempted_chain(*a, **kw):
-        ticks, t0, ev, probe = loop(*a, **kw)
+        ticks, t0, ev, probe, waited = loop(*a, **kw)
         width = len(a[0]) + 1
-        return [x * 3 if i % width == width - 1 else x for i, x in enumerate(ticks)], t0, ev, probe
+        return [x * 3 if i % width == width - 1 else x for i, x in enumerate(ticks)], t0, ev, probe, waited
     monkeypatch.setattr(_core, "measure_set", preempted_chain)
     assert {x.excluded for x in s.screen.screen(s._raw(3, s.n_calls, s.ref_hundreds))} == {"tsc_gap"}
     assert s.screen.probe_floor == pytest.approx(PROBE, rel=1e-3)
@@ -343,7 +344,7 @@ def test_the_reference_is_a_whole_number_of_pieces():
     args = _core.Args(64)
     with pytest.raises(ValueError, match=f"multiple of {k}"):
         _core.measure_set([_core.EMPTY_FN], [0], [args], 4, 1, ref_hundreds=k + 1)
-    ticks, _, _, probe = _core.measure_set([_core.EMPTY_FN], [0], [args], 4, 3, ref_hundreds=k)
+    ticks, _, _, probe, _ = _core.measure_set([_core.EMPTY_FN], [0], [args], 4, 3, ref_hundreds=k)
     assert len(ticks) == 6 and all(t > 0 for t in ticks[1::2]) and len(probe) == 3
 
 
@@ -352,9 +353,9 @@ def test_the_machine_floor_is_kept_across_runs_and_only_trusted_nearby(monkeypat
     monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))
 
     def probe_at(core):
-        def loop(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0):
+        def loop(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0):
             return ([100] * len(fns) + [int(RATIO * 100 * ref_hundreds)]) * count, list(range(count)), [], \
-                [int(core * RATIO)] * count
+                [int(core * RATIO)] * count, [0] * count if gate_ticks else []
         monkeypatch.setattr(_core, "measure_set", loop)
     probe_at(1000)
     assert machine.probe_floor() == (pytest.approx(1000, rel=2e-3), "measured at start-up")
@@ -366,3 +367,32 @@ def test_the_machine_floor_is_kept_across_runs_and_only_trusted_nearby(monkeypat
     assert machine.probe_floor() == (pytest.approx(900, rel=2e-3), "kept from an earlier, quieter run on this CPU")
     probe_at(2000)  # a kept floor under half of this is not believed: measured again
     assert machine.probe_floor() == (pytest.approx(2000, rel=2e-3), "measured at start-up")
+
+
+def test_the_gate_waits_for_a_quiet_core_and_no_longer_than_its_bound():
+    """The native gate (sb_measure_set): a sample starts once SB_GATE_RUN probes in a row came in
+    under the limit, or after gate_max probes."""
+    args = _core.Args(64)
+    ticks, _, _, probe, waited = _core.measure_set([_core.EMPTY_FN], [0], [args], 4, 3, ref_hundreds=5,
+                                                   gate_ticks=10**12, gate_max=50)
+    assert list(waited) == [_core.GATE_RUN] * 3 and len(probe) == 3  # quiet at once
+    *_, waited = _core.measure_set([_core.EMPTY_FN], [0], [args], 4, 3, ref_hundreds=5, gate_ticks=1, gate_max=7)
+    assert list(waited) == [7] * 3  # never quiet: the bound, then the sample anyway
+    assert len(_core.measure_set([_core.EMPTY_FN], [0], [args], 4, 3, ref_hundreds=5)[4]) == 0  # no gate
+    for bad in (0, _core.GATE_MAX + 1):
+        with pytest.raises(ValueError, match="gate_max"):
+            _core.measure_set([_core.EMPTY_FN], [0], [args], 4, 1, ref_hundreds=5, gate_ticks=100, gate_max=bad)
+
+
+def test_the_sampler_gates_at_the_floor_of_the_clock_it_last_saw(monkeypatch):
+    from bench.measure import sampler as sm
+    loop = SharedCore(1.0)
+    monkeypatch.setattr(_core, "measure_set", loop)
+    s = sm.Sampler([sm.Target(1, 1, None)], None, probe_floor=PROBE).resize(64)
+    s.take(3)
+    # the first native call knows no clock yet; every later one gates at the floor in TSC ticks
+    assert loop.gates[0] == 0 and set(loop.gates[1:]) == {int(PROBE * RATIO * (1 + policy.CONTENTION_TOLERANCE))}
+    loop.gates.clear()
+    monkeypatch.setattr(_core, "measure_set", loop)
+    sm.Sampler([sm.Target(1, 1, None)], None).resize(64).take(3)  # no floor (the kernel module's case): no gate
+    assert set(loop.gates) == {0}

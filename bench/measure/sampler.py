@@ -18,7 +18,10 @@ its slowest): in core cycles it sits at
 a floor that is the machine's, except while a sibling hyperthread shares the core; such
 samples are excluded (policy: contention) and the sampler waits, within a per-process
 budget, for the core to be its own again.  The floor is the parent's (machine.clocks, kept
-per machine across runs), lowered here if this process sees the core quieter.
+per machine across runs), lowered here if this process sees the core quieter.  Before each
+sample the native loop's gate runs the probe until the core is quiet (at most GATE_PROBES):
+a sibling that is busy nearly all the time still leaves quiet windows of a few hundred
+microseconds, and a sample started in one is mostly quiet to its end.
 
 Samples are judged by bench.measure.policy, the one exclusion policy: an excluded sample is
 kept in the log with its reason and measured again.
@@ -43,6 +46,11 @@ CONTENTION_WAIT_S = float(os.environ.get("SEAMBENCH_CONTENTION_WAIT_S", "0.5"))
 HISTORY = 64              # kept samples the gap test takes its "usual" from
 FLOOR_RUN = 5             # undisturbed samples in a row below the probe's floor that lower it
 MAX_CALLS = 1 << 20
+# The gate (_native/measure.c): each sample waits, at most this many probes (~1-5 ms), for a
+# core its sibling hyperthread leaves alone.  Such a core comes in windows of a few hundred
+# microseconds (Zen 3 guest, a sibling busy 98% of the time: 0.1% of ungated 100-us samples
+# quiet, 77% of gated ones).
+GATE_PROBES = 1000
 SIZE_SLACK = 2.0          # a given calls-per-batch stands while its batch is within 2x of the target
 CALIBRATION_ADDS = 100    # hundreds of ADDs in the calibration samples' reference (10,000 ADDs)
 COUNTER_TOLERANCE = 0.05  # counter vs reference-chain core cycles
@@ -57,6 +65,29 @@ class Target:
     args: object
 
 
+class Floor:
+    """A floor in core cycles that quiet samples set (the load/store probe's).  Lowered
+    by FLOOR_RUN undisturbed samples in a row more than `tolerance` under it (to their median),
+    never by one: a sample whose chain was slowed looks fast and would set a floor nothing
+    else reaches."""
+
+    def __init__(self, value: float | None, tolerance: float):
+        self.value = value
+        self.tolerance = tolerance
+        self.quiet = []  # the latest undisturbed samples' core cycles (FLOOR_RUN at most)
+
+    def over(self, core: float) -> float | None:
+        """core over the floor (None: no floor, or nothing measured)."""
+        return core / self.value if self.value and core > 0 else None
+
+    def offer(self, core: float) -> None:
+        """An undisturbed sample's core cycles."""
+        self.quiet = self.quiet[-(FLOOR_RUN - 1):] + [core]
+        if len(self.quiet) == FLOOR_RUN and all(q < self.value * (1 - self.tolerance) for q in self.quiet):
+            self.value = float(statistics.median(self.quiet))
+            self.quiet = []
+
+
 class Screen:
     """Judges fresh samples against the history of kept ones (policy.judge), so every
     sampler, in user space or the kernel module's client, excludes by the same rule."""
@@ -64,12 +95,13 @@ class Screen:
     def __init__(self, probe_floor: float | None = None):
         self.kept = []   # recent kept samples, for the gap test
         self.log = []    # every sample judged, kept or not, in order
-        self.probe_floor = probe_floor  # the probe's uncontended core cycles (None: not judged)
+        # the probe's uncontended core cycles (None: not judged): the parent's, lowered here
+        self.probe = Floor(probe_floor, policy.CONTENTION_TOLERANCE)
         self.tolerate = False  # the wait budget is spent: contended samples are kept, flagged
-        self.quiet = []  # probe core cycles of the latest undisturbed samples (FLOOR_RUN at most)
 
-    def _contention(self, s) -> float | None:
-        return s.probe_core / self.probe_floor if self.probe_floor and s.probe else None
+    @property
+    def probe_floor(self) -> float | None:
+        return self.probe.value
 
     def _usual(self, fresh):
         pool = self.kept[-HISTORY:] + [s for s in fresh if policy.event_reason(s.events) is None]
@@ -90,11 +122,11 @@ class Screen:
         usual = self._usual(fresh)
         out = []
         for s in fresh:
-            contention = self._contention(s)
+            contention = self.probe.over(s.probe_core) if s.probe else None
             reason = policy.judge(s.events, s.per_call(), usual,
                                   tuple(t - s.empty for t in s.ticks), contention)
             if reason is None and contention is not None:
-                self._lower_floor(s.probe_core)
+                self.probe.offer(s.probe_core)
             s = replace(s, excluded=reason)
             if reason == "contention" and self.tolerate:
                 s = replace(s, excluded=None, contended=True)
@@ -105,16 +137,6 @@ class Screen:
                 self.kept.append(s)
                 del self.kept[:-HISTORY]
         return out
-
-    def _lower_floor(self, probe_core: float) -> None:
-        """FLOOR_RUN undisturbed samples in a row quieter than the floor said: their median is the
-        floor.  Undisturbed only (a preempted chain makes any probe look fast), and a run of
-        them, not one: a sample whose chain was slowed would set a floor nothing else reaches."""
-        self.quiet = self.quiet[-(FLOOR_RUN - 1):] + [probe_core]
-        limit = self.probe_floor * (1 - policy.CONTENTION_TOLERANCE)
-        if len(self.quiet) == FLOOR_RUN and all(q < limit for q in self.quiet):
-            self.probe_floor = float(statistics.median(self.quiet))
-            self.quiet = []
 
     def excluded(self, since: int = 0) -> dict:
         """reason -> samples excluded (from log entry `since` on), reasons with none left out."""
@@ -157,15 +179,30 @@ class Sampler:
         self.batch_ticks = None  # the slowest target's batch when last sized (resize)
         self.screen = Screen(probe_floor)
         self.wait_left = CONTENTION_WAIT_S
+        self.ratio = None        # TSC ticks per core cycle of the latest samples: the gate's scale
+        self.gate_s = 0.0        # seconds the gate waited in the latest native call
 
     # -- the native call -----------------------------------------------------------
+    def _gate(self, ref_hundreds) -> int:
+        """The gate's limit in TSC ticks: the probe's floor at the latest samples' clock, with
+        the tolerance (0: no gate, while there is no floor or ratio yet).  It stays on once the
+        wait budget is spent: each sample's wait is bounded (GATE_PROBES), and a sample started
+        in a quiet window is the likelier to be quiet, flagged or not."""
+        floor = self.screen.probe.value
+        if not (ref_hundreds and floor and self.ratio):
+            return 0
+        return int(floor * self.ratio * (1 + policy.CONTENTION_TOLERANCE))
+
     def _raw(self, count, n_calls, ref_hundreds) -> list:
         fns = (_core.EMPTY_FN,) + tuple(t.fn for t in self.targets)
         leaves = (0,) + tuple(t.rax for t in self.targets)
         args = (self.empty_args,) + tuple(t.args for t in self.targets)
         n_ev = len(self.perf.slots)
-        ticks, t0, ev, probe = _core.measure_set(fns, leaves, args, n_calls, count, self.perf.fd, n_ev,
-                                                 ref_hundreds)
+        gate = self._gate(ref_hundreds)
+        t_wall = time.monotonic()
+        ticks, t0, ev, probe, waited = _core.measure_set(fns, leaves, args, n_calls, count, self.perf.fd, n_ev,
+                                                         ref_hundreds, gate, GATE_PROBES if gate else 0)
+        t_wall = time.monotonic() - t_wall
         width = len(fns) + (1 if ref_hundreds else 0)
         k = len(self.targets)
         counters = [name for name in HW_COUNTERS if name in self.perf.slots]
@@ -185,6 +222,13 @@ class Sampler:
                               empty=t[0], ref=t[1 + k] if ref_hundreds else 0,
                               ref_adds=100 * ref_hundreds, events=events, hw=hw,
                               probe=int(probe[i]) if ref_hundreds else 0))
+        ratios = [x.tsc_per_core for x in out if x.ref > 0]
+        if ratios:
+            self.ratio = float(statistics.median(ratios))
+        # the gate's share of the call's wall time: its probes (at about the limit each) against
+        # everything the samples ran
+        gated = sum(waited) * gate
+        self.gate_s = t_wall * gated / (gated + sum(_signed(x) for x in ticks) + width * sum(probe)) if gated else 0.0
         return out
 
     # -- sizing ----------------------------------------------------------------------
@@ -239,9 +283,12 @@ class Sampler:
             t0 = time.monotonic()
             fresh = self.screen.screen(self._raw(count - len(kept), self.n_calls, self.ref_hundreds))
             kept += [s for s in fresh if s.excluded is None]
-            if any(s.excluded == "contention" for s in fresh) and not self.screen.tolerate:
-                self.wait_left -= time.monotonic() - t0  # waiting: not a round of the limit
-                self.screen.tolerate = self.wait_left <= 0
+            contended = any(s.excluded == "contention" for s in fresh) and not self.screen.tolerate
+            # waiting for a quiet core, in the gate or in samples measured again: the wait
+            # budget, not a round of the limit
+            self.wait_left -= time.monotonic() - t0 if contended else self.gate_s
+            self.screen.tolerate = self.screen.tolerate or self.wait_left <= 0
+            if contended:
                 continue
             rounds += 1
             if rounds > MAX_ROUNDS:
