@@ -142,7 +142,7 @@ PROBE_REF_HUNDREDS = 500
 PROBE_VERSION = 3  # 2: the slowest of the probes timed after each batch of a sample; 3: a median
 # (a low percentile cut into the quiet samples, and kept those whose chain ran slow: low figures)
 PROBE_FLOOR_FILE = "probe-floor.json"
-PROBE_GATE = 64             # probes a floor sample waits at most for a quiet core (~0.2-0.4 ms)
+PROBE_GATE = 256            # probes a floor sample waits at most for a quiet core (~0.5-1.5 ms)
 PROBE_GATE_TOLERANCE = 0.02  # policy.CONTENTION_TOLERANCE (bench.native does not import bench.measure)
 # A kept floor is this CPU's (the key says which model, stepping and microcode), and a sibling can
 # slow the probe by 50% and more (seen here: a run that started so, with 0.8 here, measured every
@@ -160,11 +160,12 @@ def probe_floor() -> tuple:
     # Shaped like a worker's sample of one benchmark (three slots, so the slowest of three probes);
     # in chunks of ~5 ms, the quietest chunk's median: a sibling busy for part of the ~0.1 s
     # leaves the others.  After the first chunk, each sample waits (the gate, at most
-    # PROBE_GATE probes) for a core as quiet as the quietest chunk yet: a sibling busy all but a
-    # few hundred microseconds at a time leaves no chunk quiet otherwise (seen on a Zen 3 guest:
-    # 15,900 ungated, 10,930 gated).
+    # PROBE_GATE probes) for a core as quiet as the quietest twentieth of the probes yet: a
+    # sibling busy all but a few hundred microseconds at a time leaves no chunk quiet otherwise
+    # (seen on a Zen 3 guest: 15,500-15,900 ungated or gated at the quietest chunk's median,
+    # 10,940-14,100 gated so; the floor kept across runs is the lowest).
     args = _core.Args(64)
-    medians, gate = [], 0
+    medians, probes, gate = [], [], 0
     for _ in range(PROBE_SAMPLES // PROBE_CHUNK):
         ticks, _, _, probe, _ = _core.measure_set([_core.EMPTY_FN] * 2, [0, 0], [args, args], 4, PROBE_CHUNK,
                                                   ref_hundreds=PROBE_REF_HUNDREDS, gate_ticks=gate,
@@ -173,8 +174,9 @@ def probe_floor() -> tuple:
         seen = [p * PROBE_REF_HUNDREDS * 100 / r for p, r in zip(probe, ticks[2::3]) if r > 0]
         if seen:
             medians.append(statistics.median(seen))
+            probes = sorted(probes + seen)
             ratio = statistics.median(chains) / (PROBE_REF_HUNDREDS * 100)
-            gate = int(min(medians) * ratio * (1 + PROBE_GATE_TOLERANCE))
+            gate = int(probes[len(probes) // 20] * ratio * (1 + PROBE_GATE_TOLERANCE))
     own = min(medians)
     # what the probe is, in the key: a floor is the core cycles of that many operations, timed so
     key = f"{cpu_key()} probe {_core.PROBE_OPS} v{PROBE_VERSION}"
