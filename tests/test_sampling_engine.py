@@ -179,7 +179,7 @@ def test_a_clock_step_inside_a_run_changes_no_core_cycle_figure(monkeypatch, cat
     """Half-way through, the host moves the core clock 2.5% down: every batch takes 2.5% more TSC
     ticks (the reference chain too).  TSC figures move; core cycles do not."""
     serialize.costs(registry)
-    step = lambda k: RATIO if k < 55 else RATIO * 1.025  # after the ~36 samples that size the sampler
+    step = lambda k: RATIO if k < 25 else RATIO * 1.025
     loop = FakeLoop(step)
     monkeypatch.setattr(_core, "measure_set", loop)
     ctx = context(catalog, registry)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from bench.measure import policy
-
 
 @dataclass(frozen=True)
 class Spec:
@@ -50,16 +48,6 @@ class Sample:
     def core(self, i=0) -> float:
         """Core cycles per call of function i: net TSC ticks over this sample's own ratio."""
         return self.net_tsc(i) / self.tsc_per_core
-
-    @property
-    def empty_core(self) -> float:
-        """Core cycles of the empty batch (nan without a reference chain)."""
-        return self.empty / self.tsc_per_core if self.ref > 0 and self.ref_adds else math.nan
-
-    @property
-    def empty_judged(self) -> bool:
-        """Long enough, and converted by its own chain, for its floor to tell (policy)."""
-        return self.empty >= policy.EMPTY_MIN_TICKS and self.ref > 0 and self.ref_adds > 0
 
     @property
     def probe_core(self) -> float:
@@ -113,21 +101,12 @@ class SampleBlock:
         """The block of function i from kept Samples (and warm-up Samples, figures only).  Samples
         kept on a shared core (the sampler's wait ran out) stand in the figure only where fewer
         than MIN_UNCONTENDED others do; else they count as excluded for contention, like the
-        ones the sampler measured again.  So do samples whose empty batch sits over the block's
-        own floor (its MIN_UNCONTENDED-th lowest, policy.EMPTY_TOLERANCE): a sampler judges a
-        sample by the floor it knew then, and one it learned later leaves the earlier ones."""
+        ones the sampler measured again."""
         excluded = dict(excluded or {})
-
-        def only(stand):
-            nonlocal kept
-            if MIN_UNCONTENDED <= len(stand) < len(kept):
-                excluded["contention"] = excluded.get("contention", 0) + len(kept) - len(stand)
-                kept = stand
-        only([s for s in kept if not s.contended])
-        empties = sorted(s.empty_core for s in kept if s.empty_judged)
-        if len(empties) >= MIN_UNCONTENDED:
-            limit = empties[MIN_UNCONTENDED - 1] * (1 + policy.EMPTY_TOLERANCE)
-            only([s for s in kept if not s.empty_judged or s.empty_core <= limit])
+        quiet = [s for s in kept if not s.contended]
+        if len(quiet) < len(kept) and len(quiet) >= MIN_UNCONTENDED:
+            excluded["contention"] = excluded.get("contention", 0) + len(kept) - len(quiet)
+            kept = quiet
         hw = {}
         for s in kept:
             for name, per_fn in s.hw.items():

@@ -15,12 +15,7 @@ and measured again, for the first of these that applies:
   machine's floor, in core cycles.  On a shared host a sibling hyperthread of another tenant
   takes this core's ports for seconds at a time: the latency-bound chain, and so the clock
   conversion, does not see it, but every call that loads and stores does (measured here:
-  +14% and +44% states lasting up to 20 s, XSAVE +11% and +35%); or the sample's empty batch
-  took more than EMPTY_TOLERANCE over its floor (the sampler's), in core cycles: a sibling can
-  leave the ports alone and still take the front end, which the call/return loop of the empty
-  batch shows (Zen 3 guest: with the probe at its floor, the empty batch at 4.5 core cycles a call
-  or at 5.3-8, and a stub's net figure the same to 0.1% across fresh processes in the first
-  state, 1-1.5% apart where the states mix);
+  +14% and +44% states lasting up to 20 s, XSAVE +11% and +35%);
 - nonpositive: the measured batch was not slower than the empty one.
 
 Samples never stand alone for the gap test: `usual` is the median per slot over recent
@@ -39,13 +34,6 @@ GAP_MIN_HISTORY = 5
 # move the figures about as much as the probe.  Cutting into the quiet ones would keep the samples
 # whose chain ran slow, which makes their figures low.
 CONTENTION_TOLERANCE = 0.02
-# Over the empty batch's floor: at its floor a batch's calls sit within ~3% of one another (Zen 3
-# guest, a TSC that counts in steps of 26 ticks, batches of 2,000 ticks and up); the next state up
-# is 17% over.
-EMPTY_TOLERANCE = 0.08
-# An empty batch shorter than this many TSC ticks is not judged: too coarse for such a TSC (the
-# trap backends, a few calls a batch, where the empty batch is a fraction of a percent of the figure).
-EMPTY_MIN_TICKS = 2000
 
 
 def event_reason(events: dict) -> str | None:
@@ -57,23 +45,20 @@ def event_reason(events: dict) -> str | None:
 
 
 def judge(events: dict, per_call: tuple, usual: tuple | None, net_ticks: tuple,
-          contention: float | None = None, empty_over: float | None = None) -> str | None:
+          contention: float | None = None) -> str | None:
     """The reason a sample is excluded, or None.
 
     events: event name -> count over the whole sample (all its batches);
     per_call: TSC ticks per call (per ADD for the reference) of each slot of the sample;
     usual: the same, typical for this sampler (None while it has too little history);
     net_ticks: each measured function's batch net of the empty batch;
-    contention: the probe's core cycles over the machine's floor (None: no probe or floor);
-    empty_over: the empty batch's core cycles over its floor (None: not judged)."""
+    contention: the probe's core cycles over the machine's floor (None: no probe or floor)."""
     reason = event_reason(events)
     if reason:
         return reason
     if usual is not None and any(x > GAP_FACTOR * u for x, u in zip(per_call, usual) if u > 0):
         return "tsc_gap"
     if contention is not None and contention > 1 + CONTENTION_TOLERANCE:
-        return "contention"
-    if empty_over is not None and empty_over > 1 + EMPTY_TOLERANCE:
         return "contention"
     if any(n <= 0 for n in net_ticks):
         return "nonpositive"

@@ -51,10 +51,6 @@ MAX_CALLS = 1 << 20
 # microseconds (Zen 3 guest, a sibling busy 98% of the time: 0.1% of ungated 100-us samples
 # quiet, 77% of gated ones).
 GATE_PROBES = 1000
-# Samples a sampler sizes its reference chain from, and seeds its history and its empty
-# batch's floor with (~10-40 ms): enough that the empty batch's floor state is among them
-# where a busy sibling leaves it one sample in ten.
-SEED_SAMPLES = 30
 SIZE_SLACK = 2.0          # a given calls-per-batch stands while its batch is within 2x of the target
 CALIBRATION_ADDS = 100    # hundreds of ADDs in the calibration samples' reference (10,000 ADDs)
 COUNTER_TOLERANCE = 0.05  # counter vs reference-chain core cycles
@@ -70,8 +66,7 @@ class Target:
 
 
 class Floor:
-    """A floor in core cycles that quiet samples set: the load/store probe's, or the empty
-    batch's.  Lowered
+    """A floor in core cycles that quiet samples set (the load/store probe's).  Lowered
     by FLOOR_RUN undisturbed samples in a row more than `tolerance` under it (to their median),
     never by one: a sample whose chain was slowed looks fast and would set a floor nothing
     else reaches."""
@@ -86,9 +81,7 @@ class Floor:
         return core / self.value if self.value and core > 0 else None
 
     def offer(self, core: float) -> None:
-        """An undisturbed sample's core cycles (nothing to lower without a floor)."""
-        if not self.value:
-            return
+        """An undisturbed sample's core cycles."""
         self.quiet = self.quiet[-(FLOOR_RUN - 1):] + [core]
         if len(self.quiet) == FLOOR_RUN and all(q < self.value * (1 - self.tolerance) for q in self.quiet):
             self.value = float(statistics.median(self.quiet))
@@ -104,8 +97,6 @@ class Screen:
         self.log = []    # every sample judged, kept or not, in order
         # the probe's uncontended core cycles (None: not judged): the parent's, lowered here
         self.probe = Floor(probe_floor, policy.CONTENTION_TOLERANCE)
-        # the empty batch's, at this sampler's calls per batch (seed; None: not judged)
-        self.empty = Floor(None, policy.EMPTY_TOLERANCE)
         self.tolerate = False  # the wait budget is spent: contended samples are kept, flagged
 
     @property
@@ -120,16 +111,11 @@ class Screen:
 
     def seed(self, samples: list) -> None:
         """History from calibration samples (not logged, not kept for figures): the gap test then
-        works from the first sample judged, instead of waiting for GAP_MIN_HISTORY of them; and
-        the empty batch's floor at their calls per batch, their second lowest: its floor state
-        is the least common one where a sibling is busy, a median would miss it, and one sample
-        whose chain ran slow looks fast."""
+        works from the first sample judged, instead of waiting for GAP_MIN_HISTORY of them."""
         for s in samples:
             if policy.event_reason(s.events) is None and all(t > s.empty for t in s.ticks):
                 self.kept.append(s)
         del self.kept[:-HISTORY]
-        empties = sorted(s.empty_core for s in samples if s.empty_judged and policy.event_reason(s.events) is None)
-        self.empty = Floor(empties[min(1, len(empties) - 1)] if empties else None, policy.EMPTY_TOLERANCE)
 
     def screen(self, fresh: list) -> list:
         """The fresh samples with their verdicts set (a new Sample each); all go to the log."""
@@ -138,11 +124,9 @@ class Screen:
         for s in fresh:
             contention = self.probe.over(s.probe_core) if s.probe else None
             reason = policy.judge(s.events, s.per_call(), usual,
-                                  tuple(t - s.empty for t in s.ticks), contention, self._empty_over(s))
+                                  tuple(t - s.empty for t in s.ticks), contention)
             if reason is None and contention is not None:
                 self.probe.offer(s.probe_core)
-            if reason is None and s.empty_judged:
-                self.empty.offer(s.empty_core)
             s = replace(s, excluded=reason)
             if reason == "contention" and self.tolerate:
                 s = replace(s, excluded=None, contended=True)
@@ -153,9 +137,6 @@ class Screen:
                 self.kept.append(s)
                 del self.kept[:-HISTORY]
         return out
-
-    def _empty_over(self, s) -> float | None:
-        return self.empty.over(s.empty_core) if s.empty_judged else None
 
     def excluded(self, since: int = 0) -> dict:
         """reason -> samples excluded (from log entry `since` on), reasons with none left out."""
@@ -276,7 +257,7 @@ class Sampler:
     def resize(self, n_calls: int) -> "Sampler":
         """n_calls per batch (a multiple of 4), and a reference chain about as long as the
         slowest target's batch: its TSC-per-core ratio is measured here, never assumed."""
-        fresh = self._raw(SEED_SAMPLES, n_calls, CALIBRATION_ADDS)
+        fresh = self._raw(2 * policy.GAP_MIN_HISTORY, n_calls, CALIBRATION_ADDS)
         batch = float(statistics.median(max(s.ticks) for s in fresh))
         ratio = float(statistics.median(s.tsc_per_core for s in fresh))
         self.n_calls, self.ref_hundreds = n_calls, reference_hundreds(batch, ratio)
