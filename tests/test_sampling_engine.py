@@ -396,3 +396,16 @@ def test_the_sampler_gates_at_the_floor_of_the_clock_it_last_saw(monkeypatch):
     monkeypatch.setattr(_core, "measure_set", loop)
     sm.Sampler([sm.Target(1, 1, None)], None).resize(64).take(3)  # no floor (the kernel module's case): no gate
     assert set(loop.gates) == {0}
+
+
+def test_the_machine_id_tells_cpu_models_apart_where_the_brand_string_does_not(monkeypatch):
+    from bench.native import machine
+    monkeypatch.delenv("SEAMBENCH_MACHINE", raising=False)
+
+    def on(brand, family, model):
+        monkeypatch.setattr(machine, "cpu", lambda: {"vendor": "AuthenticAMD", "model_name": brand, "family": family,
+                                                     "model": model, "logical_cpus": 2, "hypervisor": "KVMKVMKVM"})
+        return machine.machine_id()
+    assert on("AMD EPYC", 25, 1) == "amd-epyc-f25m1-2cpu-kvm"
+    assert on("AMD EPYC", 26, 2) == "amd-epyc-f26m2-2cpu-kvm"  # a Zen 5 guest: another store
+    assert on("AMD EPYC 9654 96-Core Processor", 25, 17) == "amd-epyc-9654-96-core-2cpu-kvm"

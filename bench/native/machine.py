@@ -269,6 +269,11 @@ def machine_id() -> str:
     vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd", "HygonGenuine": "hygon"}.get(c["vendor"], "x86")
     model = re.sub(r"\(r\)|\(tm\)|\bcpu\b|\bprocessor\b|@.*$", "", c["model_name"].lower())
     model = re.sub(r"[^a-z0-9]+", "-", model).strip("-") or f"f{c['family']}m{c['model']}"
+    # A guest's brand string is often the bare brand ("AMD EPYC", "Intel Xeon Processor"): one id
+    # would then name a Zen 3 and a Zen 5 (seen here a day apart), whose figures differ by 10% and
+    # more, and their results would be pooled as replicates of one machine.
+    if not re.search(r"\d", model):
+        model = f"{model}-f{c['family']}m{c['model']}"
     if not model.startswith(vendor):
         model = f"{vendor}-{model}"
     guest = f"-{hypervisor_name(c['hypervisor'])}" if c["hypervisor"] else ""
