@@ -174,6 +174,9 @@ SB_TIMED __attribute__((noinline)) static int measure_loop(const struct sb_set_r
 				k++;
 			}
 			r->waited[s] = k;
+			/* The counters start again after the gate: its probes belong to no batch. */
+			if (perf && sb_perf_read(r->perf_fd, r->n_events, prev))
+				return -EIO;
 		}
 		r->t_start[s] = tsc_begin();
 		/* Rotated, and reversed every other sample (AB, BA, BA, AB for two): a cyclic
