@@ -42,9 +42,12 @@ def child(spec: str, samples: int, batch_us: float) -> dict:
     n_calls = kept_calls([sp], batch_us).get(spec)
     sampler = ctx.sampler([p]).size(ctx.target_ticks(), n_calls)
     kept = sampler.take(samples, warmups=4)
-    empty = sorted(s.empty / s.n_calls / s.tsc_per_core for s in kept)
+
+    def empty_per_call(s):  # the empty batch's core cycles a call
+        return s.empty / s.n_calls / s.tsc_per_core
+    empty = sorted(map(empty_per_call, kept))
     floor = empty[int(QUANTILE * (len(empty) - 1))]
-    at_floor = [s.core() for s in kept if s.empty / s.n_calls / s.tsc_per_core <= floor * (1 + TOLERANCE)]
+    at_floor = [s.core() for s in kept if empty_per_call(s) <= floor * (1 + TOLERANCE)]
     return {"n_calls": sampler.n_calls, "kept": len(kept), "net": st.median(s.core() for s in kept),
             "floor_net": st.median(at_floor), "floor_share": len(at_floor) / len(kept),
             "empty_floor": floor, "empty_median": st.median(empty)}
