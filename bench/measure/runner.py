@@ -13,6 +13,7 @@ from bench.measure import sampler
 from bench.measure.prepare import Context, measure_one
 from bench.native import backends, machine
 from bench.native.registry import Registry
+from bench.stats import noise
 from bench.stats import summary as stats
 
 
@@ -99,18 +100,25 @@ def pair_verdict(registry, conv, leaf) -> "safety.Verdict":
 _REPORTED = set()  # pairs whose failed runtime check was already reported
 
 
-def record(m: Measurement, ctx: Context, reference: dict) -> dict:
+def records(measurements, ctx: Context, reference: dict) -> list:
+    """The --json records of one run.  Where a benchmark was timed by several worker processes,
+    its CI counts how far its workers land apart, the spread estimated from all the run's
+    benchmarks together (noise.run_intervals): a worker's values are not independent."""
+    by_workers = [m for m in measurements if m.from_workers and len(m.runs) >= 2]
+    cis = dict(zip(map(id, by_workers), noise.run_intervals([[r.values for r in m.runs] for m in by_workers])))
+    return [record(m, ctx, reference, cis.get(id(m))) for m in measurements]
+
+
+def record(m: Measurement, ctx: Context, reference: dict, ci95=None) -> dict:
     """The --json record of one benchmark (schema in the README): core cycles per call first,
-    each sample converted by its own reference chain; TSC ticks and ns beside them."""
+    each sample converted by its own reference chain; TSC ticks and ns beside them.  `ci95`:
+    the run's interval from records(); else the order-statistic CI of the values."""
     s = stats.Summary.of(m.values)
     tsc = stats.Summary.of(m.tsc_values)
     ratio = stats.Summary.of(m.ratios)
     base = stats.Summary.of(m.baseline_values)
     ref = reference.get(m.spec.backend)
-    ci95 = list(s.ci95)
-    if m.from_workers and len(m.runs) >= 2:
-        # Values of one worker are not independent: the CI resamples workers, then values.
-        ci95 = list(stats.hierarchical_median_ci([r.values for r in m.runs])[1])
+    ci95 = list(ci95 or s.ci95)
     agree = [a for a in (sampler.agreement(r) for r in m.runs) if a is not None]
     return {
         "name": m.spec.name,

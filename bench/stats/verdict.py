@@ -39,7 +39,8 @@ import numpy as np
 
 from bench.stats.noise import ASSUMED, Noise, moments, session_of
 from bench.stats.noise import estimate as noise_estimate
-from bench.stats.summary import Z80, Z95
+from bench.stats.summary import Z80, Z95, whole_df
+from bench.stats.summary import t_ppf as _t_ppf
 
 SLOWER, FASTER, SAME, UNKNOWN = "slower", "faster", "same", "unknown"
 
@@ -68,20 +69,9 @@ def decide(ci, threshold) -> str:
     return UNKNOWN
 
 
-def _df(df) -> float:
-    """The whole degrees of freedom below df (a slightly wider interval; t and its p-value agree)."""
-    return float(math.floor(df)) if df < 1e6 else math.inf
-
-
-def _t_ppf(q, df):
-    from scipy.special import ndtri, stdtrit  # ufuncs: microseconds, where scipy.stats takes 100
-    d = _df(df)
-    return float(ndtri(q)) if d == math.inf else float(stdtrit(d, q))
-
-
 def _t_sf(x, df):
     from scipy.special import ndtr, stdtr
-    d = _df(df)
+    d = whole_df(df)
     return float(ndtr(-x)) if d == math.inf else float(stdtr(d, -x))
 
 
