@@ -76,7 +76,7 @@ def execute(args, dest=None, metadata=None, quiet=False) -> Ran:
 def _run(args, dest_override=None, metadata=None, quiet=False) -> Ran:
     from bench.measure import driver
     from bench.measure.prepare import Context, context_info
-    from bench.measure.runner import Plan, expand, pair_verdict, records as to_records, references, run_plan
+    from bench.measure.runner import Plan, expand, pair_verdict, references, run_plan, run_records
     from bench.native import backends, machine
     from bench.native.registry import Registry
     from bench.results import store
@@ -149,7 +149,7 @@ def _run(args, dest_override=None, metadata=None, quiet=False) -> Ran:
             plan.skipped.append((spec.name, "pyperf produced no result"))
     measurements = [driver.to_measurement(r, catalog) for r in results]
     refs = references(measurements + kmod_ms, suite.reference)
-    records = to_records(measurements + kmod_ms, ctx, refs)
+    records = run_records(measurements + kmod_ms, ctx, refs)
     path, lost = None, []  # lost: writes that failed, their content saved elsewhere (RecoveredError)
     if (results or kmod_ms) and not args.no_store:
         benches = [driver.annotate(r, m, info) for r, m in zip(results, measurements)]

@@ -100,7 +100,7 @@ def pair_verdict(registry, conv, leaf) -> "safety.Verdict":
 _REPORTED = set()  # pairs whose failed runtime check was already reported
 
 
-def records(measurements, ctx: Context, reference: dict) -> list:
+def run_records(measurements, ctx: Context, reference: dict) -> list:
     """The --json records of one run.  Where a benchmark was timed by several worker processes,
     its CI counts how far its workers land apart, the spread estimated from all the run's
     benchmarks together (noise.run_intervals): a worker's values are not independent."""
@@ -112,7 +112,7 @@ def records(measurements, ctx: Context, reference: dict) -> list:
 def record(m: Measurement, ctx: Context, reference: dict, ci95=None) -> dict:
     """The --json record of one benchmark (schema in the README): core cycles per call first,
     each sample converted by its own reference chain; TSC ticks and ns beside them.  `ci95`:
-    the run's interval from records(); else the order-statistic CI of the values."""
+    the run's interval from run_records(); else the order-statistic CI of the values."""
     s = stats.Summary.of(m.values)
     tsc = stats.Summary.of(m.tsc_values)
     ratio = stats.Summary.of(m.ratios)
