@@ -5,9 +5,11 @@ stored under benchmarks/out/verdicts.{md,json}:
 
   aa      --aa-runs back-to-back `bench run --suite configs/quick.yaml` of this build, every pair
           compared: the share of compares with any faster/slower row (target <= 5%).
-  power   a planted change: the quick suite plus one convention `planted`, answered on side B by
-          an emulated module `--latency` units slower (emul_latency; by default the smallest
-          that `bench ab` measures at --planted, 1%); --pairs single-run-per-side compares, and
+  power   a planted change: the quick suite plus one convention `planted` (seamcall_ret whose
+          emulated module counts down BASE_LATENCY units of emul_latency), answered on side B
+          `--latency` units later (by default the smallest that `bench ab` measures at
+          --planted, 1%).  Both sides run the same machine code; only the count differs.
+          --pairs single-run-per-side compares, and
           --pairs3 compares of three runs a side: the share calling it "slower" (target >= 90%).
           The planted change actually measured by the compares is printed beside it.
   bisect  `bench history --bisect` on --histories synthetic 32-commit histories (a real git
@@ -76,10 +78,10 @@ def env_for(store: Path) -> dict:
     return {**os.environ, "SEAMBENCH_RESULTS": str(store)}  # the noise record goes there too
 
 
-def judged(a_files, b_files, force=False) -> compare.Report:
+def judged(a_files, b_files, force=False, threshold=compare.DEFAULT_THRESHOLD) -> compare.Report:
     side = lambda fs: compare.Side(fs[0].name, list(fs), [compare.read(f) for f in fs],
                                    store_at=(fs[0].parent.parent, fs[0].parent.name))
-    return compare.compare(side(a_files), side(b_files), force=force)
+    return compare.compare(side(a_files), side(b_files), threshold=threshold, force=force)
 
 
 def aa(work: Path, runs: int, log) -> dict:
@@ -107,19 +109,28 @@ def aa(work: Path, runs: int, log) -> dict:
             "between_sd": sd}
 
 
+# Both sides' module counts down at least this many units, so that a unit is one iteration of
+# the same loop on both: from 0 the first units hide behind the serializing return and the
+# loop's exit starts to mispredict a few units on (a Zen 4 guest, by `bench ab`: 4 units +0.69%,
+# 5 units +2.6% over none; 22 units +1.09% and 24 units +2.15% over 20).  A plant in the wrapper
+# instead (inject_chain) moves its code: 1, 2 and 3 ops measured -0.50%, -0.07% and +4.98%.
+BASE_LATENCY = 20
+
 PLANTED = """conventions:
   planted:
-    description: seamcall_ret{what}
+    description: seamcall_ret, answered {latency} units late
     extends: seamcall_ret
-{latency}"""
+    emul_latency: {latency}
+"""
 
 
 TWINS = """conventions:
   planted_a:
-    description: seamcall_ret
+    description: seamcall_ret, answered {base} units late
     extends: seamcall_ret
+    emul_latency: {base}
   planted_b:
-    description: seamcall_ret, answered {latency} units slower
+    description: seamcall_ret, answered {latency} units later
     extends: seamcall_ret
     emul_latency: {latency}
 """
@@ -130,22 +141,22 @@ def size_latency(work: Path, target: float, log) -> int:
     `target` slower than none: a unit is not a fixed share of every stub's cost on every CPU."""
     y = work / "twins.yaml"
     for latency in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
-        y.write_text(TWINS.format(latency=latency))
+        y.write_text(TWINS.format(base=BASE_LATENCY, latency=BASE_LATENCY + latency))
         p = subprocess.run([sys.executable, "-m", "bench", "ab", "planted_a", "planted_b", "-C", str(y), "--json"],
                            capture_output=True, text=True, cwd=ROOT)
         if p.returncode != 0:
             raise SystemExit(f"verdicts: bench ab of the planted twins failed:\n{p.stderr[-3000:]}")
         change = json.loads(p.stdout)["change"]
-        log(f"power: emul_latency {latency} measures {change:+.2%} by bench ab")
+        log(f"power: emul_latency +{latency} over {BASE_LATENCY} measures {change:+.2%} by bench ab")
         if change >= target:
             return latency
     return latency
 
 
-def power(work: Path, pairs: int, pairs3: int, latency: int, log) -> dict:
+def power(work: Path, pairs: int, pairs3: int, latency: int, log, threshold=compare.DEFAULT_THRESHOLD) -> dict:
     ya, yb = work / "planted-a.yaml", work / "planted-b.yaml"
-    ya.write_text(PLANTED.format(what="", latency=""))
-    yb.write_text(PLANTED.format(what=f", answered {latency} units slower", latency=f"    emul_latency: {latency}\n"))
+    ya.write_text(PLANTED.format(latency=BASE_LATENCY))
+    yb.write_text(PLANTED.format(latency=BASE_LATENCY + latency))
     store = work / "power"
     a_files, b_files = [], []
     need = max(pairs, 3 * pairs3)
@@ -155,11 +166,11 @@ def power(work: Path, pairs: int, pairs3: int, latency: int, log) -> dict:
             files.append(into_store(run_once(work / "raw.json", ["-C", str(y)], env=env_for(store)), store, sha))
             log(f"power: {'AB'[files is b_files]} run {i + 1}/{need} ({time.monotonic() - t0:.0f} s)")
     name = "planted/emulated/vp_info"
-    out = {"latency": latency, "benchmark": name}
+    out = {"latency": latency, "base_latency": BASE_LATENCY, "benchmark": name, "threshold": threshold}
     for k, n in ((1, pairs), (3, pairs3)):
         calls, alarms_elsewhere = [], 0
         for j in range(n):
-            r = judged(a_files[j * k:(j + 1) * k], b_files[j * k:(j + 1) * k], force=True)
+            r = judged(a_files[j * k:(j + 1) * k], b_files[j * k:(j + 1) * k], force=True, threshold=threshold)
             row = next((x for x in r.rows if x.name == name), None)
             calls.append(row.verdict if row else "missing")
             alarms_elsewhere += any(x.verdict in (SLOWER, FASTER) for x in r.rows if x.name != name)
@@ -167,7 +178,7 @@ def power(work: Path, pairs: int, pairs3: int, latency: int, log) -> dict:
                            "share": calls.count(SLOWER) / n if n else None,
                            "verdicts": {v: calls.count(v) for v in set(calls)},
                            "alarms_on_unchanged_rows": alarms_elsewhere}
-    all_r = judged(a_files, b_files, force=True)
+    all_r = judged(a_files, b_files, force=True, threshold=threshold)
     row = next(x for x in all_r.rows if x.name == name)
     out["measured_change"] = row.change
     out["measured_ci95"] = [row.ci95[0] - 1, row.ci95[1] - 1]
@@ -238,7 +249,9 @@ def markdown(doc: dict) -> str:
         out.append("")
     if "power" in doc:
         p = doc["power"]
-        out += [f"Power: planted emul_latency {p['latency']} on {p['benchmark']}; measured change over all "
+        base = f" over {p['base_latency']}" if "base_latency" in p else ""
+        base += f", threshold {p['threshold']:.1%}" if "threshold" in p else ""
+        out += [f"Power: planted emul_latency +{p['latency']}{base} on {p['benchmark']}; measured change over all "
                 f"runs {p['measured_change']:+.2%} (95% CI {p['measured_ci95'][0]:+.2%} .. {p['measured_ci95'][1]:+.2%})",
                 "", "| runs a side | compares | called slower | share (target >= 90%) | alarms on unchanged rows |",
                 "|---:|---:|---:|---:|---:|"]
@@ -262,8 +275,10 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=10, help="single-run-per-side compares of the planted change")
     ap.add_argument("--pairs3", type=int, default=6, help="three-runs-a-side compares of the planted change")
     ap.add_argument("--latency", type=int, default=0,
-                    help="emul_latency of the planted side (0: the smallest that bench ab measures at >= --planted)")
+                    help="units of emul_latency the planted side adds (0: the smallest that bench ab measures at >= --planted)")
     ap.add_argument("--planted", type=float, default=0.01, help="the planted change, when --latency is 0")
+    ap.add_argument("--threshold", type=float, default=compare.DEFAULT_THRESHOLD,
+                    help="the decision rule's threshold for the power compares")
     ap.add_argument("--histories", type=int, default=20)
     ap.add_argument("--step", type=float, default=0.01)
     ap.add_argument("--between", type=float, default=0.001, help="synthetic between-run sd (bisect)")
@@ -279,7 +294,7 @@ def main(argv=None) -> int:
             doc["aa"] = aa(work, a.aa_runs, log)
         if "power" in only:
             latency = a.latency or size_latency(work, a.planted, log)
-            doc["power"] = power(work, a.pairs, a.pairs3, latency, log)
+            doc["power"] = power(work, a.pairs, a.pairs3, latency, log, a.threshold)
         if "bisect" in only:
             doc["bisect"] = bisect(work, a.histories, a.step, a.between, log)
         ms = [p.name for p in work.glob("*/*") if p.is_dir() and p.parent.name in ("aa", "power")]
