@@ -137,8 +137,9 @@ TWINS = """conventions:
 
 
 def size_latency(work: Path, target: float, log) -> int:
-    """The smallest emul_latency that `bench ab` (interleaved, in one run) measures at least
-    `target` slower than none: a unit is not a fixed share of every stub's cost on every CPU."""
+    """The smallest emul_latency added to BASE_LATENCY that `bench ab` (interleaved, in one run)
+    measures at least `target` slower than BASE_LATENCY alone: a unit is not a fixed share of
+    every stub's cost on every CPU."""
     y = work / "twins.yaml"
     for latency in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
         y.write_text(TWINS.format(base=BASE_LATENCY, latency=BASE_LATENCY + latency))

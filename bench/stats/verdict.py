@@ -39,8 +39,7 @@ import numpy as np
 
 from bench.stats.noise import ASSUMED, Noise, moments, session_of
 from bench.stats.noise import estimate as noise_estimate
-from bench.stats.summary import Z80, Z95, whole_df
-from bench.stats.summary import t_ppf as _t_ppf
+from bench.stats.summary import Z80, Z95, t_ppf, whole_df
 
 SLOWER, FASTER, SAME, UNKNOWN = "slower", "faster", "same", "unknown"
 
@@ -99,7 +98,7 @@ class Estimate:
 
     def quantile(self, level) -> float:
         """Two-sided critical value at significance `level`."""
-        return _t_ppf(1 - level / 2, self.df) if self.se > 0 else 0.0
+        return t_ppf(1 - level / 2, self.df) if self.se > 0 else 0.0
 
     def ci(self, level=ALPHA) -> tuple:
         q = self.quantile(level)
