@@ -11,8 +11,11 @@ and data land in memory differs from process to process, and measured here it
 sometimes moves one convention against the other by several percent for the life
 of a process (two identical conventions: 0.925 in one process of eight).  A
 process whose median ratio is far from its peers' is dropped, reported, and
-replaced.  The answer is the median ratio over all kept pairs with a 95% CI from a
-bootstrap over processes first and pairs within them second.
+replaced.  The answer is the median ratio over all kept pairs with a 95% CI that takes
+the processes as its units (bench.stats.noise.run_intervals, as bench run's CI takes its
+workers): Student's t on the spread of the processes' medians, which a bootstrap over six
+processes understated.  Odd-numbered processes load Y's code before X's, so which of the two
+sits where in memory varies between processes instead of favouring one side in all of them.
 """
 from __future__ import annotations
 
@@ -31,13 +34,14 @@ from bench.measure.prepare import Context, prepare
 from bench.native import backends, machine
 from bench.native.registry import Registry
 from bench.stats import summary as stats
+from bench.stats.noise import run_intervals
 from bench.stats.verdict import decide
 
 DEFAULT_THRESHOLD = 0.005  # below 0.5% two conventions count as no different
 NO_DIFFERENCE = "no significant difference"
 # bench.stats.verdict.decide's answer as A/B words it: "same" and "unknown" both mean that
-# neither convention was shown faster.  One test, so no family correction; the CI (a bootstrap over
-# processes, then pairs) already holds what varies between processes, ab's between-run component.
+# neither convention was shown faster.  One test, so no family correction; the CI (processes as
+# its units) already holds what varies between processes, ab's between-run component.
 AB_WORDING = {"slower": "slower", "faster": "faster", "same": NO_DIFFERENCE, "unknown": NO_DIFFERENCE}
 
 
@@ -81,7 +85,7 @@ def default_leaf(catalog, x, y):
 
 
 def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
-           allow_unsafe=False, with_ci=True) -> ABResult:
+           allow_unsafe=False, with_ci=True, y_first=False) -> ABResult:
     catalog = ctx.catalog
     leaf = leaf or default_leaf(catalog, x, y)
     catalog.leaf(leaf)
@@ -92,8 +96,10 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     # copies of the same code measure the same (within ~0.05% here).
     if x == y:
         raise ValueError("X and Y are the same convention; declare a twin to A/B identical code")
-    px = prepare(Spec(x, backend, leaf), ctx, allow_unsafe)
-    py = prepare(Spec(y, backend, leaf), ctx, allow_unsafe)
+    # y_first: Y's unit (a convention not built in) is compiled and loaded first, so the two
+    # trade places in memory.
+    prepared = {n: prepare(Spec(n, backend, leaf), ctx, allow_unsafe) for n in ((y, x) if y_first else (x, y))}
+    px, py = prepared[x], prepared[y]
     # One sample = one pair: X, Y, the empty batch (subtracted from both) and the reference
     # chain, rotated, so drift and the clock's state hit both alike.
     sampler = ctx.sampler([px, py]).calibrate(ctx.target_ticks())
@@ -148,11 +154,19 @@ def print_result(console, r: ABResult):
 PROCESS_FLOOR = 0.004  # a process's median ratio this far (or 5 robust SDs) from its peers' is an outlier
 
 
+def processes_interval(groups, confidence=0.95):
+    """The median ratio over all processes' pairs and its CI with processes as the units (one
+    process: its pairs' order-statistic CI, all it has)."""
+    pooled = np.concatenate([np.asarray(g, dtype=float) for g in groups])
+    ci = run_intervals([groups], confidence)[0] or stats.median_ci(pooled, confidence)
+    return float(np.median(pooled)), ci
+
+
 def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=6,
                      threshold=DEFAULT_THRESHOLD, conventions_files=(), allow_unsafe=False, cpu=None,
                      clocks=None, serialize=None, rounds=2) -> ABResult:
     """run_ab in `processes` fresh worker processes (pairs split between them), outlier
-    processes replaced; the CI comes from a bootstrap over processes, then pairs.  `clocks`
+    processes replaced; the CI takes the processes as units (see the module).  `clocks`
     (machine.clocks()) and `serialize` (the emulated stub's mode), decided once by the caller,
     go to every worker, as bench run's do."""
     per = max(20, -(-pairs // processes))
@@ -171,8 +185,13 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     if serialize:
         base_cmd += ["--serialize", serialize]
 
+    spawned = 0
+
     def spawn():
-        proc = subprocess.run(base_cmd, capture_output=True, text=True, preexec_fn=machine.child_setup())
+        nonlocal spawned
+        cmd = base_cmd + (["--y-first"] if spawned % 2 else [])
+        spawned += 1
+        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=machine.child_setup())
         if proc.returncode != 0:
             # A crash in the timed loop (an instruction this CPU lacks) leaves stderr empty: say the signal.
             rc = proc.returncode
@@ -190,7 +209,7 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
             dropped.append(docs.pop(i))
         docs += [spawn() for _ in bad]
     groups = [d["ratios"] for d in docs]
-    ratio, ci = stats.hierarchical_median_ci(groups)
+    ratio, ci = processes_interval(groups)
     first = docs[0]
     samples = sorted((Sample.from_dict(s) for d in docs + dropped for s in d["samples"]), key=lambda s: s.t)
     procs = [{"pid": d["pid"], "pairs": len(d["ratios"]), "ratio": d["ratio"], "dropped": gone,
@@ -226,6 +245,7 @@ def _worker_main(argv=None):
     p.add_argument("--tsc-per-core", type=float)
     p.add_argument("--probe-floor", type=float, default=0.0, help="the load/store probe's floor (0: none)")
     p.add_argument("--serialize", help="the emulated stub's serialization (the parent's choice)")
+    p.add_argument("--y-first", action="store_true", help="load Y's code before X's")
     a = p.parse_args(argv)
     machine.pin(a.cpu)
     catalog = load_builtin()
@@ -236,7 +256,8 @@ def _worker_main(argv=None):
         clocks = {"tsc_hz": a.tsc_hz, "tsc_per_core_cycle": a.tsc_per_core,
                   "core_hz_estimate": a.tsc_hz / a.tsc_per_core, "probe_floor": a.probe_floor or None}
     ctx = Context(catalog, Registry(catalog), Settings(), clocks=clocks, serialize=a.serialize)
-    r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False)
+    r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False,
+               y_first=a.y_first)
     json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,
                "ratio": r.ratio, "x_cycles": r.x_cycles, "y_cycles": r.y_cycles, "baseline": r.baseline,
                "tsc_per_core": r.tsc_per_core, "excluded": r.excluded, "tsc_hz": r.tsc_hz,

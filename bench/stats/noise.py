@@ -209,17 +209,18 @@ def run_intervals(benchmarks, confidence=0.95) -> list:
     independent of each other and a run's median varies by the spread of its few workers'
     medians.  This is the between-run model above one level down: a worker is a session, the
     between-worker variance sigma_w^2 comes from the run's own workers by the method of moments,
-    shrunk towards the pool of all the run's benchmarks (PRIOR_DF), and the log median's
+    shrunk towards the pool of the run's other benchmarks (PRIOR_DF: a pool holding the
+    benchmark itself would count its workers twice; one benchmark alone, as in bench ab, has only
+    its own workers to go on), and the log median's
     variance is (sigma_w^2 + mean within) / k with Student's t on the estimate's degrees of
     freedom.  A bootstrap over three workers, used before, has three distinct resamples of a
     group's median to go on and covered a simulated truth far less often than it claimed."""
     groups = [[session_of([w]) for w in workers] for workers in benchmarks]
     groups = [[s for s in g if s is not None] for g in groups]
     own = [moments([g]) for g in groups]
-    pool = typical_pool(own)
     out = []
-    for workers, g, m in zip(benchmarks, groups, own):
-        nz = estimate(m, pool) if len(g) >= 2 else None
+    for i, (workers, g, m) in enumerate(zip(benchmarks, groups, own)):
+        nz = estimate(m, typical_pool(own[:i] + own[i + 1:])) if len(g) >= 2 else None
         if nz is None:
             out.append(None)
             continue

@@ -105,7 +105,7 @@ def fit_line(xs, ys):
     return float(a), float(b), [float(r) for r in y - (a + b * x)]
 
 
-# --- bench ab's interval; the decision itself is bench.stats.verdict.decide ---------------
+# --- t quantiles and bench ab's per-process pieces; the decision is bench.stats.verdict.decide ---
 
 Z95 = 1.959963984540054
 Z80 = 0.8416212335729143  # one-sided, for 80% power
@@ -123,36 +123,10 @@ def t_ppf(q, df) -> float:
     return float(ndtri(q)) if d == math.inf else float(stdtrit(d, q))
 
 
-def _boot_medians(runs, n_boot, rng):
-    sizes = {len(r) for r in runs}
-    k = len(runs)
-    if len(sizes) == 1:  # the usual case: every worker gave the same number of values
-        arr = np.stack(runs)
-        v = arr.shape[1]
-        pick = rng.integers(0, k, size=(n_boot, k))
-        idx = rng.integers(0, v, size=(n_boot, k, v))
-        return np.median(arr[pick[:, :, None], idx].reshape(n_boot, -1), axis=1)
-    out = np.empty(n_boot)
-    for i in range(n_boot):
-        chosen = [runs[j] for j in rng.integers(0, k, size=k)]
-        out[i] = np.median(np.concatenate([r[rng.integers(0, len(r), size=len(r))] for r in chosen]))
-    return out
-
-
 def paired_ratio_summary(ratios, confidence=0.95):
     """Median of per-pair ratios with its distribution-free CI (order statistics)."""
     r = np.asarray(ratios, dtype=float)
     return float(np.median(r)), median_ci(r, confidence)
-
-
-def hierarchical_median_ci(groups, confidence=0.95, n_boot=2000, seed=12345):
-    """Median of pooled values with a CI from a bootstrap over groups (processes) first and
-    values within them second."""
-    rng = np.random.default_rng(seed)
-    g = [np.asarray(x, dtype=float) for x in groups if len(x)]
-    boot = _boot_medians(g, n_boot, rng)
-    lo, hi = np.quantile(boot, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
-    return float(np.median(np.concatenate(g))), (float(lo), float(hi))
 
 
 def outlier_groups(medians, floor, factor=5.0):
