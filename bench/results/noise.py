@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench.results import layout as rd
-from bench.stats.noise import Moments, Noise, Session, estimate, moments, session_of
+from bench.stats.noise import Noise, Session, estimate, moments, others_pool, session_of, typical_pool
 
 RECORD_NAME = "noise.record"  # not *.json: loaders glob those as results files
 RECORD_VERSION = 1
@@ -61,30 +61,38 @@ def sessions_by_code(paths, machine: str | None = None, names=None, warn=None) -
     return groups
 
 
-def noise_from_groups(groups: dict, where: str, source="replicates") -> dict:
-    """name -> Noise: each benchmark's replicates shrunk towards the pool of all of them."""
+def _per_benchmark(groups: dict) -> dict:
+    """name -> the Moments of its replicate groups (one per code key)."""
     per: dict[str, list] = {}
     for (name, _key), ss in groups.items():
         per.setdefault(name, []).append(ss)
-    own = {name: moments(gs) for name, gs in per.items()}
-    pool = sum(own.values(), Moments())
-    if pool.df <= 0:
-        return {}
+    return {name: moments(gs) for name, gs in per.items()}
+
+
+def noise_from_groups(groups: dict, where: str, source="replicates") -> dict:
+    """name -> Noise: each benchmark's replicates shrunk towards the typical pool of the others
+    (bench.stats.noise.others_pool: a benchmark whose runs jump about stays out of the others'
+    pools, and none is pooled with itself)."""
+    per = _per_benchmark(groups)
+    names, own = list(per), list(per.values())
     out = {}
-    for name, m in own.items():
-        runs = sum(len(g) for g in per[name] if len(g) > 1)
-        codes = sum(len(g) > 1 for g in per[name])
-        detail = (f"{runs} runs of identical code in {codes} group{'s' * (codes != 1)}, pooled with the "
-                  f"machine's {pool.n} in {where}") if m.df else ""
-        n = estimate(m, pool, source=source, detail=detail)
+    for i, (name, m) in enumerate(zip(names, own)):
+        pool = others_pool(own, i)
+        detail = ""
+        if m.df:
+            codes = sum(len(ss) > 1 for (n, _), ss in groups.items() if n == name)
+            detail = f"{m.n} runs of identical code in {codes} group{'s' * (codes != 1)}" + (
+                f", pooled with the machine's {pool.n} in {where}" if pool.df else f" in {where}")
+        n = estimate(m, pool if pool.df > 0 else None, source=source, detail=detail)
         if n is not None:
             out[name] = n
     return out
 
 
 def pool_of(groups: dict) -> Noise | None:
-    """The machine's pool over all benchmarks (for a benchmark without replicates of its own)."""
-    pool = moments(groups.values())
+    """The machine's typical pool over all benchmarks (for a benchmark without replicates of its
+    own), less those whose runs jump about far more than the others' (typical_pool)."""
+    pool = typical_pool(list(_per_benchmark(groups).values()))
     return estimate(pool, source="machine pool", detail=f"{pool.n} runs of identical code, every benchmark") \
         if pool.df > 0 else None
 

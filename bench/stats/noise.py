@@ -198,6 +198,13 @@ def typical_pool(own) -> Moments:
     return sum((m for m in own if m.df > 0 and m.ss / m.df <= cut), Moments())
 
 
+def others_pool(own: list, i: int) -> Moments:
+    """The pool benchmark i is shrunk towards: the typical pool of the *other* benchmarks (one
+    holding benchmark i itself would count its replicates twice, and a benchmark alone, as in
+    bench ab, has only its own)."""
+    return typical_pool(own[:i] + own[i + 1:])
+
+
 # --- one run's interval: its workers are the units --------------------------------------------
 
 def run_intervals(benchmarks, confidence=0.95) -> list:
@@ -209,9 +216,8 @@ def run_intervals(benchmarks, confidence=0.95) -> list:
     independent of each other and a run's median varies by the spread of its few workers'
     medians.  This is the between-run model above one level down: a worker is a session, the
     between-worker variance sigma_w^2 comes from the run's own workers by the method of moments,
-    shrunk towards the pool of the run's other benchmarks (PRIOR_DF: a pool holding the
-    benchmark itself would count its workers twice; one benchmark alone, as in bench ab, has only
-    its own workers to go on), and the log median's
+    shrunk towards the pool of the run's other benchmarks (PRIOR_DF, others_pool), and the log
+    median's
     variance is (sigma_w^2 + mean within) / k with Student's t on the estimate's degrees of
     freedom.  A bootstrap over three workers, used before, has three distinct resamples of a
     group's median to go on and covered a simulated truth far less often than it claimed."""
@@ -220,7 +226,7 @@ def run_intervals(benchmarks, confidence=0.95) -> list:
     own = [moments([g]) for g in groups]
     out = []
     for i, (workers, g, m) in enumerate(zip(benchmarks, groups, own)):
-        nz = estimate(m, typical_pool(own[:i] + own[i + 1:])) if len(g) >= 2 else None
+        nz = estimate(m, others_pool(own, i)) if len(g) >= 2 else None
         if nz is None:
             out.append(None)
             continue
