@@ -18,7 +18,7 @@ def cmd_doctor(args) -> int:
 
     registry = Registry(common.catalog(args))
     clock = machine.clocks()
-    choice = serialize.choice(registry, clock["probe_floor"])
+    choice = serialize.choice(registry, clock["probe_floor"], measure=True)
     probes = backends.probe_all(registry, backends.default_names(), choice)
     doc = {
         "machine": machine.machine_id(),

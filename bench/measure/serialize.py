@@ -1,9 +1,12 @@
-"""How the emulated stub serializes: decided once per run, by measurement, in the parent.
+"""How the emulated stub serializes: decided by measurement, once per CPU, in the parent.
 
 SEAMCALL and TDCALL are VM-exit-class transitions that serialize the core, so the stub
 must too; of the architecturally serializing instructions usable at CPL 3, the cheapest
 measured here is taken.  The parent process decides and hands the mode to every worker
-(`--sb-serialize`), so all workers of a run time the same stub.
+(`--sb-serialize`), so all workers of a run time the same stub.  The decision is kept per CPU
+(MODE_FILE, beside the build cache, keyed as the other per-machine caches): every later run on
+it times the same stub, which a fresh measurement on a busy core could otherwise change, and
+does not spend ~1 s measuring each mode again.  `bench doctor` measures and decides anew.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from bench.native.backends import BACKENDS, FULLY_SERIALIZING, SER_MODES
 from bench.native.errors import NativeError
 
 SAMPLES = 15
+MODE_FILE = "serialize-mode.json"  # cpu_key -> the mode decided on that CPU
 
 
 def _supported(mode) -> bool:
@@ -53,16 +57,27 @@ def measure_costs(registry, probe_floor=None) -> dict:
     return out
 
 
-def choice(registry, probe_floor=None) -> dict:
-    """{"mode", "why", "costs"}: the mode the `emulated` backend uses (SEAMBENCH_SERIALIZE forces one)."""
+def choice(registry, probe_floor=None, measure=False) -> dict:
+    """{"mode", "why", "costs"}: the mode the `emulated` backend uses (SEAMBENCH_SERIALIZE forces
+    one): the one kept for this CPU, else (or with `measure`) the cheapest fully serializing one
+    measured now, then kept.  "costs" is None where nothing was measured."""
     forced = os.environ.get("SEAMBENCH_SERIALIZE")
-    measured = costs(registry, probe_floor)
     if forced:
-        if forced not in SER_MODES or forced not in measured:
-            raise NativeError(f"SEAMBENCH_SERIALIZE={forced!r}: choose one of {', '.join(measured)}")
-        return {"mode": forced, "why": "forced by SEAMBENCH_SERIALIZE", "costs": measured}
+        valid = [m for m in SER_MODES if _supported(m)]
+        if forced not in valid:
+            raise NativeError(f"SEAMBENCH_SERIALIZE={forced!r}: choose one of {', '.join(valid)}")
+        return {"mode": forced, "why": "forced by SEAMBENCH_SERIALIZE",
+                "costs": costs(registry, probe_floor) if measure else None}
+    doc = machine.cache_read(MODE_FILE)
+    kept = doc.get(machine.cpu_key())
+    if not measure and kept in FULLY_SERIALIZING and _supported(kept):
+        return {"mode": kept, "why": "cheapest fully serializing when measured on this CPU, kept "
+                "(`bench doctor` measures again)", "costs": None}
+    measured = costs(registry, probe_floor)
     candidates = {m: c for m, c in measured.items() if m in FULLY_SERIALIZING}
     mode = min(candidates, key=candidates.get)
+    if mode != kept:
+        machine.cache_write(MODE_FILE, {**doc, machine.cpu_key(): mode})
     return {"mode": mode, "why": f"cheapest fully serializing: {candidates[mode]:.0f} ticks/call of "
             + ", ".join(f"{m} {c:.0f}" for m, c in sorted(candidates.items(), key=lambda kv: kv[1])),
             "costs": measured}
