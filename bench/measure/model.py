@@ -4,6 +4,7 @@ and every process (pyperf workers, `bench ab` workers, the driver) can hold them
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -188,7 +189,13 @@ class Prepared:
     args: object
     ser_mode: int
     verdict: object
-    code_hash: str | None
+    registry: object = field(repr=False, default=None)
+
+    @functools.cached_property
+    def code_hash(self) -> str | None:
+        """The machine code one call executes (Registry.code_hash), hashed when first asked for:
+        ~40 ms of disassembly a benchmark, which `bench ab`'s workers never need."""
+        return self.registry.code_hash(self.fn, self.unit) if self.registry is not None else None
 
 
 def _median(values) -> float:

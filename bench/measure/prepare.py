@@ -77,8 +77,7 @@ def prepare(spec: Spec, ctx: Context, allow_unsafe=False, fn_override=None) -> P
     # proving `bench ab` and `bench compare` find it).  The knob is per unit, so such a
     # convention is compiled into a unit of its own (Registry compiles user files one by one).
     unit.set_emulation(ser_mode, conv.emul_latency if backend.serialize else 0, avx_mask, 0)
-    return Prepared(conv, leaf, fn, unit, ctx.args(ctx.fpu_mask(conv)), ser_mode, verdict,
-                    ctx.registry.code_hash(fn, unit))
+    return Prepared(conv, leaf, fn, unit, ctx.args(ctx.fpu_mask(conv)), ser_mode, verdict, ctx.registry)
 
 
 def serialize_name(spec: Spec, ser_mode: int):
