@@ -305,8 +305,11 @@ def main(argv=None) -> int:
     print(text)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "verdicts.md").write_text(text + "\n")
-    (out / "verdicts.json").write_text(json.dumps(doc, indent=1) + "\n")
+    # one file per machine id, as repro.py: a run on another machine leaves this one's standing
+    stem = f"verdicts-{doc['machine'] if ms else 'synthetic'}"
+    (out / f"{stem}.md").write_text(text + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"verdicts: stored {out / stem}.md and .json", file=sys.stderr)
     return 0
 
 
