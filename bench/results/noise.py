@@ -62,11 +62,11 @@ def sessions_by_code(paths, machine: str | None = None, names=None, warn=None) -
 
 
 def _per_benchmark(groups: dict) -> dict:
-    """name -> the Moments of its replicate groups (one per code key)."""
+    """name -> its replicate groups (one per code key)."""
     per: dict[str, list] = {}
     for (name, _key), ss in groups.items():
         per.setdefault(name, []).append(ss)
-    return {name: moments(gs) for name, gs in per.items()}
+    return per
 
 
 def noise_from_groups(groups: dict, where: str, source="replicates") -> dict:
@@ -74,13 +74,14 @@ def noise_from_groups(groups: dict, where: str, source="replicates") -> dict:
     (bench.stats.noise.others_pool: a benchmark whose runs jump about stays out of the others'
     pools, and none is pooled with itself)."""
     per = _per_benchmark(groups)
-    names, own = list(per), list(per.values())
+    names = list(per)
+    own = [moments(per[name]) for name in names]
     out = {}
     for i, (name, m) in enumerate(zip(names, own)):
         pool = others_pool(own, i)
         detail = ""
         if m.df:
-            codes = sum(len(ss) > 1 for (n, _), ss in groups.items() if n == name)
+            codes = sum(len(g) > 1 for g in per[name])
             detail = f"{m.n} runs of identical code in {codes} group{'s' * (codes != 1)}" + (
                 f", pooled with the machine's {pool.n} in {where}" if pool.df else f" in {where}")
         n = estimate(m, pool if pool.df > 0 else None, source=source, detail=detail)
@@ -92,7 +93,7 @@ def noise_from_groups(groups: dict, where: str, source="replicates") -> dict:
 def pool_of(groups: dict) -> Noise | None:
     """The machine's typical pool over all benchmarks (for a benchmark without replicates of its
     own), less those whose runs jump about far more than the others' (typical_pool)."""
-    pool = typical_pool(list(_per_benchmark(groups).values()))
+    pool = typical_pool([moments(gs) for gs in _per_benchmark(groups).values()])
     return estimate(pool, source="machine pool", detail=f"{pool.n} runs of identical code, every benchmark") \
         if pool.df > 0 else None
 

@@ -217,9 +217,8 @@ def run_intervals(benchmarks, confidence=0.95) -> list:
     medians.  This is the between-run model above one level down: a worker is a session, the
     between-worker variance sigma_w^2 comes from the run's own workers by the method of moments,
     shrunk towards the pool of the run's other benchmarks (PRIOR_DF, others_pool), and the log
-    median's
-    variance is (sigma_w^2 + mean within) / k with Student's t on the estimate's degrees of
-    freedom.  A bootstrap over three workers, used before, has three distinct resamples of a
+    median's variance is (sigma_w^2 + mean within) / k with Student's t on the estimate's degrees
+    of freedom.  A bootstrap over three workers, used before, has three distinct resamples of a
     group's median to go on and covered a simulated truth far less often than it claimed."""
     groups = [[session_of([w]) for w in workers] for workers in benchmarks]
     groups = [[s for s in g if s is not None] for g in groups]
