@@ -20,22 +20,22 @@ sits where in memory varies between processes instead of favouring one side in a
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
-
-import numpy as np
+from statistics import median
 
 from bench.config import Settings, load_builtin
 from bench.measure.model import ABError, Sample, Spec
 from bench.measure.prepare import Context, prepare
 from bench.native import backends, machine
 from bench.native.registry import Registry
-from bench.stats import summary as stats
-from bench.stats.noise import run_intervals
-from bench.stats.verdict import decide
+
+# Every A/B worker process imports this module: bench.stats (numpy, scipy) is imported only where
+# the parent decides, so that six workers do not pay ~50 ms each for what they never use.
 
 DEFAULT_THRESHOLD = 0.005  # below 0.5% two conventions count as no different
 NO_DIFFERENCE = "no significant difference"
@@ -70,7 +70,7 @@ class ABResult:
         return {"x": self.x, "y": self.y, "backend": self.backend, "leaf": self.leaf,
                 "ratio": self.ratio, "ci95": list(self.ci95), "verdict": self.verdict,
                 "change": self.ratio - 1, "threshold": self.threshold,
-                "x_cycles": float(np.median(self.x_cycles)), "y_cycles": float(np.median(self.y_cycles)),
+                "x_cycles": float(median(self.x_cycles)), "y_cycles": float(median(self.y_cycles)),
                 "cycles_unit": "core", "tsc_per_core_cycle": self.tsc_per_core,
                 "baseline_tsc_cycles": self.baseline, "pairs": len(self.ratios),
                 "excluded": sum(self.excluded.values()), "excluded_by_reason": self.excluded,
@@ -112,12 +112,17 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     if len(kept) < 10:
         raise ABError(f"only {len(kept)} undisturbed pairs out of {len(log)}: the machine is too busy")
     ratios = [s.net_tsc(1) / s.net_tsc(0) for s in kept]
-    # with_ci=False in worker processes: the CI comes from all of them, and scipy costs ~1 s to import
-    ratio, ci = stats.paired_ratio_summary(ratios) if with_ci else (float(np.median(ratios)), (np.nan, np.nan))
+    # with_ci=False in worker processes: the parent decides over all of them
+    ratio, ci, verdict = float(median(ratios)), (math.nan, math.nan), NO_DIFFERENCE
+    if with_ci:
+        from bench.stats.summary import paired_ratio_summary
+        from bench.stats.verdict import decide
+        ratio, ci = paired_ratio_summary(ratios)
+        verdict = AB_WORDING[decide(ci, threshold)]
     return ABResult(x, y, backend, leaf, sampler.n_calls, ratios, [s.core(0) for s in kept],
-                    [s.core(1) for s in kept], float(np.median([s.empty / s.n_calls for s in kept])),
-                    float(np.median([s.tsc_per_core for s in kept])), sampler.screen.excluded(), ratio, ci,
-                    AB_WORDING[decide(ci, threshold)], threshold, ctx.clocks["tsc_hz"], list(log))
+                    [s.core(1) for s in kept], float(median([s.empty / s.n_calls for s in kept])),
+                    float(median([s.tsc_per_core for s in kept])), sampler.screen.excluded(), ratio, ci,
+                    verdict, threshold, ctx.clocks["tsc_hz"], list(log))
 
 
 def print_result(console, r: ABResult):
@@ -128,7 +133,7 @@ def print_result(console, r: ABResult):
     for col in ("convention", "median core cycles/call", "ns/call"):
         t.add_column(col, justify="right" if col != "convention" else "left")
     for name, vals in ((r.x, r.x_cycles), (r.y, r.y_cycles)):
-        med = float(np.median(vals))
+        med = float(median(vals))
         t.add_row(name, f"{med:,.2f}", f"{med * r.tsc_per_core / r.tsc_hz * 1e9:,.2f}")
     console.print(t)
     console.print(f"{r.y} / {r.x}, pair by pair: median {r.ratio:.4f} ({r.ratio - 1:+.2%}), "
@@ -157,9 +162,11 @@ PROCESS_FLOOR = 0.004  # a process's median ratio this far (or 5 robust SDs) fro
 def processes_interval(groups, confidence=0.95):
     """The median ratio over all processes' pairs and its CI with processes as the units (one
     process: its pairs' order-statistic CI, all it has)."""
-    pooled = np.concatenate([np.asarray(g, dtype=float) for g in groups])
-    ci = run_intervals([groups], confidence)[0] or stats.median_ci(pooled, confidence)
-    return float(np.median(pooled)), ci
+    from bench.stats.noise import run_intervals
+    from bench.stats.summary import median_ci
+    pooled = [float(v) for g in groups for v in g]
+    ci = run_intervals([groups], confidence)[0] or median_ci(pooled, confidence)
+    return float(median(pooled)), ci
 
 
 def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=6,
@@ -169,6 +176,8 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     processes replaced; the CI takes the processes as units (see the module).  `clocks`
     (machine.clocks()) and `serialize` (the emulated stub's mode), decided once by the caller,
     go to every worker, as bench run's do."""
+    from bench.stats.summary import outlier_groups
+    from bench.stats.verdict import decide
     per = max(20, -(-pairs // processes))
     base_cmd = [sys.executable, "-m", "bench.measure.ab", x, y, "--backend", backend, "--pairs", str(per)]
     if leaf:
@@ -202,7 +211,7 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     docs = [spawn() for _ in range(processes)]
     dropped = []
     for _ in range(rounds):
-        bad = stats.outlier_groups([d["ratio"] for d in docs], PROCESS_FLOOR)
+        bad = outlier_groups([d["ratio"] for d in docs], PROCESS_FLOOR)
         if not bad or len(bad) * 2 >= len(docs):
             break
         for i in sorted(bad, reverse=True):
@@ -221,8 +230,8 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
             excluded[k] = excluded.get(k, 0) + v
     return ABResult(x, y, backend, first["leaf"], first["n_calls"], [r for g in groups for r in g],
                     [v for d in docs for v in d["x_cycles"]], [v for d in docs for v in d["y_cycles"]],
-                    float(np.median([d["baseline"] for d in docs])),
-                    float(np.median([d["tsc_per_core"] for d in docs])), excluded,
+                    float(median([d["baseline"] for d in docs])),
+                    float(median([d["tsc_per_core"] for d in docs])), excluded,
                     ratio, ci, AB_WORDING[decide(ci, threshold)], threshold,
                     clocks["tsc_hz"] if clocks else first["tsc_hz"], samples,
                     sorted(procs, key=lambda p: p["first_t"]))
