@@ -102,10 +102,10 @@ def markdown(rows: list, meta: dict) -> str:
         out.append(f"| {r['name']} | " + " | ".join(f"{c:.2f}" for c in r["core"])
                    + f" | {r['spread_core']:.2%}{ok} | {r['spread_tsc']:.2%} | {r['limit']:.1%} | "
                    + (f"{r['covered']}/{r['pairs']}" if r["pairs"] else "-") + " | "
-                   + (f"{r['repeat_covered']}/{r['pairs']}" if r["pairs"] and "repeat_covered" in r else "-") + " |")
+                   + (f"{r['repeat_covered']}/{r['pairs']}" if r["pairs"] else "-") + " |")
     cov = sum(r["covered"] for r in rows), sum(r["pairs"] for r in rows)
     within = sum(r["spread_core"] <= r["limit"] for r in rows)
-    central = sum(r.get("covers_central", 0) for r in rows), sum(r.get("with_ci", 0) for r in rows)
+    central = sum(r["covers_central"] for r in rows), sum(r["with_ci"] for r in rows)
     out += ["", f"medians in core cycles per call; {within}/{len(rows)} benchmarks within their limit; "
             f"a run's 95% CI covers another run's median in {cov[0]}/{cov[1]} pairs"
             + (f" ({cov[0] / cov[1]:.0%})" if cov[1] else "")
@@ -113,8 +113,8 @@ def markdown(rows: list, meta: dict) -> str:
                f"({central[0] / central[1]:.0%})" if central[1] else ""),
             "(an exact 95% CI covers another run's median, itself as uncertain, in about 83% of pairs, "
             "and the median of five others in about 91%)"]
-    rep = sum(r.get("repeat_covered", 0) for r in rows if "repeat_covered" in r)
-    if cov[1] and any("repeat_covered" in r for r in rows):
+    rep = sum(r["repeat_covered"] for r in rows)
+    if cov[1]:
         out.append(f"the CI widened by √2 (where another run should land, 95% of the time, if the CI is "
                    f"calibrated) covers another run's median in {rep}/{cov[1]} pairs ({rep / cov[1]:.0%})")
     varied = [r["name"] for r in rows if len(set(r.get("n_calls", []))) > 1]

@@ -1,7 +1,7 @@
 """Are `bench compare`'s verdicts to be trusted?  (`make bench-verdicts`)
 
 Three experiments with the one decision rule (bench.stats.verdict), each printed as a table and
-stored under benchmarks/out/verdicts.{md,json}:
+stored under benchmarks/out/verdicts-<machine id>.{md,json}:
 
   aa      --aa-runs back-to-back `bench run --suite configs/quick.yaml` of this build, every pair
           compared: the share of compares with any faster/slower row (target <= 5%).

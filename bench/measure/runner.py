@@ -102,8 +102,9 @@ _REPORTED = set()  # pairs whose failed runtime check was already reported
 
 def run_records(measurements, ctx: Context, reference: dict) -> list:
     """The --json records of one run.  Where a benchmark was timed by several worker processes,
-    its CI counts how far its workers land apart, the spread estimated from all the run's
-    benchmarks together (noise.run_intervals): a worker's values are not independent."""
+    its CI counts how far its workers land apart, the spread estimated from its own workers
+    shrunk towards the run's other benchmarks (noise.run_intervals): a worker's values are not
+    independent."""
     by_workers = [m for m in measurements if m.from_workers and len(m.runs) >= 2]
     cis = dict(zip(map(id, by_workers), noise.run_intervals([[r.values for r in m.runs] for m in by_workers])))
     return [record(m, ctx, reference, cis.get(id(m))) for m in measurements]
