@@ -20,6 +20,7 @@ cdef extern from "sb_abi.h" nogil:
         sb_u64 fpu_mask
         sb_u64 xsave_area
     ctypedef sb_u64 (*sb_conv_fn)(sb_u64 leaf, sb_args *args)
+    unsigned int sb_slot_order(unsigned int s, unsigned int n, unsigned int j)
     struct sb_code_range:
         const void *lo
         const void *hi
@@ -54,6 +55,7 @@ cdef extern from "measure.h" nogil:
         sb_args *const *args
         uint32_t n_calls
         uint32_t n_samples
+        uint32_t first_sample
         uint32_t ref_hundreds
         uint64_t *ticks
         uint64_t *t_start
@@ -199,7 +201,8 @@ def call_once(size_t fn, uint64_t leaf, Args args):
 
 
 def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int perf_fd=-1,
-                uint32_t n_events=0, uint32_t ref_hundreds=0, uint64_t gate_ticks=0, uint32_t gate_max=0):
+                uint32_t n_events=0, uint32_t ref_hundreds=0, uint64_t gate_ticks=0, uint32_t gate_max=0,
+                uint32_t first_sample=0):
     """Interleaved batches of up to SB_SET_MAX functions (addresses), each with its leaf
     number and Args, plus, with ref_hundreds, a reference batch of 100 * ref_hundreds
     dependent ADDs (timed in REF_PIECES pieces: the median one times REF_PIECES) and the
@@ -209,7 +212,8 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     ([sample][slot][event]), and the probe's TSC ticks per sample, the slowest of those timed
     after each batch (empty without a reference).  With gate_ticks, each sample starts once
     GATE_RUN probes in a row took at most gate_ticks, or after gate_max probes; a fifth array
-    says how many probes each sample waited (empty without a gate)."""
+    says how many probes each sample waited (empty without a gate).  Batches run in the
+    order slot_order gives, the samples numbered from first_sample."""
     cdef uint32_t n = len(fns)
     if n == 0 or n > SB_SET_MAX or len(leaves) != n or len(args) != n:
         raise ValueError(f"need 1..{SB_SET_MAX} functions with one leaf and one Args each")
@@ -243,6 +247,7 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     r.n_fns = n
     r.fns, r.leaves, r.args = c_fns, c_leaves, c_args
     r.n_calls, r.n_samples, r.ref_hundreds = n_calls, n_samples, ref_hundreds
+    r.first_sample = first_sample
     r.ticks = ticks.data.as_ulonglongs
     r.t_start = t0.data.as_ulonglongs
     r.probe = probe.data.as_ulonglongs if ref_hundreds else NULL
@@ -257,6 +262,14 @@ def measure_set(fns, leaves, args, uint32_t n_calls, uint32_t n_samples, int per
     if rc != 0:
         raise OSError(-rc, f"sb_measure_set failed ({rc})")
     return ticks, t0, ev, probe, waited
+
+
+def slot_order(unsigned int s, unsigned int n):
+    """The slots of sample s of a rotation over n slots, in the order they run (sb_slot_order:
+    the native loop's and the kernel module's order)."""
+    if n == 0:
+        raise ValueError("n must be positive")
+    return [sb_slot_order(s, n, j) for j in range(n)]
 
 
 def ioctl_pair_ticks(int fd, unsigned long req, size_t a, size_t b, uint32_t n, int dirty):

@@ -179,11 +179,9 @@ SB_TIMED __attribute__((noinline)) static int measure_loop(const struct sb_set_r
 				return -EIO;
 		}
 		r->t_start[s] = tsc_begin();
-		/* Rotated, and reversed every other sample (AB, BA, BA, AB for two): a cyclic
-		 * rotation alone keeps each slot behind the same neighbour, which biases a pair. */
-		uint32_t rot = (s >> 1) % slots;
+		/* Each slot first as often, and behind each other slot as often (sb_abi.h). */
 		for (uint32_t j = 0; j < slots; j++) {
-			uint32_t f = (s & 1) ? (rot + slots - 1 - j) % slots : (rot + j) % slots;
+			uint32_t f = sb_slot_order(r->first_sample + s, slots, j);
 			uint64_t slot = (uint64_t)s * slots + f;
 			if (f == r->n_fns)
 				r->ticks[slot] = ref_ticks(r->ref_hundreds);

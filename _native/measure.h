@@ -27,6 +27,8 @@ struct sb_set_req {
 	struct sb_args *const *args;
 	uint32_t n_calls;	/* calls per batch, a multiple of 4 */
 	uint32_t n_samples;
+	uint32_t first_sample;	/* the rotation's sample index of the first one (sb_slot_order):
+				 * a caller that samples in several calls continues its order */
 	uint32_t ref_hundreds;	/* 0: no reference slot; else a multiple of SB_REF_PIECES
 				 * up to SB_REF_MAX_HUNDREDS */
 	uint64_t *ticks;	/* [n_samples][n_slots]: TSC ticks of one batch; n_slots =

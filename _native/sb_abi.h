@@ -83,6 +83,26 @@ struct sb_gen_unit {
 
 #define SB_ABI_VERSION 2
 
+/* The slot that runs j-th (0..n-1) in sample s of a rotation over n slots: a Williams
+ * design, a Latin square in which every slot runs in every position equally often AND
+ * follows every other slot equally often (over n samples for even n; for odd n the square
+ * and its mirror, 2n samples).  What ran just before a batch leaves the predictors,
+ * caches and the clock in its own state: a plain rotation, even reversed every other
+ * sample, put one of two measured functions behind the empty batch and the other behind
+ * the reference chain in every sample it ran second, and identical code came out up to
+ * 0.7% apart.  Row k is the first row plus k; the first row is 0, 1, n-1, 2, n-2, ... */
+static inline unsigned int sb_slot_order(unsigned int s, unsigned int n, unsigned int j)
+{
+	unsigned int row = s % ((n & 1) ? 2 * n : n), first;
+
+	if (row >= n) {		/* odd n: the mirror half, each row reversed */
+		row -= n;
+		j = n - 1 - j;
+	}
+	first = (j & 1) ? (j + 1) / 2 : (n - j / 2) % n;
+	return (first + row) % n;
+}
+
 /* The marker the emulated stub writes into register `idx` (SB_MARK_* index
  * space: 0..12 as in sb_args, 13 = RBP, 14 = RAX is the status, not marked).
  * Non-canonical as an address, so a stale pointer faults at once. */

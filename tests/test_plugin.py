@@ -57,7 +57,7 @@ def test_a_round_disturbed_to_the_end_is_clamped_positive_and_counted(monkeypatc
     # The emulated backend's serialization choice is measured once and cached: with the real loop.
     serialize.choice(pytest_plugin._context().registry)
 
-    def negative_net(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0):
+    def negative_net(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0, first_sample=0):
         # slots: the empty batch (2000 ticks), the convention's (1000), the reference
         row = [2000, 1000] + ([70 * ref_hundreds] if ref_hundreds else [])
         return row * count, list(range(count)), [0] * (count * len(row) * n_ev), [0] * (count if ref_hundreds else 0), [0] * count if gate_ticks else []

@@ -272,7 +272,7 @@ def test_a_given_size_stands_only_near_its_target(monkeypatch):
     from bench.measure import sampler as sm
     from bench.native import _core as core
 
-    def loop(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0):  # 10 ticks a call
+    def loop(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0, first_sample=0):  # 10 ticks a call
         row = [n * 2, n * 12] + ([70 * ref_hundreds] if ref_hundreds else [])
         return row * count, list(range(count)), [], [0] * (count if ref_hundreds else 0), [0] * count if gate_ticks else []
     monkeypatch.setattr(core, "measure_set", loop)

@@ -627,8 +627,8 @@ static noinline u64 sb_time_ref(u32 hundreds)
 	return t1 - t0;
 }
 
-/* One sample: every slot once, starting at slot s % n so that no slot always
- * runs first (or right after the previous sample's last); out[] in slot order.
+/* One sample: every slot once, in sample s's order of the rotation (sb_slot_order:
+ * each slot first as often, and behind each other slot as often); out[] in slot order.
  * With `count`, the entry's statuses go into x->st.  Returns the sample's ticks. */
 static u64 sb_sample(struct sb_ctx *x, u32 s, u32 calls, u32 ref_hundreds, u64 out[SB_KSLOTS], bool count)
 {
@@ -638,7 +638,7 @@ static u64 sb_sample(struct sb_ctx *x, u32 s, u32 calls, u32 ref_hundreds, u64 o
 
 	out[SB_KSLOT_REF] = 0;
 	for (j = 0; j < n; j++) {
-		slot = (s + j) % n;
+		slot = sb_slot_order(s, n, j);
 		switch (slot) {
 		case SB_KSLOT_ENTRY:
 			out[slot] = sb_time_calls(x, x->idx, calls, &ks);

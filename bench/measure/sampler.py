@@ -181,6 +181,11 @@ class Sampler:
         self.wait_left = CONTENTION_WAIT_S
         self.ratio = None        # TSC ticks per core cycle of the latest samples: the gate's scale
         self.gate_s = 0.0        # seconds the gate waited in the latest native call
+        # Samples taken so far: the next native call continues the batch order's rotation
+        # (_core.slot_order) where the last one stopped.  Samples excluded and measured again
+        # come a few at a time, and from sample 0 each time they would all run in the first
+        # row's order.
+        self.rotation = 0
 
     # -- the native call -----------------------------------------------------------
     def _gate(self, ref_hundreds) -> int:
@@ -201,7 +206,9 @@ class Sampler:
         gate = self._gate(ref_hundreds)
         t_wall = time.monotonic()
         ticks, t0, ev, probe, waited = _core.measure_set(fns, leaves, args, n_calls, count, self.perf.fd, n_ev,
-                                                         ref_hundreds, gate, GATE_PROBES if gate else 0)
+                                                         ref_hundreds, gate, GATE_PROBES if gate else 0,
+                                                         self.rotation)
+        self.rotation = (self.rotation + count) & 0xFFFFFFFF
         t_wall = time.monotonic() - t_wall
         width = len(fns) + (1 if ref_hundreds else 0)
         k = len(self.targets)
