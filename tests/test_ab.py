@@ -56,7 +56,8 @@ def test_finds_a_two_percent_difference(pair_file):
 def said(r):
     """What a failure should show (pytest cuts a dict short): the figures the verdict rests on."""
     return (f"{r.x} vs {r.y}: {r.verdict}, ratio {r.ratio:.4f}, CI {r.ci95[0]:.4f}..{r.ci95[1]:.4f}; "
-            f"processes {[(round(p['ratio'], 4), p['dropped']) for p in r.processes]}")
+            f"processes (ratio, Y loaded first, dropped) {[(round(p['ratio'], 4), p['y_first'], p['dropped']) for p in r.processes]}; "
+            f"code pages {r.code_pages}")
 
 
 def test_identical_conventions_show_no_significant_difference(pair_file):
@@ -131,7 +132,7 @@ def test_non_positive_pairs_are_counted_apart_from_disturbed_ones(monkeypatch, c
     serialize.choice(registry)  # measured (and cached) with the real loop, before the fake
     calls = {"n": 0}
 
-    def fake(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0):
+    def fake(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0, first_sample=0):
         # slots: empty, X, Y, then the reference; every 4th pair has Y below the empty batch
         rows = []
         for i in range(count):

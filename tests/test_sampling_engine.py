@@ -20,9 +20,9 @@ from bench.measure import ab, kmod_timer, policy, serialize, validate
 from bench.measure.model import Sample, Spec
 from bench.measure.prepare import Context, measure_one
 from bench.measure.pytest_plugin import SeamBench
-from bench.measure.sampler import Screen
+from bench.measure.sampler import Sampler, Screen, Target
 from bench.measure.worker import PyperfTimer
-from bench.native import _core, kmod
+from bench.native import _core, kmod, machine
 from bench.native.registry import Registry
 
 EMPTY, COST, RATIO = 1000, 3000, 0.7   # ticks of the empty and of a measured batch; TSC per core cycle
@@ -46,7 +46,8 @@ class FakeLoop:
         self.k = 0
         self.ratio = ratio
 
-    def __call__(self, fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0):
+    def __call__(self, fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0,
+                 first_sample=0):
         ticks, t0, ev, probe = [], [], [], []
         self.gates = getattr(self, "gates", []) + [gate_ticks]
         for _ in range(count):
@@ -353,7 +354,7 @@ def test_the_machine_floor_is_kept_across_runs_and_only_trusted_nearby(monkeypat
     monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))
 
     def probe_at(core):
-        def loop(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0):
+        def loop(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0, first_sample=0):
             return ([100] * len(fns) + [int(RATIO * 100 * ref_hundreds)]) * count, list(range(count)), [], \
                 [int(core * RATIO)] * count, [0] * count if gate_ticks else []
         monkeypatch.setattr(_core, "measure_set", loop)
@@ -409,3 +410,64 @@ def test_the_machine_id_tells_cpu_models_apart_where_the_brand_string_does_not(m
     assert on("AMD EPYC", 25, 1) == "amd-epyc-f25m1-2cpu-kvm"
     assert on("AMD EPYC", 26, 2) == "amd-epyc-f26m2-2cpu-kvm"  # a Zen 5 guest: another store
     assert on("AMD EPYC 9654 96-Core Processor", 25, 17) == "amd-epyc-9654-96-core-2cpu-kvm"
+
+
+@pytest.mark.parametrize("n", range(1, 13))
+def test_batches_run_in_a_williams_order(n):
+    """Over one cycle of the rotation every slot runs in every position equally often and right
+    after every other slot equally often: no measured function keeps one neighbour."""
+    cycle = 2 * n if n % 2 else n
+    rows = [_core.slot_order(s, n) for s in range(cycle)]
+    assert all(sorted(r) == list(range(n)) for r in rows)
+    assert rows == [_core.slot_order(s + cycle, n) for s in range(cycle)]  # it repeats
+    positions = {(r[j], j) for r in rows for j in range(n)}
+    assert len(positions) == n * n and all(sum(r[j] == f for r in rows) == cycle // n
+                                           for f in range(n) for j in range(n))
+    follows = {}
+    for r in rows:
+        for a, b in zip(r, r[1:]):
+            follows[a, b] = follows.get((a, b), 0) + 1
+    if n > 1:
+        assert set(follows) == {(a, b) for a in range(n) for b in range(n) if a != b}
+        assert len(set(follows.values())) == 1, follows
+
+
+def test_the_sampler_continues_the_order_across_native_calls(monkeypatch):
+    """Samples measured again come a few at a time: each native call starts where the last
+    one's rotation stopped, not at its first row."""
+    starts, real = [], _core.measure_set
+
+    def spy(*a, **kw):
+        starts.append((a[10] if len(a) > 10 else kw.get("first_sample", 0), a[4]))
+        return real(*a, **kw)
+    monkeypatch.setattr(_core, "measure_set", spy)
+    args = _core.Args()
+    sampler = Sampler([Target(_core.EMPTY_FN, 0, args)], args, n_calls=4, ref_hundreds=5)
+    for count in (3, 1, 2, 5):
+        sampler.warm(count)
+    assert starts == [(0, 3), (3, 1), (4, 2), (6, 5)]
+
+
+def test_fresh_code_pages_keep_the_code_and_move_it_to_pages_of_its_own(tmp_path):
+    """machine.fresh_code_pages: the mapping that held the wrapper is anonymous memory now (its
+    own pages, no longer the file's page-cache ones), at the same address, and runs as before."""
+    (tmp_path / "c.yaml").write_text("conventions:\n  fresh_pages:\n    extends: seamcall_ret\n")
+    catalog = load_builtin().with_user_file(tmp_path / "c.yaml")
+    fn, unit = Registry(catalog).lookup("fresh_pages", "emulated", "vp_info")
+    args = _core.Args()
+
+    def mapping_of(address):
+        for line in open("/proc/self/maps"):
+            lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
+            if lo <= address < hi:
+                return line.split()
+    assert mapping_of(fn)[-1].endswith(".so")
+    before = bytes((ctypes.c_ubyte * 64).from_address(fn))
+    status = _core.call_once(fn, 0, args)
+    assert machine.fresh_code_pages([fn]) == "fresh"
+    assert len(mapping_of(fn)) == 5 and "x" in mapping_of(fn)[1]  # no file: anonymous, executable
+    assert bytes((ctypes.c_ubyte * 64).from_address(fn)) == before
+    assert _core.call_once(fn, 0, args) == status
+    assert machine.fresh_code_pages([fn]) == "fresh"  # and again, onto other pages
+    assert _core.call_once(fn, 0, args) == status
+    assert machine.fresh_code_pages([1]).startswith("shared")  # nothing mapped there: says so

@@ -1,21 +1,25 @@
 """`bench ab X Y`: settle an argument between two conventions.
 
-The native loop alternates a batch of X and a batch of Y (order swapped every
-sample: XY, YX, XY, ...) on one pinned CPU, so frequency drift, host noise and
-cache state hit both alike.  Each pair gives a ratio of per-call costs, net of
-the empty loop (measured in the same process).  Pairs during which the kernel
-reports a context switch, migration or page fault are dropped and measured again.
+The native loop runs a batch of X, a batch of Y, a batch of the empty function and the
+reference chain in every sample, in an order that gives each the same neighbours as often
+(_core.slot_order), on one pinned CPU, so frequency drift, host noise and cache state hit both
+alike.  Each pair gives a ratio of per-call costs, net of the empty loop (measured in the same
+process).  Pairs during which the kernel reports a context switch, migration or page fault are
+dropped and measured again.
 
-That runs in several fresh processes (default 6), one after the other: where code
-and data land in memory differs from process to process, and measured here it
-sometimes moves one convention against the other by several percent for the life
-of a process (two identical conventions: 0.925 in one process of eight).  A
-process whose median ratio is far from its peers' is dropped, reported, and
-replaced.  The answer is the median ratio over all kept pairs with a 95% CI that takes
-the processes as its units (bench.stats.noise.run_intervals, as bench run's CI takes its
-workers): Student's t on the spread of the processes' medians, which a bootstrap over six
-processes understated.  Odd-numbered processes load Y's code before X's, so which of the two
-sits where in memory varies between processes instead of favouring one side in all of them.
+That runs in several fresh processes (default 6), one after the other.  Where the code lands
+moves one convention against the other, identical code included: measured here, by up to
+0.7% the same way in every process of a run when every process put it in the same place
+(on the CI's host 0.6-1.4%, a false "faster" for identical twins), and by several percent in
+single processes.  So each process draws where it lands: its address space is randomized
+(LAYOUT), odd-numbered processes load Y's code before X's, and the pairs are taken in
+PLACEMENTS stretches, each with the measured code moved to fresh physical pages
+(machine.fresh_code_pages).  What the layout does is then spread between processes, which the
+CI holds, not a bias every process shares (benchmarks/layout.py).  A process whose median ratio
+is far from its peers' is dropped, reported, and replaced.  The answer is the median ratio over
+all kept pairs with a 95% CI that takes the processes as its units
+(bench.stats.noise.run_intervals, as bench run's CI takes its workers): Student's t on the
+spread of the processes' medians, which a bootstrap over six processes understated.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from statistics import median
 from bench.config import Settings, load_builtin
 from bench.measure.model import ABError, Sample, Spec
 from bench.measure.prepare import Context, prepare
-from bench.native import backends, machine
+from bench.native import _core, backends, machine
 from bench.native.registry import Registry
 
 # Every A/B worker process imports this module: bench.stats (numpy, scipy) is imported only where
@@ -65,6 +69,7 @@ class ABResult:
     tsc_hz: float
     samples: list = field(default_factory=list)  # every pair (bench.measure.model.Sample), for --trace
     processes: list = field(default_factory=list)  # per process: pid, pairs, median ratio, dropped
+    code_pages: str = "shared"  # machine.fresh_code_pages's answer in the measuring processes
 
     def as_dict(self):
         return {"x": self.x, "y": self.y, "backend": self.backend, "leaf": self.leaf,
@@ -74,7 +79,7 @@ class ABResult:
                 "cycles_unit": "core", "tsc_per_core_cycle": self.tsc_per_core,
                 "baseline_tsc_cycles": self.baseline, "pairs": len(self.ratios),
                 "excluded": sum(self.excluded.values()), "excluded_by_reason": self.excluded,
-                "n_calls": self.n_calls,
+                "n_calls": self.n_calls, "code_pages": self.code_pages,
                 "processes": [{k: v for k, v in p.items() if k != "ratios"} for p in self.processes]}
 
 
@@ -85,7 +90,7 @@ def default_leaf(catalog, x, y):
 
 
 def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, threshold=DEFAULT_THRESHOLD,
-           allow_unsafe=False, with_ci=True, y_first=False) -> ABResult:
+           allow_unsafe=False, with_ci=True, y_first=False, placements=0) -> ABResult:
     catalog = ctx.catalog
     leaf = leaf or default_leaf(catalog, x, y)
     catalog.leaf(leaf)
@@ -101,10 +106,18 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     prepared = {n: prepare(Spec(n, backend, leaf), ctx, allow_unsafe) for n in ((y, x) if y_first else (x, y))}
     px, py = prepared[x], prepared[y]
     # One sample = one pair: X, Y, the empty batch (subtracted from both) and the reference
-    # chain, rotated, so drift and the clock's state hit both alike.
+    # chain, in an order balanced over neighbours (_core.slot_order), so drift and the clock's
+    # state hit both alike.
     sampler = ctx.sampler([px, py]).calibrate(ctx.target_ticks())
+    # placements (the worker processes): the pairs in that many stretches, each with the
+    # measured code on fresh physical pages (machine.fresh_code_pages), so that no one placement
+    # of the code favours one side for the life of the process.
+    code_pages, kept = "shared", []
     try:
-        kept = sampler.take(pairs, warmups=4)
+        for k in range(max(1, placements)):
+            if placements:
+                code_pages = machine.fresh_code_pages([px.fn, py.fn, _core.timed_code()[0]])
+            kept += sampler.take(pairs * (k + 1) // max(1, placements) - len(kept), warmups=4)
     finally:
         for p in (px, py):
             p.unit.set_emulation(0)
@@ -122,7 +135,7 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     return ABResult(x, y, backend, leaf, sampler.n_calls, ratios, [s.core(0) for s in kept],
                     [s.core(1) for s in kept], float(median([s.empty / s.n_calls for s in kept])),
                     float(median([s.tsc_per_core for s in kept])), sampler.screen.excluded(), ratio, ci,
-                    verdict, threshold, ctx.clocks["tsc_hz"], list(log))
+                    verdict, threshold, ctx.clocks["tsc_hz"], list(log), code_pages=code_pages)
 
 
 def print_result(console, r: ABResult):
@@ -151,11 +164,19 @@ def print_result(console, r: ABResult):
     console.print(f"[dim]empty loop {r.baseline:.2f} TSC cycles/call subtracted from both; core cycles from "
                   f"each pair's own reference chain (median 1 core cycle = {r.tsc_per_core:.3f} TSC cycles)"
                   + (f"; {sum(r.excluded.values())} pairs measured again ({dropped})" if r.excluded else "")
+                  + f"; code pages {r.code_pages}"
                   + "[/]")
 
 
 # --- several processes -------------------------------------------------------------------
 
+# Where the workers' code lands, drawn anew in every process and, for the physical pages, in
+# every stretch of pairs: identical twins A/B'd in 8 runs each way (benchmarks/layout.py, Zen 4
+# guest with a busy sibling) had their runs' ratios spread by sd 0.39% with a fixed address
+# space and the pages as loaded (3 of 8 CIs missing 1, as on the CI's host), 0.06% with both
+# drawn anew (0 of 8).
+LAYOUT = "randomized"  # the workers' address space (machine.child_setup)
+PLACEMENTS = 4         # stretches of a worker's pairs, each on fresh code pages (run_ab)
 PROCESS_FLOOR = 0.004  # a process's median ratio this far (or 5 robust SDs) from its peers' is an outlier
 
 
@@ -200,7 +221,7 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
         nonlocal spawned
         cmd = base_cmd + (["--y-first"] if spawned % 2 else [])
         spawned += 1
-        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=machine.child_setup())
+        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=machine.child_setup(layout=LAYOUT))
         if proc.returncode != 0:
             # A crash in the timed loop (an instruction this CPU lacks) leaves stderr empty: say the signal.
             rc = proc.returncode
@@ -222,6 +243,7 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
     first = docs[0]
     samples = sorted((Sample.from_dict(s) for d in docs + dropped for s in d["samples"]), key=lambda s: s.t)
     procs = [{"pid": d["pid"], "pairs": len(d["ratios"]), "ratio": d["ratio"], "dropped": gone,
+              "y_first": d["y_first"], "code_pages": d["code_pages"],
               "first_t": d["samples"][0]["t"], "last_t": d["samples"][-1]["t"]}
              for gone, ds in ((False, docs), (True, dropped)) for d in ds]
     excluded = {}
@@ -234,7 +256,8 @@ def run_ab_processes(x, y, backend="emulated", leaf=None, pairs=2000, processes=
                     float(median([d["tsc_per_core"] for d in docs])), excluded,
                     ratio, ci, AB_WORDING[decide(ci, threshold)], threshold,
                     clocks["tsc_hz"] if clocks else first["tsc_hz"], samples,
-                    sorted(procs, key=lambda p: p["first_t"]))
+                    sorted(procs, key=lambda p: p["first_t"]),
+                    "; ".join(sorted({d["code_pages"] for d in docs})))
 
 
 def _worker_main(argv=None):
@@ -265,11 +288,13 @@ def _worker_main(argv=None):
         clocks = {"tsc_hz": a.tsc_hz, "tsc_per_core_cycle": a.tsc_per_core,
                   "core_hz_estimate": a.tsc_hz / a.tsc_per_core, "probe_floor": a.probe_floor or None}
     ctx = Context(catalog, Registry(catalog), Settings(), clocks=clocks, serialize=a.serialize)
+    # SEAMBENCH_PLACEMENTS (0: the pages as loaded) and SEAMBENCH_LAYOUT: benchmarks/layout.py's other ways
     r = run_ab(ctx, a.x, a.y, a.backend, a.leaf, a.pairs, allow_unsafe=a.allow_unsafe, with_ci=False,
-               y_first=a.y_first)
+               y_first=a.y_first, placements=int(os.environ.get("SEAMBENCH_PLACEMENTS", PLACEMENTS)))
     json.dump({"pid": os.getpid(), "leaf": r.leaf, "n_calls": r.n_calls, "ratios": r.ratios,
                "ratio": r.ratio, "x_cycles": r.x_cycles, "y_cycles": r.y_cycles, "baseline": r.baseline,
                "tsc_per_core": r.tsc_per_core, "excluded": r.excluded, "tsc_hz": r.tsc_hz,
+               "code_pages": r.code_pages, "y_first": a.y_first,
                "samples": [s.as_dict() for s in r.samples]}, sys.stdout)
     return 0
 

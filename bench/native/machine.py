@@ -304,14 +304,15 @@ def pin(cpu_index=None) -> int:
 ADDR_NO_RANDOMIZE = 0x0040000  # personality(2) flag, as `setarch -R` sets it
 
 
-def child_setup(cpu=None):
+def child_setup(cpu=None, layout="fixed"):
     """A subprocess preexec_fn: the child dies when this thread does (PR_SET_PDEATHSIG, SIGKILL),
     so a `bench run` killed with -9 leaves no manager measuring on, and is pinned to `cpu` if
-    given.  It also runs without address-space randomization (ADDR_NO_RANDOMIZE, inherited by
-    its own children): where code and data land moves branch-predictor and cache aliasing, and
-    with it a process's figures (benchmarks/layout.py here: `bench ab`'s per-process ratios
-    spread by 0.54% within a run with it, 0.34% without).  Where the kernel refuses, the child runs as it is;
-    address_layout() says which.  libc is looked up here, in the parent: the function runs
+    given.  `layout` "fixed" runs it without address-space randomization (ADDR_NO_RANDOMIZE,
+    inherited by its own children), "randomized" with it: where code and data land moves
+    branch-predictor and cache aliasing, and with it a process's figures.  `bench run` keeps one
+    layout, so that run after run measures the same; `bench ab` draws one per process, so that
+    no layout favours one side in all of them (benchmarks/layout.py).  Where the kernel refuses,
+    the child runs as it is; address_layout() says which.  libc is looked up here, in the parent: the function runs
     between fork and exec, where dlopen may deadlock.  (PDEATHSIG is not inherited by the
     child's own children: pyperf's workers end when they next report to their dead manager.)"""
     import ctypes
@@ -320,15 +321,16 @@ def child_setup(cpu=None):
     libc = ctypes.CDLL(None, use_errno=True)
     prctl, personality = libc.prctl, libc.personality
     parent = os.getpid()
-    fixed = os.environ.get("SEAMBENCH_LAYOUT", "fixed") != "randomized"  # benchmarks/layout.py's other side
+    # `layout`: "fixed" or "randomized"; SEAMBENCH_LAYOUT overrides it (benchmarks/layout.py)
+    fixed = os.environ.get("SEAMBENCH_LAYOUT", layout) != "randomized"
 
     def setup():
         prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the parent died before the flag was set
             os._exit(1)
-        current = personality(0xFFFFFFFF) if fixed else -1  # query
+        current = personality(0xFFFFFFFF)  # query
         if current != -1:
-            personality(current | ADDR_NO_RANDOMIZE)
+            personality(current | ADDR_NO_RANDOMIZE if fixed else current & ~ADDR_NO_RANDOMIZE)
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
     return setup
@@ -350,3 +352,57 @@ def address_layout() -> str:
     except (OSError, ValueError):
         return "unknown"
     return "fixed" if flags & ADDR_NO_RANDOMIZE else "randomized"
+
+
+
+def fresh_code_pages(addresses) -> str:
+    """Move the executable pages that hold `addresses` (the measured wrappers and stubs, the
+    timed loop) onto physical pages newly allocated, at the same virtual addresses: "fresh" if
+    done, else why not.
+
+    Which physical page code sits on can cost: on this project's KVM hosts, where a busy
+    sibling hyperthread keeps evicting the measured code from the core's caches, two identical
+    conventions came out 0.4-0.7% apart (the CI's host: 0.6-1.4%), the same way in every process
+    of a run and the other way in a later run, whichever was loaded first.  A shared object's
+    code comes from the page cache, so every process runs the same pages; what moved between
+    runs was, presumably, the host's placement of this guest's CPU relative to them.  Each
+    call here copies each page to a page of its own (mmap, copy, mremap over the original),
+    so a caller that calls it between stretches of samples averages over placements instead
+    of keeping one for its whole life.  Call it with no other thread running: the
+    pages are replaced while this thread runs no code on them (it runs ctypes and libc)."""
+    import ctypes
+
+    wanted = [int(a) for a in addresses]
+    spans = []
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split()
+                if "x" not in fields[1]:
+                    continue
+                lo, hi = (int(v, 16) for v in fields[0].split("-"))
+                if any(lo <= a < hi for a in wanted):
+                    spans.append((lo, hi))
+    except (OSError, IndexError, ValueError) as exc:
+        return f"shared (/proc/self/maps unreadable: {exc})"
+    if not spans:
+        return "shared (no code mapped at those addresses)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = libc.mremap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    libc.mremap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    prot_rw, prot_rx = 0x3, 0x5
+    map_private_anonymous, mremap_maymove_fixed = 0x22, 0x3
+    for lo, hi in spans:
+        size = hi - lo
+        new = libc.mmap(None, size, prot_rw, map_private_anonymous, -1, 0)
+        if new in (None, ctypes.c_void_p(-1).value):
+            return f"shared (mmap: {os.strerror(ctypes.get_errno())})"
+        ctypes.memmove(new, lo, size)
+        if libc.mprotect(new, size, prot_rx) != 0 or libc.mremap(new, size, size, mremap_maymove_fixed, lo) != lo:
+            err = os.strerror(ctypes.get_errno())
+            libc.munmap(new, size)
+            return f"shared ({err})"
+    return "fresh"
