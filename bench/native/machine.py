@@ -311,10 +311,11 @@ def child_setup(cpu=None, layout="fixed"):
     inherited by its own children), "randomized" with it: where code and data land moves
     branch-predictor and cache aliasing, and with it a process's figures.  `bench run` keeps one
     layout, so that run after run measures the same; `bench ab` draws one per process, so that
-    no layout favours one side in all of them (benchmarks/layout.py).  Where the kernel refuses,
-    the child runs as it is; address_layout() says which.  libc is looked up here, in the parent: the function runs
-    between fork and exec, where dlopen may deadlock.  (PDEATHSIG is not inherited by the
-    child's own children: pyperf's workers end when they next report to their dead manager.)"""
+    no layout favours one side in all of them (benchmarks/layout.py).  Where the kernel
+    refuses, the child runs as it is; address_layout() says which.  libc is looked up here, in
+    the parent: the function runs between fork and exec, where dlopen may deadlock.
+    (PDEATHSIG is not inherited by the child's own children: pyperf's workers end when they
+    next report to their dead manager.)"""
     import ctypes
     import signal
 
@@ -352,7 +353,6 @@ def address_layout() -> str:
     except (OSError, ValueError):
         return "unknown"
     return "fixed" if flags & ADDR_NO_RANDOMIZE else "randomized"
-
 
 
 def fresh_code_pages(addresses) -> str:
