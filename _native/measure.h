@@ -9,9 +9,10 @@
  * n_calls calls of each and, when ref_hundreds is set, one reference batch: a
  * dependent chain of 100 * ref_hundreds register-register ADDs (one core cycle
  * each), which gives every sample its own TSC ticks per core cycle.  The
- * starting slot rotates from sample to sample and the order reverses every
- * other sample (AB, BA, BA, AB for two), so that drift of the clock or the
- * host, and whatever one batch leaves for the next, hit all alike. */
+ * order of the batches changes from sample to sample as sb_slot_order says
+ * (sb_abi.h: each batch in every position and after every other batch equally
+ * often), so that drift of the clock or the host, and whatever one batch
+ * leaves for the next, hit all alike. */
 #define SB_SET_MAX 16
 #define SB_REF_MAX_HUNDREDS (1u << 24)
 /* The reference is timed in this many pieces and stands as the median one times
