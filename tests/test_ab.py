@@ -56,8 +56,8 @@ def test_finds_a_two_percent_difference(pair_file):
 def said(r):
     """What a failure should show (pytest cuts a dict short): the figures the verdict rests on."""
     return (f"{r.x} vs {r.y}: {r.verdict}, ratio {r.ratio:.4f}, CI {r.ci95[0]:.4f}..{r.ci95[1]:.4f}; "
-            f"processes (ratio, Y loaded first, dropped) {[(round(p['ratio'], 4), p['y_first'], p['dropped']) for p in r.processes]}; "
-            f"code pages {r.code_pages}")
+            f"processes (ratio, Y loaded first, dropped) "
+            f"{[(round(p['ratio'], 4), p['y_first'], p['dropped']) for p in r.processes]}; code pages {r.code_pages}")
 
 
 def test_identical_conventions_show_no_significant_difference(pair_file):
