@@ -369,7 +369,10 @@ def fresh_code_pages(addresses) -> str:
     call here copies each page to a page of its own (mmap, copy, mremap over the original),
     so a caller that calls it between stretches of samples averages over placements instead
     of keeping one for its whole life.  Call it with no other thread running: the
-    pages are replaced while this thread runs no code on them (it runs ctypes and libc)."""
+    pages are replaced while this thread runs no code on them (it runs ctypes and libc).  Only
+    in a process that can afford to die: should mremap fail after the kernel unmapped the
+    target (ENOMEM), the code is gone and its next call faults (bench ab's parent then reports
+    the worker's signal)."""
     import ctypes
 
     wanted = [int(a) for a in addresses]
@@ -395,14 +398,17 @@ def fresh_code_pages(addresses) -> str:
     libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
     prot_rw, prot_rx = 0x3, 0x5
     map_private_anonymous, mremap_maymove_fixed = 0x22, 0x3
-    for lo, hi in spans:
+    for k, (lo, hi) in enumerate(spans):
         size = hi - lo
         new = libc.mmap(None, size, prot_rw, map_private_anonymous, -1, 0)
-        if new in (None, ctypes.c_void_p(-1).value):
-            return f"shared (mmap: {os.strerror(ctypes.get_errno())})"
-        ctypes.memmove(new, lo, size)
-        if libc.mprotect(new, size, prot_rx) != 0 or libc.mremap(new, size, size, mremap_maymove_fixed, lo) != lo:
-            err = os.strerror(ctypes.get_errno())
-            libc.munmap(new, size)
-            return f"shared ({err})"
+        failed = new in (None, ctypes.c_void_p(-1).value)
+        if not failed:
+            ctypes.memmove(new, lo, size)
+            failed = libc.mprotect(new, size, prot_rx) != 0 or \
+                libc.mremap(new, size, size, mremap_maymove_fixed, lo) != lo
+        if failed:
+            why = os.strerror(ctypes.get_errno())
+            if new not in (None, ctypes.c_void_p(-1).value):
+                libc.munmap(new, size)
+            return f"partly fresh ({k} of {len(spans)} mappings; then {why})" if k else f"shared ({why})"
     return "fresh"
