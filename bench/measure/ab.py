@@ -112,12 +112,12 @@ def run_ab(ctx: Context, x, y, backend="emulated", leaf=None, pairs=2000, thresh
     # placements (the worker processes): the pairs in that many stretches, each with the
     # measured code on fresh physical pages (machine.fresh_code_pages), so that no one placement
     # of the code favours one side for the life of the process.
-    code_pages, kept = "shared", []
+    code_pages, kept, stretches = "shared", [], max(1, placements)
     try:
-        for k in range(max(1, placements)):
+        for k in range(stretches):
             if placements:
                 code_pages = machine.fresh_code_pages([px.fn, py.fn, _core.timed_code()[0]])
-            kept += sampler.take(pairs * (k + 1) // max(1, placements) - len(kept), warmups=4)
+            kept += sampler.take(pairs * (k + 1) // stretches - len(kept), warmups=4)
     finally:
         for p in (px, py):
             p.unit.set_emulation(0)

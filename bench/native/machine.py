@@ -355,6 +355,15 @@ def address_layout() -> str:
     return "fixed" if flags & ADDR_NO_RANDOMIZE else "randomized"
 
 
+def mappings():
+    """This process's mappings, from /proc/self/maps: (lo, hi, permissions, path or "")."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            lo, hi = (int(v, 16) for v in fields[0].split("-"))
+            yield lo, hi, fields[1], fields[5].strip() if len(fields) > 5 else ""
+
+
 def fresh_code_pages(addresses) -> str:
     """Move the executable pages that hold `addresses` (the measured wrappers and stubs, the
     timed loop) onto physical pages newly allocated, at the same virtual addresses: "fresh" if
@@ -376,16 +385,9 @@ def fresh_code_pages(addresses) -> str:
     import ctypes
 
     wanted = [int(a) for a in addresses]
-    spans = []
     try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                fields = line.split()
-                if "x" not in fields[1]:
-                    continue
-                lo, hi = (int(v, 16) for v in fields[0].split("-"))
-                if any(lo <= a < hi for a in wanted):
-                    spans.append((lo, hi))
+        spans = [(lo, hi) for lo, hi, perms, _ in mappings()
+                 if "x" in perms and any(lo <= a < hi for a in wanted)]
     except (OSError, IndexError, ValueError) as exc:
         return f"shared (/proc/self/maps unreadable: {exc})"
     if not spans:
@@ -401,14 +403,13 @@ def fresh_code_pages(addresses) -> str:
     for k, (lo, hi) in enumerate(spans):
         size = hi - lo
         new = libc.mmap(None, size, prot_rw, map_private_anonymous, -1, 0)
-        failed = new in (None, ctypes.c_void_p(-1).value)
-        if not failed:
+        mapped = new not in (None, ctypes.c_void_p(-1).value)
+        if mapped:
             ctypes.memmove(new, lo, size)
-            failed = libc.mprotect(new, size, prot_rx) != 0 or \
-                libc.mremap(new, size, size, mremap_maymove_fixed, lo) != lo
-        if failed:
+        if not mapped or libc.mprotect(new, size, prot_rx) != 0 or \
+                libc.mremap(new, size, size, mremap_maymove_fixed, lo) != lo:
             why = os.strerror(ctypes.get_errno())
-            if new not in (None, ctypes.c_void_p(-1).value):
+            if mapped:
                 libc.munmap(new, size)
             return f"partly fresh ({k} of {len(spans)} mappings; then {why})" if k else f"shared ({why})"
     return "fresh"
