@@ -8,6 +8,7 @@ below the empty batch when k % 7 == 3; every other sample is clean.  Each timing
 exclude exactly those, with those reasons, and nothing else.
 """
 import ctypes
+import json
 import os
 import textwrap
 from dataclasses import replace
@@ -349,25 +350,69 @@ def test_the_reference_is_a_whole_number_of_pieces():
     assert len(ticks) == 6 and all(t > 0 for t in ticks[1::2]) and len(probe) == 3
 
 
-def test_the_machine_floor_is_kept_across_runs_and_only_trusted_nearby(monkeypatch, tmp_path):
+def _start_up_probes(monkeypatch):
+    """probe_at(*chunks): machine.probe_floor's chunks then read the probe at these core cycles,
+    in turn (the last one repeats)."""
     from bench.native import machine
-    monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))
 
-    def probe_at(core):
+    def probe_at(*chunks):
+        calls = iter(list(chunks) + [chunks[-1]] * machine.PROBE_SAMPLES)
+
         def loop(fns, leaves, args, n, count, perf_fd=-1, n_ev=0, ref_hundreds=0, gate_ticks=0, gate_max=0, first_sample=0):
+            core = next(calls)
             return ([100] * len(fns) + [int(RATIO * 100 * ref_hundreds)]) * count, list(range(count)), [], \
                 [int(core * RATIO)] * count, [0] * count if gate_ticks else []
         monkeypatch.setattr(_core, "measure_set", loop)
+    return probe_at
+
+
+def test_the_machine_floor_is_kept_across_runs_and_only_trusted_nearby(monkeypatch, tmp_path):
+    from bench.native import machine
+    monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))
+    kept = "kept from earlier, quieter runs on this CPU"
+
+    probe_at = _start_up_probes(monkeypatch)
     probe_at(1000)
     assert machine.probe_floor() == (pytest.approx(1000, rel=2e-3), "measured at start-up")
     probe_at(1150)  # a run that starts on a shared core takes the quieter floor kept before
-    assert machine.probe_floor() == (pytest.approx(1000, rel=2e-3), "kept from an earlier, quieter run on this CPU")
-    probe_at(900)   # quieter than ever: the new floor, kept
-    assert machine.probe_floor()[0] == pytest.approx(900, rel=2e-3)
-    probe_at(1500)  # a heavily shared core at start-up: still the kept floor
-    assert machine.probe_floor() == (pytest.approx(900, rel=2e-3), "kept from an earlier, quieter run on this CPU")
-    probe_at(2000)  # a kept floor under half of this is not believed: measured again
-    assert machine.probe_floor() == (pytest.approx(2000, rel=2e-3), "measured at start-up")
+    assert machine.probe_floor() == (pytest.approx(1000, rel=2e-3), kept)
+    probe_at(900)   # quieter than ever: the new floor
+    assert machine.probe_floor() == (pytest.approx(900, rel=2e-3), "measured at start-up")
+    probe_at(1500)  # a heavily shared core at start-up: a floor kept (four start-ups: the second lowest)
+    assert machine.probe_floor() == (pytest.approx(1000, rel=2e-3), kept)
+    probe_at(2500)  # a kept floor under half of this is not believed: measured again
+    assert machine.probe_floor() == (pytest.approx(2500, rel=2e-3), "measured at start-up")
+
+
+def test_a_passing_low_reading_sets_no_floor(monkeypatch, tmp_path):
+    """One or two chunks of a start-up, or one start-up in a run of them, that read the probe low
+    (a state of the host's in which every conversion comes out low) do not set the floor, and a
+    floor kept from such a reading is outvoted by later start-ups."""
+    from bench.native import machine
+    monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))
+
+    probe_at = _start_up_probes(monkeypatch)
+    probe_at(1100, 900, 905, 1000)  # two low chunks among twenty
+    assert machine.probe_floor()[0] == pytest.approx(1000, rel=2e-3)
+    # a file from before the history: one number, from a low reading
+    doc = {f"{machine.cpu_key()} probe {_core.PROBE_OPS} v{machine.PROBE_VERSION}": 905.0}
+    (tmp_path / machine.PROBE_FLOOR_FILE).write_text(json.dumps(doc))
+    floors = []
+    for _ in range(6):
+        probe_at(1000)
+        floors.append(machine.probe_floor()[0])
+    assert floors[0] == pytest.approx(905, rel=2e-3)          # the one kept, while it is all there is
+    assert floors[-1] == pytest.approx(1000, rel=2e-3)        # outvoted by the start-ups after it
+    assert machine.kept_floor([905, 1000, 1000, 1000]) == 1000
+    assert machine.kept_floor([1000]) == machine.kept_floor([1000, 1400]) == machine.kept_floor([1400, 1000, 1300]) == 1000
+    assert machine.kept_floor([900, 905, 1000, 1000, 1000, 1000, 1000]) == 1000
+    history = json.loads((tmp_path / machine.PROBE_FLOOR_FILE).read_text())
+    assert [len(v) for v in history.values()] == [7]
+    for _ in range(machine.PROBE_FLOOR_HISTORY + 3):
+        probe_at(1000)
+        machine.probe_floor()
+    history = json.loads((tmp_path / machine.PROBE_FLOOR_FILE).read_text())
+    assert [len(v) for v in history.values()] == [machine.PROBE_FLOOR_HISTORY]
 
 
 def test_the_gate_waits_for_a_quiet_core_and_no_longer_than_its_bound():
