@@ -250,6 +250,26 @@ def test_code_hash_follows_instructions_not_declarations(tmp_path):
                                                                 .lookup("sr_twin", "emulated", "vp_info")) == h("sr_twin")
 
 
+def test_code_hash_is_looked_up_for_code_already_hashed(monkeypatch, tmp_path, registry):
+    """The per-machine cache answers for the same bytes at the same addresses, and only then."""
+    from bench.native import codehash
+    monkeypatch.setenv("SEAMBENCH_CACHE", str(tmp_path))
+    fn, unit = registry.lookup("seamcall_ret", "emulated", "vp_info")
+    first = registry.code_hash(fn, unit)
+    real = codehash.normalized
+    monkeypatch.setattr(codehash, "normalized", lambda *a: pytest.fail("disassembled code already hashed"))
+    assert registry.code_hash(fn, unit) == first
+    other = registry.lookup("seamcall_ret", "emulated", "sys_rd")
+    with pytest.raises(pytest.fail.Exception):
+        registry.code_hash(*other)  # other bytes: not in the cache
+    monkeypatch.setattr(codehash, "normalized", real)
+    assert registry.code_hash(*other) not in (None, first)
+    # a cache entry that is not a hash is measured anew, not believed
+    doc = json.loads((tmp_path / codehash.CACHE_FILE).read_text())
+    (tmp_path / codehash.CACHE_FILE).write_text(json.dumps({k: 0 for k in doc}))
+    assert registry.code_hash(fn, unit) == first
+
+
 def test_the_gap_test_works_from_the_first_sample(monkeypatch, registry):
     """A worker's first judged sample is already checked for a TSC gap: the calibration samples
     seed the history (a pyperf worker takes one sample a call, so it would otherwise keep its
