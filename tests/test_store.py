@@ -222,6 +222,35 @@ def test_noisy_worker_is_dropped_and_replaced(tmp_path, monkeypatch):
     assert res.excluded_runs[0][0] in res.calls and len(res.calls) >= 4
 
 
+def test_benchmarks_that_lost_as_many_workers_are_measured_again_by_one_manager(tmp_path, monkeypatch):
+    """Re-measurement starts one pyperf manager per number of workers lost, not one per
+    benchmark: a manager's start-up costs about as much as a worker's."""
+    from bench.native import machine
+    from bench.measure.model import Spec
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    judged, managers = [], []
+
+    def first_noisy_once(runs):  # each benchmark's first judgement: its first worker is noisy
+        judged.append(len(runs))
+        return [0] if len(judged) <= 2 else []
+    monkeypatch.setattr(driver, "noisy_runs", first_noisy_once)
+    monkeypatch.setattr(driver, "contended_runs", lambda res: [])
+    real = driver._run_manager
+
+    def counting(cmd, *a, **k):
+        managers.append(cmd[cmd.index("--sb-specs") + 1])
+        return real(cmd, *a, **k)
+    monkeypatch.setattr(driver, "_run_manager", counting)
+    specs = [Spec("seamcall", "emulated", "vp_info"), Spec("lean", "emulated", "vp_info")]
+    results = driver.run_suite(suite, [], specs, machine.clocks(), "lfence", TINY_SETTINGS)
+    assert len(managers) == TINY_SETTINGS.runs + 1  # the rounds, then one for both benchmarks
+    assert managers[-1] == "seamcall/emulated/vp_info,lean/emulated/vp_info"
+    for res in results:
+        runs = [r for r in res.bench.get_runs() if r.values]
+        assert len(res.excluded_runs) == 1 and len(runs) == 3 and {len(r.values) for r in runs} == {5}
+
+
 def test_workers_whose_figure_stood_on_a_shared_core_are_all_replaced(tmp_path, monkeypatch):
     """Unlike noise (judged against peers), contention can hit every worker of a benchmark:
     all of them are measured again, after the suite."""

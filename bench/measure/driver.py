@@ -286,15 +286,20 @@ def run_suite(suite_path, conv_files, specs, clocks, serialize, settings, pyperf
                 redo[res.spec.name] = (res, len(bad))
             if not redo:
                 break
-            for name, (res, count) in redo.items():
-                again = Path(side) / f"again-{round_no}-{abs(hash(name))}.json"
-                _run_manager(worker_command(suite_path, conv_files, [res.spec], clocks, serialize, side,
-                                            rounds.args(pyperf_args, count), again, calls), side, cpu=cpu)
-                extra = pyperf.BenchmarkSuite.load(str(again)).get_benchmark(name)
-                if res.bench is None:
-                    res.bench = extra
-                else:
-                    res.bench.add_runs(extra)
+            # one pyperf manager for every benchmark that lost as many workers (its start-up
+            # costs about as much as a worker's)
+            for count in sorted({c for _, c in redo.values()}):
+                group = [res for res, c in redo.values() if c == count]
+                again = Path(side) / f"again-{round_no}-{count}.json"
+                _run_manager(worker_command(suite_path, conv_files, [r.spec for r in group], clocks, serialize,
+                                            side, rounds.args(pyperf_args, count), again, calls), side, cpu=cpu)
+                suite = pyperf.BenchmarkSuite.load(str(again))
+                for res in group:
+                    extra = suite.get_benchmark(res.spec.name)
+                    if res.bench is None:
+                        res.bench = extra
+                    else:
+                        res.bench.add_runs(extra)
         side_docs = load_side(side)
     for res in results.values():
         _attach(res, side_docs)
