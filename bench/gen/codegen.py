@@ -117,7 +117,7 @@ def _wrapper_asm(sym: str, idx: int, e: Entry, stub: str, flavor: str) -> list:
     if conv.inject_chain and flavor == "user":
         # The chain ends where a 64-byte line begins, so the wrapper's own code lies as it does
         # without it: pushed along by 3 bytes an op, the body measured a cycle or two apart
-        # from one K to the next (Zen 4: K=1 came out 0.5 core cycles *cheaper* than K=0).
+        # from one K to the next (Zen 4: K=1 came out up to a core cycle *cheaper* than K=0).
         a.append(f".skip {-(CHAIN_OP_BYTES * conv.inject_chain) % 64}, 0xcc")
     a.append(f".type {sym}, @function")
     if flavor == "user":
