@@ -41,5 +41,5 @@ def test_an_injected_chain_leaves_the_wrapper_where_it_was(catalog):
         assert body % 64 == 0, k
         assert read(asm_lo, body) == bytes.fromhex("4809f6") * k  # the chain, then the body
         bodies.add(read(body, asm_hi))
-    # the code after the chain is the same for every K but its branch displacements
+    # the code after the chain is as long for every K (its bytes differ in displacements only)
     assert len({len(b) for b in bodies}) == 1
