@@ -40,12 +40,14 @@ def test_finds_a_two_percent_difference(pair_file):
     assert r.verdict == "slower", said(r)
     assert 1.005 < r.ratio < 1.05
     assert r.ci95[0] > 1
+    # About the injected four-iteration spin, in core cycles (each pair converted by its own
+    # reference chain): four dependent decrements, and at most one mispredicted loop exit more
+    # (the longer countdown's exit is not always predicted): 3.97-4.57 on the Zen 4 guest, 6.68 on
+    # a CI host; a bound on what the code can cost, not a timing.
+    extra = np.median(r.y_cycles) - np.median(r.x_cycles)
+    assert 0 < extra < 4 + 20
     # Swapped, the same pair gives the reciprocal: what is measured is the conventions, not
     # which one runs first in a pair.
-    # About the injected four-iteration spin, in core cycles (each pair converted by its own
-    # reference chain): a loop of four dependent decrements and their branch, not much more.
-    extra = np.median(r.y_cycles) - np.median(r.x_cycles)
-    assert 0 < extra < 4 * 1.5
     back = ab_run(pair_file, "ab_slow", "ab_base")
     assert back.verdict == "faster", said(back)
     # The direction reverses; how exactly the two runs are reciprocal is a timing (on a host that
