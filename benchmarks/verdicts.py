@@ -21,6 +21,8 @@ Not a test: nothing here passes or fails on a time.  Runs take about a minute ea
 machine's state at the time is in the figures.
 
     python benchmarks/verdicts.py [--only aa,power,bisect] [--aa-runs 20] [--pairs 10] ...
+
+With --only, the parts not run are kept from the machine's stored file, each with its date.
 """
 from __future__ import annotations
 
@@ -236,11 +238,31 @@ def bisect(work: Path, histories: int, step: float, between: float, log) -> dict
             "undecided": undecided, "wrong": wrong, "share": found / histories if histories else None}
 
 
+PARTS = ("aa", "power", "bisect")
+
+
+def merged(doc: dict, stored: dict | None) -> dict:
+    """doc, with the parts it did not measure taken from the file stored before for the same
+    machine (each keeps the date it was measured): `--only power` must not drop a stored A/A."""
+    if not isinstance(stored, dict) or stored.get("machine") != doc["machine"]:
+        return doc
+    out = dict(doc)
+    for part in PARTS:
+        if part not in doc and isinstance(stored.get(part), dict):
+            out[part] = {"date": stored.get("date"), **stored[part]}
+    return out
+
+
+def _when(doc: dict, part: str) -> str:
+    d = doc[part].get("date")
+    return f" (measured {d})" if d and d != doc["date"] else ""
+
+
 def markdown(doc: dict) -> str:
     out = [f"Verdicts on {doc['machine']}, {doc['date']} ({doc['seconds']:.0f} s)", ""]
     if "aa" in doc:
         a = doc["aa"]
-        out += [f"A/A: {a['runs']} quick-suite runs of one build, {a['compares']} compares: "
+        out += [f"A/A{_when(doc, 'aa')}: {a['runs']} quick-suite runs of one build, {a['compares']} compares: "
                 f"{a['alarming']} with any faster/slower row = {a['share']:.1%} (target <= 5%); "
                 f"between-run variance from {', '.join(a['sources'])}", "",
                 "| benchmark | between-run sd | verdicts over all pairs |", "|---|---:|---|"]
@@ -252,7 +274,8 @@ def markdown(doc: dict) -> str:
         p = doc["power"]
         base = f" over {p['base_latency']}" if "base_latency" in p else ""
         base += f", threshold {p['threshold']:.1%}" if "threshold" in p else ""
-        out += [f"Power: planted emul_latency +{p['latency']}{base} on {p['benchmark']}; measured change over all "
+        out += [f"Power{_when(doc, 'power')}: planted emul_latency +{p['latency']}{base} on {p['benchmark']}; "
+                f"measured change over all "
                 f"runs {p['measured_change']:+.2%} (95% CI {p['measured_ci95'][0]:+.2%} .. {p['measured_ci95'][1]:+.2%})",
                 "", "| runs a side | compares | called slower | share (target >= 90%) | alarms on unchanged rows |",
                 "|---:|---:|---:|---:|---:|"]
@@ -263,7 +286,7 @@ def markdown(doc: dict) -> str:
         out.append("")
     if "bisect" in doc:
         b = doc["bisect"]
-        out += [f"Bisect: {b['histories']} synthetic 32-commit histories, a {b['step']:.1%} step, between-run sd "
+        out += [f"Bisect{_when(doc, 'bisect')}: {b['histories']} synthetic 32-commit histories, a {b['step']:.1%} step, between-run sd "
                 f"{b['between_sd']:.2%}: exact commit found in {b['found']} ({b['share']:.0%}), undecided "
                 f"{b['undecided']}, wrong {b['wrong']}", ""]
     return "\n".join(out)
@@ -301,14 +324,23 @@ def main(argv=None) -> int:
         ms = [p.name for p in work.glob("*/*") if p.is_dir() and p.parent.name in ("aa", "power")]
         doc["machine"] = ms[0] if ms else "synthetic data only"
     doc["seconds"] = time.monotonic() - t0
-    text = markdown(doc)
-    print(text)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     # one file per machine id, as repro.py: a run on another machine leaves this one's standing
     stem = f"verdicts-{doc['machine'] if ms else 'synthetic'}"
-    (out / f"{stem}.md").write_text(text + "\n")
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    try:
+        stored = json.loads((out / f"{stem}.json").read_text())
+    except (OSError, ValueError):
+        stored = None
+    doc = merged(doc, stored)
+    text = markdown(doc)
+    print(text)
+    try:
+        (out / f"{stem}.md").write_text(text + "\n")
+        (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    except OSError as e:  # the figures are printed above: a failed write loses nothing measured
+        print(f"verdicts: could not store {out / stem}.md/.json: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(f"verdicts: stored {out / stem}.md and .json", file=sys.stderr)
     return 0
 

@@ -1,0 +1,38 @@
+"""benchmarks/verdicts.py keeps what it did not measure: `--only power` replaces the stored power
+figures and leaves the machine's stored A/A and bisect standing, each with its own date."""
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "verdicts.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("verdicts_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_partial_run_keeps_the_stored_parts_it_did_not_measure():
+    v = _script()
+    aa = {"runs": 20, "compares": 190, "alarming": 0, "share": 0.0, "sources": ["replicates"],
+          "verdicts": {"a/emulated/vp_info": {"unknown": 190}}, "between_sd": {"a/emulated/vp_info": 0.002}}
+    old_power = {"latency": 2, "benchmark": "planted/emulated/vp_info", "measured_change": 0.018,
+                 "measured_ci95": [0.001, 0.035], "1_run": {"compares": 10, "slower": 0, "share": 0.0,
+                                                            "alarms_on_unchanged_rows": 0},
+                 "3_run": {"compares": 0}}
+    stored = {"date": "2026-12-07 07:16:11", "machine": "box", "aa": aa, "power": old_power, "seconds": 1756}
+    new_power = dict(old_power, measured_change=0.0117, measured_ci95=[0.0096, 0.0138])
+    doc = {"date": "2026-12-07 12:23:40", "machine": "box", "power": new_power, "seconds": 1265}
+    m = v.merged(doc, stored)
+    assert m["power"] == new_power and m["aa"] == {"date": "2026-12-07 07:16:11", **aa}
+    assert "bisect" not in m
+    text = v.markdown(m)
+    assert "A/A (measured 2026-12-07 07:16:11): 20 quick-suite runs" in text
+    assert "Power: planted emul_latency +2" in text and "+1.17%" in text
+    # merged again later, a part keeps the date it was measured, not the file's
+    again = v.merged({"date": "2026-12-08 00:00:00", "machine": "box", "seconds": 1}, m)
+    assert again["aa"]["date"] == "2026-12-07 07:16:11" and again["power"]["date"] == "2026-12-07 12:23:40"
+    # another machine's file lends nothing, nor one that is not a verdicts document
+    assert v.merged(dict(doc, machine="other"), stored) == dict(doc, machine="other")
+    assert v.merged(doc, [stored]) == v.merged(doc, None) == doc
