@@ -38,7 +38,9 @@ def ab_run(pair_file, x, y):
 def test_finds_a_two_percent_difference(pair_file):
     r = ab_run(pair_file, "ab_base", "ab_slow")
     assert r.verdict == "slower", said(r)
-    assert 1.005 < r.ratio < 1.05
+    # +2.1..2.6% on the Zen 4 guest; a host that mispredicts the longer countdown's exit measures
+    # more (below): the bound is what the code can cost, not one machine's figure
+    assert 1.005 < r.ratio < 1.10, said(r)
     assert r.ci95[0] > 1
     # About the injected four-iteration spin, in core cycles (each pair converted by its own
     # reference chain): four dependent decrements, and at most one mispredicted loop exit more
