@@ -13,7 +13,7 @@ stored under benchmarks/out/verdicts-<machine id>.{md,json}:
           --pairs3 compares of three runs a side: the share calling it "slower" (target >= 90%).
           The planted change actually measured by the compares is printed beside it.
   bisect  `bench history --bisect` on --histories synthetic 32-commit histories (a real git
-          repository; results in the quick suite's shape, 3 workers x 40 values a commit; a 1%
+          repository; results in the quick suite's shape, its workers x values a commit; a 1%
           step with new code at a random commit): the share that name the exact commit.
 
 Not a test: nothing here passes or fails on a time.  Runs take about a minute each on the
@@ -49,6 +49,14 @@ from bench.stats.verdict import FASTER, SLOWER  # noqa: E402
 
 SUITE = "configs/quick.yaml"
 SHA_A, SHA_B = "a" * 40, "b" * 40  # the store's layout wants commit names: one per side
+
+
+def quick_shape() -> tuple:
+    """(workers, values) of a quick-suite run: the shape of the synthetic histories' results."""
+    from bench.config import load_builtin, parse_suite
+    from bench.native.backends import BACKENDS
+    suite, _ = parse_suite(ROOT / SUITE, load_builtin(), list(BACKENDS))
+    return suite.settings.runs, suite.settings.values
 
 
 def run_once(out: Path, extra=(), env=None) -> Path:
@@ -195,6 +203,7 @@ def bisect(work: Path, histories: int, step: float, between: float, log) -> dict
     found, undecided, wrong = 0, 0, 0
     rng = np.random.default_rng(2026)
     names = ("seamcall/emulated/vp_info", "lean/emulated/vp_info")
+    shape = quick_shape()
     for h in range(histories):
         repo, results = work / f"hist{h}", work / f"hist{h}-results"
         repo.mkdir()
@@ -217,7 +226,7 @@ def bisect(work: Path, histories: int, step: float, between: float, log) -> dict
             for k, n in enumerate(names):
                 stepped = k == 0 and i >= at
                 level = 150.0 * (1 + step if stepped else 1) * np.exp(rng.normal(0, between))
-                vals = level * (1 + 0.005 * rng.standard_normal((3, 40)))  # the quick suite's shape
+                vals = level * (1 + 0.005 * rng.standard_normal(shape))
                 benches.append({"metadata": {"name": n, "unit": "integer", "seambench_unit": "core_cycles",
                                              "seambench_code_hash": f"{n}{stepped}",
                                              "seambench_machine": "synth"},
