@@ -45,9 +45,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import compare  # noqa: E402
+from bench.results import store  # noqa: E402
 from bench.stats.verdict import FASTER, SLOWER  # noqa: E402
 
 SUITE = "configs/quick.yaml"
+PARTS = ("aa", "power", "bisect")  # what --only chooses from; a stored file holds them
 SHA_A, SHA_B = "a" * 40, "b" * 40  # the store's layout wants commit names: one per side
 
 
@@ -247,9 +249,6 @@ def bisect(work: Path, histories: int, step: float, between: float, log) -> dict
             "undecided": undecided, "wrong": wrong, "share": found / histories if histories else None}
 
 
-PARTS = ("aa", "power", "bisect")
-
-
 def merged(doc: dict, stored: dict | None) -> dict:
     """doc, with the parts it did not measure taken from the file stored before for the same
     machine (each keeps the date it was measured): `--only power` must not drop a stored A/A."""
@@ -284,8 +283,7 @@ def markdown(doc: dict) -> str:
         base = f" over {p['base_latency']}" if "base_latency" in p else ""
         base += f", threshold {p['threshold']:.1%}" if "threshold" in p else ""
         out += [f"Power{_when(doc, 'power')}: planted emul_latency +{p['latency']}{base} on {p['benchmark']}; "
-                f"measured change over all "
-                f"runs {p['measured_change']:+.2%} (95% CI {p['measured_ci95'][0]:+.2%} .. {p['measured_ci95'][1]:+.2%})",
+                f"measured change over all runs {p['measured_change']:+.2%} (95% CI {p['measured_ci95'][0]:+.2%} .. {p['measured_ci95'][1]:+.2%})",
                 "", "| runs a side | compares | called slower | share (target >= 90%) | alarms on unchanged rows |",
                 "|---:|---:|---:|---:|---:|"]
         for k in (1, 3):
@@ -303,7 +301,7 @@ def markdown(doc: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="aa,power,bisect")
+    ap.add_argument("--only", default=",".join(PARTS))
     ap.add_argument("--aa-runs", type=int, default=20)
     ap.add_argument("--pairs", type=int, default=10, help="single-run-per-side compares of the planted change")
     ap.add_argument("--pairs3", type=int, default=6, help="three-runs-a-side compares of the planted change")
@@ -344,11 +342,11 @@ def main(argv=None) -> int:
     doc = merged(doc, stored)
     text = markdown(doc)
     print(text)
-    try:
-        (out / f"{stem}.md").write_text(text + "\n")
-        (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    except OSError as e:  # the figures are printed above: a failed write loses nothing measured
-        print(f"verdicts: could not store {out / stem}.md/.json: {e.strerror or e}", file=sys.stderr)
+    try:  # atomic: the file stored before stays whole; what cannot be written is recovered elsewhere
+        store.atomic_write(out / f"{stem}.md", text + "\n")
+        store.atomic_write(out / f"{stem}.json", json.dumps(doc, indent=1) + "\n")
+    except store.StoreError as e:
+        print(f"verdicts: {e}", file=sys.stderr)
         return 1
     print(f"verdicts: stored {out / stem}.md and .json", file=sys.stderr)
     return 0
