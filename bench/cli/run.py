@@ -139,6 +139,7 @@ def _run(args, dest_override=None, metadata=None, quiet=False) -> Ran:
                 advance(sp.name)
         order = {sp.name: i for i, sp in enumerate(user_specs)}
         results.sort(key=lambda r: order[r.spec.name])
+        baseline = driver.fit_baseline(results)
         kmod_ms = run_plan(kplan, ctx, allow_unsafe=args.allow_unsafe,
                            progress=lambda spec: advance(spec.name)) if kplan.specs else []
     plan.skipped += kplan.skipped
@@ -264,6 +265,9 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
     console.print(f"TSC {ctx.clocks['tsc_hz'] / 1e6:,.1f} MHz; core cycles from a reference ADD chain in every sample"
                   + (f" (1 core cycle = {lo:.3f}-{hi:.3f} TSC cycles over this run)" if ratios else "")
                   + f"; hardware counters: {'recorded beside it' if ctx.perf.hw else 'not available (perf_event_open)'}")
+    fitted = {r["baseline"] for r in records if r["baseline_core_cycles"] is not None}
+    if fitted:  # one fit for every worker of the run (bench.measure.driver.loop_baseline)
+        console.print(f"empty loop subtracted: {fitted.pop()}")
     table = Table(title="cost per call: median core cycles net of the empty-loop baseline", title_justify="left")
     for col, just in (("convention", "left"), ("backend", "left"), ("leaf", "left"), ("core cyc", "right"),
                       ("95% CI", "right"), ("TSC cyc", "right"), ("ns", "right"), ("TSC/core", "right"),

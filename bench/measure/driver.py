@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyperf
 
-from bench.measure.model import DriverError, Measurement, Sample, SampleBlock, Spec
+from bench.measure.model import DriverError, LoopBaseline, Measurement, Sample, SampleBlock, Spec
 from bench.measure.prepare import serialize_name
 from bench.measure.worker import SIDE_PREFIX
 from bench.native import machine
@@ -53,6 +53,7 @@ class Result:
     code_hash: str | None = None
     n_calls: int = 0                   # calls per batch of its workers (their side files)
     layouts: dict = field(default_factory=dict)   # worker token -> machine.address_layout() there
+    baseline: LoopBaseline | None = None          # the run's empty loop (loop_baseline), once fitted
 
     @property
     def samples(self) -> list:
@@ -338,9 +339,9 @@ def _strip(args, options):
     return out
 
 
-def _blocks(res: Result):
-    """(pyperf value run, SampleBlock) per kept worker: the block's samples are the ones that
-    stood for the run's values and warm-ups (a worker's last calls)."""
+def _kept(res: Result):
+    """(pyperf value run, kept Samples, warm-up Samples, excluded reasons) per kept worker: the
+    samples that stood for the run's values and warm-ups (a worker's last calls)."""
     out = []
     for run in value_runs(res.bench):
         token = run.get_metadata().get("seambench_worker")
@@ -352,8 +353,54 @@ def _blocks(res: Result):
         reasons = {}
         for x in res.excluded.get(token, []):
             reasons[x.excluded] = reasons.get(x.excluded, 0) + 1
-        out.append((run, SampleBlock.of(kept, 0, warm, reasons)))
+        out.append((run, kept, warm, reasons))
     return out
+
+
+def _blocks(res: Result):
+    """(pyperf value run, SampleBlock) per kept worker, net of the run's empty loop once fitted."""
+    return [(run, SampleBlock.of(kept, 0, warm, reasons, res.baseline)) for run, kept, warm, reasons in _kept(res)]
+
+
+# Only workers whose calls per batch differ by this ratio tell a batch's fixed cost from a call's.
+BASELINE_SPAN = 1.5
+
+
+def loop_baseline(results) -> LoopBaseline | None:
+    """The empty loop's cost, one for every benchmark of a run, from every kept worker of every
+    benchmark: the median core cycles of its empty batches (fit_loop).  A worker's own empty
+    batch sits in a state of its process, in steps of most of a core cycle a call; the median
+    over a run's workers does not (see LoopBaseline).  None without a worker."""
+    n, e = [], []
+    for res in results:
+        for _, kept, _, _ in _kept(res):
+            batches = [s.empty_core for s in kept if s.ref > 0 and s.empty > 0]
+            if batches:
+                n.append(kept[0].n_calls)
+                e.append(float(np.median(batches)))
+    return fit_loop(n, e) if n else None
+
+
+def fit_loop(n, e) -> LoopBaseline:
+    """An empty batch of n calls costs e core cycles: batch + call * n, per worker.  A process's
+    state moves a call's cost, so e / n scatters alike at every n: the batch's fixed cost is the
+    median slope of e / n against 1 / n over pairs of workers whose n differ by BASELINE_SPAN
+    (Theil-Sen over those pairs only: between near-equal n a slope is all noise), and a call's
+    the median of what is left.  With no such pair, one figure a call serves the n there are."""
+    n, e = np.asarray(n, dtype=float), np.asarray(e, dtype=float)
+    x, y = 1 / n, e / n
+    i, j = np.triu_indices(len(n), 1)
+    far = np.maximum(n[i], n[j]) >= BASELINE_SPAN * np.minimum(n[i], n[j])
+    batch = float(np.median((y[i] - y[j])[far] / (x[i] - x[j])[far])) if far.any() else 0.0
+    return LoopBaseline(batch, float(np.median(y - batch * x)), len(n))
+
+
+def fit_baseline(results) -> LoopBaseline | None:
+    """Fit the run's empty loop (loop_baseline) and subtract it in every result's figures."""
+    baseline = loop_baseline(results)
+    for res in results:
+        res.baseline = baseline
+    return baseline
 
 
 def to_measurement(res: Result, catalog) -> Measurement:
@@ -364,7 +411,7 @@ def to_measurement(res: Result, catalog) -> Measurement:
     blocks = _blocks(res)
     return Measurement(res.spec, int(res.n_calls), [b for _, b in blocks], serialize_name(res.spec, res.serialize_mode),
                        conv.decl_hash, res.code_hash, verdict.safe, verdict.text,
-                       from_workers=True, excluded_workers=len(res.excluded_runs))
+                       from_workers=True, excluded_workers=len(res.excluded_runs), baseline=res.baseline)
 
 
 def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
@@ -377,10 +424,13 @@ def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
     # "loops" stays ours: the calls per batch (pyperf was told 1 and never calibrated)
     common[f"{META}excluded_workers"] = m.excluded_workers
     runs = []
-    for run, block in _blocks(res):
+    for run, kept, warm, reasons in _kept(res):
+        block = SampleBlock.of(kept, 0, warm, reasons, res.baseline)
         md = run.get_metadata()
         md.update(common)
         md[f"{META}run_excluded"] = sum(block.excluded.values())
+        if kept:  # the worker's own empty loop, core cycles a call (the run's is subtracted)
+            md[f"{META}run_empty_core_cycles"] = float(np.median([s.empty_core for s in kept])) / kept[0].n_calls
         md[f"{META}address_layout"] = res.layouts.get(md.get("seambench_worker"), "unknown")
         runs.append(store_run(block, md))
     return pyperf.Benchmark(runs)

@@ -42,13 +42,21 @@ class Sample:
         """This sample's TSC ticks per core cycle, from its own reference chain."""
         return self.ref / self.ref_adds if self.ref_adds and self.ref > 0 else math.nan
 
-    def net_tsc(self, i=0) -> float:
-        """TSC ticks per call of function i, net of the empty batch."""
-        return (self.ticks[i] - self.empty) / self.n_calls
+    def net_tsc(self, i=0, baseline=None) -> float:
+        """TSC ticks per call of function i, net of this sample's empty batch, or of `baseline`
+        (core cycles per call of the empty loop, LoopBaseline.per_call) at this sample's clock."""
+        if baseline is None:
+            return (self.ticks[i] - self.empty) / self.n_calls
+        return self.ticks[i] / self.n_calls - baseline * self.tsc_per_core
 
-    def core(self, i=0) -> float:
+    def core(self, i=0, baseline=None) -> float:
         """Core cycles per call of function i: net TSC ticks over this sample's own ratio."""
-        return self.net_tsc(i) / self.tsc_per_core
+        return self.net_tsc(i, baseline) / self.tsc_per_core
+
+    @property
+    def empty_core(self) -> float:
+        """Core cycles of the empty batch as a whole (calls and the timer's fences)."""
+        return self.empty / self.tsc_per_core
 
     @property
     def probe_core(self) -> float:
@@ -80,6 +88,26 @@ class Sample:
 MIN_UNCONTENDED = 5  # samples of a block that make its figure without the contended ones
 
 
+@dataclass(frozen=True)
+class LoopBaseline:
+    """The empty loop's cost in core cycles, one for every benchmark of a `bench run`: `batch` a
+    batch whatever its length (the timer's fences) plus `call` a call, fitted over the empty
+    batches of all the run's workers (bench.measure.driver.loop_baseline).  Subtracted instead of
+    each sample's own empty batch: one worker's empty batch lands in a state of its process
+    (Zen 4 guest: 5.0, 5.8, 6.6 or 7.3 core cycles a call, fixed for the process's life) that its
+    measured batch does not share, so each worker's own would carry that state into its figure."""
+    batch: float
+    call: float
+    workers: int
+
+    def per_call(self, n_calls: int) -> float:
+        return self.call + self.batch / n_calls
+
+    def describe(self) -> str:
+        return (f"{self.call:.2f} core cycles a call + {self.batch:.1f} a batch, fitted over the empty "
+                f"batches of {self.workers} worker{'s' if self.workers != 1 else ''}")
+
+
 @dataclass
 class SampleBlock:
     """One block of consecutive samples of one benchmark (a pyperf worker's values, or a block
@@ -98,11 +126,12 @@ class SampleBlock:
         return self.core
 
     @classmethod
-    def of(cls, kept, i=0, warmups=(), excluded=None) -> "SampleBlock":
-        """The block of function i from kept Samples (and warm-up Samples, figures only).  Samples
-        kept on a shared core (the sampler's wait ran out) stand in the figure only where fewer
-        than MIN_UNCONTENDED others do; else they count as excluded for contention, like the
-        ones the sampler measured again."""
+    def of(cls, kept, i=0, warmups=(), excluded=None, baseline: LoopBaseline | None = None) -> "SampleBlock":
+        """The block of function i from kept Samples (and warm-up Samples, figures only), net of
+        each sample's own empty batch, or of `baseline` where given.  Samples kept on a shared
+        core (the sampler's wait ran out) stand in the figure only where fewer than
+        MIN_UNCONTENDED others do; else they count as excluded for contention, like the ones the
+        sampler measured again."""
         excluded = dict(excluded or {})
         quiet = [s for s in kept if not s.contended]
         if len(quiet) < len(kept) and len(quiet) >= MIN_UNCONTENDED:
@@ -112,9 +141,11 @@ class SampleBlock:
         for s in kept:
             for name, per_fn in s.hw.items():
                 hw.setdefault(name, []).append(per_fn[i])
-        return cls(core=[s.core(i) for s in kept], tsc=[s.net_tsc(i) for s in kept],
+        def base(s):  # core cycles a call to subtract (None: the sample's own empty batch)
+            return baseline.per_call(s.n_calls) if baseline is not None else None
+        return cls(core=[s.core(i, base(s)) for s in kept], tsc=[s.net_tsc(i, base(s)) for s in kept],
                    tsc_per_core=[s.tsc_per_core for s in kept], baseline=[s.empty / s.n_calls for s in kept],
-                   warmups=[s.core(i) for s in warmups], excluded=excluded, hw=hw,
+                   warmups=[s.core(i, base(s)) for s in warmups], excluded=excluded, hw=hw,
                    contended=sum(s.contended for s in kept))
 
 
@@ -130,6 +161,7 @@ class Measurement:
     safety: str
     from_workers: bool = False  # runs are pyperf worker processes (else blocks of one process)
     excluded_workers: int = 0   # workers dropped and replaced: noisy, or figures from a shared core
+    baseline: LoopBaseline | None = None  # the run's empty loop, subtracted (None: each sample's own)
 
     def _pooled(self, field: str) -> list:
         """One SampleBlock field over every block, in order."""

@@ -140,6 +140,8 @@ def record(m: Measurement, ctx: Context, reference: dict, ci95=None) -> dict:
         "excluded_by_reason": m.excluded_by_reason,
         "contended": m.contended,
         "baseline_tsc_cycles": base.median,
+        "baseline_core_cycles": m.baseline.per_call(m.n_calls) if m.baseline else None,
+        "baseline": m.baseline.describe() if m.baseline else "each sample's own empty batch",
         "n_calls": m.n_calls,
         "relative": (s.median / ref) if ref else None,
         **_safety_fields(m, ctx),

@@ -91,6 +91,9 @@ def run_metadata(m, ctx_info: dict) -> dict:
         f"{META}code_hash": m.code_hash or "unknown",
         f"{META}safe": "unknown" if m.safe is None else int(m.safe),
         f"{META}baseline_tsc_cycles": _median(m.baseline_values),
+        # what was subtracted: the run's empty loop (bench.measure.driver.loop_baseline), or each
+        # sample's own empty batch (the kernel module, timed in one process)
+        f"{META}baseline": m.baseline.describe() if m.baseline else "each sample's own empty batch",
         f"{META}excluded": m.excluded,
         f"{META}serialize": m.serialize or "n/a",
         f"{META}hw_counters": int(bool(m.hw_counters)),
@@ -99,6 +102,8 @@ def run_metadata(m, ctx_info: dict) -> dict:
               "suite", "cpu"):
         if ctx_info.get(k) is not None:
             md[f"{META}{k}"] = ctx_info[k]
+    if m.baseline:
+        md[f"{META}baseline_core_cycles"] = m.baseline.per_call(m.n_calls)
     if m.hw_counters:
         for name, value in m.hw_counters.items():
             md[f"{META}hw_{name}_per_call"] = value

@@ -1,0 +1,97 @@
+"""The empty loop `bench run` subtracts is the run's, fitted over all its workers (driver.loop_baseline):
+a worker's own empty batch sits in a state of its process that its measured batch does not share
+(synthetic samples with known truth)."""
+import dataclasses
+
+import pyperf
+import pytest
+
+from bench.measure import driver
+from bench.measure.model import Sample, SampleBlock, Spec
+
+RATIO = 0.75          # TSC ticks per core cycle
+BATCH, CALL = 240.0, 5.8  # the empty loop's truth: core cycles a batch and a call
+
+
+def _worker(token, cost, n, state, count=9):
+    """Samples of one worker: `cost` core cycles a call over the true empty loop; its own empty
+    batch off by `state` core cycles a call (the process's state), the measured one not."""
+    empty = BATCH + (CALL + state) * n
+    gross = BATCH + (CALL + cost) * n
+    return [Sample(t=i, n_calls=n, ticks=(round(gross * RATIO),), empty=round(empty * RATIO),
+                   ref=round(RATIO * 70_000), ref_adds=70_000) for i in range(count)]
+
+
+def _result(name, n, states, cost):
+    runs, calls = [], {}
+    for k, state in enumerate(states):
+        token = f"{name}-{k}"
+        calls[token] = _worker(token, cost, n, state)
+        runs.append(pyperf.Run([1e-8] * len(calls[token]), metadata={"name": name, "loops": n, "unit": "second",
+                                                                   "seambench_worker": token},
+                               collect_metadata=False))
+    spec = Spec(*name.split("/"))
+    return driver.Result(spec, pyperf.Benchmark(runs), calls=calls, excluded={t: [] for t in calls}, n_calls=n)
+
+
+STATES = (-0.8, 0.0, 0.75, 1.5)   # per process, core cycles a call (seen on a Zen 4 guest)
+
+
+def _run():
+    return [_result("lean/emulated/vp_info", 2000, STATES, 160.0),
+            _result("seamcall/emulated/vp_info", 2200, STATES[::-1], 167.0),
+            _result("xsave/emulated/migration", 344, STATES, 1080.0)]
+
+
+def test_the_runs_empty_loop_gives_every_worker_its_true_figure(catalog):
+    results = _run()
+    own = [driver.to_measurement(r, catalog) for r in results]
+    spread_own = [max(b.core) - min(b.core) for b in own[0].runs]
+    medians_own = [b.core[0] for b in own[0].runs]
+    assert max(medians_own) - min(medians_own) == pytest.approx(2.3, abs=0.05)  # each its process's state
+    assert max(spread_own) < 1e-6
+    baseline = driver.fit_baseline(results)
+    assert baseline.workers == 12
+    assert baseline.batch == pytest.approx(BATCH, rel=0.02) and baseline.call == pytest.approx(CALL + 0.375, abs=0.05)
+    for r, cost in zip(results, (160.0, 167.0, 1080.0)):
+        m = driver.to_measurement(r, catalog)
+        assert m.baseline is baseline
+        figures = [b.core[0] for b in m.runs]
+        # every worker the same figure: the true cost less the median process state
+        assert max(figures) - min(figures) < 0.01
+        assert figures[0] == pytest.approx(cost - 0.375, abs=0.05)
+
+
+def test_the_batch_cost_is_told_only_by_workers_far_apart_in_calls():
+    # near-equal n only: one figure a call, no fixed batch cost read into the noise
+    b = driver.fit_loop([2000, 2100, 2200], [BATCH + (CALL + s) * n for s, n in zip((0.7, -0.7, 0.0), (2000, 2100, 2200))])
+    assert b.batch == 0.0 and b.per_call(2100) == pytest.approx(CALL + BATCH / 2100, abs=0.02)
+    # two clusters of n: both parts
+    n = [2000, 2050, 2100, 340, 350, 360]
+    b = driver.fit_loop(n, [BATCH + CALL * k for k in n])
+    assert b.batch == pytest.approx(BATCH) and b.call == pytest.approx(CALL)
+    assert b.per_call(350) == pytest.approx(CALL + BATCH / 350)
+
+
+def test_the_subtracted_loop_is_stored_and_said(catalog):
+    from bench.results import store
+    results = _run()
+    baseline = driver.fit_baseline(results)
+    m = driver.to_measurement(results[0], catalog)
+    bench = driver.annotate(results[0], m, {"cpu_model_name": "x", "platform": "Linux", "machine": "m",
+                                            "commit": "c", "dirty": False, "tsc_hz": 2.6e9})
+    md = bench.get_metadata()
+    assert md["seambench_baseline_core_cycles"] == pytest.approx(baseline.per_call(2000))
+    assert "fitted over the empty batches of 12 workers" in md["seambench_baseline"]
+    own = sorted(r.get_metadata()["seambench_run_empty_core_cycles"] for r in bench.get_runs())
+    assert own == pytest.approx([CALL + s + BATCH / 2000 for s in sorted(STATES)], abs=0.01)
+    # without a fit (one process: the kernel module) each sample's own empty batch, said so
+    md = store.run_metadata(dataclasses.replace(m, baseline=None), {"cpu_model_name": "x", "platform": "L"})
+    assert md["seambench_baseline"] == "each sample's own empty batch" and "seambench_baseline_core_cycles" not in md
+
+
+def test_a_sample_net_of_a_given_loop():
+    s = _worker("w", 100.0, 400, 1.0)[0]
+    assert s.core() == pytest.approx(99.0, abs=0.01)            # its own empty batch
+    assert s.core(0, CALL + BATCH / 400) == pytest.approx(100.0, abs=0.01)
+    assert SampleBlock.of([s], baseline=driver.fit_loop([400], [BATCH + CALL * 400])).core == [pytest.approx(100.0, abs=0.01)]
