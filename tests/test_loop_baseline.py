@@ -95,3 +95,23 @@ def test_a_sample_net_of_a_given_loop():
     assert s.core() == pytest.approx(99.0, abs=0.01)            # its own empty batch
     assert s.core(0, CALL + BATCH / 400) == pytest.approx(100.0, abs=0.01)
     assert SampleBlock.of([s], baseline=driver.fit_loop([400], [BATCH + CALL * 400])).core == [pytest.approx(100.0, abs=0.01)]
+
+
+def test_the_fits_own_error_widens_every_benchmarks_interval():
+    import numpy as np
+
+    from bench.stats.noise import run_intervals
+    rng = np.random.default_rng(3)
+    workers = [[rng.normal(160.0, 0.2, 200) + d for d in (0.0, 0.05, -0.05)] for _ in range(4)]
+    plain = run_intervals(workers)
+    shared = run_intervals(workers, shared=[0.25, 0.0, 0.25, 0.0])  # 0.5 core cycles sd, common to its workers
+    for (lo, hi), (slo, shi), v in zip(plain, shared, (0.25, 0.0, 0.25, 0.0)):
+        if v:
+            assert shi - slo > 3 * (hi - lo) and (shi - slo) / 2 > 1.9 * 0.5  # at least the shared error's +-1.96 sd
+        else:
+            assert (slo, shi) == (lo, hi)
+    # the fit's error, from resampling its workers: none where they agree, some where they scatter
+    n = [2000, 2000, 2000, 350, 350, 350]
+    assert driver.fit_loop(n, [BATCH + CALL * k for k in n]).per_call_var(2000) == pytest.approx(0.0, abs=1e-12)
+    scattered = driver.fit_loop(n, [BATCH + (CALL + s) * k for s, k in zip((-0.8, 0.0, 1.5, 0.75, -0.8, 0.0), n)])
+    assert 0.05 < scattered.per_call_var(2000) ** 0.5 < 1.5

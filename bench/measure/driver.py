@@ -381,18 +381,37 @@ def loop_baseline(results) -> LoopBaseline | None:
     return fit_loop(n, e) if n else None
 
 
+BASELINE_RESAMPLES = 100   # of the workers, for the fit's covariance (seeded: a run's CI is repeatable)
+
+
+def _fit(n, e, span=None) -> tuple | None:
+    """(call, batch); None where `span` (the full fit had pairs far apart) and a resample has not."""
+    x, y = 1 / n, e / n
+    i, j = np.triu_indices(len(n), 1)
+    far = np.maximum(n[i], n[j]) >= BASELINE_SPAN * np.minimum(n[i], n[j])
+    if span and not far.any():
+        return None
+    batch = float(np.median((y[i] - y[j])[far] / (x[i] - x[j])[far])) if far.any() else 0.0
+    return float(np.median(y - batch * x)), batch
+
+
 def fit_loop(n, e) -> LoopBaseline:
     """An empty batch of n calls costs e core cycles: batch + call * n, per worker.  A process's
     state moves a call's cost, so e / n scatters alike at every n: the batch's fixed cost is the
     median slope of e / n against 1 / n over pairs of workers whose n differ by BASELINE_SPAN
     (Theil-Sen over those pairs only: between near-equal n a slope is all noise), and a call's
-    the median of what is left.  With no such pair, one figure a call serves the n there are."""
+    the median of what is left.  With no such pair, one figure a call serves the n there are.
+    The covariance of the two comes from refitting resamples of the workers."""
     n, e = np.asarray(n, dtype=float), np.asarray(e, dtype=float)
-    x, y = 1 / n, e / n
-    i, j = np.triu_indices(len(n), 1)
-    far = np.maximum(n[i], n[j]) >= BASELINE_SPAN * np.minimum(n[i], n[j])
-    batch = float(np.median((y[i] - y[j])[far] / (x[i] - x[j])[far])) if far.any() else 0.0
-    return LoopBaseline(batch, float(np.median(y - batch * x)), len(n))
+    call, batch = _fit(n, e)
+    span = n.max() >= BASELINE_SPAN * n.min()
+    cov = ((0.0, 0.0), (0.0, 0.0))
+    rng = np.random.default_rng(0)
+    fits = [f for k in rng.integers(0, len(n), (BASELINE_RESAMPLES, len(n))) if (f := _fit(n[k], e[k], span))]
+    if len(fits) >= 2:
+        c = np.cov(np.array(fits), rowvar=False)
+        cov = ((float(c[0, 0]), float(c[0, 1])), (float(c[1, 0]), float(c[1, 1])))
+    return LoopBaseline(batch, call, len(n), cov)
 
 
 def fit_baseline(results) -> LoopBaseline | None:

@@ -99,9 +99,16 @@ class LoopBaseline:
     batch: float
     call: float
     workers: int
+    cov: tuple = ((0.0, 0.0), (0.0, 0.0))  # of (call, batch) over resamples of the workers
 
     def per_call(self, n_calls: int) -> float:
         return self.call + self.batch / n_calls
+
+    def per_call_var(self, n_calls: int) -> float:
+        """The variance of per_call(n_calls): one error for every benchmark of the run, which
+        the spread of its workers does not show (bench.measure.runner adds it to the run's CI)."""
+        (cc, cb), (_, bb) = self.cov
+        return max(cc + 2 * cb / n_calls + bb / (n_calls * n_calls), 0.0)
 
     def describe(self) -> str:
         return (f"{self.call:.2f} core cycles a call + {self.batch:.1f} a batch, fitted over the empty "

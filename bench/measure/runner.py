@@ -104,9 +104,11 @@ def run_records(measurements, ctx: Context, reference: dict) -> list:
     """The --json records of one run.  Where a benchmark was timed by several worker processes,
     its CI counts how far its workers land apart, the spread estimated from its own workers
     shrunk towards the run's other benchmarks (noise.run_intervals): a worker's values are not
-    independent."""
+    independent; and the uncertainty of the run's empty loop, common to all of them."""
     by_workers = [m for m in measurements if m.from_workers and len(m.runs) >= 2]
-    cis = dict(zip(map(id, by_workers), noise.run_intervals([[r.values for r in m.runs] for m in by_workers])))
+    shared = [m.baseline.per_call_var(m.n_calls) if m.baseline else 0.0 for m in by_workers]
+    cis = dict(zip(map(id, by_workers), noise.run_intervals([[r.values for r in m.runs] for m in by_workers],
+                                                           shared=shared)))
     return [record(m, ctx, reference, cis.get(id(m))) for m in measurements]
 
 

@@ -207,9 +207,11 @@ def others_pool(own: list, i: int) -> Moments:
 
 # --- one run's interval: its workers are the units --------------------------------------------
 
-def run_intervals(benchmarks, confidence=0.95) -> list:
+def run_intervals(benchmarks, confidence=0.95, shared=None) -> list:
     """Per benchmark of one run (a list of its workers' value arrays): a CI for the run's median
     (of the pooled values) that counts how far workers land apart, or None under two workers.
+    `shared`, per benchmark: the variance of an error common to all its workers (the run's
+    fitted empty loop, in the values' unit), which their spread cannot show; added.
 
     Each worker process lands in a state of its own (here: medians 0.3-0.9% apart in discrete
     steps, while ten 30 ms stretches of one process agree), so the values of one worker are not
@@ -232,6 +234,8 @@ def run_intervals(benchmarks, confidence=0.95) -> list:
         values = np.concatenate([np.asarray(w, dtype=float) for w in workers if len(w)])
         centre = math.log(float(np.median(values)))
         var = (nz.var + sum(s.within_var for s in g) / len(g)) / len(g)
+        if shared is not None and shared[i]:
+            var += shared[i] / math.exp(2 * centre)  # relative, as the rest (log scale)
         q = t_ppf(1 - (1 - confidence) / 2, min(nz.df, nz.tail_df)) * math.sqrt(var)
         out.append((math.exp(centre - q), math.exp(centre + q)))
     return out
