@@ -115,3 +115,11 @@ def test_the_fits_own_error_widens_every_benchmarks_interval():
     assert driver.fit_loop(n, [BATCH + CALL * k for k in n]).per_call_var(2000) == pytest.approx(0.0, abs=1e-12)
     scattered = driver.fit_loop(n, [BATCH + (CALL + s) * k for s, k in zip((-0.8, 0.0, 1.5, 0.75, -0.8, 0.0), n)])
     assert 0.05 < scattered.per_call_var(2000) ** 0.5 < 1.5
+
+
+def test_workers_on_two_levels_move_the_loop_by_their_shares_not_a_whole_level():
+    n = [2000] * 45
+    # 22 workers at one level, 23 at the next (0.75 core cycles a call apart), then the other way
+    a = driver.fit_loop(n, [(CALL + (0.75 if k < 22 else 0.0)) * 2000 for k in range(45)])
+    b = driver.fit_loop(n, [(CALL + (0.75 if k < 23 else 0.0)) * 2000 for k in range(45)])
+    assert abs(a.per_call(2000) - b.per_call(2000)) < 0.75 / 10  # a median would jump 0.75

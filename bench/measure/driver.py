@@ -382,6 +382,17 @@ def loop_baseline(results) -> LoopBaseline | None:
 
 
 BASELINE_RESAMPLES = 100   # of the workers, for the fit's covariance (seeded: a run's CI is repeatable)
+# Trimmed means, not medians: the workers' empty batches sit on a few discrete levels, and a median
+# of those jumps a whole level (most of a core cycle a call) when their shares cross one half.
+TRIM = 0.2
+
+
+def _trimmed(a) -> float:
+    """The mean of `a` less its TRIM lowest and highest shares (scipy.stats.trim_mean's; its
+    import costs `bench run` most of a second)."""
+    a = np.sort(np.asarray(a, dtype=float))
+    k = int(TRIM * len(a))
+    return float(a[k:len(a) - k].mean())
 
 
 def _fit(n, e, span=None) -> tuple | None:
@@ -391,17 +402,17 @@ def _fit(n, e, span=None) -> tuple | None:
     far = np.maximum(n[i], n[j]) >= BASELINE_SPAN * np.minimum(n[i], n[j])
     if span and not far.any():
         return None
-    batch = float(np.median((y[i] - y[j])[far] / (x[i] - x[j])[far])) if far.any() else 0.0
-    return float(np.median(y - batch * x)), batch
+    batch = _trimmed((y[i] - y[j])[far] / (x[i] - x[j])[far]) if far.any() else 0.0
+    return _trimmed(y - batch * x), batch
 
 
 def fit_loop(n, e) -> LoopBaseline:
     """An empty batch of n calls costs e core cycles: batch + call * n, per worker.  A process's
     state moves a call's cost, so e / n scatters alike at every n: the batch's fixed cost is the
-    median slope of e / n against 1 / n over pairs of workers whose n differ by BASELINE_SPAN
+    typical slope of e / n against 1 / n over pairs of workers whose n differ by BASELINE_SPAN
     (Theil-Sen over those pairs only: between near-equal n a slope is all noise), and a call's
-    the median of what is left.  With no such pair, one figure a call serves the n there are.
-    The covariance of the two comes from refitting resamples of the workers."""
+    the typical rest (trimmed means, TRIM).  With no such pair, one figure a call serves the n
+    there are.  The covariance of the two comes from refitting resamples of the workers."""
     n, e = np.asarray(n, dtype=float), np.asarray(e, dtype=float)
     call, batch = _fit(n, e)
     span = n.max() >= BASELINE_SPAN * n.min()
