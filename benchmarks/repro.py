@@ -41,6 +41,21 @@ def run_once(suite: str, out: Path) -> list:
     return json.loads(proc.stdout)
 
 
+def own_loop_medians(path) -> dict:
+    """name -> the run's median had each worker's own empty loop been subtracted, as before the
+    run's fitted one (commit f1f013b): each value plus the run's loop less its worker's own
+    (seambench_run_empty_core_cycles, that worker's median).  The same runs measured both ways."""
+    import pyperf
+    out = {}
+    for b in pyperf.BenchmarkSuite.load(str(path)).get_benchmarks():
+        base = b.get_metadata().get("seambench_baseline_core_cycles")
+        runs = [r for r in b.get_runs() if r.values and "seambench_run_empty_core_cycles" in r.get_metadata()]
+        if base is not None and runs:
+            out[b.get_name()] = float(np.median([v + base - r.get_metadata()["seambench_run_empty_core_cycles"]
+                                                 for r in runs for v in r.values]))
+    return out
+
+
 def figures(rec: dict) -> tuple:
     """(core cycles, TSC cycles, 95% CI in core cycles) of one `bench run --json` record."""
     if rec.get("cycles_unit") == "core":
@@ -57,8 +72,9 @@ def repeat_interval(median: float, ci: tuple) -> tuple:
     return median * (ci[0] / median) ** k, median * (ci[1] / median) ** k
 
 
-def summarize(runs: list) -> list:
-    """Per benchmark: medians per run, spreads and the CI coverage of other runs' medians."""
+def summarize(runs: list, own=None) -> list:
+    """Per benchmark: medians per run, spreads and the CI coverage of other runs' medians; `own`,
+    per run, own_loop_medians of its files (a spread for those too)."""
     names = [r["name"] for r in runs[0]]
     rows = []
     for name in names:
@@ -79,7 +95,13 @@ def summarize(runs: list) -> list:
             central += ci[0] <= float(np.median([c for j, c in enumerate(core) if j != i])) <= ci[1]
         backend = recs[0]["backend"]
         spread_core = (max(core) - min(core)) / float(np.median(core))
+        mine = [o.get(name) for o in own] if own else []
+        if mine and None not in mine:
+            spread_own = (max(mine) - min(mine)) / float(np.median(mine))
+        else:
+            mine, spread_own = [], None
         rows.append({"name": name, "backend": backend, "core": list(core), "tsc": list(tsc),
+                     "core_own_loop": mine, "spread_own_loop": spread_own,
                      "n_calls": [r.get("n_calls") for r in recs],
                      "spread_core": spread_core,
                      "spread_tsc": (max(tsc) - min(tsc)) / float(np.median(tsc)),
@@ -117,6 +139,15 @@ def markdown(rows: list, meta: dict) -> str:
     if cov[1]:
         out.append(f"the CI widened by √2 (where another run should land, 95% of the time, if the CI is "
                    f"calibrated) covers another run's median in {rep}/{cov[1]} pairs ({rep / cov[1]:.0%})")
+    own = [r for r in rows if r.get("spread_own_loop") is not None]
+    if own:
+        sp = sorted(r["spread_own_loop"] for r in own)
+        within_own = sum(r["spread_own_loop"] <= r["limit"] for r in own)
+        now = sorted(r["spread_core"] for r in own)
+        out.append(f"- the same runs with each worker's own empty loop subtracted instead of the run's (as "
+                   f"before commit f1f013b): {within_own}/{len(own)} within their limit, median spread "
+                   f"{float(np.median(sp)):.2%} (the run's loop: {sum(r['spread_core'] <= r['limit'] for r in own)}"
+                   f"/{len(own)}, {float(np.median(now)):.2%})")
     varied = [r["name"] for r in rows if len(set(r.get("n_calls", []))) > 1]
     if varied:
         out.append(f"- calls per batch differed between runs for {len(varied)} benchmarks (a worker sizes its own where "
@@ -137,18 +168,20 @@ def main(argv=None) -> int:
         p.error("--runs must be at least 2")
     suites = a.suite or list(DEFAULT_SUITES)
     t0 = time.time()
-    runs, per_run = [], []
+    runs, per_run, own = [], [], []
     with tempfile.TemporaryDirectory(prefix="seambench-repro-") as tmp:
         for i in range(a.runs):
             merged, t_run = [], time.time()
             for k, suite in enumerate(suites):
                 merged += run_once(suite, Path(tmp) / f"run{i}-{k}.json")
             runs.append(merged)
+            own.append({k: v for f in dict.fromkeys(r["results_file"] for r in merged if r.get("results_file"))
+                        for k, v in own_loop_medians(f).items()})
             per_run.append({"seconds": time.time() - t_run,
                             "contention": sum(r.get("excluded_by_reason", {}).get("contention", 0) for r in merged),
                             "contended": sum(r.get("contended", 0) for r in merged)})
             print(f"repro: run {i + 1}/{a.runs} done ({time.time() - t0:.0f} s)", file=sys.stderr)
-    rows = summarize(runs)
+    rows = summarize(runs, own)
     first = runs[0][0] if runs and runs[0] else {}
     meta = {"machine": first.get("machine", "?"), "commit": first.get("commit", "?"),
             "date": datetime.datetime.now().isoformat(" ", "minutes"), "seconds": time.time() - t0,

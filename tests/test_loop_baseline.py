@@ -123,3 +123,28 @@ def test_workers_on_two_levels_move_the_loop_by_their_shares_not_a_whole_level()
     a = driver.fit_loop(n, [(CALL + (0.75 if k < 22 else 0.0)) * 2000 for k in range(45)])
     b = driver.fit_loop(n, [(CALL + (0.75 if k < 23 else 0.0)) * 2000 for k in range(45)])
     assert abs(a.per_call(2000) - b.per_call(2000)) < 0.75 / 10  # a median would jump 0.75
+
+
+def test_benchmarks_repro_rebuilds_each_workers_own_loop_from_a_stored_file(catalog, tmp_path):
+    """benchmarks/repro.py sets the run's loop against each worker's own from the same stored runs."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "repro_script", Path(__file__).resolve().parent.parent / "benchmarks" / "repro.py")
+    repro = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(repro)
+    # lean's workers all in one state, 1.5 core cycles a call over the others' typical one
+    results = [_result("lean/emulated/vp_info", 2000, (1.5,) * 4, 160.0)] + _run()[1:]
+    driver.fit_baseline(results)
+    info = {"cpu_model_name": "x", "platform": "Linux", "machine": "m", "commit": "c", "dirty": False,
+            "tsc_hz": 2.6e9}
+    benches = [driver.annotate(r, driver.to_measurement(r, catalog), info) for r in results]
+    path = tmp_path / "run.json"
+    pyperf.BenchmarkSuite(benches).dump(str(path))
+    own = repro.own_loop_medians(path)
+    # each worker's own loop takes its process's state off: lean 1.5 low; the run's loop does not
+    assert own["lean/emulated/vp_info"] == pytest.approx(160.0 - 1.5, abs=0.02)
+    stored = pyperf.BenchmarkSuite.load(str(path)).get_benchmark("lean/emulated/vp_info").median()
+    assert stored == pytest.approx(160.0 - driver.fit_baseline(results).per_call(2000) + CALL + BATCH / 2000, abs=0.01)
+    assert own["xsave/emulated/migration"] == pytest.approx(1080.0 - 0.375, abs=0.05)
