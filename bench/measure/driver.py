@@ -369,8 +369,8 @@ BASELINE_SPAN = 1.5
 def loop_baseline(results) -> LoopBaseline | None:
     """The empty loop's cost, one for every benchmark of a run, from every kept worker of every
     benchmark: the median core cycles of its empty batches (fit_loop).  A worker's own empty
-    batch sits in a state of its process, in steps of most of a core cycle a call; the median
-    over a run's workers does not (see LoopBaseline).  None without a worker."""
+    batch sits in a state of its process, in steps of most of a core cycle a call; a typical
+    value over a run's workers does not (see LoopBaseline).  None without a worker."""
     n, e = [], []
     for res in results:
         for _, kept, _, _ in _kept(res):

@@ -2,13 +2,14 @@
 
 A sample is one rotation of the native loop (_native/measure.c): a batch of n calls of
 each measured function, a batch of n calls of the empty function (loop, call and timer
-overhead, subtracted), and a reference batch, a dependent chain of register-register ADDs
-of known length (one core cycle each).  The reference gives each sample its own TSC ticks
-per core cycle, measured within a few hundred microseconds of the calls it converts: the
-host moves this machine's core clock in steps of ~2.5% several times a minute, so a figure
-in TSC ticks carries whatever state the run happened to get, and a ratio measured once at
-start-up is often from another state.  Core cycles per call, converted sample by sample,
-are the primary figure; TSC ticks stay in the records.
+overhead: subtracted, sample by sample, or in `bench run` as the run's empty loop fitted over
+all its workers, bench.measure.driver.loop_baseline), and a reference batch, a dependent
+chain of register-register ADDs of known length (one core cycle each).  The reference gives
+each sample its own TSC ticks per core cycle, measured within a few hundred microseconds of
+the calls it converts: the host moves this machine's core clock in steps of ~2.5% several
+times a minute, so a figure in TSC ticks carries whatever state the run happened to get, and
+a ratio measured once at start-up is often from another state.  Core cycles per call,
+converted sample by sample, are the primary figure; TSC ticks stay in the records.
 
 Where hardware counters exist, each sample carries the counter's core cycles too; the two
 sources must agree (`agreement`).
