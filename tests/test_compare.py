@@ -218,3 +218,13 @@ def test_compare_only_named_benchmarks(tmp_path, capsys):
     assert [r["name"] for r in json.loads(capsys.readouterr().out)["benchmarks"]] == [NAMES[1]]
     assert cli.main(["compare", str(a), str(b), "--benchmark", "no/such/bench"]) == 2
     assert "no benchmark 'no/such/bench'" in capsys.readouterr().err
+
+
+def test_says_where_the_sides_subtracted_the_empty_loop_otherwise(tmp_path):
+    # A from before bench run fitted the run's empty loop (each sample's own); B with it
+    a, b = suite_pair(tmp_path)
+    assert not [n for n in report(a, b).notes if "empty loop" in n]
+    c = write_suite(tmp_path / "c.json", {n: synthetic_runs(BASE[n], 7 + i) for i, n in enumerate(NAMES)},
+                    extra_md={"seambench_code_hash": "c0de", "seambench_baseline_core_cycles": 5.9})
+    notes = [n for n in report(a, c).notes if "empty loop" in n]
+    assert len(notes) == 1 and "for 3 benchmark(s)" in notes[0]

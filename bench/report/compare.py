@@ -212,6 +212,13 @@ def _meta_of(bench, key):
     return bench.metadata.get(META + key)
 
 
+def loop_subtracted(side: Side, name) -> set:
+    """How `name`'s sessions on this side subtracted the empty loop: "run" (bench run's, fitted
+    over all its workers) or "sample" (each sample's own empty batch: the kernel module, and every
+    file from before the run's loop)."""
+    return {"run" if _meta_of(x, "baseline_core_cycles") is not None else "sample" for x in side.benchmarks(name)}
+
+
 @dataclass
 class Report:
     a: Side
@@ -287,6 +294,12 @@ def compare(a: Side, b: Side, threshold=DEFAULT_THRESHOLD, force=False, only=Non
     if drift:
         notes.append(f"measured code identical on both sides for {', '.join(drift)}: a difference there is the "
                      "machine between the runs (drift), not the code")
+    loops = [r.name for r in rows if loop_subtracted(a, r.name) != loop_subtracted(b, r.name)]
+    if loops:
+        notes.append(f"the empty loop was subtracted otherwise on the two sides for {len(loops)} benchmark(s) "
+                     f"({', '.join(loops[:3])}{', ...' if len(loops) > 3 else ''}): files from before bench run "
+                     "fitted one loop over all its workers subtract each sample's own, whose level moves with "
+                     "the process (up to ~0.5% of a light call); a difference that size there can be that")
     only_b = sorted(n for n in names_b - set(a.names()) if not only or n in only)
     geo = float(np.exp(np.mean(np.log([r.ratio for r in rows])))) if rows else None
     assumed = [r.name for r in rows if r.noise_source == "assumed"]
