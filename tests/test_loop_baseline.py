@@ -50,7 +50,7 @@ def test_the_runs_empty_loop_gives_every_worker_its_true_figure(catalog):
     medians_own = [b.core[0] for b in own[0].runs]
     assert max(medians_own) - min(medians_own) == pytest.approx(2.3, abs=0.05)  # each its process's state
     assert max(spread_own) < 1e-6
-    baseline = driver.fit_baseline(results)
+    baseline = driver.fit_baseline(results)["emulated"]
     assert baseline.workers == 12
     assert baseline.batch == pytest.approx(BATCH, rel=0.02) and baseline.call == pytest.approx(CALL + 0.375, abs=0.05)
     for r, cost in zip(results, (160.0, 167.0, 1080.0)):
@@ -76,7 +76,7 @@ def test_the_batch_cost_is_told_only_by_workers_far_apart_in_calls():
 def test_the_subtracted_loop_is_stored_and_said(catalog):
     from bench.results import store
     results = _run()
-    baseline = driver.fit_baseline(results)
+    baseline = driver.fit_baseline(results)["emulated"]
     m = driver.to_measurement(results[0], catalog)
     bench = driver.annotate(results[0], m, {"cpu_model_name": "x", "platform": "Linux", "machine": "m",
                                             "commit": "c", "dirty": False, "tsc_hz": 2.6e9})
@@ -146,5 +146,17 @@ def test_benchmarks_repro_rebuilds_each_workers_own_loop_from_a_stored_file(cata
     # each worker's own loop takes its process's state off: lean 1.5 low; the run's loop does not
     assert own["lean/emulated/vp_info"] == pytest.approx(160.0 - 1.5, abs=0.02)
     stored = pyperf.BenchmarkSuite.load(str(path)).get_benchmark("lean/emulated/vp_info").median()
-    assert stored == pytest.approx(160.0 - driver.fit_baseline(results).per_call(2000) + CALL + BATCH / 2000, abs=0.01)
+    fitted = driver.fit_baseline(results)["emulated"].per_call(2000)
+    assert stored == pytest.approx(160.0 - fitted + CALL + BATCH / 2000, abs=0.01)
     assert own["xsave/emulated/migration"] == pytest.approx(1080.0 - 0.375, abs=0.05)
+
+
+def test_each_backend_has_its_own_loop(catalog):
+    """A process that traps to the host leaves its empty batch on other levels than one beside the
+    emulated stub: a trap backend's workers move neither the emulated fit nor its figures."""
+    trapping = _result("seamcall/cpuid/vp_info", 28, (-3.0, -3.2, -2.8), 13_000.0)
+    plain = driver.fit_baseline(_run())["emulated"]
+    fits = driver.fit_baseline(_run() + [trapping])
+    assert set(fits) == {"emulated", "cpuid"} and fits["emulated"] == plain
+    assert trapping.baseline is fits["cpuid"] and fits["cpuid"].workers == 3
+    assert fits["cpuid"].per_call(28) == pytest.approx(CALL - 3.0 + BATCH / 28, abs=0.05)

@@ -139,7 +139,7 @@ def _run(args, dest_override=None, metadata=None, quiet=False) -> Ran:
                 advance(sp.name)
         order = {sp.name: i for i, sp in enumerate(user_specs)}
         results.sort(key=lambda r: order[r.spec.name])
-        driver.fit_baseline(results)  # one empty loop for every worker of the run
+        driver.fit_baseline(results)  # one empty loop for every worker of the run on a backend
         kmod_ms = run_plan(kplan, ctx, allow_unsafe=args.allow_unsafe,
                            progress=lambda spec: advance(spec.name)) if kplan.specs else []
     plan.skipped += kplan.skipped
@@ -265,9 +265,9 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
     console.print(f"TSC {ctx.clocks['tsc_hz'] / 1e6:,.1f} MHz; core cycles from a reference ADD chain in every sample"
                   + (f" (1 core cycle = {lo:.3f}-{hi:.3f} TSC cycles over this run)" if ratios else "")
                   + f"; hardware counters: {'recorded beside it' if ctx.perf.hw else 'not available (perf_event_open)'}")
-    fitted = {r["baseline"] for r in records if r["baseline_core_cycles"] is not None}
-    if fitted:  # one fit for every worker of the run (bench.measure.driver.loop_baseline)
-        console.print(f"empty loop subtracted: {fitted.pop()}")
+    fitted = {r["backend"]: r["baseline"] for r in records if r["baseline_core_cycles"] is not None}
+    for backend, text in fitted.items():  # one fit a backend (bench.measure.driver.fit_baseline)
+        console.print(f"empty loop subtracted{f' on {backend}' if len(fitted) > 1 else ''}: {text}")
     table = Table(title="cost per call: median core cycles net of the empty-loop baseline", title_justify="left")
     for col, just in (("convention", "left"), ("backend", "left"), ("leaf", "left"), ("core cyc", "right"),
                       ("95% CI", "right"), ("TSC cyc", "right"), ("ns", "right"), ("TSC/core", "right"),

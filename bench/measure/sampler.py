@@ -3,7 +3,7 @@
 A sample is one rotation of the native loop (_native/measure.c): a batch of n calls of
 each measured function, a batch of n calls of the empty function (loop, call and timer
 overhead: subtracted, sample by sample, or in `bench run` as the run's empty loop fitted over
-all its workers, bench.measure.driver.loop_baseline), and a reference batch, a dependent
+its workers on a backend, bench.measure.driver.fit_baseline), and a reference batch, a dependent
 chain of register-register ADDs of known length (one core cycle each).  The reference gives
 each sample its own TSC ticks per core cycle, measured within a few hundred microseconds of
 the calls it converts: the host moves this machine's core clock in steps of ~2.5% several
