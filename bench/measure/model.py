@@ -92,10 +92,11 @@ MIN_UNCONTENDED = 5  # samples of a block that make its figure without the conte
 class LoopBaseline:
     """The empty loop's cost in core cycles, one for every benchmark of a `bench run` on one
     backend: `batch` a batch whatever its length (the timer's fences) plus `call` a call, fitted
-    over the empty batches of all those workers (bench.measure.driver.fit_baseline).  Subtracted instead of
-    each sample's own empty batch: one worker's empty batch lands in a state of its process
-    (Zen 4 guest: 5.0, 5.8, 6.6 or 7.3 core cycles a call, fixed for the process's life) that its
-    measured batch does not share, so each worker's own would carry that state into its figure."""
+    over the empty batches of all those workers (bench.measure.driver.fit_baseline).
+    Subtracted instead of each sample's own empty batch: one worker's empty batch lands in a
+    state of its process (Zen 4 guest: 5.0, 5.8, 6.6 or 7.3 core cycles a call, fixed for the
+    process's life) that its measured batch does not share, so each worker's own would carry
+    that state into its figure."""
     batch: float
     call: float
     workers: int
