@@ -461,8 +461,8 @@ def annotate(res: Result, m: Measurement, info: dict) -> pyperf.Benchmark:
     # "loops" stays ours: the calls per batch (pyperf was told 1 and never calibrated)
     common[f"{META}excluded_workers"] = m.excluded_workers
     runs = []
-    for run, kept, warm, reasons in _kept(res):
-        block = SampleBlock.of(kept, 0, warm, reasons, res.baseline)
+    # m.runs: to_measurement's blocks, one per kept worker in _kept's order (not built again)
+    for (run, kept, _, _), block in zip(_kept(res), m.runs):
         md = run.get_metadata()
         md.update(common)
         md[f"{META}run_excluded"] = sum(block.excluded.values())
