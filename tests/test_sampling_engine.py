@@ -200,6 +200,8 @@ def test_policy_reasons_in_order():
     assert policy.judge({}, (1.4, 1), (1, 1), (0,)) == "nonpositive"
     assert policy.judge({}, (1.4, 1), (1, 1), (0,), contention=1.2) == "contention"
     assert policy.judge({}, (1.4, 1), (1, 1), (1,), contention=1 + policy.CONTENTION_TOLERANCE) is None
+    assert policy.judge({}, (1.4, 1), (1, 1), (1,), contention=0.95) == "contention"  # its chain ran slow
+    assert policy.judge({}, (1.4, 1), (1, 1), (1,), contention=1 - policy.CONTENTION_TOLERANCE) is None
     assert policy.judge({}, (1.4, 1), None, (1,)) is None
     assert list(policy.counts(["tsc_gap", None, "tsc_gap"])) == list(policy.REASONS)
 
@@ -321,14 +323,20 @@ def test_contended_samples_are_waited_out_then_kept_and_counted(monkeypatch):
     assert b.contended == 26 and len(b.core) == 30
 
 
+def screened(s, n):
+    """Reasons of n fresh samples, as the sampler's screen judges them."""
+    return [x.excluded for x in s.screen.screen(s._raw(n, s.n_calls, s.ref_hundreds))]
+
+
 def test_a_quieter_core_than_the_floor_lowers_it(monkeypatch):
     from bench.measure import sampler as sm
     monkeypatch.setattr(_core, "measure_set", SharedCore(1.0))
     # the parent started while the core was shared: its floor is 10% high
     s = sm.Sampler([sm.Target(1, 1, None)], None, probe_floor=PROBE * 1.1).resize(64)
     assert s.take(5) and s.screen.probe_floor == pytest.approx(PROBE, rel=1e-3)
+    assert s.screen.excluded()["contention"] == sm.FLOOR_RUN  # measured again until the floor came down
     monkeypatch.setattr(_core, "measure_set", SharedCore(1.1))
-    assert {x.excluded for x in s.screen.screen(s._raw(5, s.n_calls, s.ref_hundreds))} == {"contention"}
+    assert set(screened(s, 5)) == {"contention"}
     # a preempted chain makes the probe look fast in core cycles: a TSC gap, and no new floor
     loop = SharedCore(1.0)
 
@@ -337,7 +345,7 @@ def test_a_quieter_core_than_the_floor_lowers_it(monkeypatch):
         width = len(a[0]) + 1
         return [x * 3 if i % width == width - 1 else x for i, x in enumerate(ticks)], t0, ev, probe, waited
     monkeypatch.setattr(_core, "measure_set", preempted_chain)
-    assert {x.excluded for x in s.screen.screen(s._raw(3, s.n_calls, s.ref_hundreds))} == {"tsc_gap"}
+    assert set(screened(s, 3)) == {"tsc_gap"}
     assert s.screen.probe_floor == pytest.approx(PROBE, rel=1e-3)
 
 
@@ -345,14 +353,35 @@ def test_only_a_run_of_quiet_samples_lowers_the_floor(monkeypatch):
     from bench.measure import sampler as sm
     monkeypatch.setattr(_core, "measure_set", SharedCore(1.0))
     s = sm.Sampler([sm.Target(1, 1, None)], None, probe_floor=PROBE * 1.1).resize(64)
-    s.take(sm.FLOOR_RUN - 1)
+    assert set(screened(s, sm.FLOOR_RUN - 1)) == {"contention"}  # 9% under the floor: measured again
     monkeypatch.setattr(_core, "measure_set", SharedCore(1.1))  # one at the floor breaks the run
-    s.take(1)
+    assert screened(s, 1) == [None]
     monkeypatch.setattr(_core, "measure_set", SharedCore(1.0))
-    s.take(sm.FLOOR_RUN - 1)
+    screened(s, sm.FLOOR_RUN - 1)
     assert s.screen.probe_floor == pytest.approx(PROBE * 1.1, rel=1e-3)
-    s.take(1)
+    screened(s, 1)
     assert s.screen.probe_floor == pytest.approx(PROBE, rel=1e-3)
+    assert set(screened(s, 3)) == {None}
+
+
+def test_a_sample_whose_chain_ran_slow_is_not_kept_as_quiet(monkeypatch):
+    """The probe cannot run faster than the core's ports: a sample under the floor had its
+    reference chain slowed, and every figure of it converts low.  Measured again like a
+    contended one; a state that lasts (a whole worker's, 40% under) does not take the floor
+    down with it, and once the wait budget is spent its samples are kept flagged, so that the
+    driver replaces the worker."""
+    from bench.measure import sampler as sm
+    monkeypatch.setattr(_core, "measure_set", SharedCore(0.95))
+    s = sm.Sampler([sm.Target(1, 1, None)], None, probe_floor=PROBE).resize(64)
+    assert set(screened(s, 3)) == {"contention"}
+    monkeypatch.setattr(_core, "measure_set", SharedCore(0.6))
+    monkeypatch.setattr(sm, "CONTENTION_WAIT_S", 0.05)
+    s = sm.Sampler([sm.Target(1, 1, None)], None, probe_floor=PROBE).resize(64)
+    kept = s.take(20)
+    assert s.screen.probe_floor == pytest.approx(PROBE * (1 - sm.FLOOR_LOWER_MAX), rel=1e-3)
+    assert len(kept) == 20 and all(x.contended for x in kept) and s.screen.excluded()["contention"] >= sm.FLOOR_RUN
+    monkeypatch.setattr(_core, "measure_set", SharedCore(0.99))  # within the tolerance: quiet
+    assert set(screened(s, 3)) == {None}
 
 
 def test_the_reference_is_a_whole_number_of_pieces():

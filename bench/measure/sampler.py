@@ -45,7 +45,13 @@ MAX_ROUNDS = 20           # re-measure at most this many times for the samples a
 # fraction of a second to ~20 s: a wait outlasts the short ones without stalling a run.
 CONTENTION_WAIT_S = float(os.environ.get("SEAMBENCH_CONTENTION_WAIT_S", "0.5"))
 HISTORY = 64              # kept samples the gap test takes its "usual" from
-FLOOR_RUN = 5             # undisturbed samples in a row below the probe's floor that lower it
+# A floor given too high (the machine's first start-up on a shared core) is lowered by FLOOR_RUN
+# samples in a row under it and otherwise undisturbed, to their median, but by no more than
+# FLOOR_LOWER_MAX in all: the host passes through states in which the reference chain runs slow
+# for milliseconds (5-10% under) and, rarely, for a whole worker (40% under), and a floor
+# lowered to one of them would keep every sample of it and exclude the quiet ones after it.
+FLOOR_RUN = 32
+FLOOR_LOWER_MAX = 0.10
 MAX_CALLS = 1 << 20
 # The gate (_native/measure.c): each sample waits, at most this many probes (~1-5 ms), for a
 # core its sibling hyperthread leaves alone.  Such a core comes in windows of a few hundred
@@ -68,12 +74,13 @@ class Target:
 
 class Floor:
     """A floor in core cycles that quiet samples set (the load/store probe's).  Lowered
-    by FLOOR_RUN undisturbed samples in a row more than `tolerance` under it (to their median),
-    never by one: a sample whose chain was slowed looks fast and would set a floor nothing
-    else reaches."""
+    by FLOOR_RUN samples in a row more than `tolerance` under it and otherwise undisturbed (to
+    their median), never by one and never under FLOOR_LOWER_MAX below the floor given: a sample
+    whose chain was slowed looks fast and would set a floor nothing else reaches."""
 
     def __init__(self, value: float | None, tolerance: float):
         self.value = value
+        self.lowest = value * (1 - FLOOR_LOWER_MAX) if value else None
         self.tolerance = tolerance
         self.quiet = []  # the latest undisturbed samples' core cycles (FLOOR_RUN at most)
 
@@ -85,7 +92,7 @@ class Floor:
         """An undisturbed sample's core cycles."""
         self.quiet = self.quiet[-(FLOOR_RUN - 1):] + [core]
         if len(self.quiet) == FLOOR_RUN and all(q < self.value * (1 - self.tolerance) for q in self.quiet):
-            self.value = float(statistics.median(self.quiet))
+            self.value = max(float(statistics.median(self.quiet)), self.lowest)
             self.quiet = []
 
 
@@ -126,8 +133,8 @@ class Screen:
             contention = self.probe.over(s.probe_core) if s.probe else None
             reason = policy.judge(s.events, s.per_call(), usual,
                                   tuple(t - s.empty for t in s.ticks), contention)
-            if reason is None and contention is not None:
-                self.probe.offer(s.probe_core)
+            if contention is not None and (reason is None or (reason == "contention" and contention < 1)):
+                self.probe.offer(s.probe_core)  # a sample under the floor may be a quieter core
             s = replace(s, excluded=reason)
             if reason == "contention" and self.tolerate:
                 s = replace(s, excluded=None, contended=True)
