@@ -5,13 +5,15 @@ stored under benchmarks/out/verdicts-<machine id>.{md,json}:
 
   aa      --aa-runs back-to-back `bench run --suite configs/quick.yaml` of this build, every pair
           compared: the share of compares with any faster/slower row (target <= 5%).
-  power   a planted change: the quick suite plus one convention `planted` (seamcall_ret whose
-          emulated module counts down BASE_LATENCY units of emul_latency), answered on side B
-          `--latency` units later (by default the smallest that `bench ab` measures at
-          --planted, 1%).  Both sides run the same machine code; only the count differs.
-          --pairs single-run-per-side compares, and
-          --pairs3 compares of three runs a side: the share calling it "slower" (target >= 90%).
-          The planted change actually measured by the compares is printed beside it.
+  power   a planted change: the quick suite plus two conventions, `planted` (seamcall_ret whose
+          emulated module counts down BASE_LATENCY units of emul_latency) and `planted_pushpop`
+          (full_pushpop, the same), answered on side B `--latency` units later (by default the
+          smallest that `bench ab` measures at --planted, 1%, on seamcall_ret).  Both sides run
+          the same machine code; only the count differs.  --pairs single-run-per-side compares,
+          and --pairs3 compares of three runs a side: the share calling it "slower" (target >=
+          90%).  Two parents because power follows a row's between-run sd, which differs by row:
+          seamcall_ret's is among the largest here, full_pushpop's among the smallest.  The
+          planted change actually measured by the compares is printed beside each.
   bisect  `bench history --bisect` on --histories synthetic 32-commit histories (a real git
           repository; results in the quick suite's shape, its workers x values a commit; a 1%
           step with new code at a random commit): the share that name the exact commit.
@@ -133,7 +135,14 @@ PLANTED = """conventions:
     description: seamcall_ret, answered {latency} units late
     extends: seamcall_ret
     emul_latency: {latency}
+  planted_pushpop:
+    description: full_pushpop, answered {latency} units late
+    extends: full_pushpop
+    emul_latency: {latency}
 """
+# the planted benchmarks: the first is the one reported as `power` (as before), the others under
+# power["others"]
+PLANTED_NAMES = ("planted/emulated/vp_info", "planted_pushpop/emulated/vp_info")
 
 
 TWINS = """conventions:
@@ -178,15 +187,22 @@ def power(work: Path, pairs: int, pairs3: int, latency: int, log, threshold=comp
             t0 = time.monotonic()
             files.append(into_store(run_once(work / "raw.json", ["-C", str(y)], env=env_for(store)), store, sha))
             log(f"power: {'AB'[files is b_files]} run {i + 1}/{need} ({time.monotonic() - t0:.0f} s)")
-    name = "planted/emulated/vp_info"
-    out = {"latency": latency, "base_latency": BASE_LATENCY, "benchmark": name, "threshold": threshold}
+    out = {"latency": latency, "base_latency": BASE_LATENCY, "threshold": threshold,
+           **planted_power(PLANTED_NAMES[0], a_files, b_files, pairs, pairs3, threshold),
+           "others": {n: planted_power(n, a_files, b_files, pairs, pairs3, threshold) for n in PLANTED_NAMES[1:]}}
+    return out
+
+
+def planted_power(name, a_files, b_files, pairs, pairs3, threshold) -> dict:
+    """How often the compares call planted benchmark `name` slower, one and three runs a side."""
+    out = {"benchmark": name}
     for k, n in ((1, pairs), (3, pairs3)):
         calls, alarms_elsewhere = [], 0
         for j in range(n):
             r = judged(a_files[j * k:(j + 1) * k], b_files[j * k:(j + 1) * k], force=True, threshold=threshold)
             row = next((x for x in r.rows if x.name == name), None)
             calls.append(row.verdict if row else "missing")
-            alarms_elsewhere += any(x.verdict in (SLOWER, FASTER) for x in r.rows if x.name != name)
+            alarms_elsewhere += any(x.verdict in (SLOWER, FASTER) for x in r.rows if x.name not in PLANTED_NAMES)
         out[f"{k}_run"] = {"compares": n, "slower": calls.count(SLOWER),
                            "share": calls.count(SLOWER) / n if n else None,
                            "verdicts": {v: calls.count(v) for v in set(calls)},
@@ -282,14 +298,19 @@ def markdown(doc: dict) -> str:
         p = doc["power"]
         base = f" over {p['base_latency']}" if "base_latency" in p else ""
         base += f", threshold {p['threshold']:.1%}" if "threshold" in p else ""
-        out += [f"Power{_when(doc, 'power')}: planted emul_latency +{p['latency']}{base} on {p['benchmark']}; "
-                f"measured change over all runs {p['measured_change']:+.2%} (95% CI {p['measured_ci95'][0]:+.2%} .. {p['measured_ci95'][1]:+.2%})",
-                "", "| runs a side | compares | called slower | share (target >= 90%) | alarms on unchanged rows |",
-                "|---:|---:|---:|---:|---:|"]
-        for k in (1, 3):
-            x = p[f"{k}_run"]
-            if x["compares"]:
-                out.append(f"| {k} | {x['compares']} | {x['slower']} | {x['share']:.0%} | {x['alarms_on_unchanged_rows']} |")
+        planted = [p] + list(p.get("others", {}).values())
+        out += [f"Power{_when(doc, 'power')}: planted emul_latency +{p['latency']}{base} on "
+                + ", ".join(x["benchmark"] for x in planted), "",
+                "| planted on | measured over all runs (95% CI) | runs a side | compares | called slower "
+                "| share (target >= 90%) | alarms on unchanged rows |", "|---|---|---:|---:|---:|---:|---:|"]
+        for x in planted:
+            change = f"{x['measured_change']:+.2%} ({x['measured_ci95'][0]:+.2%} .. {x['measured_ci95'][1]:+.2%})"
+            for k in (1, 3):
+                r = x[f"{k}_run"]
+                if r["compares"]:
+                    out.append(f"| {x['benchmark']} | {change} | {k} | {r['compares']} | {r['slower']} | {r['share']:.0%} "
+                               f"| {r['alarms_on_unchanged_rows']} |")
+                    change = ""
         out.append("")
     if "bisect" in doc:
         b = doc["bisect"]

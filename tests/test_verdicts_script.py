@@ -36,3 +36,19 @@ def test_a_partial_run_keeps_the_stored_parts_it_did_not_measure():
     # another machine's file lends nothing, nor one that is not a verdicts document
     assert v.merged(dict(doc, machine="other"), stored) == dict(doc, machine="other")
     assert v.merged(doc, [stored]) == v.merged(doc, None) == doc
+
+
+def test_power_shows_every_planted_parent():
+    v = _script()
+    one = {"benchmark": "planted/emulated/vp_info", "measured_change": 0.0101, "measured_ci95": [0.009, 0.011],
+           "1_run": {"compares": 10, "slower": 1, "share": 0.1, "alarms_on_unchanged_rows": 0},
+           "3_run": {"compares": 6, "slower": 4, "share": 4 / 6, "alarms_on_unchanged_rows": 0}}
+    other = dict(one, benchmark="planted_pushpop/emulated/vp_info", measured_change=0.0093,
+                 **{"1_run": {"compares": 10, "slower": 9, "share": 0.9, "alarms_on_unchanged_rows": 0}})
+    doc = {"date": "2026-12-07 19:00:00", "machine": "box", "seconds": 1,
+           "power": {"latency": 2, "base_latency": 20, "threshold": 0.01, **one,
+                     "others": {other["benchmark"]: other}}}
+    text = v.markdown(doc)
+    assert "on planted/emulated/vp_info, planted_pushpop/emulated/vp_info" in text
+    assert "| planted/emulated/vp_info | +1.01% (+0.90% .. +1.10%) | 1 | 10 | 1 | 10% | 0 |" in text
+    assert "| planted_pushpop/emulated/vp_info | +0.93% (+0.90% .. +1.10%) | 1 | 10 | 9 | 90% | 0 |" in text
