@@ -7,9 +7,9 @@ stored under benchmarks/out/verdicts-<machine id>.{md,json}:
           compared: the share of compares with any faster/slower row (target <= 5%).
   power   a planted change: the quick suite plus two conventions, `planted` (seamcall_ret whose
           emulated module counts down BASE_LATENCY units of emul_latency) and `planted_pushpop`
-          (full_pushpop, the same), answered on side B `--latency` units later (by default the
-          smallest that `bench ab` measures at --planted, 1%, on seamcall_ret).  Both sides run
-          the same machine code; only the count differs.  --pairs single-run-per-side compares,
+          (full_pushpop, the same), each answered on side B `--latency` units later (by default
+          the smallest that `bench ab` measures at --planted, 1%, on its own parent).  Both sides
+          run the same machine code; only the count differs.  --pairs single-run-per-side compares,
           and --pairs3 compares of three runs a side: the share calling it "slower" (target >=
           90%).  Two parents because power follows a row's between-run sd, which differs by row:
           seamcall_ret's is among the largest here, full_pushpop's among the smallest.  The
@@ -130,67 +130,75 @@ def aa(work: Path, runs: int, log) -> dict:
 # instead (inject_chain) moves its code: 1, 2 and 3 ops measured -0.50%, -0.07% and +4.98%.
 BASE_LATENCY = 20
 
+# The planted conventions and their parents.  Power follows a row's between-run sd, which differs
+# by row: seamcall_ret's is among the largest here, full_pushpop's among the smallest.  The first
+# is reported as `power` (as before), the others under power["others"]; each is answered late by
+# the units that make 1% of its own parent's cost (size_latency), in a file of its own (the
+# latency knob is per unit, and the registry compiles each user file into one).
+PARENTS = {"planted": "seamcall_ret", "planted_pushpop": "full_pushpop"}
+PLANTED_NAMES = tuple(f"{name}/emulated/vp_info" for name in PARENTS)
+
 PLANTED = """conventions:
-  planted:
-    description: seamcall_ret, answered {latency} units late
-    extends: seamcall_ret
-    emul_latency: {latency}
-  planted_pushpop:
-    description: full_pushpop, answered {latency} units late
-    extends: full_pushpop
+  {name}:
+    description: {parent}, answered {latency} units late
+    extends: {parent}
     emul_latency: {latency}
 """
-# the planted benchmarks: the first is the one reported as `power` (as before), the others under
-# power["others"]
-PLANTED_NAMES = ("planted/emulated/vp_info", "planted_pushpop/emulated/vp_info")
 
 
 TWINS = """conventions:
   planted_a:
-    description: seamcall_ret, answered {base} units late
-    extends: seamcall_ret
+    description: {parent}, answered {base} units late
+    extends: {parent}
     emul_latency: {base}
   planted_b:
-    description: seamcall_ret, answered {latency} units later
-    extends: seamcall_ret
+    description: {parent}, answered {latency} units later
+    extends: {parent}
     emul_latency: {latency}
 """
 
 
-def size_latency(work: Path, target: float, log) -> int:
+def size_latency(work: Path, target: float, log, parent="seamcall_ret") -> int:
     """The smallest emul_latency added to BASE_LATENCY that `bench ab` (interleaved, in one run)
-    measures at least `target` slower than BASE_LATENCY alone: a unit is not a fixed share of
-    every stub's cost on every CPU."""
+    measures at least `target` slower than BASE_LATENCY alone, on `parent`: a unit is not a
+    fixed share of every stub's cost on every CPU."""
     y = work / "twins.yaml"
     for latency in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
-        y.write_text(TWINS.format(base=BASE_LATENCY, latency=BASE_LATENCY + latency))
+        y.write_text(TWINS.format(parent=parent, base=BASE_LATENCY, latency=BASE_LATENCY + latency))
         p = subprocess.run([sys.executable, "-m", "bench", "ab", "planted_a", "planted_b", "-C", str(y), "--json"],
                            capture_output=True, text=True, cwd=ROOT)
         if p.returncode != 0:
             raise SystemExit(f"verdicts: bench ab of the planted twins failed:\n{p.stderr[-3000:]}")
         change = json.loads(p.stdout)["change"]
-        log(f"power: emul_latency +{latency} over {BASE_LATENCY} measures {change:+.2%} by bench ab")
+        log(f"power: emul_latency +{latency} over {BASE_LATENCY} measures {change:+.2%} on {parent} by bench ab")
         if change >= target:
             return latency
     return latency
 
 
-def power(work: Path, pairs: int, pairs3: int, latency: int, log, threshold=compare.DEFAULT_THRESHOLD) -> dict:
-    ya, yb = work / "planted-a.yaml", work / "planted-b.yaml"
-    ya.write_text(PLANTED.format(latency=BASE_LATENCY))
-    yb.write_text(PLANTED.format(latency=BASE_LATENCY + latency))
+def power(work: Path, pairs: int, pairs3: int, latencies: dict, log, threshold=compare.DEFAULT_THRESHOLD) -> dict:
+    """`latencies`: planted convention -> the units side B adds (PARENTS' keys)."""
+    extra = {"A": [], "B": []}
+    for name, parent in PARENTS.items():
+        for side, latency in (("A", BASE_LATENCY), ("B", BASE_LATENCY + latencies[name])):
+            y = work / f"{name}-{side.lower()}.yaml"
+            y.write_text(PLANTED.format(name=name, parent=parent, latency=latency))
+            extra[side] += ["-C", str(y)]
     store = work / "power"
     a_files, b_files = [], []
     need = max(pairs, 3 * pairs3)
     for i in range(need):
-        for y, files, sha in ((ya, a_files, SHA_A), (yb, b_files, SHA_B)):
+        for side, files, sha in (("A", a_files, SHA_A), ("B", b_files, SHA_B)):
             t0 = time.monotonic()
-            files.append(into_store(run_once(work / "raw.json", ["-C", str(y)], env=env_for(store)), store, sha))
-            log(f"power: {'AB'[files is b_files]} run {i + 1}/{need} ({time.monotonic() - t0:.0f} s)")
-    out = {"latency": latency, "base_latency": BASE_LATENCY, "threshold": threshold,
-           **planted_power(PLANTED_NAMES[0], a_files, b_files, pairs, pairs3, threshold),
-           "others": {n: planted_power(n, a_files, b_files, pairs, pairs3, threshold) for n in PLANTED_NAMES[1:]}}
-    return out
+            files.append(into_store(run_once(work / "raw.json", extra[side], env=env_for(store)), store, sha))
+            log(f"power: {side} run {i + 1}/{need} ({time.monotonic() - t0:.0f} s)")
+    first, *rest = PARENTS
+    return {"latency": latencies[first], "base_latency": BASE_LATENCY, "threshold": threshold,
+            **planted_power(PLANTED_NAMES[0], a_files, b_files, pairs, pairs3, threshold),
+            "others": {f"{n}/emulated/vp_info": {"latency": latencies[n],
+                                                 **planted_power(f"{n}/emulated/vp_info", a_files, b_files,
+                                                                 pairs, pairs3, threshold)}
+                       for n in rest}}
 
 
 def planted_power(name, a_files, b_files, pairs, pairs3, threshold) -> dict:
@@ -299,8 +307,8 @@ def markdown(doc: dict) -> str:
         base = f" over {p['base_latency']}" if "base_latency" in p else ""
         base += f", threshold {p['threshold']:.1%}" if "threshold" in p else ""
         planted = [p] + list(p.get("others", {}).values())
-        out += [f"Power{_when(doc, 'power')}: planted emul_latency +{p['latency']}{base} on "
-                + ", ".join(x["benchmark"] for x in planted), "",
+        out += [f"Power{_when(doc, 'power')}: a planted change, emul_latency units{base}, on "
+                + ", ".join(f"{x['benchmark']} (+{x.get('latency', p['latency'])})" for x in planted), "",
                 "| planted on | measured over all runs (95% CI) | runs a side | compares | called slower "
                 "| share (target >= 90%) | alarms on unchanged rows |", "|---|---|---:|---:|---:|---:|---:|"]
         for x in planted:
@@ -345,8 +353,8 @@ def main(argv=None) -> int:
         if "aa" in only:
             doc["aa"] = aa(work, a.aa_runs, log)
         if "power" in only:
-            latency = a.latency or size_latency(work, a.planted, log)
-            doc["power"] = power(work, a.pairs, a.pairs3, latency, log, a.threshold)
+            latencies = {n: a.latency or size_latency(work, a.planted, log, parent) for n, parent in PARENTS.items()}
+            doc["power"] = power(work, a.pairs, a.pairs3, latencies, log, a.threshold)
         if "bisect" in only:
             doc["bisect"] = bisect(work, a.histories, a.step, a.between, log)
         ms = [p.name for p in work.glob("*/*") if p.is_dir() and p.parent.name in ("aa", "power")]

@@ -29,7 +29,7 @@ def test_a_partial_run_keeps_the_stored_parts_it_did_not_measure():
     assert "bisect" not in m
     text = v.markdown(m)
     assert "A/A (measured 2026-12-07 07:16:11): 20 quick-suite runs" in text
-    assert "Power: planted emul_latency +2" in text and "+1.17%" in text
+    assert "Power: a planted change, emul_latency units, on planted/emulated/vp_info (+2)" in text and "+1.17%" in text
     # merged again later, a part keeps the date it was measured, not the file's
     again = v.merged({"date": "2026-12-08 00:00:00", "machine": "box", "seconds": 1}, m)
     assert again["aa"]["date"] == "2026-12-07 07:16:11" and again["power"]["date"] == "2026-12-07 12:23:40"
@@ -43,12 +43,12 @@ def test_power_shows_every_planted_parent():
     one = {"benchmark": "planted/emulated/vp_info", "measured_change": 0.0101, "measured_ci95": [0.009, 0.011],
            "1_run": {"compares": 10, "slower": 1, "share": 0.1, "alarms_on_unchanged_rows": 0},
            "3_run": {"compares": 6, "slower": 4, "share": 4 / 6, "alarms_on_unchanged_rows": 0}}
-    other = dict(one, benchmark="planted_pushpop/emulated/vp_info", measured_change=0.0093,
+    other = dict(one, benchmark="planted_pushpop/emulated/vp_info", measured_change=0.0093, latency=3,
                  **{"1_run": {"compares": 10, "slower": 9, "share": 0.9, "alarms_on_unchanged_rows": 0}})
     doc = {"date": "2026-12-07 19:00:00", "machine": "box", "seconds": 1,
            "power": {"latency": 2, "base_latency": 20, "threshold": 0.01, **one,
                      "others": {other["benchmark"]: other}}}
     text = v.markdown(doc)
-    assert "on planted/emulated/vp_info, planted_pushpop/emulated/vp_info" in text
+    assert "on planted/emulated/vp_info (+2), planted_pushpop/emulated/vp_info (+3)" in text
     assert "| planted/emulated/vp_info | +1.01% (+0.90% .. +1.10%) | 1 | 10 | 1 | 10% | 0 |" in text
     assert "| planted_pushpop/emulated/vp_info | +0.93% (+0.90% .. +1.10%) | 1 | 10 | 9 | 90% | 0 |" in text
