@@ -192,13 +192,11 @@ def power(work: Path, pairs: int, pairs3: int, latencies: dict, log, threshold=c
             t0 = time.monotonic()
             files.append(into_store(run_once(work / "raw.json", extra[side], env=env_for(store)), store, sha))
             log(f"power: {side} run {i + 1}/{need} ({time.monotonic() - t0:.0f} s)")
-    first, *rest = PARENTS
+    (first, first_name), *rest = zip(PARENTS, PLANTED_NAMES)
     return {"latency": latencies[first], "base_latency": BASE_LATENCY, "threshold": threshold,
-            **planted_power(PLANTED_NAMES[0], a_files, b_files, pairs, pairs3, threshold),
-            "others": {f"{n}/emulated/vp_info": {"latency": latencies[n],
-                                                 **planted_power(f"{n}/emulated/vp_info", a_files, b_files,
-                                                                 pairs, pairs3, threshold)}
-                       for n in rest}}
+            **planted_power(first_name, a_files, b_files, pairs, pairs3, threshold),
+            "others": {name: {"latency": latencies[n], **planted_power(name, a_files, b_files, pairs, pairs3, threshold)}
+                       for n, name in rest}}
 
 
 def planted_power(name, a_files, b_files, pairs, pairs3, threshold) -> dict:

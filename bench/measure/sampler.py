@@ -89,7 +89,7 @@ class Floor:
         return core / self.value if self.value and core > 0 else None
 
     def offer(self, core: float) -> None:
-        """An undisturbed sample's core cycles."""
+        """The core cycles of a sample nothing but its probe's distance from the floor excluded."""
         self.quiet = self.quiet[-(FLOOR_RUN - 1):] + [core]
         if len(self.quiet) == FLOOR_RUN and all(q < self.value * (1 - self.tolerance) for q in self.quiet):
             self.value = max(float(statistics.median(self.quiet)), self.lowest)
