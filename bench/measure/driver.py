@@ -368,9 +368,8 @@ BASELINE_SPAN = 1.5
 
 def loop_baseline(results) -> LoopBaseline | None:
     """The empty loop's cost, one for every benchmark of a run, from every kept worker of every
-    benchmark: the median core cycles of its empty batches (fit_loop).  A worker's own empty
-    batch sits in a state of its process, in steps of most of a core cycle a call; a typical
-    value over a run's workers does not (see LoopBaseline).  None without a worker."""
+    benchmark: the median core cycles of its empty batches (fit_loop), one typical value over the
+    run's workers (see LoopBaseline).  None without a worker."""
     n, e = [], []
     for res in results:
         for _, kept, _, _ in _kept(res):
@@ -382,8 +381,9 @@ def loop_baseline(results) -> LoopBaseline | None:
 
 
 BASELINE_RESAMPLES = 100   # of the workers, for the fit's covariance (seeded: a run's CI is repeatable)
-# Trimmed means, not medians: the workers' empty batches sit on a few discrete levels, and a median
-# of those jumps a whole level (most of a core cycle a call) when their shares cross one half.
+# Trimmed means, not medians: the workers' empty batches sat on a few discrete levels (before the
+# native loop's copies per slot), and a median of those jumps a whole level (most of a core cycle a
+# call) when their shares cross one half; a worker that met a busy sibling is such a level too.
 TRIM = 0.2
 
 
@@ -428,9 +428,9 @@ def fit_loop(n, e) -> LoopBaseline:
 def fit_baseline(results) -> dict:
     """Fit the run's empty loop (loop_baseline) for each backend and subtract it in the figures of
     that backend's results; returns backend -> LoopBaseline.  Per backend: the empty batch's
-    level follows what else the process runs (Zen 4 guest, one `make run`: 2.2-4.6 core cycles a
-    call plus ~120 a batch in processes that trap to the host, 5.1-5.3 plus ~300 beside the
-    emulated stub)."""
+    level follows what else the process runs (Zen 4 guest, one `make run`, before the native loop's
+    copies per slot: 2.2-4.6 core cycles a call plus ~120 a batch in processes that trap to the
+    host, 5.1-5.3 plus ~300 beside the emulated stub)."""
     by_backend: dict = {}
     for res in results:
         by_backend.setdefault(res.spec.backend, []).append(res)

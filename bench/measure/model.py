@@ -93,10 +93,11 @@ class LoopBaseline:
     """The empty loop's cost in core cycles, one for every benchmark of a `bench run` on one
     backend: `batch` a batch whatever its length (the timer's fences) plus `call` a call, fitted
     over the empty batches of all those workers (bench.measure.driver.fit_baseline).
-    Subtracted instead of each sample's own empty batch: one worker's empty batch lands in a
-    state of its process (Zen 4 guest: 5.0, 5.8, 6.6 or 7.3 core cycles a call, fixed for the
-    process's life) that its measured batch does not share, so each worker's own would carry
-    that state into its figure."""
+    Subtracted instead of each sample's own empty batch: one error for the whole run, which
+    its CI carries (per_call_var), not each worker's own.  While the native loop called the
+    empty and the measured function through the same call sites, a worker's empty batch also
+    landed in states (Zen 4 guest: 5.0, 5.8, 6.6 or 7.3 core cycles a call) that its measured
+    batch did not share; the loop has one copy per slot since (_native/measure.c)."""
     batch: float
     call: float
     workers: int
