@@ -1,14 +1,18 @@
-"""Does the empty batch's state move a stub's net figure from process to process?
+"""Does the empty batch's state move a stub's net figure, within a process and across processes?
 
-On a shared core the empty function's batch (call, return, loop) is seen at several levels in
-core cycles a call while the load/store probe sits at its floor: a sibling hyperthread can take
-the front end and leave the ports alone.  The net figure (the stub's batch minus the empty one)
-moves with it.  This runs --processes fresh processes per benchmark, one after another, each
-taking --samples kept samples through the sampler (gate and policy as `bench run` has them, at
-the calls per batch `bench run` keeps for this CPU), and prints per process the median net
-figure of all kept samples and of those whose empty batch is at the process's own floor (within
-policy's tolerance of the 2nd percentile), with the share of those; then the spread (max - min
-over the median) of both across processes.  Not a test: it prints what this machine does.
+The empty function's batch (call, return, loop) was seen at several levels in core cycles a
+call while the load/store probe sat at its floor (4.25, 5.0, 5.75, 6.5, 7.25 on a Zen 4 guest),
+hopping every few milliseconds, and the net figure (the stub's batch minus the empty one) moved
+with it.  The cause was the native loop: one copy, whose call sites the empty function and the
+measured one shared; with a copy per slot (_native/measure.c) the empty batch stays at its floor.
+This runs --processes fresh processes per benchmark, one after another, each taking --samples
+kept samples through the sampler (gate and policy as `bench run` has them, at the calls per
+batch `bench run` keeps for this CPU), and prints per process the median net figure of all kept
+samples and of those whose empty batch is at the process's own floor (within TOLERANCE of the
+2nd percentile), with the share of those; the empty batch's floor and median; the sd of the
+medians of consecutive windows of WINDOW samples (the measured batch's own states within the
+process); then the spread (max - min over the median) of both figures across processes.  Not a
+test: it prints what this machine does.
 
     python benchmarks/front_end.py [--processes 6] [--samples 400] [SPEC ...]
 """
@@ -20,10 +24,11 @@ import statistics as st
 import subprocess
 import sys
 
-DEFAULT = ("lean/emulated/vp_info", "tdcall/emulated/vp_info", "full_pushpop/emulated/vp_info",
-           "xsave/emulated/migration")
+DEFAULT = ("lean/emulated/vp_info", "tdcall/emulated/vp_info", "seamcall_ret/emulated/vp_info",
+           "full_pushpop/emulated/vp_info", "xsave/emulated/migration")
 TOLERANCE = 0.08  # over the floor: the empty batch's floor state, as the experiment splits it
 QUANTILE = 0.02
+WINDOW = 50       # kept samples a window: the state of the measured batch within one process
 
 
 def child(spec: str, samples: int, batch_us: float) -> dict:
@@ -48,7 +53,9 @@ def child(spec: str, samples: int, batch_us: float) -> dict:
     empty = sorted(map(empty_per_call, kept))
     floor = empty[int(QUANTILE * (len(empty) - 1))]
     at_floor = [s.core() for s in kept if empty_per_call(s) <= floor * (1 + TOLERANCE)]
+    windows = [st.median(s.core() for s in kept[i:i + WINDOW]) for i in range(0, len(kept) - WINDOW + 1, WINDOW)]
     return {"n_calls": sampler.n_calls, "kept": len(kept), "net": st.median(s.core() for s in kept),
+            "windows": st.pstdev(windows) / st.mean(windows) if len(windows) > 1 else 0.0,
             "floor_net": st.median(at_floor), "floor_share": len(at_floor) / len(kept),
             "empty_floor": floor, "empty_median": st.median(empty)}
 
@@ -83,7 +90,8 @@ def main(argv=None) -> int:
         print(f"{spec} ({docs[0]['n_calls']} calls a batch)")
         for d in docs:
             print(f"  all {d['net']:9.2f}   floor {d['floor_net']:9.2f} ({d['floor_share']:4.0%} of {d['kept']})   "
-                  f"empty a call: floor {d['empty_floor']:.2f}, median {d['empty_median']:.2f}")
+                  f"empty a call: floor {d['empty_floor']:.2f}, median {d['empty_median']:.2f}   "
+                  f"sd of {WINDOW}-sample windows {d['windows']:.3%}")
         print(f"  spread across processes: all {spread([d['net'] for d in docs]):.2%}, "
               f"floor {spread([d['floor_net'] for d in docs]):.2%}")
     return 0
