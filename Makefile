@@ -38,8 +38,8 @@ bench-overhead: install
 bench-repro: install
 	$(BIN)/python benchmarks/repro.py --runs 6
 
-# Are compare's verdicts to be trusted?  A/A false alarms, power on a planted change, bisect of a
-# synthetic history (~20-60 min on a 2-core VM; benchmarks/out/verdicts-<machine>.md).
+# Are compare's verdicts to be trusted?  A/A false alarms, power on planted 1% and 0.5% changes,
+# bisect of a synthetic history (~1-1.5 h on a 2-core VM; benchmarks/out/verdicts-<machine>.md).
 bench-verdicts: install
 	$(BIN)/python benchmarks/verdicts.py
 

@@ -14,15 +14,20 @@ stored under benchmarks/out/verdicts-<machine id>.{md,json}:
           90%).  Two parents because power follows a row's between-run sd, which differs by row:
           seamcall_ret's is among the largest here, full_pushpop's among the smallest.  The
           planted change actually measured by the compares is printed beside each.
+  half    the same with a half-percent change (--half): `planted_half`, seamcall_ret counting down
+          about HALF_BASE_LATENCY units on both sides (whole units cannot make 0.5% of a
+          ~170-cycle call) and one more on side B, the count chosen by `bench ab` (size_half),
+          judged with --half-threshold (0.5%: under the default 1% the "slower" zone starts at
+          +0.5%, where such a change sits on the edge).
   bisect  `bench history --bisect` on --histories synthetic 32-commit histories (a real git
           repository; results in the quick suite's shape, its workers x values a commit; a 1%
           step with new code at a random commit): the share that name the exact commit.
 
-Not a test: nothing here passes or fails on a time.  Runs take about a minute each on the
-2-core VM this was written on, so the defaults (20 + 2 x 10 + 2 x 3 x 6 runs) take ~1 h; the
-machine's state at the time is in the figures.
+Not a test: nothing here passes or fails on a time.  Runs take up to a minute each on the
+2-core VM this was written on, so the defaults (20 + 2 x 2 x 18 runs, and the bisect's synthetic
+ones) take ~1-1.5 h; the machine's state at the time is in the figures.
 
-    python benchmarks/verdicts.py [--only aa,power,bisect] [--aa-runs 20] [--pairs 10] ...
+    python benchmarks/verdicts.py [--only aa,power,half,bisect] [--aa-runs 20] [--pairs 10] ...
 
 With --only, the parts not run are kept from the machine's stored file, each with its date.
 """
@@ -51,7 +56,7 @@ from bench.results import store  # noqa: E402
 from bench.stats.verdict import FASTER, SLOWER  # noqa: E402
 
 SUITE = "configs/quick.yaml"
-PARTS = ("aa", "power", "bisect")  # what --only chooses from; a stored file holds them
+PARTS = ("aa", "power", "half", "bisect")  # what --only chooses from; a stored file holds them
 SHA_A, SHA_B = "a" * 40, "b" * 40  # the store's layout wants commit names: one per side
 
 
@@ -136,7 +141,17 @@ BASE_LATENCY = 20
 # the units that make 1% of its own parent's cost (size_latency), in a file of its own (the
 # latency knob is per unit, and the registry compiles each user file into one).
 PARENTS = {"planted": "seamcall_ret", "planted_pushpop": "full_pushpop"}
-PLANTED_NAMES = tuple(f"{name}/emulated/vp_info" for name in PARENTS)
+# The half-percent plant: whole units cannot make 0.5% of a ~170-cycle parent (one unit is ~1% of
+# seamcall_ret), so its parent counts down about HALF_BASE_LATENCY units on both sides (~700 core
+# cycles a call; size_half picks the count).  Judged with --half-threshold: under the default 1%
+# threshold the "slower" zone starts at +0.5%, and a 0.5% change sits on its edge.
+HALF_PARENTS = {"planted_half": "seamcall_ret"}
+HALF_BASE_LATENCY = 300
+
+
+def planted_names(parents: dict) -> tuple:
+    return tuple(f"{name}/emulated/vp_info" for name in parents)
+
 
 PLANTED = """conventions:
   {name}:
@@ -158,48 +173,75 @@ TWINS = """conventions:
 """
 
 
-def size_latency(work: Path, target: float, log, parent="seamcall_ret") -> int:
-    """The smallest emul_latency added to BASE_LATENCY that `bench ab` (interleaved, in one run)
-    measures at least `target` slower than BASE_LATENCY alone, on `parent`: a unit is not a
-    fixed share of every stub's cost on every CPU."""
+def ab_change(work: Path, parent: str, base: int, latency: int, log) -> float:
+    """The change `bench ab` (interleaved, in one run) measures from `base` to `latency` units of
+    emul_latency on `parent`."""
     y = work / "twins.yaml"
+    y.write_text(TWINS.format(parent=parent, base=base, latency=latency))
+    p = subprocess.run([sys.executable, "-m", "bench", "ab", "planted_a", "planted_b", "-C", str(y), "--json"],
+                       capture_output=True, text=True, cwd=ROOT)
+    if p.returncode != 0:
+        raise SystemExit(f"verdicts: bench ab of the planted twins failed:\n{p.stderr[-3000:]}")
+    change = json.loads(p.stdout)["change"]
+    log(f"plant: emul_latency {latency} against {base} measures {change:+.2%} on {parent} by bench ab")
+    return change
+
+
+def size_latency(work: Path, target: float, log, parent="seamcall_ret", base=BASE_LATENCY) -> int:
+    """The smallest emul_latency added to `base` that `bench ab` measures at least `target` slower
+    than `base` alone, on `parent`: a unit is not a fixed share of every stub's cost on every CPU."""
     for latency in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
-        y.write_text(TWINS.format(parent=parent, base=BASE_LATENCY, latency=BASE_LATENCY + latency))
-        p = subprocess.run([sys.executable, "-m", "bench", "ab", "planted_a", "planted_b", "-C", str(y), "--json"],
-                           capture_output=True, text=True, cwd=ROOT)
-        if p.returncode != 0:
-            raise SystemExit(f"verdicts: bench ab of the planted twins failed:\n{p.stderr[-3000:]}")
-        change = json.loads(p.stdout)["change"]
-        log(f"power: emul_latency +{latency} over {BASE_LATENCY} measures {change:+.2%} on {parent} by bench ab")
-        if change >= target:
+        if ab_change(work, parent, base, base + latency, log) >= target:
             return latency
     return latency
 
 
-def power(work: Path, pairs: int, pairs3: int, latencies: dict, log, threshold=compare.DEFAULT_THRESHOLD) -> dict:
-    """`latencies`: planted convention -> the units side B adds (PARENTS' keys)."""
+# Past a few hundred units the countdown's cost is not monotone in the count (Zen 4 guest, bench
+# ab on seamcall_ret: 300 -> 301 +0.21%, 301 -> 302 +0.58%, 302 -> 303 +1.01%, 303 -> 304 -0.94%):
+# the half-percent plant takes the first base from HALF_BASE_LATENCY up whose next unit measures
+# between the target and HALF_SLACK times it.
+HALF_SLACK = 1.5
+HALF_TRIES = 16
+
+
+def size_half(work: Path, target: float, log, parent: str) -> tuple:
+    """(base, units added) for the half-percent plant (HALF_SLACK); the closest over the target
+    when no base of HALF_TRIES is within it."""
+    tried = []
+    for base in range(HALF_BASE_LATENCY, HALF_BASE_LATENCY + HALF_TRIES):
+        change = ab_change(work, parent, base, base + 1, log)
+        if target <= change <= HALF_SLACK * target:
+            return base, 1
+        tried.append((change if change >= target else float("inf"), base))
+    return min(tried)[1], 1
+
+
+def power(work: Path, pairs: int, pairs3: int, latencies: dict, log, threshold=compare.DEFAULT_THRESHOLD,
+          parents=PARENTS, base=BASE_LATENCY, part="power") -> dict:
+    """`latencies`: planted convention -> the units side B adds (`parents`' keys), over `base`."""
     extra = {"A": [], "B": []}
-    for name, parent in PARENTS.items():
-        for side, latency in (("A", BASE_LATENCY), ("B", BASE_LATENCY + latencies[name])):
+    for name, parent in parents.items():
+        for side, latency in (("A", base), ("B", base + latencies[name])):
             y = work / f"{name}-{side.lower()}.yaml"
             y.write_text(PLANTED.format(name=name, parent=parent, latency=latency))
             extra[side] += ["-C", str(y)]
-    store = work / "power"
+    store = work / part
     a_files, b_files = [], []
     need = max(pairs, 3 * pairs3)
     for i in range(need):
         for side, files, sha in (("A", a_files, SHA_A), ("B", b_files, SHA_B)):
             t0 = time.monotonic()
             files.append(into_store(run_once(work / "raw.json", extra[side], env=env_for(store)), store, sha))
-            log(f"power: {side} run {i + 1}/{need} ({time.monotonic() - t0:.0f} s)")
-    (first, first_name), *rest = zip(PARENTS, PLANTED_NAMES)
-    return {"latency": latencies[first], "base_latency": BASE_LATENCY, "threshold": threshold,
-            **planted_power(first_name, a_files, b_files, pairs, pairs3, threshold),
-            "others": {name: {"latency": latencies[n], **planted_power(name, a_files, b_files, pairs, pairs3, threshold)}
+            log(f"{part}: {side} run {i + 1}/{need} ({time.monotonic() - t0:.0f} s)")
+    (first, first_name), *rest = zip(parents, planted_names(parents))
+    return {"latency": latencies[first], "base_latency": base, "threshold": threshold,
+            **planted_power(first_name, a_files, b_files, pairs, pairs3, threshold, parents),
+            "others": {name: {"latency": latencies[n],
+                              **planted_power(name, a_files, b_files, pairs, pairs3, threshold, parents)}
                        for n, name in rest}}
 
 
-def planted_power(name, a_files, b_files, pairs, pairs3, threshold) -> dict:
+def planted_power(name, a_files, b_files, pairs, pairs3, threshold, parents=PARENTS) -> dict:
     """How often the compares call planted benchmark `name` slower, one and three runs a side."""
     out = {"benchmark": name}
     for k, n in ((1, pairs), (3, pairs3)):
@@ -209,7 +251,7 @@ def planted_power(name, a_files, b_files, pairs, pairs3, threshold) -> dict:
             row = next((x for x in r.rows if x.name == name), None)
             calls.append(row.verdict if row else "missing")
             # every row of a planted convention changed (full_pushpop runs on two leaves)
-            alarms_elsewhere += any(x.verdict in (SLOWER, FASTER) for x in r.rows if x.name.split("/")[0] not in PARENTS)
+            alarms_elsewhere += any(x.verdict in (SLOWER, FASTER) for x in r.rows if x.name.split("/")[0] not in parents)
         out[f"{k}_run"] = {"compares": n, "slower": calls.count(SLOWER),
                            "share": calls.count(SLOWER) / n if n else None,
                            "verdicts": {v: calls.count(v) for v in set(calls)},
@@ -301,12 +343,14 @@ def markdown(doc: dict) -> str:
             out.append(f"| {n} | {a['between_sd'].get(n, float('nan')):.2%} | "
                        + ", ".join(f"{k} {c}" for k, c in sorted(v.items())) + " |")
         out.append("")
-    if "power" in doc:
-        p = doc["power"]
+    for part, what in (("power", "a planted change"), ("half", "a planted half-percent change")):
+        if part not in doc:
+            continue
+        p = doc[part]
         base = f" over {p['base_latency']}" if "base_latency" in p else ""
         base += f", threshold {p['threshold']:.1%}" if "threshold" in p else ""
         planted = [p] + list(p.get("others", {}).values())
-        out += [f"Power{_when(doc, 'power')}: a planted change, emul_latency units{base}, on "
+        out += [f"{part.capitalize()}{_when(doc, part)}: {what}, emul_latency units{base}, on "
                 + ", ".join(f"{x['benchmark']} (+{x.get('latency', p['latency'])})" for x in planted), "",
                 "| planted on | measured over all runs (95% CI) | runs a side | compares | called slower "
                 "| share (target >= 90%) | alarms on unchanged rows |", "|---|---|---:|---:|---:|---:|---:|"]
@@ -338,6 +382,9 @@ def main(argv=None) -> int:
     ap.add_argument("--planted", type=float, default=0.01, help="the planted change, when --latency is 0")
     ap.add_argument("--threshold", type=float, default=compare.DEFAULT_THRESHOLD,
                     help="the decision rule's threshold for the power compares")
+    ap.add_argument("--half", type=float, default=0.005, help="the half-percent plant (part half)")
+    ap.add_argument("--half-threshold", type=float, default=0.005,
+                    help="the decision rule's threshold for the half-percent plant's compares")
     ap.add_argument("--histories", type=int, default=20)
     ap.add_argument("--step", type=float, default=0.01)
     ap.add_argument("--between", type=float, default=0.001, help="synthetic between-run sd (bisect)")
@@ -354,9 +401,14 @@ def main(argv=None) -> int:
         if "power" in only:
             latencies = {n: a.latency or size_latency(work, a.planted, log, parent) for n, parent in PARENTS.items()}
             doc["power"] = power(work, a.pairs, a.pairs3, latencies, log, a.threshold)
+        if "half" in only:
+            (name, parent), = HALF_PARENTS.items()
+            base, units = size_half(work, a.half, log, parent)
+            doc["half"] = power(work, a.pairs, a.pairs3, {name: units}, log, a.half_threshold,
+                                HALF_PARENTS, base, "half")
         if "bisect" in only:
             doc["bisect"] = bisect(work, a.histories, a.step, a.between, log)
-        ms = [p.name for p in work.glob("*/*") if p.is_dir() and p.parent.name in ("aa", "power")]
+        ms = [p.name for p in work.glob("*/*") if p.is_dir() and p.parent.name in ("aa", "power", "half")]
         doc["machine"] = ms[0] if ms else "synthetic data only"
     doc["seconds"] = time.monotonic() - t0
     out = Path(a.out)

@@ -52,3 +52,20 @@ def test_power_shows_every_planted_parent():
     assert "on planted/emulated/vp_info (+2), planted_pushpop/emulated/vp_info (+3)" in text
     assert "| planted/emulated/vp_info | +1.01% (+0.90% .. +1.10%) | 1 | 10 | 1 | 10% | 0 |" in text
     assert "| planted_pushpop/emulated/vp_info | +0.93% (+0.90% .. +1.10%) | 1 | 10 | 9 | 90% | 0 |" in text
+
+
+def test_the_half_percent_plant_is_a_part_of_its_own():
+    v = _script()
+    half = {"latency": 2, "base_latency": v.HALF_BASE_LATENCY, "threshold": 0.005,
+            "benchmark": "planted_half/emulated/vp_info", "measured_change": 0.0052, "measured_ci95": [0.005, 0.0054],
+            "1_run": {"compares": 10, "slower": 7, "share": 0.7, "alarms_on_unchanged_rows": 0},
+            "3_run": {"compares": 6, "slower": 6, "share": 1.0, "alarms_on_unchanged_rows": 0}, "others": {}}
+    doc = {"date": "2026-12-07 21:00:00", "machine": "box", "seconds": 1, "half": half}
+    text = v.markdown(doc)
+    assert (f"Half: a planted half-percent change, emul_latency units over {v.HALF_BASE_LATENCY}, threshold 0.5%, "
+            "on planted_half/emulated/vp_info (+2)") in text
+    assert "| planted_half/emulated/vp_info |  | 3 | 6 | 6 | 100% | 0 |" in text
+    assert "Power" not in text
+    # a later partial run keeps it, as every other part
+    assert v.merged({"date": "2026-12-08 00:00:00", "machine": "box", "seconds": 1}, doc)["half"]["date"] == doc["date"]
+    assert v.planted_names(v.HALF_PARENTS) == ("planted_half/emulated/vp_info",)
