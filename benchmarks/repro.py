@@ -5,6 +5,10 @@ Runs the same build's suites several times back to back, each a separate `bench 
 benchmark, every run's median in core cycles and in TSC cycles, the spread of the medians
 ((max - min) / median), how often one run's 95% CI covers another run's median, and how
 often that CI widened by sqrt(2) does (`repeat_interval`: ~95% where the CI is calibrated).
+The runs are stored in a results store of the experiment's own, so its noise record starts
+empty and learns each run, as a machine's does: from the third run on, a run's CI counts how
+far the earlier runs landed apart (bench.results.noise.run_noise), and the coverage of those
+runs' CIs is printed apart.
 
 Not a test: nothing here passes or fails on a time.  It prints the table and stores it
 (markdown and JSON) under benchmarks/out/, which the README quotes.
@@ -33,9 +37,10 @@ LIMITS = {"trap": 0.01, "emulated": 0.003}
 TRAP_BACKENDS = ("vmcall", "vmmcall", "cpuid")
 
 
-def run_once(suite: str, out: Path) -> list:
-    cmd = [sys.executable, "-m", "bench", "run", "--suite", suite, "--json", "-o", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def run_once(suite: str, store: Path) -> list:
+    """One `bench run --json`, stored in `store` (its results and its noise record)."""
+    cmd = [sys.executable, "-m", "bench", "run", "--suite", suite, "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SEAMBENCH_RESULTS": str(store)})
     if proc.returncode != 0:
         raise SystemExit(f"repro: {' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout)
@@ -83,16 +88,25 @@ def summarize(runs: list, own=None) -> list:
             continue
         core, tsc, cis = zip(*(figures(r) for r in recs))
         covered = total = central = repeat = 0
+        # the same for the runs whose CI counts the between-run sd (the record knew the code)
+        covered_b = total_b = central_b = repeat_b = with_b = 0
         for i, ci in enumerate(cis):
             if ci is None:
                 continue
+            counted = recs[i].get("between_run_sd") is not None
+            with_b += counted
             lo, hi = repeat_interval(core[i], ci)
             for j, med in enumerate(core):
                 if i != j:
                     total += 1
                     covered += ci[0] <= med <= ci[1]
                     repeat += lo <= med <= hi
-            central += ci[0] <= float(np.median([c for j, c in enumerate(core) if j != i])) <= ci[1]
+                    total_b += counted
+                    covered_b += counted and ci[0] <= med <= ci[1]
+                    repeat_b += counted and lo <= med <= hi
+            hit = ci[0] <= float(np.median([c for j, c in enumerate(core) if j != i])) <= ci[1]
+            central += hit
+            central_b += counted and hit
         backend = recs[0]["backend"]
         spread_core = (max(core) - min(core)) / float(np.median(core))
         mine = [o.get(name) for o in own] if own else []
@@ -108,8 +122,17 @@ def summarize(runs: list, own=None) -> list:
                      "covered": covered, "pairs": total, "repeat_covered": repeat,
                      "ci95": [list(ci) if ci else None for ci in cis],
                      "covers_central": central, "with_ci": sum(ci is not None for ci in cis),
+                     "covered_b": covered_b, "pairs_b": total_b, "repeat_covered_b": repeat_b,
+                     "covers_central_b": central_b, "with_between": with_b,
+                     "between_sd": [r.get("between_run_sd") for r in recs],
                      "limit": LIMITS["trap" if backend in TRAP_BACKENDS else "emulated"]})
     return rows
+
+
+def _sds(sds) -> str:
+    """The between-run sds runs' CIs counted, as a range ("-": none did)."""
+    known = [x for x in sds if x is not None]
+    return f"{min(known):.2%}-{max(known):.2%} ({len(known)} runs)" if known else "-"
 
 
 def markdown(rows: list, meta: dict) -> str:
@@ -117,14 +140,17 @@ def markdown(rows: list, meta: dict) -> str:
     out = [f"A/A: {n} back-to-back `bench run`s of one build on {meta['machine']}, {meta['date']} "
            f"(commit {meta['commit'][:12]}, {meta['seconds']:.0f} s)", "",
            "| benchmark | " + " | ".join(f"run {i + 1}" for i in range(n))
-           + " | spread (core) | spread (TSC) | limit | CI covers others | √2 CI covers others |",
-           "|---|" + "---:|" * n + "---:|---:|---:|---:|---:|"]
+           + " | spread (core) | spread (TSC) | limit | CI covers others | √2 CI covers others"
+           + " | between-run sd counted | its CI covers others |",
+           "|---|" + "---:|" * n + "---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ok = "" if r["spread_core"] <= r["limit"] else " **over**"
         out.append(f"| {r['name']} | " + " | ".join(f"{c:.2f}" for c in r["core"])
                    + f" | {r['spread_core']:.2%}{ok} | {r['spread_tsc']:.2%} | {r['limit']:.1%} | "
                    + (f"{r['covered']}/{r['pairs']}" if r["pairs"] else "-") + " | "
-                   + (f"{r['repeat_covered']}/{r['pairs']}" if r["pairs"] else "-") + " |")
+                   + (f"{r['repeat_covered']}/{r['pairs']}" if r["pairs"] else "-") + " | "
+                   + _sds(r.get("between_sd") or []) + " | "
+                   + (f"{r['covered_b']}/{r['pairs_b']}" if r.get("pairs_b") else "-") + " |")
     cov = sum(r["covered"] for r in rows), sum(r["pairs"] for r in rows)
     within = sum(r["spread_core"] <= r["limit"] for r in rows)
     central = sum(r["covers_central"] for r in rows), sum(r["with_ci"] for r in rows)
@@ -139,6 +165,14 @@ def markdown(rows: list, meta: dict) -> str:
     if cov[1]:
         out.append(f"the CI widened by √2 (where another run should land, 95% of the time, if the CI is "
                    f"calibrated) covers another run's median in {rep}/{cov[1]} pairs ({rep / cov[1]:.0%})")
+    cov_b = sum(r.get("covered_b", 0) for r in rows), sum(r.get("pairs_b", 0) for r in rows)
+    if cov_b[1]:
+        cen_b = sum(r["covers_central_b"] for r in rows), sum(r["with_between"] for r in rows)
+        rep_b = sum(r["repeat_covered_b"] for r in rows)
+        out.append(f"the CIs that count the between-run sd (runs whose code the experiment's noise record had seen "
+                   f"twice before: from run 3 on): another run's median in {cov_b[0]}/{cov_b[1]} pairs "
+                   f"({cov_b[0] / cov_b[1]:.0%}), the median of the other runs' medians in {cen_b[0]}/{cen_b[1]} "
+                   f"({cen_b[0] / cen_b[1]:.0%}), widened by √2 {rep_b}/{cov_b[1]} ({rep_b / cov_b[1]:.0%})")
     own = [r for r in rows if r.get("spread_own_loop") is not None]
     if own:
         sp = sorted(r["spread_own_loop"] for r in own)
@@ -173,7 +207,7 @@ def main(argv=None) -> int:
         for i in range(a.runs):
             merged, t_run = [], time.time()
             for k, suite in enumerate(suites):
-                merged += run_once(suite, Path(tmp) / f"run{i}-{k}.json")
+                merged += run_once(suite, Path(tmp))
             runs.append(merged)
             own.append({k: v for f in dict.fromkeys(r["results_file"] for r in merged if r.get("results_file"))
                         for k, v in own_loop_medians(f).items()})

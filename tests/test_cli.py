@@ -53,6 +53,24 @@ def test_default_results_path_adds_beside(tmp_path):
     assert (tmp_path / "testbox" / "noise.record").exists()  # the machine's noise record, kept by bench run
 
 
+def test_a_runs_ci_counts_earlier_runs_of_the_same_code(tmp_path):
+    """The noise record learns each stored run; from the third run of one build on, a run's CI
+    counts how far the earlier ones landed apart (between_run_sd), and the first says it cannot."""
+    import os
+    env = {**os.environ, "SEAMBENCH_RESULTS": str(tmp_path), "SEAMBENCH_MACHINE": "testbox"}
+    got = []
+    for _ in range(3):
+        p = bench("run", "--suite", "configs/quick.yaml", "--conventions", "seamcall", "--runs", "2",
+                  "--values", "5", "--save-as-history", "--json", env=env)
+        assert p.returncode == 0, p.stderr
+        got.append(json.loads(p.stdout)[0])
+    assert got[0]["between_run_sd"] is None and got[0]["between_run"] is None
+    assert got[2]["between_run_sd"] is not None and "noise record" in got[2]["between_run"]
+    p = bench("run", "--suite", "configs/quick.yaml", "--conventions", "seamcall", "--runs", "2",
+              "--values", "5", "--no-store", env=env)
+    assert p.returncode == 0 and "how far earlier runs of the same code landed apart" in p.stdout, p.stderr
+
+
 def test_doctor_json(tmp_path):
     p = bench("doctor", "--json")
     assert p.returncode == 0, p.stderr

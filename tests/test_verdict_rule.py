@@ -225,6 +225,54 @@ def test_a_runs_interval_covers_the_truth_where_workers_land_apart():
     assert boot / 200 < 0.85
 
 
+def test_a_runs_interval_with_the_records_between_run_sd_covers_what_other_runs_measure():
+    """Runs that each land in a state of their own (0.3%, common to all workers of a benchmark in
+    the run: the host's state for a minute), workers and values as above.  The workers' interval
+    alone covers the long-run value in few runs; with sigma_b^2 estimated from six earlier runs of
+    the same code (as the noise record gives it, bench.results.noise.run_noise), in about 95%."""
+    from bench.results.noise import noise_from_groups
+    from bench.stats.noise import run_intervals, session_of
+    rng = np.random.default_rng(5)
+
+    def shifted_run():
+        return [[w * shift for w in b] for b, shift in
+                zip(_run(rng, 100.0, process_sd=0.001), 1 + 0.003 * rng.standard_normal(15))]
+    alone = counted = total = 0
+    for _ in range(40):
+        earlier = [shifted_run() for _ in range(6)]
+        groups = {(f"b{i}", "code:x"): [session_of(run[i]) for run in earlier] for i in range(15)}
+        noise = noise_from_groups(groups, "simulated", source="noise record")
+        run = shifted_run()
+        with_b = run_intervals(run, between=[noise[f"b{i}"] for i in range(15)])
+        for (lo, hi), (lo0, hi0) in zip(with_b, run_intervals(run)):
+            counted += lo <= 100.0 <= hi
+            alone += lo0 <= 100.0 <= hi0
+            total += 1
+    assert alone / total < 0.6
+    assert 0.9 <= counted / total <= 0.995
+
+
+def test_the_runs_between_run_sd_is_of_the_code_it_ran(monkeypatch):
+    """The noise record's sessions of other code (an older loop that jumped about) widen nothing;
+    a benchmark whose code the record has not seen borrows the pool of the run's others."""
+    from bench.results import noise as rn
+    rng = np.random.default_rng(8)
+
+    def sessions(sd):
+        return [Session(float(x), 0.0, 100) for x in rng.normal(0, sd, 6)]
+    groups = {(f"b{i}", "code:new"): sessions(0.001) for i in range(5)}
+    groups.update({(f"b{i}", "code:old"): sessions(0.02) for i in range(5)})
+    groups[("fresh", "code:older")] = sessions(0.02)
+    keys = {**{f"b{i}": "code:new" for i in range(5)}, "fresh": "code:fresh"}
+    monkeypatch.setattr(rn, "read_record", lambda path, warn=None: groups)
+    got = rn.run_noise("record", keys)
+    assert rn.run_noise("record", {"x": "code:none"}) == {}
+    assert set(got) == set(keys)
+    for i in range(5):
+        assert got[f"b{i}"].sd < 0.002 and got[f"b{i}"].source == "noise record"
+    assert got["fresh"].sd < 0.002 and "no runs of this code" in got["fresh"].detail
+
+
 def _bootstrap_ci(workers, rng, n_boot=400):
     """The interval bench run (and bench ab) used before: resample workers, then values in them."""
     arr = np.stack(workers)

@@ -150,7 +150,7 @@ def _run(args, dest_override=None, metadata=None, quiet=False) -> Ran:
             plan.skipped.append((spec.name, "pyperf produced no result"))
     measurements = [driver.to_measurement(r, catalog) for r in results]
     refs = references(measurements + kmod_ms, suite.reference)
-    records = run_records(measurements + kmod_ms, ctx, refs)
+    records = run_records(measurements + kmod_ms, ctx, refs, _between_run_noise(measurements, info["machine"]))
     path, lost = None, []  # lost: writes that failed, their content saved elsewhere (RecoveredError)
     if (results or kmod_ms) and not args.no_store:
         benches = [driver.annotate(r, m, info) for r, m in zip(results, measurements)]
@@ -220,6 +220,16 @@ def _destination(args, suite, suite_path, conv_files, settings, info, store, dri
     return prov, itertools.chain([first], dest)
 
 
+def _between_run_noise(measurements, machine_name) -> dict:
+    """name -> how far runs of the code each benchmark ran land apart on this machine, from the
+    noise record's earlier runs (bench.results.noise.run_noise): for the run's CI."""
+    from bench.results import noise, store
+    keys = {m.spec.name: noise.code_key(m.code_hash, m.conv_hash) for m in measurements}
+    return noise.run_noise(noise.record_path(store.results_root(), machine_name),
+                           {name: key for name, key in keys.items() if key},
+                           warn=lambda m: print(f"bench run: warning: {m}", file=sys.stderr))
+
+
 def _update_noise_record(path, machine_name):
     """The machine's noise record (bench.results.noise) learns this run's medians: beside the file
     when it sits in the store's layout (results/<machine>/), else (explore/) in the default
@@ -268,6 +278,11 @@ def _print_run(console, records, plan, suite, info, ctx, cpu, elapsed, path):
     fitted = {r["backend"]: r["baseline"] for r in records if r["baseline_core_cycles"] is not None}
     for backend, text in fitted.items():  # one fit a backend (bench.measure.driver.fit_baseline)
         console.print(f"empty loop subtracted{f' on {backend}' if len(fitted) > 1 else ''}: {text}")
+    sds = [r["between_run_sd"] for r in records if r["between_run_sd"] is not None]
+    console.print("95% CI: this run's workers and empty loop" + (
+        f", and how far earlier runs of the same code landed apart here (between-run sd "
+        f"{min(sds):.2%}-{max(sds):.2%}, noise record; {len(sds)} of {len(records)} benchmarks)" if sds else
+        " only: the noise record holds no earlier runs of this code, so how far runs land apart is not in it yet"))
     table = Table(title="cost per call: median core cycles net of the empty-loop baseline", title_justify="left")
     for col, just in (("convention", "left"), ("backend", "left"), ("leaf", "left"), ("core cyc", "right"),
                       ("95% CI", "right"), ("TSC cyc", "right"), ("ns", "right"), ("TSC/core", "right"),

@@ -100,22 +100,28 @@ def pair_verdict(registry, conv, leaf) -> "safety.Verdict":
 _REPORTED = set()  # pairs whose failed runtime check was already reported
 
 
-def run_records(measurements, ctx: Context, reference: dict) -> list:
+def run_records(measurements, ctx: Context, reference: dict, between=None) -> list:
     """The --json records of one run.  Where a benchmark was timed by several worker processes,
     its CI counts how far its workers land apart, the spread estimated from its own workers
     shrunk towards the run's other benchmarks (noise.run_intervals): a worker's values are not
-    independent; and the uncertainty of the run's empty loop, common to all of them."""
+    independent; the uncertainty of the run's empty loop, common to all of them; and, where
+    `between` (name -> noise.Noise: bench.results.noise.run_noise) knows it, how far other runs
+    of the same code on this machine landed apart, which no single run can show."""
+    between = between or {}
     by_workers = [m for m in measurements if m.from_workers and len(m.runs) >= 2]
     shared = [m.baseline.per_call_var(m.n_calls) if m.baseline else 0.0 for m in by_workers]
     cis = dict(zip(map(id, by_workers), noise.run_intervals([[r.values for r in m.runs] for m in by_workers],
-                                                           shared=shared)))
-    return [record(m, ctx, reference, cis.get(id(m))) for m in measurements]
+                                                           shared=shared,
+                                                           between=[between.get(m.spec.name) for m in by_workers])))
+    return [record(m, ctx, reference, cis.get(id(m)), between.get(m.spec.name) if id(m) in cis else None)
+            for m in measurements]
 
 
-def record(m: Measurement, ctx: Context, reference: dict, ci95=None) -> dict:
+def record(m: Measurement, ctx: Context, reference: dict, ci95=None, between=None) -> dict:
     """The --json record of one benchmark (schema in the README): core cycles per call first,
     each sample converted by its own reference chain; TSC ticks and ns beside them.  `ci95`:
-    the run's interval from run_records(); else the order-statistic CI of the values."""
+    the run's interval from run_records(), which counted `between` (a noise.Noise, or None);
+    else the order-statistic CI of the values."""
     s = stats.Summary.of(m.values)
     tsc = stats.Summary.of(m.tsc_values)
     ratio = stats.Summary.of(m.ratios)
@@ -131,6 +137,8 @@ def record(m: Measurement, ctx: Context, reference: dict, ci95=None) -> dict:
         "cycles": s.median,
         "cycles_unit": "core",
         "ci95": ci95,
+        "between_run_sd": between.sd if between is not None else None,
+        "between_run": between.describe() if between is not None else None,
         "cycles_source": CYCLES_SOURCE,
         "tsc_cycles": tsc.median,
         "ns": tsc.median / ctx.clocks["tsc_hz"] * 1e9,

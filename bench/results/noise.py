@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench.results import layout as rd
-from bench.stats.noise import Noise, Session, estimate, moments, others_pool, session_of, typical_pool
+from bench.stats.noise import Moments, Noise, Session, estimate, moments, others_pool, session_of, typical_pool
 
 RECORD_NAME = "noise.record"  # not *.json: loaders glob those as results files
 RECORD_VERSION = 1
@@ -28,14 +28,19 @@ def record_path(root: Path, machine: str) -> Path:
     return Path(root) / machine / RECORD_NAME
 
 
+def code_key(code_hash: str | None, conv_hash: str | None) -> str | None:
+    """What identifies the measured code: its hash with the declaration's (emul_latency, say,
+    changes what is timed without changing the code); None where the code hash is not known."""
+    if code_hash and code_hash != "unknown":
+        return f"code:{code_hash}:{conv_hash or ''}"
+    return None
+
+
 def _code_key(br: rd.BenchResult, rf_sha: str, dirty: bool) -> str | None:
-    """What identifies the measured code: its hash, else (older files) the clean commit."""
-    # The declaration too: emul_latency, say, changes what is timed without changing the code.
+    """code_key of a stored benchmark, else (older files) the clean commit."""
     decl = br.metadata.get("seambench_conv_hash") or ""
-    h = br.metadata.get("seambench_code_hash")
-    if h and h != "unknown":
-        return f"code:{h}:{decl}"
-    return None if dirty else f"commit:{rf_sha}:{decl}"
+    key = code_key(br.metadata.get("seambench_code_hash"), decl)
+    return key or (None if dirty else f"commit:{rf_sha}:{decl}")
 
 
 def sessions_by_code(paths, machine: str | None = None, names=None, warn=None) -> dict:
@@ -132,6 +137,21 @@ def record_noise(path: Path, warn=None) -> tuple:
     """As store_noise, from the record."""
     groups = read_record(path, warn)
     return noise_from_groups(groups, str(path), source="noise record"), pool_of(groups)
+
+
+def run_noise(path: Path, keys: dict, warn=None) -> dict:
+    """name -> Noise for one run about to be reported: sigma_b^2 of the code each benchmark ran
+    (`keys`: name -> code_key), from the record's earlier sessions of that same code only, each
+    shrunk towards the run's other benchmarks (noise_from_groups); a benchmark whose code the
+    record has not seen twice borrows their pool.  {} when the record knows none of it."""
+    groups = {k: ss for k, ss in read_record(path, warn).items() if k[1] is not None and keys.get(k[0]) == k[1]}
+    out = noise_from_groups(groups, str(path), source="noise record")
+    lent = estimate(Moments(), typical_pool([moments(gs) for gs in _per_benchmark(groups).values()]),
+                    source="noise record", detail=f"no runs of this code in {path}: this run's others")
+    for name in keys:
+        if lent is not None:
+            out.setdefault(name, lent)
+    return out
 
 
 def update_record(path: Path, results_file: Path, warn=None) -> Path:

@@ -207,11 +207,18 @@ def others_pool(own: list, i: int) -> Moments:
 
 # --- one run's interval: its workers are the units --------------------------------------------
 
-def run_intervals(benchmarks, confidence=0.95, shared=None) -> list:
+def run_intervals(benchmarks, confidence=0.95, shared=None, between=None) -> list:
     """Per benchmark of one run (a list of its workers' value arrays): a CI for the run's median
     (of the pooled values) that counts how far workers land apart, or None under two workers.
     `shared`, per benchmark: the variance of an error common to all its workers (the run's
     fitted empty loop, in the values' unit), which their spread cannot show; added.
+    `between`, per benchmark: a Noise (sigma_b^2 of the same code on this machine, from other
+    runs) or None; added too, so that the interval is one for what the machine measures for this
+    code, not for this run alone: a shift common to the whole run (the host's state for a
+    minute) moves every worker together, and only other runs show it.  Its degrees of freedom
+    join the workers' by Satterthwaite.  Where sigma_b^2 was estimated as bench compare does
+    (Session.within_var from pooled values), part of the workers' spread is in it as well: the
+    sum errs wide, not narrow.
 
     Each worker process lands in a state of its own (here: medians 0.3-0.9% apart in discrete
     steps, while ten 30 ms stretches of one process agree), so the values of one worker are not
@@ -236,6 +243,12 @@ def run_intervals(benchmarks, confidence=0.95, shared=None) -> list:
         var = (nz.var + sum(s.within_var for s in g) / len(g)) / len(g)
         if shared is not None and shared[i]:
             var += shared[i] / math.exp(2 * centre)  # relative, as the rest (log scale)
-        q = t_ppf(1 - (1 - confidence) / 2, min(nz.df, nz.tail_df)) * math.sqrt(var)
+        df = min(nz.df, nz.tail_df)
+        b = between[i] if between is not None else None
+        if b is not None and b.var > 0:
+            bdf = min(b.df, b.tail_df)
+            df = (var + b.var) ** 2 / (var * var / df + b.var * b.var / bdf)
+            var += b.var
+        q = t_ppf(1 - (1 - confidence) / 2, df) * math.sqrt(var)
         out.append((math.exp(centre - q), math.exp(centre + q)))
     return out
