@@ -350,8 +350,8 @@ def _run_once(fn_unit, conv: Convention, r: Resolved, x) -> list:
     args.regs = [input_value(reg) for reg in ARG_REGS]
     block.prepare_check(fn, leaf.rax, args, vec_mask, [caller_value(reg) for reg in CHECK_SAVED])
 
-    def child():
-        unit.set_emulation(0, 0, avx_mask, 1, block.area_address(2) if avx_mask else 0)
+    def child():  # the module as the pair is timed: its emul_latency too (the stub's latency row)
+        unit.set_emulation(0, conv.emul_latency, avx_mask, 1, block.area_address(2) if avx_mask else 0)
         return block.run_check()
 
     kind, value = _fork(child)

@@ -6,7 +6,7 @@ stored under benchmarks/out/verdicts-<machine id>.{md,json}:
   aa      --aa-runs back-to-back `bench run --suite configs/quick.yaml` of this build, every pair
           compared: the share of compares with any faster/slower row (target <= 5%).
   power   a planted change: the quick suite plus two conventions, `planted` (seamcall_ret whose
-          emulated module counts down BASE_LATENCY units of emul_latency) and `planted_pushpop`
+          emulated module spends BASE_LATENCY units of emul_latency) and `planted_pushpop`
           (full_pushpop, the same), each answered on side B `--latency` units later (by default
           the smallest that `bench ab` measures at --planted, 1%, on its own parent).  Both sides
           run the same machine code; only the count differs.  --pairs single-run-per-side compares,
@@ -14,9 +14,9 @@ stored under benchmarks/out/verdicts-<machine id>.{md,json}:
           90%).  Two parents because power follows a row's between-run sd, which differs by row:
           seamcall_ret's is among the largest here, full_pushpop's among the smallest.  The
           planted change actually measured by the compares is printed beside each.
-  half    the same with a half-percent change (--half): `planted_half`, seamcall_ret counting down
-          about HALF_BASE_LATENCY units on both sides (whole units cannot make 0.5% of a
-          ~170-cycle call) and one more on side B, the count chosen by `bench ab` (size_half),
+  half    the same with a half-percent change (--half): `planted_half`, seamcall_ret spending
+          HALF_BASE_LATENCY units on both sides (a unit is a core cycle, ~0.54% of that
+          ~185-cycle call) and one more on side B, the count checked by `bench ab` (size_half),
           judged with --half-threshold (0.5%: under the default 1% the "slower" zone starts at
           +0.5%, where such a change sits on the edge).
   bisect  `bench history --bisect` on --histories synthetic 32-commit histories (a real git
@@ -128,11 +128,11 @@ def aa(work: Path, runs: int, log) -> dict:
             "between_sd": sd}
 
 
-# Both sides' module counts down at least this many units, so that a unit is one iteration of
-# the same loop on both: from 0 the first units hide behind the serializing return and the
-# loop's exit starts to mispredict a few units on (a Zen 4 guest, by `bench ab`: 4 units +0.69%,
-# 5 units +2.6% over none; 22 units +1.09% and 24 units +2.15% over 20).  A plant in the wrapper
-# instead (inject_chain) moves its code: 1, 2 and 3 ops measured -0.50%, -0.07% and +4.98%.
+# Both sides' module spends at least this many units, so that each added unit is one more
+# dependent ADD of its latency row, a core cycle, on both: from 0 the first units hide behind the
+# call's other work.  (Until the row, a countdown: its exit mispredicted by process and count, 22
+# units +1.09% and 24 units +2.15% over 20 on a Zen 4 guest.)  A plant in the wrapper instead
+# (inject_chain) moves its code: 1, 2 and 3 ops measured -0.50%, -0.07% and +4.98%.
 BASE_LATENCY = 20
 
 # The planted conventions and their parents.  Power follows a row's between-run sd, which differs
@@ -141,12 +141,12 @@ BASE_LATENCY = 20
 # the units that make 1% of its own parent's cost (size_latency), in a file of its own (the
 # latency knob is per unit, and the registry compiles each user file into one).
 PARENTS = {"planted": "seamcall_ret", "planted_pushpop": "full_pushpop"}
-# The half-percent plant: whole units cannot make 0.5% of a ~170-cycle parent (one unit is ~1% of
-# seamcall_ret), so its parent counts down about HALF_BASE_LATENCY units on both sides (~700 core
-# cycles a call; size_half picks the count).  Judged with --half-threshold: under the default 1%
-# threshold the "slower" zone starts at +0.5%, and a 0.5% change sits on its edge.
+# The half-percent plant: one unit, a core cycle, is about 0.54% of seamcall_ret answered 20
+# units late; size_half checks that by `bench ab` from HALF_BASE_LATENCY on.  Judged with
+# --half-threshold: under the default 1% threshold the "slower" zone starts at +0.5%, and a
+# 0.5% change sits on its edge.
 HALF_PARENTS = {"planted_half": "seamcall_ret"}
-HALF_BASE_LATENCY = 300
+HALF_BASE_LATENCY = BASE_LATENCY
 
 
 def planted_names(parents: dict) -> tuple:
@@ -196,10 +196,10 @@ def size_latency(work: Path, target: float, log, parent="seamcall_ret", base=BAS
     return latency
 
 
-# Past a few hundred units the countdown's cost is not monotone in the count (Zen 4 guest, bench
-# ab on seamcall_ret: 300 -> 301 +0.21%, 301 -> 302 +0.58%, 302 -> 303 +1.01%, 303 -> 304 -0.94%):
-# the half-percent plant takes the first base from HALF_BASE_LATENCY up whose next unit measures
-# between the target and HALF_SLACK times it.
+# The half-percent plant takes the first base from HALF_BASE_LATENCY up whose next unit measures
+# between the target and HALF_SLACK times it: a unit is a core cycle, not a share, and a CPU whose
+# parent costs more needs a longer row for the same share.  (The countdown before the row was not
+# monotone past a few hundred units: 300 -> 301 +0.21%, 302 -> 303 +1.01%, 303 -> 304 -0.94%.)
 HALF_SLACK = 1.5
 HALF_TRIES = 16
 

@@ -1,8 +1,8 @@
 """bench ab: finds a ~2% difference between two conventions, and none between identical ones.
 
 The pair is the README's (docs/ab-pair.yaml), declared in YAML as a user would.  `ab_slow` is
-seamcall_ret answered by an emulated module that counts down four units more (emul_latency 24
-against 20: four dependent cycles, ~2% of the call on the machines this ran on).  The test
+seamcall_ret answered by an emulated module that spends four units more (emul_latency 24
+against 20: four dependent ADDs, four core cycles, ~2% of the call on the machines this ran on).  The test
 checks that size independently rather than trusting it.  Ratios are asserted loosely; no
 absolute times.
 """
@@ -38,14 +38,13 @@ def ab_run(pair_file, x, y):
 def test_finds_a_two_percent_difference(pair_file):
     r = ab_run(pair_file, "ab_base", "ab_slow")
     assert r.verdict == "slower", said(r)
-    # +2.1..2.6% on the Zen 4 guest; a host that mispredicts the longer countdown's exit measures
-    # more (below): the bound is what the code can cost, not one machine's figure
+    # +2.1..2.6% on the Zen 4 guest; the bound is what the code can cost, not one machine's figure
     assert 1.005 < r.ratio < 1.10, said(r)
     assert r.ci95[0] > 1
-    # About the injected four-iteration spin, in core cycles (each pair converted by its own
-    # reference chain): four dependent decrements, and at most one mispredicted loop exit more
-    # (the longer countdown's exit is not always predicted): 3.97-4.57 on the Zen 4 guest, 6.68 on
-    # a CI host; a bound on what the code can cost, not a timing.
+    # About the four injected units, in core cycles (each pair converted by its own reference
+    # chain): four dependent ADDs of the module's latency row, 3.97 on the Zen 4 guest (with the
+    # countdown it replaced, 3.97-4.57, and 6.68 on a CI host whose predictor missed its exit);
+    # a bound on what the code can cost, not a timing.
     extra = np.median(r.y_cycles) - np.median(r.x_cycles)
     assert 0 < extra < 4 + 20
     # Swapped, the same pair gives the reciprocal: what is measured is the conventions, not

@@ -46,6 +46,27 @@ def test_runtime_agrees_with_prediction_for_every_builtin_pair(registry, conv, l
         assert rt.safe, rt.text
 
 
+def test_the_modules_latency_keeps_every_register(registry, tmp_path):
+    """emul_latency runs the stub's latency row (1 and 512 units: its last and its whole row) or,
+    past it, a countdown (513): each keeps what the convention keeps, as without it."""
+    cat = user_catalog(tmp_path, """
+        conventions:
+          late_1: {extends: seamcall_ret, emul_latency: 1}
+          late_512: {extends: seamcall_ret, emul_latency: 512}
+          late_513: {extends: seamcall_ret, emul_latency: 513}
+          late_pushpop: {extends: full_pushpop, emul_latency: 20}
+        """)
+    reg = Registry(cat)
+    parents = {"late_1": "seamcall_ret", "late_512": "seamcall_ret", "late_513": "seamcall_ret",
+               "late_pushpop": "full_pushpop"}
+    for name, parent in parents.items():
+        for leaf in ("vp_info", "hypercall"):
+            rt = run(reg, cat, name, leaf)
+            base = run(registry, CATALOG, parent, leaf)
+            said = tuple(r.replace(name, parent) for r in rt.reasons)
+            assert (rt.safe, said) == (base.safe, base.reasons), (name, leaf, rt.text)
+
+
 def test_callee_saved_clobber_reported_as_in_prediction(registry):
     rt = run(registry, CATALOG, "seamcall", "hypercall")
     # seamcall's table entry is C (sc_retry) that saves some of these itself; the assembly does not

@@ -26,6 +26,10 @@ OFF_RBP_SLOT = 8 * len(ARG_REGS)
 CHAIN_OP_BYTES = 3  # `orq %rsi, %rsi` (48 09 f6): one op of an injected chain
 CFG_SERIALIZE, CFG_LATENCY, CFG_AVX_RESET, CFG_POISON = 0, 8, 16, 24
 CFG_POISON_AREA = 32  # appended for the safety checker
+# The emulated module's latency row (user space): so many `addq $1, %rax` (48 83 c0 01, 1 << 2
+# bytes each); longer latencies count down in a loop.
+SLED_UNITS, SLED_UNIT_SHIFT, SLED_OP = 512, 2, "addq $1, %rax"
+LATENCY_SECTION = "sb_latency"
 
 TDX_SW_ERROR = (1 << 63) | (0xFF << 40)
 TDX_SEAMCALL_VMFAILINVALID = TDX_SW_ERROR | 0xFFFF0000
@@ -221,11 +225,16 @@ def _stub_asm(sym: str, leaf, flavor: str, cfg: str, init_area: str) -> list:
     if flavor == "user":
         a.append(f".hidden {sym}")
     a.append(f"{sym}:")
-    # Calibrated latency: a dependent countdown (one iteration per core cycle or so).  For a
+    # Calibrated latency (emul_latency): dependent one-cycle ops, one core cycle a unit.  For a
     # leaf that clobbers RBP it runs after the markers are written, so the same spin holds the
     # garbage RBP for the NMI-style demo (bench check --nmi); elsewhere it comes first.
-    latency = [f"movq {cfg}+{CFG_LATENCY}(%rip), %rax", "testq %rax, %rax", f"jz {L}_lat_done",
-               f"{L}_lat:", "decq %rax", f"jnz {L}_lat", f"{L}_lat_done:"]
+    latency = [f"movq {cfg}+{CFG_LATENCY}(%rip), %rax", "testq %rax, %rax", f"jz {L}_lat_done"]
+    if flavor == "user":
+        # A jump to the stub's latency row (_latency_row), five bytes as the countdown below.
+        latency += [f"jmp {L}_row", f"{L}_lat_done:"]
+    else:
+        # In the kernel a countdown: the row's indirect jump lands on no ENDBR, which IBT faults.
+        latency += [f"{L}_lat:", "decq %rax", f"jnz {L}_lat", f"{L}_lat_done:"]
     if not leaf.clobbers_rbp:
         a += latency
     if leaf.avx_reset:
@@ -256,7 +265,37 @@ def _stub_asm(sym: str, leaf, flavor: str, cfg: str, init_area: str) -> list:
     if leaf.clobbers_rbp:
         a += latency
     a += ["xorl %eax, %eax", _ret(flavor)] + _end(sym, flavor)  # TDX_SUCCESS; XOR also clears CF
+    if flavor == "user":
+        a += _latency_row(L)
     return a
+
+
+def _latency_pages(end: bool) -> list:
+    """The start, or the end of the rows' section, padded to whole pages.  The linker places it
+    between .text and the C wrappers' and the timed loop's sections; so padded, those move by
+    whole pages, as ASLR moves them anyway, and keep every offset within a page they had
+    without it."""
+    edge = ([".Lsb_latency_end:", ".skip (-(.Lsb_latency_end - .Lsb_latency_begin)) & 4095, 0xcc"] if end
+            else [".Lsb_latency_begin:"])
+    return [f'.pushsection {LATENCY_SECTION}, "ax", @progbits', *edge, ".popsection"]
+
+
+def _latency_row(L: str) -> list:
+    """The emulated module's latency in user space: a jump into the last N of a row of SLED_UNITS
+    dependent ADDs (longer latencies count down), and back.  A countdown's exit is predicted or
+    not by the branch predictor's state, which differs by process: a count of 20 cost 195.1, 195.8
+    or 196.5 core cycles a call by run (Zen 4 guest, planted_pushpop), and past a few hundred units
+    one more unit cost -0.9 to +1.0%.  The rows lie in a section of their own (_latency_pages), so
+    that the stubs keep their bytes and the code after them its place in a page, on which their
+    figures depend here.  The code hash does not cover them; emul_latency is in the declaration's."""
+    return [f'.pushsection {LATENCY_SECTION}, "ax", @progbits', ".p2align 4", f"{L}_row:",
+            f"cmpq ${SLED_UNITS}, %rax", f"ja {L}_count", "pushq %rcx", f"leaq {L}_sled_end(%rip), %rcx",
+            f"shlq ${SLED_UNIT_SHIFT}, %rax", "subq %rax, %rcx", "jmp *%rcx",
+            f"{L}_sled:", f".rept {SLED_UNITS}", SLED_OP, ".endr", f"{L}_sled_end:",
+            f".if {L}_sled_end - {L}_sled - ({SLED_UNITS} << {SLED_UNIT_SHIFT})",
+            f'.error "{SLED_OP} is not {1 << SLED_UNIT_SHIFT} bytes"', ".endif",
+            "popq %rcx", f"jmp {L}_lat_done",
+            f"{L}_count:", "decq %rax", f"jnz {L}_count", f"jmp {L}_lat_done", ".popsection"]
 
 
 # --- C around it -------------------------------------------------------------
@@ -377,11 +416,13 @@ def generate(entries: list, flavor: str = "user") -> str:
     for e in entries:
         leaves.setdefault(e.resolved.leaf.name, e.resolved.leaf)
     stub_sym = {name: f"sb_gen_stub_{name}" for name in leaves}
-    asm = [".text"]
+    asm = [".text"] + (_latency_pages(end=False) if flavor == "user" else [])
     for name, leaf in leaves.items():
         if any(e.resolved.conv.imported for e in entries):
             asm.append(f".globl {stub_sym[name]}")  # called from the imported code's own files
         asm += _stub_asm(stub_sym[name], leaf, flavor, cfg, init_area)
+    if flavor == "user":
+        asm += _latency_pages(end=True)
     wrappers, rows, decls = [], [], []
     if flavor == "user":
         decls += [f"extern const char {stub}[] SB_HIDDEN, {stub}_end[] SB_HIDDEN;" for stub in stub_sym.values()]
