@@ -28,7 +28,7 @@ CFG_SERIALIZE, CFG_LATENCY, CFG_AVX_RESET, CFG_POISON = 0, 8, 16, 24
 CFG_POISON_AREA = 32  # appended for the safety checker
 # The emulated module's latency row (user space): so many `addq $1, %rax` (48 83 c0 01, 1 << 2
 # bytes each); longer latencies count down in a loop.
-SLED_UNITS, SLED_UNIT_SHIFT, SLED_OP = 512, 2, "addq $1, %rax"
+ROW_UNITS, ROW_UNIT_SHIFT, ROW_OP = 512, 2, "addq $1, %rax"
 LATENCY_SECTION = "sb_latency"
 
 TDX_SW_ERROR = (1 << 63) | (0xFF << 40)
@@ -281,7 +281,7 @@ def _latency_pages(end: bool) -> list:
 
 
 def _latency_row(L: str) -> list:
-    """The emulated module's latency in user space: a jump into the last N of a row of SLED_UNITS
+    """The emulated module's latency in user space: a jump into the last N of a row of ROW_UNITS
     dependent ADDs (longer latencies count down), and back.  A countdown's exit is predicted or
     not by the branch predictor's state, which differs by process: a count of 20 cost 195.1, 195.8
     or 196.5 core cycles a call by run (Zen 4 guest, planted_pushpop), and past a few hundred units
@@ -289,11 +289,11 @@ def _latency_row(L: str) -> list:
     that the stubs keep their bytes and the code after them its place in a page, on which their
     figures depend here.  The code hash does not cover them; emul_latency is in the declaration's."""
     return [f'.pushsection {LATENCY_SECTION}, "ax", @progbits', ".p2align 4", f"{L}_row:",
-            f"cmpq ${SLED_UNITS}, %rax", f"ja {L}_count", "pushq %rcx", f"leaq {L}_sled_end(%rip), %rcx",
-            f"shlq ${SLED_UNIT_SHIFT}, %rax", "subq %rax, %rcx", "jmp *%rcx",
-            f"{L}_sled:", f".rept {SLED_UNITS}", SLED_OP, ".endr", f"{L}_sled_end:",
-            f".if {L}_sled_end - {L}_sled - ({SLED_UNITS} << {SLED_UNIT_SHIFT})",
-            f'.error "{SLED_OP} is not {1 << SLED_UNIT_SHIFT} bytes"', ".endif",
+            f"cmpq ${ROW_UNITS}, %rax", f"ja {L}_count", "pushq %rcx", f"leaq {L}_adds_end(%rip), %rcx",
+            f"shlq ${ROW_UNIT_SHIFT}, %rax", "subq %rax, %rcx", "jmp *%rcx",
+            f"{L}_adds:", f".rept {ROW_UNITS}", ROW_OP, ".endr", f"{L}_adds_end:",
+            f".if {L}_adds_end - {L}_adds - ({ROW_UNITS} << {ROW_UNIT_SHIFT})",
+            f'.error "{ROW_OP} is not {1 << ROW_UNIT_SHIFT} bytes"', ".endif",
             "popq %rcx", f"jmp {L}_lat_done",
             f"{L}_count:", "decq %rax", f"jnz {L}_count", f"jmp {L}_lat_done", ".popsection"]
 

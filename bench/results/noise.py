@@ -144,12 +144,12 @@ def run_noise(path: Path, keys: dict, warn=None) -> dict:
     (`keys`: name -> code_key), from the record's earlier sessions of that same code only, each
     shrunk towards the run's other benchmarks (noise_from_groups); a benchmark whose code the
     record has not seen twice borrows their pool.  {} when the record knows none of it."""
-    groups = {k: ss for k, ss in read_record(path, warn).items() if k[1] is not None and keys.get(k[0]) == k[1]}
+    groups = {k: ss for k, ss in read_record(path, warn).items() if keys.get(k[0]) == k[1]}
     out = noise_from_groups(groups, str(path), source="noise record")
     lent = estimate(Moments(), typical_pool([moments(gs) for gs in _per_benchmark(groups).values()]),
                     source="noise record", detail=f"no runs of this code in {path}: this run's others")
-    for name in keys:
-        if lent is not None:
+    if lent is not None:
+        for name in keys:
             out.setdefault(name, lent)
     return out
 
