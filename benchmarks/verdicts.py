@@ -16,7 +16,7 @@ stored under benchmarks/out/verdicts-<machine id>.{md,json}:
           planted change actually measured by the compares is printed beside each.
   half    the same with a half-percent change (--half): `planted_half`, seamcall_ret spending
           HALF_BASE_LATENCY units on both sides (a unit is a core cycle, ~0.54% of that
-          ~185-cycle call) and one more on side B, the count checked by `bench ab` (size_half),
+          ~185-cycle call) and on side B the fewest more that `bench ab` measures at --half,
           judged with --half-threshold (0.5%: under the default 1% the "slower" zone starts at
           +0.5%, where such a change sits on the edge).
   bisect  `bench history --bisect` on --histories synthetic 32-commit histories (a real git
@@ -142,7 +142,7 @@ BASE_LATENCY = 20
 # latency knob is per unit, and the registry compiles each user file into one).
 PARENTS = {"planted": "seamcall_ret", "planted_pushpop": "full_pushpop"}
 # The half-percent plant: one unit, a core cycle, is about 0.54% of seamcall_ret answered 20
-# units late; size_half checks that by `bench ab` from HALF_BASE_LATENCY on.  Judged with
+# units late (size_latency finds the units for --half as for --planted).  Judged with
 # --half-threshold: under the default 1% threshold the "slower" zone starts at +0.5%, and a
 # 0.5% change sits on its edge.
 HALF_PARENTS = {"planted_half": "seamcall_ret"}
@@ -194,26 +194,6 @@ def size_latency(work: Path, target: float, log, parent="seamcall_ret", base=BAS
         if ab_change(work, parent, base, base + latency, log) >= target:
             return latency
     return latency
-
-
-# The half-percent plant takes the first base from HALF_BASE_LATENCY up whose next unit measures
-# between the target and HALF_SLACK times it: a unit is a core cycle, not a share, and a CPU whose
-# parent costs more needs a longer row for the same share.  (The countdown before the row was not
-# monotone past a few hundred units: 300 -> 301 +0.21%, 302 -> 303 +1.01%, 303 -> 304 -0.94%.)
-HALF_SLACK = 1.5
-HALF_TRIES = 16
-
-
-def size_half(work: Path, target: float, log, parent: str) -> tuple:
-    """(base, units added) for the half-percent plant (HALF_SLACK); the closest over the target
-    when no base of HALF_TRIES is within it."""
-    tried = []
-    for base in range(HALF_BASE_LATENCY, HALF_BASE_LATENCY + HALF_TRIES):
-        change = ab_change(work, parent, base, base + 1, log)
-        if target <= change <= HALF_SLACK * target:
-            return base, 1
-        tried.append((change if change >= target else float("inf"), base))
-    return min(tried)[1], 1
 
 
 def power(work: Path, pairs: int, pairs3: int, latencies: dict, log, threshold=compare.DEFAULT_THRESHOLD,
@@ -403,9 +383,9 @@ def main(argv=None) -> int:
             doc["power"] = power(work, a.pairs, a.pairs3, latencies, log, a.threshold)
         if "half" in only:
             (name, parent), = HALF_PARENTS.items()
-            base, units = size_half(work, a.half, log, parent)
+            units = size_latency(work, a.half, log, parent, HALF_BASE_LATENCY)
             doc["half"] = power(work, a.pairs, a.pairs3, {name: units}, log, a.half_threshold,
-                                HALF_PARENTS, base, "half")
+                                HALF_PARENTS, HALF_BASE_LATENCY, "half")
         if "bisect" in only:
             doc["bisect"] = bisect(work, a.histories, a.step, a.between, log)
         ms = [p.name for p in work.glob("*/*") if p.is_dir() and p.parent.name in ("aa", "power", "half")]
