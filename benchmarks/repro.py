@@ -77,6 +77,25 @@ def repeat_interval(median: float, ci: tuple) -> tuple:
     return median * (ci[0] / median) ** k, median * (ci[1] / median) ** k
 
 
+def coverage(core, cis, which) -> tuple:
+    """Over the runs `which` that have a CI: (pairs whose CI covers the other run's median,
+    pairs, the same with the CI widened by sqrt(2), runs whose CI covers the median of the others'
+    medians, runs)."""
+    covered = total = repeat = central = runs = 0
+    for i in which:
+        ci = cis[i]
+        if ci is None:
+            continue
+        runs += 1
+        lo, hi = repeat_interval(core[i], ci)
+        others = [med for j, med in enumerate(core) if j != i]
+        total += len(others)
+        covered += sum(ci[0] <= med <= ci[1] for med in others)
+        repeat += sum(lo <= med <= hi for med in others)
+        central += ci[0] <= float(np.median(others)) <= ci[1]
+    return covered, total, repeat, central, runs
+
+
 def summarize(runs: list, own=None) -> list:
     """Per benchmark: medians per run, spreads and the CI coverage of other runs' medians; `own`,
     per run, own_loop_medians of its files (a spread for those too)."""
@@ -87,26 +106,10 @@ def summarize(runs: list, own=None) -> list:
         if any(r is None for r in recs):
             continue
         core, tsc, cis = zip(*(figures(r) for r in recs))
-        covered = total = central = repeat = 0
+        covered, total, repeat, central, with_ci = coverage(core, cis, range(len(cis)))
         # the same for the runs whose CI counts the between-run sd (the record knew the code)
-        covered_b = total_b = central_b = repeat_b = with_b = 0
-        for i, ci in enumerate(cis):
-            if ci is None:
-                continue
-            counted = recs[i].get("between_run_sd") is not None
-            with_b += counted
-            lo, hi = repeat_interval(core[i], ci)
-            for j, med in enumerate(core):
-                if i != j:
-                    total += 1
-                    covered += ci[0] <= med <= ci[1]
-                    repeat += lo <= med <= hi
-                    total_b += counted
-                    covered_b += counted and ci[0] <= med <= ci[1]
-                    repeat_b += counted and lo <= med <= hi
-            hit = ci[0] <= float(np.median([c for j, c in enumerate(core) if j != i])) <= ci[1]
-            central += hit
-            central_b += counted and hit
+        covered_b, total_b, repeat_b, central_b, with_b = coverage(
+            core, cis, [i for i, r in enumerate(recs) if r.get("between_run_sd") is not None])
         backend = recs[0]["backend"]
         spread_core = (max(core) - min(core)) / float(np.median(core))
         mine = [o.get(name) for o in own] if own else []
@@ -121,7 +124,7 @@ def summarize(runs: list, own=None) -> list:
                      "spread_tsc": (max(tsc) - min(tsc)) / float(np.median(tsc)),
                      "covered": covered, "pairs": total, "repeat_covered": repeat,
                      "ci95": [list(ci) if ci else None for ci in cis],
-                     "covers_central": central, "with_ci": sum(ci is not None for ci in cis),
+                     "covers_central": central, "with_ci": with_ci,
                      "covered_b": covered_b, "pairs_b": total_b, "repeat_covered_b": repeat_b,
                      "covers_central_b": central_b, "with_between": with_b,
                      "between_sd": [r.get("between_run_sd") for r in recs],
