@@ -231,6 +231,22 @@ def test_step_across_failed_commits_offers_a_bisect(tmp_path):
     assert f"bench history {shas[13]}..{shas[16]} --bisect seamcall/emulated/vp_info" in html
 
 
+def test_a_step_after_commits_never_measured_names_no_commit(tmp_path):
+    """A sparse history (a file of revs): the commit after a gap is not the step's suspect."""
+    results = tmp_path / "results"
+    shas = make_history(results, n_commits=30, n_benchmarks=2, step_at=15,
+                        step_bench="seamcall/emulated/vp_info", step=0.05)
+    log = json.loads((results / "commits.json").read_text())
+    log["commits"][shas[15]]["parents"] = ["f" * 40]  # its parent, and what lay before it, not measured
+    (results / "commits.json").write_text(json.dumps(log))
+    dashboard.build(results, tmp_path / "site", repo=None, jobs=1, verbose=False)
+    (ch,) = load_data(tmp_path / "site")["changes"]
+    assert (ch["from"], ch["to"], ch["suspect"], ch["n_commits"]) == (shas[14], shas[15], None, None)
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert f"bench history {shas[14]}..{shas[15]} --bisect seamcall/emulated/vp_info" in html
+    assert "commits not measured between" in html
+
+
 def test_compare_command_parses_with_this_cli():
     from bench import cli
 

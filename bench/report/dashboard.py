@@ -330,6 +330,12 @@ def build_model(hist: dict, threshold: float = DEFAULT_THRESHOLD, jobs: int | No
             found = dict(zip(keys, ex.map(_changes_of, args, chunksize=4)))
     else:
         found = dict(zip(keys, map(_changes_of, args)))
+    def contiguous(i, j):
+        """Whether the commits order[i+1..j] are all of git's i..j: each one's parent is the one
+        before it.  A history measured sparsely (a file of revs, a range added later) has commits
+        between its points that no result names; a step there is not the next commit's doing."""
+        return all(order[k - 1] in (info[order[k]].get("parents") or ()) for k in range(i + 1, j + 1))
+
     benchmarks, changes, drift = [], [], []
     for bidx, name in enumerate(sorted(series)):
         conv, backend, leaf = meta[name]
@@ -347,16 +353,17 @@ def build_model(hist: dict, threshold: float = DEFAULT_THRESHOLD, jobs: int | No
                 if not math.isfinite(c.rel) or not c.value_before > 0:
                     continue  # a relative size needs a positive base (non-positive points are left out)
                 a, b = order[c.before], order[c.after]
+                n_commits = c.after - c.before if contiguous(c.before, c.after) else None  # None: not known
                 changes.append({
                     "benchmark": name, "bidx": bidx, "conv": conv, "backend": backend, "leaf": leaf, "machine": m,
                     "kind": c.kind, "rel": c.rel, "delta": c.delta,
                     "before": c.value_before, "after": c.value_after,
                     "from_idx": c.before, "to_idx": c.after,
-                    "from": a, "to": b, "n_commits": c.after - c.before,
-                    "suspect": b if c.after - c.before == 1 else None,
+                    "from": a, "to": b, "n_commits": n_commits,
+                    "suspect": b if n_commits == 1 else None,
                     "code_changed": (c.after in s["cc"]) if s["known"] else None,
                     "compare": compare_command(a, b, name),
-                    "bisect": f"bench history {a}..{b} --bisect {name}" if c.after - c.before > 1 else None,
+                    "bisect": f"bench history {a}..{b} --bisect {name}" if n_commits != 1 else None,
                 })
             for first, last, count, rel in drifts:
                 drift.append({"benchmark": name, "bidx": bidx, "conv": conv, "backend": backend, "leaf": leaf,
