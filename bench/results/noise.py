@@ -77,7 +77,7 @@ def _per_benchmark(groups: dict) -> dict:
 def noise_from_groups(groups: dict, where: str, source="replicates") -> dict:
     """name -> Noise: each benchmark's replicates shrunk towards the typical pool of the others
     (bench.stats.noise.others_pool: a benchmark whose runs jump about stays out of the others'
-    pools, and none is pooled with itself)."""
+    pools and keeps its own estimate, and none is pooled with itself)."""
     per = _per_benchmark(groups)
     names = list(per)
     own = [moments(per[name]) for name in names]
