@@ -151,6 +151,12 @@ def test_session_of_values():
     assert session_of([]) is None and session_of([[0.0, 0.0]]) is None
 
 
+def every_row_shrunk(own, i):
+    """others_pool as it was: every row shrunk towards the others, an outlying one too."""
+    from bench.stats.noise import typical_pool
+    return typical_pool(own[:i] + own[i + 1:])
+
+
 def simulate_jumps(rng, jump=0.18, p=0.05, replicates=20, rows=15, sd_b=0.008, sd_w=0.001, pool=others_pool):
     """A/A compares where each run of row 0 lands, with probability p, in a state `jump` slower
     (XSAVEOPT on the Zen 5 guest: 1 run in 20 at +18%); sigma_b and its tails from `replicates`
@@ -176,7 +182,6 @@ def test_rare_jumps_between_runs_widen_the_interval_instead_of_alarming(monkeypa
         rng = np.random.default_rng(13)
         return sum(any(d.verdict in (V.SLOWER, V.FASTER) for d in simulate_jumps(rng, pool=pool))
                    for _ in range(n)) / n
-    every_row_shrunk = lambda own, i: N.typical_pool(own[:i] + own[i + 1:])
     both, tails_only = share(), share(every_row_shrunk)
     monkeypatch.setattr(N.Moments, "tail_df", lambda self: math.inf)  # the normal model alone
     own_only, neither = share(), share(every_row_shrunk)
@@ -270,7 +275,6 @@ def test_a_row_whose_runs_jump_keeps_its_own_between_run_sd(monkeypatch):
     def shifted_run():
         return [[w * shift for w in b] for b, shift in
                 zip(_run(rng, 100.0, process_sd=0.0002, value_sd=0.001, values=200), 1 + sds * rng.standard_normal(15))]
-    every_row_shrunk = lambda own, i: N.typical_pool(own[:i] + own[i + 1:])
     own = shrunk = quiet = 0
     reps = 150
     for _ in range(reps):
