@@ -34,6 +34,7 @@ With --only, the parts not run are kept from the machine's stored file, each wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import itertools
 import json
@@ -369,13 +370,16 @@ def main(argv=None) -> int:
     ap.add_argument("--step", type=float, default=0.01)
     ap.add_argument("--between", type=float, default=0.001, help="synthetic between-run sd (bisect)")
     ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--keep", metavar="DIR",
+                    help="measure into DIR and keep it (its stores, to judge again): default a temporary folder")
     a = ap.parse_args(argv)
     only = set(a.only.split(","))
     log = lambda m: print(m, file=sys.stderr, flush=True)
     t0 = time.monotonic()
     doc = {"date": datetime.datetime.now().isoformat(" ", "seconds"), "machine": "synth"}
-    with tempfile.TemporaryDirectory(prefix="verdicts-") as tmp:
+    with (contextlib.nullcontext(a.keep) if a.keep else tempfile.TemporaryDirectory(prefix="verdicts-")) as tmp:
         work = Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         if "aa" in only:
             doc["aa"] = aa(work, a.aa_runs, log)
         if "power" in only:
