@@ -378,6 +378,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", metavar="DIR",
                     help="measure into DIR and keep it (its stores, to judge again): default a temporary folder")
     a = ap.parse_args(argv)
+    if a.keep and Path(a.keep).exists() and (not Path(a.keep).is_dir() or any(Path(a.keep).iterdir())):
+        # a store already holding runs would lend them to this run's compares
+        ap.error(f"--keep {a.keep}: not a new or empty folder")
     only = set(a.only.split(","))
     log = lambda m: print(m, file=sys.stderr, flush=True)
     t0 = time.monotonic()

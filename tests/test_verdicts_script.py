@@ -69,3 +69,13 @@ def test_the_half_percent_plant_is_a_part_of_its_own():
     # a later partial run keeps it, as every other part
     assert v.merged({"date": "2026-12-08 00:00:00", "machine": "box", "seconds": 1}, doc)["half"]["date"] == doc["date"]
     assert v.planted_names(v.HALF_PARENTS) == ("planted_half/emulated/vp_info",)
+
+
+def test_keep_refuses_a_folder_that_already_holds_runs(tmp_path, capsys):
+    """Runs already in the folder would be lent to this run's compares as replicates."""
+    import pytest
+    v = _script()
+    (tmp_path / "power").mkdir()
+    with pytest.raises(SystemExit) as e:
+        v.main(["--only", "bisect", "--keep", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert e.value.code == 2 and f"--keep {tmp_path}: not a new or empty folder" in capsys.readouterr().err
