@@ -3,6 +3,8 @@ figures and leaves the machine's stored A/A and bisect standing, each with its o
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "verdicts.py"
 
 
@@ -73,7 +75,6 @@ def test_the_half_percent_plant_is_a_part_of_its_own():
 
 def test_keep_refuses_a_folder_that_already_holds_runs(tmp_path, capsys):
     """Runs already in the folder would be lent to this run's compares as replicates."""
-    import pytest
     v = _script()
     (tmp_path / "power").mkdir()
     with pytest.raises(SystemExit) as e:
