@@ -188,19 +188,22 @@ def pooled(*noises) -> Noise | None:
 OUTLYING = 10.0
 
 
-def _outlying_cut(own) -> float | None:
-    """OUTLYING times the median mean square of these Moments; None when none has a df."""
+def _outlying_cut(own) -> float:
+    """OUTLYING times the median mean square of these Moments (inf when none has a df, so that
+    nothing is outlying against nothing)."""
     ms = [m.ss / m.df for m in own if m.df > 0]
-    return OUTLYING * float(np.median(ms)) if ms else None
+    return OUTLYING * float(np.median(ms)) if ms else math.inf
 
 
-def typical_pool(own) -> Moments:
+def _within(m: Moments, cut: float) -> bool:
+    return m.df > 0 and m.ss / m.df <= cut
+
+
+def typical_pool(own, cut: float | None = None) -> Moments:
     """The pool of several benchmarks' Moments, less those whose mean square is OUTLYING times
-    the median one's (their own estimate still stands for them)."""
-    cut = _outlying_cut(own)
-    if cut is None:
-        return Moments()
-    return sum((m for m in own if m.df > 0 and m.ss / m.df <= cut), Moments())
+    the median one's (their own estimate still stands for them); `cut`, that bound if known."""
+    cut = _outlying_cut(own) if cut is None else cut
+    return sum((m for m in own if _within(m, cut)), Moments())
 
 
 def others_pool(own: list, i: int) -> Moments:
@@ -213,9 +216,9 @@ def others_pool(own: list, i: int) -> Moments:
     where its runs' sd was 0.06%, and its run CIs covered another run's median in 9 of 20)."""
     others = own[:i] + own[i + 1:]
     cut = _outlying_cut(others)
-    if cut is not None and own[i].df > 0 and own[i].ss / own[i].df > cut:
+    if own[i].df > 0 and not _within(own[i], cut):
         return Moments()
-    return typical_pool(others)
+    return typical_pool(others, cut)
 
 
 # --- one run's interval: its workers are the units --------------------------------------------
